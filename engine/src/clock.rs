@@ -1,0 +1,174 @@
+//! Time: one monotonic clock, read coarsely on the hit path.
+//!
+//! Deadlines are absolute nanoseconds since the engine's origin. The hit path never reads a
+//! clock: it loads [`Coarse::now`], an atomic that a small refresher thread keeps within
+//! `clock_resolution` (default 1 ms) of the real monotonic clock (quanta). So an entry is never
+//! returned more than `clock_resolution` after its deadline (plus whatever delay the OS scheduler
+//! puts on the refresher when the machine is overloaded).
+//!
+//! Idle cost: while readers are active the refresher wakes once per resolution (1000 wake-ups a
+//! second at the default). A reader marks `touched`; when a whole second passes without a read,
+//! the refresher parks until the next reader wakes it, so an idle engine costs nothing here. The
+//! first reader after a pause reads the real clock itself and publishes it, so it never sees
+//! stale time.
+//!
+//! With a [`ManualClock`] there is no refresher: the manual clock's cell *is* the coarse clock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// A clock that moves only when told to, for deterministic tests of deadlines.
+///
+/// Give it to [`EngineBuilder::clock`](crate::EngineBuilder::clock); keep a clone to advance
+/// it. Time starts at zero. With a manual clock the engine runs no background timers: expiry and
+/// reclamation happen when [`Engine::run_maintenance`](crate::Engine::run_maintenance) is called.
+///
+/// # Example
+/// ```
+/// use memokit_engine::{Engine, ManualClock};
+/// use std::time::Duration;
+/// let clock = ManualClock::new();
+/// let engine: Engine<u32, u32> = Engine::builder().clock(clock.clone()).build().unwrap();
+/// engine.insert_with_ttl(1, 10, Duration::from_secs(5));
+/// clock.advance(Duration::from_secs(4));
+/// assert_eq!(engine.get(&1), Some(10));
+/// clock.advance(Duration::from_secs(1));
+/// assert_eq!(engine.get(&1), None);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    cell: Arc<Coarse>,
+}
+
+impl ManualClock {
+    /// A manual clock at time zero.
+    pub fn new() -> Self {
+        ManualClock::default()
+    }
+
+    /// Moves the clock forward by `d` (saturating).
+    pub fn advance(&self, d: Duration) {
+        let add = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .cell
+            .now
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(add)));
+    }
+
+    /// The time elapsed since the clock was made, as advanced so far.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.cell.now.load(Ordering::SeqCst))
+    }
+}
+
+/// The coarse clock cell the hit path reads.
+#[derive(Debug)]
+pub(crate) struct Coarse {
+    now: AtomicU64,
+    /// Set by readers; cleared by the refresher once a second to detect idleness.
+    touched: AtomicBool,
+}
+
+impl Default for Coarse {
+    fn default() -> Self {
+        Coarse { now: AtomicU64::new(0), touched: AtomicBool::new(true) }
+    }
+}
+
+/// The engine's clock: coarse reads for lookups, precise reads for workers.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    cell: Arc<Coarse>,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    Manual,
+    Real { clock: quanta::Clock, origin: u64, refresher: Mutex<Option<Thread>> },
+}
+
+impl Clock {
+    pub(crate) fn manual(m: &ManualClock) -> Self {
+        Clock { cell: m.cell.clone(), source: Source::Manual }
+    }
+
+    pub(crate) fn real() -> Self {
+        let clock = quanta::Clock::new();
+        let origin = clock.raw();
+        let c = Clock {
+            cell: Arc::new(Coarse::default()),
+            source: Source::Real { clock, origin, refresher: Mutex::new(None) },
+        };
+        c.cell.now.store(c.precise(), Ordering::Relaxed);
+        c
+    }
+
+    pub(crate) fn is_manual(&self) -> bool {
+        matches!(self.source, Source::Manual)
+    }
+
+    /// Nanoseconds since the origin, lagging the real time by at most the resolution.
+    #[inline]
+    pub(crate) fn coarse(&self) -> u64 {
+        if !self.cell.touched.load(Ordering::Relaxed) {
+            self.wake();
+        }
+        self.cell.now.load(Ordering::Acquire)
+    }
+
+    /// Nanoseconds since the origin, read from the real clock now.
+    pub(crate) fn precise(&self) -> u64 {
+        match &self.source {
+            Source::Manual => self.cell.now.load(Ordering::SeqCst),
+            Source::Real { clock, origin, .. } => {
+                // Never zero: zero marks a removed entry's deadline.
+                clock.delta_as_nanos(*origin, clock.raw()).saturating_add(1)
+            }
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        self.cell.touched.store(true, Ordering::Relaxed);
+        self.cell.now.fetch_max(self.precise(), Ordering::AcqRel);
+        if let Source::Real { refresher, .. } = &self.source {
+            if let Some(t) = refresher.lock().as_ref() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// The refresher's loop; returns when `stop` is set (and the thread unparked).
+    pub(crate) fn refresh_loop(&self, resolution: Duration, stop: &AtomicBool) {
+        if let Source::Real { refresher, .. } = &self.source {
+            *refresher.lock() = Some(std::thread::current());
+        }
+        let per_second = (1_000_000_000 / resolution.as_nanos().max(1)).max(1) as u64;
+        let mut n = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            self.cell.now.fetch_max(self.precise(), Ordering::AcqRel);
+            std::thread::park_timeout(resolution);
+            n += 1;
+            if n % per_second == 0 && !self.cell.touched.swap(false, Ordering::AcqRel) {
+                // Nobody read for a second: sleep until a reader (or shutdown) wakes us.
+                while !self.cell.touched.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
+                    std::thread::park();
+                }
+            }
+        }
+    }
+
+    /// Wakes the refresher so it can see a stop request.
+    pub(crate) fn unpark_refresher(&self) {
+        if let Source::Real { refresher, .. } = &self.source {
+            if let Some(t) = refresher.lock().as_ref() {
+                t.unpark();
+            }
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! The handle callers hold, and its builder.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::{Clock, ManualClock};
+use crate::generation::Generation;
+use crate::options::{Equivalent, InsertOptions};
+use crate::shared::{Shared, Weigher, HITS, MISSES};
+use crate::worker::{self, Command};
+
+/// A bounded, concurrent, in-process cache with single flight, expiry and generations.
+///
+/// `Engine` is a cheap-clone handle (`Arc` inside), `Send + Sync`. Dropping the last handle
+/// stops and joins every thread the engine started.
+///
+/// Guarantees:
+/// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,
+///   finds the value, until it expires, is evicted, removed or superseded, or one of its
+///   generations is retired; and never finds the value it replaced.
+/// - **Never stale:** an entry is not returned once its deadline has passed (judged against a
+///   coarse clock at most `clock_resolution` behind), once removed, or once one of its
+///   generations is retired.
+/// - **Single flight:** concurrent [`get_or_insert_with`](Engine::get_or_insert_with) calls for
+///   one key run one computation; computations of different keys never wait for each other.
+/// - **Bounded:** while it holds less than `max_capacity`, nothing is evicted.
+///
+/// # Example
+/// ```
+/// use memokit_engine::Engine;
+/// use std::sync::Arc;
+/// let cache: Engine<u64, Arc<String>> = Engine::builder().max_capacity(1_000).build()?;
+/// cache.insert(1, Arc::new("one".to_string()));
+/// assert_eq!(cache.get(&1).as_deref().map(String::as_str), Some("one"));
+/// let v = cache.get_or_insert_with(2, || Arc::new("two".to_string()));
+/// assert_eq!(*v, "two");
+/// cache.remove(&1);
+/// assert!(cache.get(&1).is_none());
+/// # Ok::<(), memokit_engine::BuildError>(())
+/// ```
+pub struct Engine<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for Engine<K, V> {
+    fn clone(&self) -> Self {
+        Engine { inner: self.inner.clone() }
+    }
+}
+
+impl<K, V> fmt::Debug for Engine<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("shards", &self.inner.shared.cells.len())
+            .field("workers", &self.inner.shared.mailboxes.len())
+            .field("max_capacity", &self.inner.shared.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<K, V> {
+    shared: Arc<Shared<K, V>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    stop_clock: Arc<AtomicBool>,
+}
+
+impl<K, V> Drop for Inner<K, V> {
+    fn drop(&mut self) {
+        shutdown(&self.shared, &self.threads, &self.stop_clock);
+    }
+}
+
+fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, stop: &AtomicBool) {
+    if shared.shut_down.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    for tx in &shared.mailboxes {
+        let _ = tx.send(Command::Shutdown);
+    }
+    stop.store(true, Ordering::Release);
+    shared.clock.unpark_refresher();
+    let me = std::thread::current().id();
+    for t in threads.lock().drain(..) {
+        if t.thread().id() != me {
+            let _ = t.join();
+        }
+    }
+    for cell in shared.cells.iter() {
+        let flights = std::mem::take(&mut *cell.flights.lock());
+        worker::clear(shared, cell);
+        drop(flights);
+    }
+}
+
+/// Counters of an engine. Hits and misses are exact for every call that returned before
+/// `stats()`; the others count what the workers have applied.
+///
+/// # Example
+/// ```
+/// use memokit_engine::Engine;
+/// let e: Engine<u32, u32> = Engine::new(10);
+/// e.insert(1, 1);
+/// e.get(&1);
+/// e.get(&2);
+/// e.flush();
+/// let s = e.stats();
+/// assert_eq!((s.hits, s.misses, s.inserts, s.entries), (1, 1, 1, 1));
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Lookups that found a value.
+    pub hits: u64,
+    /// Lookups that found none (a `get_or_insert_with` leader counts one).
+    pub misses: u64,
+    /// Values stored by the workers.
+    pub inserts: u64,
+    /// Values evicted by the policy to stay within capacity.
+    pub evictions: u64,
+    /// Values removed by the wheel after their deadline.
+    pub expirations: u64,
+    /// Values of retired generations reclaimed by the workers.
+    pub stale_reclaimed: u64,
+    /// Callers that waited for another caller's computation.
+    pub single_flight_waits: u64,
+    /// Values resident now.
+    pub entries: u64,
+    /// Their total weight (their number, without a weigher).
+    pub weight: u64,
+}
+
+/// Why an engine could not be built.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// `shards(0)`: an engine needs at least one shard.
+    ZeroShards,
+    /// `workers(0)`: an engine needs at least one worker thread.
+    ZeroWorkers,
+    /// `tick` or `clock_resolution` was zero; the named one must be positive.
+    ZeroDuration(&'static str),
+    /// The operating system refused to start a thread.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::ZeroShards => f.write_str("shards must be at least 1, got 0"),
+            BuildError::ZeroWorkers => f.write_str("workers must be at least 1, got 0"),
+            BuildError::ZeroDuration(what) => write!(f, "{what} must be positive, got zero"),
+            BuildError::Spawn(e) => write!(f, "could not start an engine thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BuildError::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Configures an [`Engine`]. Obtained from [`Engine::builder`].
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `max_capacity` | 10 000 | entries (or total weight with a weigher); 0 stores nothing |
+/// | `weigher` | none (every entry weighs 1) | `Fn(&K, &V) -> u32`, run on the inserting thread |
+/// | `shards` | 4 × cores, a power of two | rounded up to a power of two |
+/// | `workers` | cores / 2, at least 1 | threads that own the shards |
+/// | `tick` | 1 s | how often workers expire and reclaim (pacing only, never correctness) |
+/// | `clock_resolution` | 1 ms | how far behind real time the lookups' clock may be |
+/// | `clock` | the real monotonic clock | a [`ManualClock`] for tests |
+///
+/// # Example
+/// ```
+/// use memokit_engine::Engine;
+/// use std::time::Duration;
+/// let e: Engine<String, Vec<u8>> = Engine::builder()
+///     .max_capacity(64 * 1024 * 1024)
+///     .weigher(|k: &String, v: &Vec<u8>| (k.len() + v.len()) as u32)
+///     .tick(Duration::from_millis(500))
+///     .build()?;
+/// # Ok::<(), memokit_engine::BuildError>(())
+/// ```
+pub struct EngineBuilder<K, V> {
+    capacity: u64,
+    weigher: Option<Weigher<K, V>>,
+    shards: Option<usize>,
+    workers: Option<usize>,
+    tick: Duration,
+    resolution: Duration,
+    clock: Option<ManualClock>,
+}
+
+impl<K, V> fmt::Debug for EngineBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("max_capacity", &self.capacity)
+            .field("weigher", &self.weigher.is_some())
+            .field("shards", &self.shards)
+            .field("workers", &self.workers)
+            .field("tick", &self.tick)
+            .field("clock_resolution", &self.resolution)
+            .field("manual_clock", &self.clock.is_some())
+            .finish()
+    }
+}
+
+impl<K, V> Default for EngineBuilder<K, V> {
+    fn default() -> Self {
+        EngineBuilder {
+            capacity: 10_000,
+            weigher: None,
+            shards: None,
+            workers: None,
+            tick: Duration::from_secs(1),
+            resolution: Duration::from_millis(1),
+            clock: None,
+        }
+    }
+}
+
+impl<K, V> EngineBuilder<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The most entries (or total weight, with a weigher) kept at once. 0 stores nothing.
+    pub fn max_capacity(mut self, n: u64) -> Self {
+        self.capacity = n;
+        self
+    }
+
+    /// Weighs each entry (on the inserting thread); an entry heavier than the capacity is not
+    /// stored.
+    pub fn weigher(mut self, f: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// Number of shards (rounded up to a power of two).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// Number of worker threads (at most one per shard is used).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// The wheel's tick: how often workers expire and reclaim entries.
+    pub fn tick(mut self, d: Duration) -> Self {
+        self.tick = d;
+        self
+    }
+
+    /// How far behind real time the lookups' coarse clock may fall.
+    pub fn clock_resolution(mut self, d: Duration) -> Self {
+        self.resolution = d;
+        self
+    }
+
+    /// Uses a manual clock (tests): no background timers; call
+    /// [`Engine::run_maintenance`] to expire and reclaim.
+    pub fn clock(mut self, c: ManualClock) -> Self {
+        self.clock = Some(c);
+        self
+    }
+
+    /// Builds the engine and starts its threads.
+    ///
+    /// # Errors
+    /// [`BuildError::ZeroShards`], [`BuildError::ZeroWorkers`], [`BuildError::ZeroDuration`]
+    /// for those settings, [`BuildError::Spawn`] if a thread cannot be started.
+    pub fn build(self) -> Result<Engine<K, V>, BuildError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = self.shards.unwrap_or(4 * cores);
+        if shards == 0 {
+            return Err(BuildError::ZeroShards);
+        }
+        let shards = shards.checked_next_power_of_two().unwrap_or(1 << 16).min(1 << 16);
+        let workers = self.workers.unwrap_or(cores.div_ceil(2));
+        if workers == 0 {
+            return Err(BuildError::ZeroWorkers);
+        }
+        if self.tick.is_zero() {
+            return Err(BuildError::ZeroDuration("tick"));
+        }
+        if self.resolution.is_zero() {
+            return Err(BuildError::ZeroDuration("clock_resolution"));
+        }
+        let workers = workers.min(shards);
+        let clock = match &self.clock {
+            Some(m) => Clock::manual(m),
+            None => Clock::real(),
+        };
+        let (txs, rxs): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let shared = Arc::new(Shared::new(
+            shards,
+            workers,
+            self.capacity,
+            self.weigher,
+            clock,
+            self.tick,
+            self.resolution,
+            txs,
+        ));
+        let inner = Inner {
+            shared: shared.clone(),
+            threads: Mutex::new(Vec::new()),
+            stop_clock: Arc::new(AtomicBool::new(false)),
+        };
+        // From here on, dropping `inner` on an error stops what was started.
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let s = shared.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("memokit-worker-{i}"))
+                .spawn(move || worker::run(s, i, rx))
+                .map_err(BuildError::Spawn)?;
+            inner.threads.lock().push(t);
+        }
+        if !shared.clock.is_manual() {
+            let s = shared.clone();
+            let stop = inner.stop_clock.clone();
+            let t = std::thread::Builder::new()
+                .name("memokit-clock".into())
+                .spawn(move || s.clock.refresh_loop(s.resolution, &stop))
+                .map_err(BuildError::Spawn)?;
+            inner.threads.lock().push(t);
+        }
+        Ok(Engine { inner: Arc::new(inner) })
+    }
+}
+
+impl<K, V> Engine<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A builder with the defaults (see [`EngineBuilder`]).
+    pub fn builder() -> EngineBuilder<K, V> {
+        EngineBuilder::default()
+    }
+
+    /// An engine holding at most `max_capacity` entries, other settings at their defaults.
+    ///
+    /// # Panics
+    /// If the operating system cannot start a thread (use [`Engine::builder`] to get that as
+    /// an error instead).
+    pub fn new(max_capacity: u64) -> Self {
+        match Self::builder().max_capacity(max_capacity).build() {
+            Ok(e) => e,
+            Err(e) => panic!("memokit: {e}"),
+        }
+    }
+
+    fn shared(&self) -> &Shared<K, V> {
+        &self.inner.shared
+    }
+
+    /// Stores `value` for `key` with no deadline, replacing any previous value.
+    pub fn insert(&self, key: K, value: V) {
+        self.insert_with_options(key, value, InsertOptions::new());
+    }
+
+    /// Stores `value` for `key` until `ttl` has passed. A zero `ttl` stores nothing (and drops
+    /// the previous value); one too large to represent means no deadline.
+    pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.insert_with_options(key, value, InsertOptions::new().ttl(ttl));
+    }
+
+    /// Stores `value` for `key` with the given deadline and generations. If it cannot be kept
+    /// (zero TTL, a retired generation, heavier than the capacity, engine shut down), the
+    /// previous value of the key is dropped all the same.
+    pub fn insert_with_options(&self, key: K, value: V, opts: InsertOptions) {
+        let s = self.shared();
+        let hash = s.hash(&key);
+        s.store(key, hash, value, &opts);
+    }
+
+    /// The value stored for `key`, if any is visible.
+    #[inline]
+    pub fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> Option<V> {
+        self.shared().get(key)
+    }
+
+    /// Whether a value is visible for `key` (counts as a lookup).
+    pub fn contains_key<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Hides the value of `key` at once and drops it; detaches a computation of `key` that is
+    /// running (its value goes only to the callers already waiting for it and is not stored).
+    /// Never waits for a computation. Removing an absent key does nothing.
+    pub fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) {
+        self.shared().remove(key);
+    }
+
+    /// The value of `key`, computing and storing it on a miss; concurrent callers for the same
+    /// key wait for one computation.
+    ///
+    /// # Panics
+    /// Propagates a panic of `compute` (waiting callers then retry, nothing is poisoned), and
+    /// panics if `compute` asks for the same key on the same thread (it would deadlock).
+    pub fn get_or_insert_with(&self, key: K, compute: impl FnOnce() -> V) -> V {
+        self.get_or_insert_with_options(key, InsertOptions::new(), compute)
+    }
+
+    /// [`get_or_insert_with`](Engine::get_or_insert_with) with a deadline and generations for
+    /// the stored value. A computation started under generations is joined only by callers
+    /// passing the same generations while they are live.
+    ///
+    /// # Panics
+    /// As [`get_or_insert_with`](Engine::get_or_insert_with).
+    pub fn get_or_insert_with_options(
+        &self,
+        key: K,
+        opts: InsertOptions,
+        compute: impl FnOnce() -> V,
+    ) -> V {
+        let owned = OwnedKey(std::cell::RefCell::new(Some(key)));
+        let r: Result<V, std::convert::Infallible> = self.shared().get_or_try_insert(
+            &owned,
+            &opts,
+            |k| match k.0.borrow_mut().take() {
+                Some(k) => k,
+                // `to_owned` is called at most once, after the last lookup by this form.
+                None => unreachable!("memokit: owned key taken twice"),
+            },
+            || Ok(compute()),
+        );
+        match r {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The general single-flight lookup: finds `key` by a borrowed form, and on a miss runs
+    /// `compute`; an `Ok` value is stored under `to_owned(key)` (called only when a
+    /// computation starts) and returned, an `Err` is returned to this caller only (callers
+    /// waiting for this computation retry).
+    ///
+    /// # Errors
+    /// The error of `compute`, unchanged.
+    ///
+    /// # Panics
+    /// As [`get_or_insert_with`](Engine::get_or_insert_with).
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    /// let e: Engine<String, usize> = Engine::new(100);
+    /// let n: Result<usize, ()> =
+    ///     e.get_or_try_insert_with_ref("abc", InsertOptions::new(), |k: &str| k.to_owned(), || Ok(3));
+    /// assert_eq!(n, Ok(3));
+    /// let n: Result<usize, ()> =
+    ///     e.get_or_try_insert_with_ref("abc", InsertOptions::new(), |k: &str| k.to_owned(), || Err(()));
+    /// assert_eq!(n, Ok(3)); // cached
+    /// ```
+    pub fn get_or_try_insert_with_ref<Q, E>(
+        &self,
+        key: &Q,
+        opts: InsertOptions,
+        to_owned: impl FnOnce(&Q) -> K,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        self.shared().get_or_try_insert(key, &opts, to_owned, compute)
+    }
+
+    /// A fresh generation (version) to store values under.
+    pub fn new_generation(&self) -> Generation {
+        self.shared().gens.allocate()
+    }
+
+    /// Retires `generation`: from now on no value stored under it is returned, stores still in
+    /// flight under it are dropped, and new callers do not join computations started under it.
+    /// O(1); the workers reclaim the entries in the background. Retiring twice does nothing.
+    pub fn retire(&self, generation: Generation) {
+        let s = self.shared();
+        if s.gens.retire(generation) {
+            for tx in &s.mailboxes {
+                let _ = tx.send(Command::Retire(generation.id()));
+            }
+        }
+    }
+
+    /// Whether `generation` is live (issued by this engine and not retired).
+    pub fn is_live(&self, generation: Generation) -> bool {
+        self.shared().gens.is_live(generation)
+    }
+
+    /// Values stored under `generation` and not yet reclaimed (all shards).
+    pub fn generation_entries(&self, generation: Generation) -> u64 {
+        self.shared().gens.live_entries(generation)
+    }
+
+    fn broadcast(&self, make: impl Fn(crossbeam_channel::Sender<()>) -> Command) {
+        let s = self.shared();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut sent = 0;
+        for mb in &s.mailboxes {
+            if mb.send(make(tx.clone())).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(tx);
+        for _ in 0..sent {
+            if rx.recv().is_err() {
+                break; // a worker is gone (shut down): nothing more will come
+            }
+        }
+    }
+
+    /// Returns once every operation issued before it has been applied by the workers (after
+    /// it, [`len`](Engine::len) is exact). Returns at once after shutdown.
+    pub fn flush(&self) {
+        self.broadcast(Command::Flush);
+    }
+
+    /// [`flush`](Engine::flush), then one maintenance step on every worker: expire what the
+    /// clock says is due and reclaim entries of retired generations (up to a budget of 256k
+    /// entries per shard). With a [`ManualClock`] this is the only way expiry and reclamation
+    /// run, which makes them deterministic in tests.
+    pub fn run_maintenance(&self) {
+        self.broadcast(Command::Maintain);
+    }
+
+    /// Removes every value and detaches every running computation; returns when done.
+    pub fn clear(&self) {
+        for cell in self.shared().cells.iter() {
+            let flights = std::mem::take(&mut *cell.flights.lock());
+            drop(flights);
+        }
+        self.broadcast(Command::Clear);
+    }
+
+    /// Stops and joins the engine's threads now (dropping the last handle does the same).
+    /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
+    /// storing.
+    pub fn shutdown(&self) {
+        shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> EngineStats {
+        let s = self.shared();
+        let c = s.counters.sum();
+        let mut out = EngineStats {
+            hits: c[HITS],
+            misses: c[MISSES],
+            single_flight_waits: s.waits.load(Ordering::Relaxed),
+            weight: s.weight.load(Ordering::Relaxed),
+            ..EngineStats::default()
+        };
+        for cell in s.cells.iter() {
+            let core = cell.core.read();
+            out.inserts += core.counts.inserts;
+            out.evictions += core.counts.evictions;
+            out.expirations += core.counts.expirations;
+            out.stale_reclaimed += core.counts.stale_reclaimed;
+            out.entries += core.len() as u64;
+        }
+        out
+    }
+
+    /// Values resident (exact after [`flush`](Engine::flush); pending stores are not counted).
+    pub fn len(&self) -> u64 {
+        self.shared().cells.iter().map(|c| c.core.read().len() as u64).sum()
+    }
+
+    /// Whether no value is resident.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight resident.
+    pub fn weighted_size(&self) -> u64 {
+        self.shared().weight.load(Ordering::Relaxed)
+    }
+
+    /// The configured capacity.
+    pub fn max_capacity(&self) -> u64 {
+        self.shared().capacity
+    }
+
+    /// Checks every shard's structural invariants (for tests and fuzzing).
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self.shared();
+        for (i, cell) in s.cells.iter().enumerate() {
+            cell.core.read().validate().map_err(|e| format!("shard {i}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// An owned key lent to the single-flight path as its "borrowed" form; `to_owned` takes it.
+struct OwnedKey<K>(std::cell::RefCell<Option<K>>);
+
+impl<K: Hash> Hash for OwnedKey<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(k) = self.0.borrow().as_ref() {
+            k.hash(state);
+        }
+    }
+}
+
+impl<K: Eq> Equivalent<K> for OwnedKey<K> {
+    fn equivalent(&self, key: &K) -> bool {
+        self.0.borrow().as_ref().is_some_and(|k| k == key)
+    }
+}

@@ -1,0 +1,238 @@
+//! Generations: O(1) retirement of everything stored under a version.
+//!
+//! A [`Generation`] is a `(slot, epoch)` pair packed in a `u64` (24 bits of slot, 40 bits of
+//! epoch). The registry keeps one cell per slot holding the slot's current state: the live epoch,
+//! or an epoch with the `RETIRED` bit. An entry records the generations it was written under; it
+//! is visible only while every one of them is live, so retiring a generation is one
+//! compare-and-swap, whatever the number of entries.
+//!
+//! A slot is recycled (with the next epoch) only once it is retired *and* no stored entry refers
+//! to it (`live` counts those entries; workers maintain it). Hence a `(slot, epoch)` pair is never
+//! issued twice: ids are unique for the life of the engine. A slot whose epoch would overflow is
+//! never recycled. When all 2^24 slots are in use, [`Registry::allocate`] hands out a generation
+//! that is born retired: values stored under it are simply not kept (correct, never stale).
+//!
+//! The cells sit in a segmented array (chunk `k` holds `64 << k` cells) so that readers index it
+//! without a lock while it grows.
+//!
+//! Cost: `is_live` is one shift, one `OnceLock` load and one atomic load; `retire` one CAS plus
+//! a mutex only when the slot can be freed at once.
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+const SLOT_BITS: u32 = 24;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+const MAX_EPOCH: u64 = (1 << (64 - SLOT_BITS)) - 1;
+const RETIRED: u64 = 1 << 63;
+const CHUNKS: usize = 19; // 64 * (2^19 - 1) >= 2^24 slots
+const FIRST_CHUNK: u64 = 64;
+
+/// A version under which entries are stored; retiring it hides them all at once.
+///
+/// Obtained from [`Engine::new_generation`](crate::Engine::new_generation) and passed to
+/// inserts through [`InsertOptions::generations`](crate::InsertOptions::generations).
+/// `Copy`, compared by id; ids are unique for the life of the engine that issued them.
+///
+/// # Example
+/// ```
+/// use memokit_engine::{Engine, InsertOptions};
+/// let engine: Engine<u32, u32> = Engine::new(100);
+/// let v1 = engine.new_generation();
+/// engine.insert_with_options(1, 10, InsertOptions::new().generations(v1, None));
+/// assert_eq!(engine.get(&1), Some(10));
+/// engine.retire(v1);
+/// assert_eq!(engine.get(&1), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Generation(u64);
+
+impl Generation {
+    /// The generation's id (unique for the life of its engine, never zero).
+    pub fn id(&self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn from_raw(raw: u64) -> Option<Self> {
+        (raw != 0).then_some(Generation(raw))
+    }
+
+    fn slot(self) -> u64 {
+        self.0 & SLOT_MASK
+    }
+
+    fn epoch(self) -> u64 {
+        self.0 >> SLOT_BITS
+    }
+
+    fn new(slot: u64, epoch: u64) -> Self {
+        Generation(epoch << SLOT_BITS | slot)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Cell {
+    /// The live epoch, or an epoch with `RETIRED`.
+    state: AtomicU64,
+    /// Stored entries (in any shard) that carry this slot's current epoch.
+    live: AtomicU64,
+}
+
+/// The engine's generation registry.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    chunks: [OnceLock<Box<[Cell]>>; CHUNKS],
+    alloc: Mutex<Alloc>,
+}
+
+#[derive(Debug, Default)]
+struct Alloc {
+    next_slot: u64,
+    free: Vec<u64>,
+}
+
+fn locate(slot: u64) -> (usize, usize) {
+    let s = slot + FIRST_CHUNK;
+    let k = 63 - s.leading_zeros() as usize - FIRST_CHUNK.trailing_zeros() as usize;
+    (k, (s - (FIRST_CHUNK << k)) as usize)
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Registry { chunks: std::array::from_fn(|_| OnceLock::new()), alloc: Mutex::default() }
+    }
+
+    fn cell(&self, slot: u64) -> Option<&Cell> {
+        let (k, i) = locate(slot);
+        self.chunks.get(k)?.get().map(|c| &c[i])
+    }
+
+    fn cell_or_init(&self, slot: u64) -> &Cell {
+        let (k, i) = locate(slot);
+        let chunk = self.chunks[k].get_or_init(|| {
+            (0..(FIRST_CHUNK << k)).map(|_| Cell::default()).collect::<Vec<_>>().into_boxed_slice()
+        });
+        &chunk[i]
+    }
+
+    /// A fresh, live generation.
+    pub(crate) fn allocate(&self) -> Generation {
+        let mut a = self.alloc.lock();
+        let slot = match a.free.pop() {
+            Some(s) => s,
+            None if a.next_slot <= SLOT_MASK => {
+                a.next_slot += 1;
+                a.next_slot - 1
+            }
+            // Every slot is in use: a generation born retired (stores under it are dropped).
+            None => return Generation::new(SLOT_MASK, MAX_EPOCH),
+        };
+        let cell = self.cell_or_init(slot);
+        let epoch = (cell.state.load(Ordering::Relaxed) & !RETIRED).max(1);
+        cell.state.store(epoch, Ordering::SeqCst);
+        Generation::new(slot, epoch)
+    }
+
+    /// Whether `g` is still live. The hit path calls this.
+    #[inline]
+    pub(crate) fn is_live(&self, g: Generation) -> bool {
+        match self.cell(g.slot()) {
+            Some(c) => c.state.load(Ordering::Acquire) == g.epoch(),
+            None => false,
+        }
+    }
+
+    /// Retires `g`; returns whether this call did it (false when it already was).
+    pub(crate) fn retire(&self, g: Generation) -> bool {
+        let Some(c) = self.cell(g.slot()) else { return false };
+        if c.state
+            .compare_exchange(g.epoch(), g.epoch() | RETIRED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return false;
+        }
+        if c.live.load(Ordering::SeqCst) == 0 {
+            self.try_free(g);
+        }
+        true
+    }
+
+    /// Called by a worker before storing an entry under `g`: counts it, or refuses when `g` is
+    /// retired (then nothing is counted).
+    pub(crate) fn acquire(&self, g: Generation) -> bool {
+        let Some(c) = self.cell(g.slot()) else { return false };
+        c.live.fetch_add(1, Ordering::SeqCst);
+        if c.state.load(Ordering::SeqCst) == g.epoch() {
+            true
+        } else {
+            self.release(g);
+            false
+        }
+    }
+
+    /// Called by a worker when an entry stored under `g` leaves the shard.
+    pub(crate) fn release(&self, g: Generation) {
+        let Some(c) = self.cell(g.slot()) else { return };
+        if c.live.fetch_sub(1, Ordering::SeqCst) == 1
+            && c.state.load(Ordering::SeqCst) == g.epoch() | RETIRED
+        {
+            self.try_free(g);
+        }
+    }
+
+    fn try_free(&self, g: Generation) {
+        let mut a = self.alloc.lock();
+        let Some(c) = self.cell(g.slot()) else { return };
+        if c.state.load(Ordering::SeqCst) != g.epoch() | RETIRED
+            || c.live.load(Ordering::SeqCst) != 0
+        {
+            return; // freed already, or entries came back meanwhile
+        }
+        let next = g.epoch() + 1;
+        c.state.store(next | RETIRED, Ordering::SeqCst);
+        if next < MAX_EPOCH {
+            a.free.push(g.slot());
+        }
+    }
+
+    /// Entries stored under `g` right now (all shards).
+    pub(crate) fn live_entries(&self, g: Generation) -> u64 {
+        self.cell(g.slot()).map_or(0, |c| c.live.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_is_dense() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(63), (0, 63));
+        assert_eq!(locate(64), (1, 0));
+        assert_eq!(locate(64 + 127), (1, 127));
+        assert_eq!(locate(192), (2, 0));
+        assert!(locate(SLOT_MASK).0 < CHUNKS);
+    }
+
+    #[test]
+    fn retire_and_recycle_never_reissues() {
+        let r = Registry::new();
+        let a = r.allocate();
+        assert!(r.is_live(a));
+        assert!(r.acquire(a));
+        assert!(r.retire(a));
+        assert!(!r.retire(a));
+        assert!(!r.is_live(a));
+        assert!(!r.acquire(a));
+        // Not recycled while an entry refers to it.
+        let b = r.allocate();
+        assert_ne!(a.slot(), b.slot());
+        r.release(a);
+        let c = r.allocate();
+        assert_eq!(c.slot(), a.slot());
+        assert_ne!(c, a);
+        assert!(r.is_live(c) && !r.is_live(a));
+    }
+}

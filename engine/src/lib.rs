@@ -1,0 +1,67 @@
+//! # memokit-engine
+//!
+//! The in-process cache engine under [memokit](https://docs.rs/memokit): a bounded, sharded,
+//! concurrent cache with single flight, deadlines, an expiry wheel and O(1) invalidation of
+//! whole *generations* (versions) of entries. It knows nothing of functions or macros; it is
+//! also a general-purpose cache in its own right.
+//!
+//! ```
+//! use memokit_engine::Engine;
+//! use std::{sync::Arc, time::Duration};
+//! let cache: Engine<u64, Arc<Vec<u8>>> = Engine::builder().max_capacity(100_000).build()?;
+//! cache.insert(1, Arc::new(vec![1]));
+//! cache.insert_with_ttl(2, Arc::new(vec![2]), Duration::from_secs(30));
+//! assert!(cache.get(&1).is_some());
+//! let v = cache.get_or_insert_with(3, || Arc::new(vec![3])); // single flight
+//! cache.remove(&1);
+//! cache.flush(); // every earlier command applied
+//! assert_eq!(cache.len(), 2);
+//! # Ok::<(), memokit_engine::BuildError>(())
+//! ```
+//!
+//! ## Architecture
+//!
+//! Three layers, each wrapping the one below:
+//!
+//! | layer | file | what it is |
+//! |---|---|---|
+//! | core | `shard.rs`, `policy.rs`, `wheel.rs`, `list.rs` | single-threaded, `&mut self`, no locks, no `unsafe`: a `hashbrown::HashTable` of slab indices, the S3-FIFO policy, the timer wheel and per-generation lists, all intrusive lists over `u32` slab indices |
+//! | worker | `worker.rs` | a thread owning some shards, reading commands from a crossbeam-channel mailbox and applying them in batches under one short write lock per shard |
+//! | handle | `engine.rs`, `shared.rs` | what callers hold: the lock-light hit path, the pending table that makes handed-over values visible at once, single flight (`flight.rs`) |
+//!
+//! Supporting pieces: `generation.rs` (O(1) retirement: an entry is visible only while every
+//! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
+//! and [`ManualClock`]), `stats.rs` (per-thread striped counters).
+//!
+//! ## Cost of a hit
+//! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
+//! against the coarse clock (an atomic load, no clock read), one generation check per generation
+//! the entry carries, an access mark written only when it changes, one clone of the value, and a
+//! thread-local counter increment. No allocation, no channel, no shared counter.
+//!
+//! ## What it does not do (yet)
+//! - Hit-ratio and memory figures against moka and quick_cache are in `BENCHMARKS.md`; read
+//!   them before choosing it as a general cache.
+//! - No async API yet: single flight blocks the waiting thread. The flight state machine is
+//!   independent of the waiting mechanism so an async adapter can be added on the same engine.
+//! - No refresh-ahead, no eviction listener.
+
+mod clock;
+mod engine;
+mod entry;
+mod flight;
+mod generation;
+mod list;
+mod options;
+mod policy;
+mod shard;
+mod shared;
+mod stats;
+mod wheel;
+mod worker;
+
+pub use crate::clock::ManualClock;
+pub use crate::engine::{BuildError, Engine, EngineBuilder, EngineStats};
+pub use crate::generation::Generation;
+pub use crate::options::{Equivalent, InsertOptions};
+pub use crate::stats::{StripedCounters, STRIPED_COUNTERS};

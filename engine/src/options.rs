@@ -1,0 +1,102 @@
+//! Per-insert options and the borrowed-key lookup trait.
+
+use std::time::Duration;
+
+use crate::entry::{Gens, NEVER};
+use crate::generation::Generation;
+
+/// Looks a key up by a borrowed form of it, without building the owned key.
+///
+/// Implemented for every `Q: Eq` that `K` borrows as (`String` by `str`, `Vec<T>` by `[T]`, ...).
+/// Implement it for your own borrowed key types (a tuple of references, say); `Q` must hash
+/// exactly as the `K` it is equivalent to.
+///
+/// # Example
+/// ```
+/// use memokit_engine::{Engine, Equivalent};
+/// #[derive(Hash, PartialEq, Eq)]
+/// struct Owned(String, u64);
+/// #[derive(Hash)]
+/// struct Borrowed<'a>(&'a str, u64);
+/// impl Equivalent<Owned> for Borrowed<'_> {
+///     fn equivalent(&self, k: &Owned) -> bool { self.0 == k.0 && self.1 == k.1 }
+/// }
+/// let e: Engine<Owned, u32> = Engine::new(10);
+/// e.insert(Owned("a".into(), 1), 7);
+/// e.flush();
+/// assert_eq!(e.get(&Borrowed("a", 1)), Some(7));
+/// ```
+pub trait Equivalent<K: ?Sized> {
+    /// Whether `self` is equal to `key`.
+    fn equivalent(&self, key: &K) -> bool;
+}
+
+impl<Q: ?Sized + Eq, K: ?Sized + std::borrow::Borrow<Q>> Equivalent<K> for Q {
+    #[inline]
+    fn equivalent(&self, key: &K) -> bool {
+        *self == *key.borrow()
+    }
+}
+
+/// How to store one value: its time to live and the generations it belongs to.
+///
+/// The default stores with no deadline and no generation.
+///
+/// # Example
+/// ```
+/// use memokit_engine::{Engine, InsertOptions};
+/// use std::time::Duration;
+/// let e: Engine<u32, u32> = Engine::new(10);
+/// let g = e.new_generation();
+/// let opts = InsertOptions::new().ttl(Duration::from_secs(60)).generations(g, None);
+/// e.insert_with_options(1, 1, opts);
+/// assert_eq!(e.get(&1), Some(1));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InsertOptions {
+    ttl: Option<Duration>,
+    gens: Gens,
+}
+
+impl InsertOptions {
+    /// No deadline, no generation.
+    pub fn new() -> Self {
+        InsertOptions::default()
+    }
+
+    /// Time to live from the moment of the insert. `Duration::ZERO` means "do not store" (the
+    /// value is still returned to the caller and to single-flight waiters, and any older value
+    /// for the key is dropped). A TTL too large to represent means no deadline.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The generations the value is stored under: retiring either hides it (and a store still
+    /// in flight under a retired generation is dropped).
+    pub fn generations(mut self, primary: Generation, secondary: Option<Generation>) -> Self {
+        self.gens = [primary.id(), secondary.map_or(0, |g| g.id())];
+        self
+    }
+
+    /// Whether a value inserted with these options is kept at all.
+    pub fn stores(&self) -> bool {
+        self.ttl != Some(Duration::ZERO)
+    }
+
+    /// The absolute deadline for an insert at `now`, or `None` for "do not store".
+    pub(crate) fn deadline(&self, now: u64) -> Option<u64> {
+        match self.ttl {
+            None => Some(NEVER),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(match u64::try_from(d.as_nanos()) {
+                Ok(n) => now.checked_add(n).unwrap_or(NEVER),
+                Err(_) => NEVER,
+            }),
+        }
+    }
+
+    pub(crate) fn raw_gens(&self) -> Gens {
+        self.gens
+    }
+}

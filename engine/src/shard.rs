@@ -1,0 +1,381 @@
+//! The single-threaded core of one shard: map + slab + policy + wheel + generation lists.
+//!
+//! Everything here takes `&mut self` (or `&self` for lookups) and knows nothing of threads:
+//! the worker that owns the shard calls the mutating methods under the shard's write lock, and
+//! readers call [`Shard::find`] under the read lock.
+//!
+//! Layout: `map` is a `hashbrown::HashTable<u32>` of slab indices keyed by the entry's stored
+//! hash (so the worker never calls the user's `Hash` or `Eq`); `entries` is the slab; `slot_gen`
+//! counts reuses of each slot so a [`Handle`] taken by a caller is detected as stale, never
+//! dereferenced; `links` holds the intrusive lists (policy queue, timer bucket, one list per
+//! generation and link kind).
+//!
+//! Invariants ([`Shard::validate`]): the map holds exactly the occupied slots, each under its
+//! stored hash; every occupied entry is in exactly one policy queue, in the wheel iff it has a
+//! deadline, and in the list of each of its generations; the weights add up.
+
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
+use hashbrown::HashTable;
+
+use crate::entry::{Entry, Gens, Queue, HIDDEN, NEVER};
+use crate::generation::{Generation, Registry};
+use crate::list::{Kind, Links, List};
+use crate::policy::Policy;
+use crate::wheel::Wheel;
+
+/// A slab index with the slot's reuse count at the time it was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Handle {
+    idx: u32,
+    gen: u32,
+}
+
+/// What a caller hands to the worker to store.
+#[derive(Debug)]
+pub(crate) struct NewEntry<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    pub(crate) hash: u64,
+    pub(crate) deadline: u64,
+    pub(crate) gens: Gens,
+    pub(crate) weight: u32,
+}
+
+/// Worker-side counters of one shard (read under the read lock by `stats()`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ShardCounts {
+    pub(crate) inserts: u64,
+    pub(crate) evictions: u64,
+    pub(crate) expirations: u64,
+    pub(crate) stale_reclaimed: u64,
+}
+
+/// Why an entry leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Removed,
+    Evicted,
+    Expired,
+    Stale,
+}
+
+const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
+
+#[derive(Debug)]
+pub(crate) struct Shard<K, V> {
+    map: HashTable<u32>,
+    entries: Vec<Option<Entry<K, V>>>,
+    slot_gen: Vec<u32>,
+    free: Vec<u32>,
+    links: Links,
+    policy: Policy,
+    wheel: Wheel,
+    gen_lists: [HashMap<u64, List, ahash::RandomState>; 2],
+    retired: VecDeque<u64>,
+    weight: u64,
+    pub(crate) counts: ShardCounts,
+}
+
+impl<K, V> Shard<K, V> {
+    /// An empty shard whose policy is sized for `share` (its part of the capacity).
+    pub(crate) fn new(share: u64, tick_nanos: u64, now: u64) -> Self {
+        let mut links = Links::default();
+        let policy = Policy::new(&mut links, share);
+        let wheel = Wheel::new(&mut links, tick_nanos, now);
+        Shard {
+            map: HashTable::new(),
+            entries: Vec::new(),
+            slot_gen: Vec::new(),
+            free: Vec::new(),
+            links,
+            policy,
+            wheel,
+            gen_lists: Default::default(),
+            retired: VecDeque::new(),
+            weight: 0,
+            counts: ShardCounts::default(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    /// The entry stored for a key equal to `q`, visible or not.
+    #[inline]
+    pub(crate) fn find(
+        &self,
+        hash: u64,
+        mut eq: impl FnMut(&K) -> bool,
+    ) -> Option<(Handle, &Entry<K, V>)> {
+        let &idx = self.map.find(hash, |&i| match &self.entries[i as usize] {
+            Some(e) => e.hash == hash && eq(&e.key),
+            None => false,
+        })?;
+        let e = self.entries[idx as usize].as_ref()?;
+        Some((Handle { idx, gen: self.slot_gen[idx as usize] }, e))
+    }
+
+    fn valid(&self, h: Handle) -> bool {
+        self.slot_gen.get(h.idx as usize) == Some(&h.gen)
+            && self.entries.get(h.idx as usize).is_some_and(Option::is_some)
+    }
+
+    /// Removes the entry behind `h` if it is still the one the handle was taken for.
+    pub(crate) fn remove_handle(&mut self, h: Handle, reg: &Registry, garbage: &mut Vec<(K, V)>) {
+        if self.valid(h) {
+            self.remove_idx(h.idx, Cause::Removed, reg, garbage);
+        }
+    }
+
+    /// Stores `n`, replacing the entry behind `replaces` if still valid. Returns the weight
+    /// added (0 when refused because a generation was retired meanwhile).
+    pub(crate) fn insert(
+        &mut self,
+        n: NewEntry<K, V>,
+        replaces: Option<Handle>,
+        reg: &Registry,
+        garbage: &mut Vec<(K, V)>,
+    ) -> u64 {
+        if let Some(h) = replaces {
+            self.remove_handle(h, reg, garbage);
+        }
+        // Count the entry under its generations first; refuse if one was retired.
+        let mut taken = 0;
+        for &g in &n.gens {
+            if let Some(gen) = Generation::from_raw(g) {
+                if !reg.acquire(gen) {
+                    for &g2 in &n.gens[..taken] {
+                        if let Some(gen2) = Generation::from_raw(g2) {
+                            reg.release(gen2);
+                        }
+                    }
+                    garbage.push((n.key, n.value));
+                    return 0;
+                }
+            }
+            taken += 1;
+        }
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.entries.push(None);
+                self.slot_gen.push(0);
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.links.ensure_node(idx);
+        let mut e = Entry {
+            key: n.key,
+            value: n.value,
+            hash: n.hash,
+            deadline: n.deadline.into(),
+            gens: n.gens,
+            weight: n.weight,
+            freq: 0.into(),
+            queue: Queue::Small,
+        };
+        self.policy.on_insert(&mut self.links, idx, &mut e);
+        if n.deadline != NEVER {
+            self.wheel.schedule(&mut self.links, idx, n.deadline);
+        }
+        for (k, &g) in n.gens.iter().enumerate() {
+            if g != 0 {
+                let links = &mut self.links;
+                let list = *self.gen_lists[k].entry(g).or_insert_with(|| links.new_list());
+                links.push_back(GEN_KINDS[k], list, idx);
+            }
+        }
+        self.entries[idx as usize] = Some(e);
+        let entries = &self.entries;
+        self.map
+            .insert_unique(n.hash, idx, |&i| entries[i as usize].as_ref().map_or(0, |e| e.hash));
+        self.weight += u64::from(n.weight);
+        self.counts.inserts += 1;
+        u64::from(n.weight)
+    }
+
+    /// Removes slot `idx` entirely; returns its weight.
+    fn remove_idx(
+        &mut self,
+        idx: u32,
+        cause: Cause,
+        reg: &Registry,
+        garbage: &mut Vec<(K, V)>,
+    ) -> u64 {
+        let Some(e) = self.entries[idx as usize].take() else { return 0 };
+        if let Ok(found) = self.map.find_entry(e.hash, |&i| i == idx) {
+            found.remove();
+        }
+        self.policy.on_remove(&mut self.links, idx, &e);
+        Wheel::cancel(&mut self.links, idx);
+        for (k, &g) in e.gens.iter().enumerate() {
+            if g == 0 {
+                continue;
+            }
+            self.links.unlink(GEN_KINDS[k], idx);
+            if let Some(&list) = self.gen_lists[k].get(&g) {
+                if self.links.is_empty(list) {
+                    self.gen_lists[k].remove(&g);
+                    self.links.free_list(list);
+                }
+            }
+            if let Some(gen) = Generation::from_raw(g) {
+                reg.release(gen);
+            }
+        }
+        self.slot_gen[idx as usize] = self.slot_gen[idx as usize].wrapping_add(1);
+        self.free.push(idx);
+        self.weight -= u64::from(e.weight);
+        match cause {
+            Cause::Removed => {}
+            Cause::Evicted => self.counts.evictions += 1,
+            Cause::Expired => self.counts.expirations += 1,
+            Cause::Stale => self.counts.stale_reclaimed += 1,
+        }
+        garbage.push((e.key, e.value));
+        u64::from(e.weight)
+    }
+
+    /// Evicts one entry chosen by the policy; returns the weight freed (0 when empty).
+    pub(crate) fn evict_one(&mut self, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
+        match self.policy.victim(&mut self.links, &mut self.entries) {
+            Some(i) => self.remove_idx(i, Cause::Evicted, reg, garbage),
+            None => 0,
+        }
+    }
+
+    /// Advances the wheel to `now` and removes up to `budget` entries that are expired or whose
+    /// generation was retired. Returns `(entries examined, weight freed, done)`.
+    pub(crate) fn maintain(
+        &mut self,
+        now: u64,
+        budget: usize,
+        reg: &Registry,
+        garbage: &mut Vec<(K, V)>,
+    ) -> (usize, u64, bool) {
+        self.wheel.advance(&mut self.links, now);
+        let mut work = 0;
+        let mut freed = 0;
+        while work < budget {
+            let Some(i) = self.wheel.pop_backlog(&mut self.links) else { break };
+            work += 1;
+            let Some(e) = self.entries[i as usize].as_ref() else { continue };
+            let d = e.deadline();
+            if d <= now {
+                freed += self.remove_idx(i, Cause::Expired, reg, garbage);
+            } else {
+                self.wheel.schedule(&mut self.links, i, d);
+            }
+        }
+        while work < budget {
+            let Some(&g) = self.retired.front() else { break };
+            let next = (0..2).find_map(|k| {
+                let list = *self.gen_lists[k].get(&g)?;
+                self.links.front(GEN_KINDS[k], list)
+            });
+            match next {
+                Some(i) => {
+                    work += 1;
+                    freed += self.remove_idx(i, Cause::Stale, reg, garbage);
+                }
+                None => {
+                    self.retired.pop_front();
+                }
+            }
+        }
+        (work, freed, work < budget)
+    }
+
+    /// Queues the entries stored under retired generation `g` for reclamation.
+    pub(crate) fn schedule_reclaim(&mut self, g: u64) {
+        if (self.gen_lists[0].contains_key(&g) || self.gen_lists[1].contains_key(&g))
+            && !self.retired.contains(&g)
+        {
+            self.retired.push_back(g);
+        }
+    }
+
+    /// Removes every entry.
+    pub(crate) fn clear(&mut self, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
+        let mut freed = 0;
+        for i in 0..self.entries.len() as u32 {
+            if self.entries[i as usize].is_some() {
+                freed += self.remove_idx(i, Cause::Removed, reg, garbage);
+            }
+        }
+        self.retired.clear();
+        freed
+    }
+
+    /// Checks every structural invariant; `Err` describes the first one broken.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let occupied: Vec<u32> = (0..self.entries.len() as u32)
+            .filter(|&i| self.entries[i as usize].is_some())
+            .collect();
+        if self.map.len() != occupied.len() {
+            return Err(format!("map has {} entries, slab {}", self.map.len(), occupied.len()));
+        }
+        if occupied.len() + self.free.len() != self.entries.len() {
+            return Err("free list does not match the free slots".into());
+        }
+        let mut weight = 0;
+        for &i in &occupied {
+            let e = self.entries[i as usize].as_ref().ok_or("slot vanished")?;
+            let found = self.map.find(e.hash, |&j| j == i);
+            if found.is_none() {
+                return Err(format!("entry {i} not in the map under its hash"));
+            }
+            weight += u64::from(e.weight);
+            if self.links.is_linked(Kind::Timer, i) != (e.deadline() != NEVER) {
+                // A hidden entry (deadline 0) stays scheduled under its old deadline.
+                if e.deadline() != HIDDEN {
+                    return Err(format!("entry {i}: wheel membership does not match its deadline"));
+                }
+            }
+            for (k, &g) in e.gens.iter().enumerate() {
+                let linked = self.links.is_linked(GEN_KINDS[k], i);
+                if linked != (g != 0) {
+                    return Err(format!("entry {i}: generation list membership wrong"));
+                }
+            }
+        }
+        if weight != self.weight {
+            return Err(format!("weight {} but entries sum to {weight}", self.weight));
+        }
+        let queued = self.policy.validate(&self.links, &self.entries)?;
+        if queued != occupied.len() {
+            return Err(format!("{queued} entries queued, {} stored", occupied.len()));
+        }
+        // Hidden entries keep their old timer slot until removed: not checked.
+        let scheduled = self.wheel.validate(&self.links, |i| {
+            self.entries[i as usize].as_ref().map(|e| e.deadline()).filter(|&d| d != HIDDEN)
+        })?;
+        for i in scheduled {
+            if self.entries[i as usize].is_none() {
+                return Err(format!("wheel holds free slot {i}"));
+            }
+        }
+        for (k, lists) in self.gen_lists.iter().enumerate() {
+            for (&g, &list) in lists {
+                let members = self.links.validate_list(GEN_KINDS[k], list)?;
+                if members.is_empty() {
+                    return Err(format!("empty generation list kept for {g}"));
+                }
+                for i in members {
+                    let ok = self.entries[i as usize].as_ref().is_some_and(|e| e.gens[k] == g);
+                    if !ok {
+                        return Err(format!("entry {i} in the list of generation {g} wrongly"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

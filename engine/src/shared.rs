@@ -1,0 +1,388 @@
+//! The state every handle and worker shares, and the caller-side operations on it.
+//!
+//! Each shard is a [`Cell`]: the core ([`Shard`]) behind a `parking_lot::RwLock`, the *pending*
+//! table of stores and removes handed to the worker but not yet applied, and the table of running
+//! computations. Lock order, always: `flights` → `pending` → `core`.
+//!
+//! - **Hit:** one hash, the core's read lock, one probe, one deadline comparison against the
+//!   coarse clock, the generation check, the access mark, one value clone. Nothing else.
+//! - **Miss:** the pending table is consulted under its mutex, then the core again (the worker
+//!   applies a batch while holding both `pending` and the core's write lock, so the two are
+//!   always seen consistently).
+//! - **Store / remove:** under `pending`, the current core entry for the key (if any) is hidden
+//!   (its deadline set to 0, a relaxed store under the read lock) and the operation is recorded;
+//!   the worker is signalled once per batch. So a value handed over is visible at once to every
+//!   later lookup (read-your-writes), and a superseded or removed one never again.
+//! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
+//!   shard waits until the worker has drained it.
+//!
+//! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
+//! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the
+//! user's `Drop`, outside every lock, under `catch_unwind`.
+
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::clock::Clock;
+use crate::entry::gens_live;
+use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
+use crate::generation::Registry;
+use crate::options::{Equivalent, InsertOptions};
+use crate::shard::{Handle, NewEntry, Shard};
+use crate::stats::StripedCounters;
+use crate::worker::Command;
+
+/// Operations a shard may hold pending before callers wait for the worker.
+pub(crate) const PENDING_LIMIT: usize = 4096;
+
+pub(crate) const HITS: usize = 0;
+pub(crate) const MISSES: usize = 1;
+
+pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
+
+/// Stores and removes handed to the worker, not yet applied.
+pub(crate) struct Pending<K, V> {
+    pub(crate) inserts: hashbrown::HashTable<(NewEntry<K, V>, Option<Handle>)>,
+    pub(crate) removes: Vec<Handle>,
+}
+
+impl<K, V> Pending<K, V> {
+    pub(crate) fn len(&self) -> usize {
+        self.inserts.len() + self.removes.len()
+    }
+}
+
+/// One shard with its concurrent wrapping.
+#[repr(align(128))]
+pub(crate) struct Cell<K, V> {
+    pub(crate) core: RwLock<Shard<K, V>>,
+    pub(crate) pending: Mutex<Pending<K, V>>,
+    pub(crate) drained: Condvar,
+    pub(crate) flights: Mutex<Flights<K, V>>,
+    pub(crate) signaled: AtomicBool,
+    pub(crate) worker: usize,
+}
+
+pub(crate) struct Shared<K, V> {
+    pub(crate) cells: Box<[Cell<K, V>]>,
+    shard_mask: usize,
+    pub(crate) hasher: ahash::RandomState,
+    pub(crate) clock: Clock,
+    pub(crate) gens: Registry,
+    pub(crate) counters: StripedCounters,
+    pub(crate) waits: AtomicU64,
+    pub(crate) weight: AtomicU64,
+    pub(crate) capacity: u64,
+    pub(crate) weigher: Option<Weigher<K, V>>,
+    pub(crate) mailboxes: Vec<Sender<Command>>,
+    pub(crate) shut_down: AtomicBool,
+    pub(crate) worker_died: AtomicBool,
+    pub(crate) tick: Duration,
+    pub(crate) resolution: Duration,
+}
+
+impl<K, V> Shared<K, V> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        shards: usize,
+        workers: usize,
+        capacity: u64,
+        weigher: Option<Weigher<K, V>>,
+        clock: Clock,
+        tick: Duration,
+        resolution: Duration,
+        mailboxes: Vec<Sender<Command>>,
+    ) -> Self {
+        let share = capacity.div_ceil(shards as u64);
+        let tick_nanos = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
+        let now = clock.precise();
+        let cells = (0..shards)
+            .map(|i| Cell {
+                core: RwLock::new(Shard::new(share, tick_nanos, now)),
+                pending: Mutex::new(Pending {
+                    inserts: hashbrown::HashTable::new(),
+                    removes: Vec::new(),
+                }),
+                drained: Condvar::new(),
+                flights: Mutex::new(Flights::new()),
+                signaled: AtomicBool::new(false),
+                worker: i % workers,
+            })
+            .collect();
+        Shared {
+            cells,
+            shard_mask: shards - 1,
+            hasher: ahash::RandomState::new(),
+            clock,
+            gens: Registry::new(),
+            counters: StripedCounters::new(),
+            waits: AtomicU64::new(0),
+            weight: AtomicU64::new(0),
+            capacity,
+            weigher,
+            mailboxes,
+            shut_down: AtomicBool::new(false),
+            worker_died: AtomicBool::new(false),
+            tick,
+            resolution,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn hash<Q: Hash + ?Sized>(&self, q: &Q) -> u64 {
+        self.hasher.hash_one(q)
+    }
+
+    #[inline]
+    pub(crate) fn cell(&self, hash: u64) -> &Cell<K, V> {
+        &self.cells[(hash >> 32) as usize & self.shard_mask]
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn signal(&self, cell: &Cell<K, V>, index: usize) {
+        if !cell.signaled.swap(true, Ordering::AcqRel) {
+            // A closed mailbox means the engine is shut down: nothing to do.
+            let _ = self.mailboxes[cell.worker].send(Command::Work(index));
+        }
+    }
+
+    pub(crate) fn cell_index(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & self.shard_mask
+    }
+}
+
+impl<K, V> Shared<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The hit path. `None` is not yet a miss: the caller falls back to [`Shared::get_slow`].
+    #[inline]
+    pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>>(&self, hash: u64, q: &Q) -> Option<V> {
+        let core = self.cell(hash).core.read();
+        let (_, e) = core.find(hash, |k| q.equivalent(k))?;
+        if !e.is_visible(self.clock.coarse(), &self.gens) {
+            return None;
+        }
+        e.mark();
+        Some(e.value.clone())
+    }
+
+    /// The lookup behind a fast-path miss: pending table first, then the core, seen together.
+    #[cold]
+    pub(crate) fn get_slow<Q: ?Sized + Equivalent<K>>(&self, hash: u64, q: &Q) -> Option<V> {
+        let cell = self.cell(hash);
+        let p = cell.pending.lock();
+        let now = self.clock.coarse();
+        if let Some((n, _)) = p.inserts.find(hash, |(n, _)| q.equivalent(&n.key)) {
+            let live = now < n.deadline && gens_live(&n.gens, &self.gens);
+            return live.then(|| n.value.clone());
+        }
+        let core = cell.core.read();
+        let (_, e) = core.find(hash, |k| q.equivalent(k))?;
+        if !e.is_visible(now, &self.gens) {
+            return None;
+        }
+        e.mark();
+        Some(e.value.clone())
+    }
+
+    pub(crate) fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) -> Option<V> {
+        let hash = self.hash(q);
+        if let Some(v) = self.get_fast(hash, q) {
+            self.counters.add(HITS, 1);
+            return Some(v);
+        }
+        let r = self.get_slow(hash, q);
+        self.counters.add(if r.is_some() { HITS } else { MISSES }, 1);
+        r
+    }
+
+    /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
+    /// drops whatever was stored for the key).
+    pub(crate) fn store(&self, key: K, hash: u64, value: V, opts: &InsertOptions) {
+        let weight = match &self.weigher {
+            Some(w) => w(&key, &value),
+            None => 1,
+        };
+        let deadline = opts.deadline(self.clock.coarse());
+        let gens = opts.raw_gens();
+        let storable = deadline.is_some()
+            && u64::from(weight) <= self.capacity
+            && gens_live(&gens, &self.gens)
+            && !self.is_shut_down();
+        let index = self.cell_index(hash);
+        let cell = &self.cells[index];
+        let mut p = cell.pending.lock();
+        // Probe both tables (user `Eq`) before changing anything.
+        let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
+        let found = {
+            let core = cell.core.read();
+            core.find(hash, |k| *k == key).map(|(h, e)| {
+                e.hide();
+                h
+            })
+        };
+        let replaced = old.map(|o| o.remove().0);
+        if storable {
+            let n = NewEntry {
+                key,
+                value,
+                hash,
+                deadline: deadline.unwrap_or(crate::entry::NEVER),
+                gens,
+                weight,
+            };
+            p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
+        } else if let Some(h) = found {
+            p.removes.push(h);
+        }
+        if p.len() > 0 {
+            self.signal(cell, index);
+        }
+        if p.len() >= PENDING_LIMIT {
+            self.wait_drained(cell, &mut p);
+        }
+        drop(p);
+        drop(replaced);
+    }
+
+    fn wait_drained(&self, cell: &Cell<K, V>, p: &mut parking_lot::MutexGuard<'_, Pending<K, V>>) {
+        while p.len() >= PENDING_LIMIT / 2
+            && !self.is_shut_down()
+            && !self.worker_died.load(Ordering::Acquire)
+        {
+            cell.drained.wait_for(p, Duration::from_millis(50));
+        }
+    }
+
+    /// Hides and drops the value of `q`, and detaches its running computation.
+    pub(crate) fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) {
+        let hash = self.hash(q);
+        let index = self.cell_index(hash);
+        let cell = &self.cells[index];
+        let mut fl = cell.flights.lock();
+        let detached = fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0);
+        let mut p = cell.pending.lock();
+        let old = p.inserts.find_entry(hash, |(n, _)| q.equivalent(&n.key)).ok();
+        let found = {
+            let core = cell.core.read();
+            core.find(hash, |k| q.equivalent(k)).map(|(h, e)| {
+                e.hide();
+                h
+            })
+        };
+        let replaced = old.map(|o| o.remove().0);
+        if let Some(h) = found {
+            p.removes.push(h);
+            self.signal(cell, index);
+        }
+        drop(p);
+        drop(fl);
+        drop(detached);
+        drop(replaced);
+    }
+
+    /// Single flight; see `Engine::get_or_try_insert_with_ref`.
+    pub(crate) fn get_or_try_insert<Q, E>(
+        &self,
+        q: &Q,
+        opts: &InsertOptions,
+        to_owned: impl FnOnce(&Q) -> K,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let hash = self.hash(q);
+        if let Some(v) = self.get_fast(hash, q) {
+            self.counters.add(HITS, 1);
+            return Ok(v);
+        }
+        let cell = self.cell(hash);
+        let gens = opts.raw_gens();
+        let (mut fl, running) = loop {
+            let fl = cell.flights.lock();
+            if let Some(v) = self.get_slow(hash, q) {
+                drop(fl);
+                self.counters.add(HITS, 1);
+                return Ok(v);
+            }
+            let running = fl.find(hash, |s| q.equivalent(&s.key)).map(|s| s.flight.clone());
+            match running {
+                Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
+                    drop(fl);
+                    if f.leader == std::thread::current().id() {
+                        panic!("{SELF_WAIT}");
+                    }
+                    self.waits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(v) = f.wait() {
+                        return Ok(v);
+                    }
+                    // The leader gave up (panic or error): try again.
+                }
+                running => break (fl, running.is_some()),
+            }
+        };
+        // Lead a new flight, replacing one that may not be joined. `q` is not used after
+        // `to_owned`, which may consume it.
+        let stale = if running {
+            fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0)
+        } else {
+            None
+        };
+        let key = to_owned(q);
+        let flight = Flight::new(gens);
+        fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
+        drop(fl);
+        drop(stale);
+        self.counters.add(MISSES, 1);
+        self.lead(cell, hash, flight, opts, compute)
+    }
+
+    fn lead<E>(
+        &self,
+        cell: &Cell<K, V>,
+        hash: u64,
+        flight: Arc<Flight<V>>,
+        opts: &InsertOptions,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        struct Abandon<'a, K, V: Clone> {
+            cell: &'a Cell<K, V>,
+            hash: u64,
+            flight: &'a Arc<Flight<V>>,
+        }
+        impl<K, V: Clone> Drop for Abandon<'_, K, V> {
+            fn drop(&mut self) {
+                let mut fl = self.cell.flights.lock();
+                let mine = fl.find_entry(self.hash, |s| Arc::ptr_eq(&s.flight, self.flight)).ok();
+                let slot = mine.map(|o| o.remove().0);
+                drop(fl);
+                self.flight.abandon();
+                drop(slot);
+            }
+        }
+        let guard = Abandon { cell, hash, flight: &flight };
+        let v = compute()?; // on Err or panic, the guard abandons the flight
+        std::mem::forget(guard);
+        let mut fl = cell.flights.lock();
+        let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
+        if let Some(slot) = mine.map(|o| o.remove().0) {
+            if opts.stores() {
+                self.store(slot.key, hash, v.clone(), opts);
+            }
+        }
+        drop(fl);
+        flight.complete(v.clone());
+        Ok(v)
+    }
+}

@@ -1,0 +1,210 @@
+//! Worker threads: each owns a set of shards and is the only one to change their structure.
+//!
+//! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
+//! operations: the worker takes them all under the shard's `pending` mutex and applies them
+//! under one write lock (removes first, then stores, then evictions while the engine is over
+//! capacity), and drops the displaced keys and values after releasing both locks. With the real
+//! clock, a worker also wakes every `tick` for maintenance: advance the wheel (expire) and
+//! reclaim entries of retired generations, in slices of [`SLICE`] entries per write lock so that
+//! readers never wait long, up to [`TICK_BUDGET`] entries per tick. With a manual clock the
+//! worker never wakes on its own; `run_maintenance` sends `Maintain`.
+//!
+//! Workers never wait on callers: they block only on their mailbox, and take a shard's locks
+//! only for a bounded batch.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::shared::{Cell, Shared};
+
+/// Entries handled per write-lock hold during maintenance.
+pub(crate) const SLICE: usize = 1024;
+/// Entries handled per shard per maintenance step.
+pub(crate) const TICK_BUDGET: usize = 256 * 1024;
+
+/// What a worker can be asked to do.
+pub(crate) enum Command {
+    /// A shard has pending operations.
+    Work(usize),
+    /// A generation was retired: reclaim its entries.
+    Retire(u64),
+    /// Apply everything pending, then acknowledge.
+    Flush(Sender<()>),
+    /// Apply everything pending, run one maintenance step, then acknowledge.
+    Maintain(Sender<()>),
+    /// Remove everything, then acknowledge.
+    Clear(Sender<()>),
+    /// Stop.
+    Shutdown,
+}
+
+struct DeathNotice<'a, K, V>(&'a Shared<K, V>);
+
+impl<K, V> Drop for DeathNotice<'_, K, V> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.worker_died.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn drop_outside<T>(garbage: T) {
+    // A panicking `Drop` of a user's key or value must not kill the worker.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(garbage)));
+}
+
+pub(crate) fn run<K, V>(shared: Arc<Shared<K, V>>, me: usize, rx: Receiver<Command>)
+where
+    K: Send + Sync + 'static,
+    V: Send + Sync + 'static,
+{
+    let _notice = DeathNotice(&shared);
+    let mine: Vec<usize> =
+        (0..shared.cells.len()).filter(|&i| shared.cells[i].worker == me).collect();
+    let auto = !shared.clock.is_manual();
+    let mut next_tick = Instant::now() + shared.tick;
+    loop {
+        let msg = if auto {
+            match rx.recv_deadline(next_tick) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        };
+        match msg {
+            None => {
+                maintain(&shared, &mine);
+                next_tick = Instant::now() + shared.tick;
+            }
+            Some(Command::Work(i)) => apply(&shared, &shared.cells[i]),
+            Some(Command::Retire(g)) => {
+                for &i in &mine {
+                    shared.cells[i].core.write().schedule_reclaim(g);
+                }
+            }
+            Some(Command::Flush(ack)) => {
+                mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
+                let _ = ack.send(());
+            }
+            Some(Command::Maintain(ack)) => {
+                mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
+                maintain(&shared, &mine);
+                let _ = ack.send(());
+            }
+            Some(Command::Clear(ack)) => {
+                for &i in &mine {
+                    clear(&shared, &shared.cells[i]);
+                }
+                let _ = ack.send(());
+            }
+            Some(Command::Shutdown) => return,
+        }
+    }
+}
+
+/// Applies a shard's pending operations in one batch.
+pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    let mut garbage = Vec::new();
+    let mut p = cell.pending.lock();
+    cell.signaled.store(false, Ordering::Release);
+    if p.len() == 0 {
+        return;
+    }
+    let removes = std::mem::take(&mut p.removes);
+    let inserts = std::mem::take(&mut p.inserts);
+    {
+        let mut core = cell.core.write();
+        let before = core.weight();
+        for h in removes {
+            core.remove_handle(h, &shared.gens, &mut garbage);
+        }
+        for (n, replaces) in inserts {
+            core.insert(n, replaces, &shared.gens, &mut garbage);
+        }
+        let after = core.weight();
+        let total = if after >= before {
+            shared.weight.fetch_add(after - before, Ordering::AcqRel) + (after - before)
+        } else {
+            shared.weight.fetch_sub(before - after, Ordering::AcqRel) - (before - after)
+        };
+        let mut over = total.saturating_sub(shared.capacity);
+        while over > 0 {
+            let freed = core.evict_one(&shared.gens, &mut garbage);
+            if freed == 0 {
+                break;
+            }
+            shared.weight.fetch_sub(freed, Ordering::AcqRel);
+            over = over.saturating_sub(freed);
+        }
+    }
+    cell.drained.notify_all();
+    drop(p);
+    drop_outside(garbage);
+}
+
+/// One maintenance step on the given shards.
+fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
+    let now = shared.clock.precise();
+    for &i in mine {
+        let cell = &shared.cells[i];
+        let mut done = 0;
+        loop {
+            let mut garbage = Vec::new();
+            let (work, freed, finished) = {
+                let mut core = cell.core.write();
+                core.maintain(now, SLICE, &shared.gens, &mut garbage)
+            };
+            shared.weight.fetch_sub(freed, Ordering::AcqRel);
+            drop_outside(garbage);
+            done += work;
+            if finished || done >= TICK_BUDGET {
+                break;
+            }
+        }
+    }
+    // Evict from this worker's shards while the engine is still over capacity (a shard that
+    // could not evict during its own batch leaves the excess here).
+    for &i in mine {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            break;
+        }
+        let cell = &shared.cells[i];
+        let mut garbage = Vec::new();
+        {
+            let mut core = cell.core.write();
+            while shared.weight.load(Ordering::Acquire) > shared.capacity {
+                let freed = core.evict_one(&shared.gens, &mut garbage);
+                if freed == 0 {
+                    break;
+                }
+                shared.weight.fetch_sub(freed, Ordering::AcqRel);
+            }
+        }
+        drop_outside(garbage);
+    }
+}
+
+/// Removes everything from one shard, pending operations included.
+pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    let mut garbage = Vec::new();
+    let mut p = cell.pending.lock();
+    let inserts = std::mem::take(&mut p.inserts);
+    p.removes.clear();
+    {
+        let mut core = cell.core.write();
+        let freed = core.clear(&shared.gens, &mut garbage);
+        shared.weight.fetch_sub(freed, Ordering::AcqRel);
+    }
+    cell.drained.notify_all();
+    drop(p);
+    drop_outside((garbage, inserts));
+}

@@ -1,0 +1,1 @@
+//! Integration tests, benches and examples of memokit live in this package.
