@@ -147,8 +147,7 @@ impl<K, V> Shard<K, V> {
             self.remove_handle(h, reg, garbage);
         }
         // Count the entry under its generations first; refuse if one was retired.
-        let mut taken = 0;
-        for &g in &n.gens {
+        for (taken, &g) in n.gens.iter().enumerate() {
             if let Some(gen) = Generation::from_raw(g) {
                 if !reg.acquire(gen) {
                     for &g2 in &n.gens[..taken] {
@@ -160,7 +159,6 @@ impl<K, V> Shard<K, V> {
                     return 0;
                 }
             }
-            taken += 1;
         }
         let idx = match self.free.pop() {
             Some(i) => i,
