@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::clock::{Clock, ManualClock};
 use crate::generation::Generation;
 use crate::options::{Equivalent, InsertOptions};
-use crate::shared::{Shared, Weigher, HITS, MISSES};
+use crate::shared::{Shared, Weigher};
 use crate::worker::{self, Command};
 
 /// A bounded, concurrent, in-process cache with single flight, expiry and generations.
@@ -98,8 +98,9 @@ fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, s
     }
 }
 
-/// Counters of an engine. Hits and misses are exact for every call that returned before
-/// `stats()`; the others count what the workers have applied.
+/// Counters of an engine, striped per shard (no shared counter on the hit path). Hits and
+/// misses are exact for every call that returned before `stats()`; the others count what the
+/// workers have applied (exact after [`Engine::flush`]).
 ///
 /// # Example
 /// ```
@@ -560,15 +561,14 @@ where
     /// The engine's counters.
     pub fn stats(&self) -> EngineStats {
         let s = self.shared();
-        let c = s.counters.sum();
         let mut out = EngineStats {
-            hits: c[HITS],
-            misses: c[MISSES],
             single_flight_waits: s.waits.load(Ordering::Relaxed),
             weight: s.weight.load(Ordering::Relaxed),
             ..EngineStats::default()
         };
         for cell in s.cells.iter() {
+            out.hits += cell.hits.load(Ordering::Relaxed);
+            out.misses += cell.misses.load(Ordering::Relaxed);
             let core = cell.core.read();
             out.inserts += core.counts.inserts;
             out.evictions += core.counts.evictions;

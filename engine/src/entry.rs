@@ -20,18 +20,31 @@ pub(crate) enum Queue {
 /// Generations an entry was written under (raw ids; 0 = none).
 pub(crate) type Gens = [u64; 2];
 
+/// What the hit path reads, stored inline in the shard's hash table so that a hit touches
+/// the table and the value and nothing else.
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
-    pub(crate) hash: u64,
     /// Absolute nanoseconds; [`NEVER`], or [`HIDDEN`] once superseded or removed.
     pub(crate) deadline: AtomicU64,
     pub(crate) gens: Gens,
-    pub(crate) weight: u32,
     /// Access mark for the policy, written by readers under the read lock.
     pub(crate) freq: AtomicU8,
+    /// The entry's slot in the shard's slab of [`Meta`].
+    pub(crate) idx: u32,
+}
+
+/// What only the worker reads, in a slab indexed by the entry's slot. Lists (policy queue,
+/// timer bucket, generations) link slots through [`crate::list::Links`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Meta {
+    pub(crate) hash: u64,
+    pub(crate) weight: u32,
+    /// Reuse count of the slot, so a stale [`crate::shard::Handle`] is detected.
+    pub(crate) reuse: u32,
     pub(crate) queue: Queue,
+    pub(crate) occupied: bool,
 }
 
 impl<K, V> Entry<K, V> {

@@ -31,13 +31,15 @@
 //!
 //! Supporting pieces: `generation.rs` (O(1) retirement: an entry is visible only while every
 //! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
-//! and [`ManualClock`]), `stats.rs` (per-thread striped counters).
+//! and [`ManualClock`]), `stats.rs` ([`StripedCounters`], per-thread counters for callers such as
+//! the memoizer; the engine itself counts per shard).
 //!
 //! ## Cost of a hit
 //! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
 //! against the coarse clock (an atomic load, no clock read), one generation check per generation
 //! the entry carries, an access mark written only when it changes, one clone of the value, and a
-//! thread-local counter increment. No allocation, no channel, no shared counter.
+//! relaxed increment of the shard's hit counter (on the cache line the read lock has just taken).
+//! No allocation, no channel, no engine-wide counter.
 //!
 //! ## What it does not do (yet)
 //! - Hit-ratio and memory figures against moka and quick_cache are in `BENCHMARKS.md`; read

@@ -19,8 +19,9 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use crate::entry::{Entry, Queue};
+use crate::entry::{Meta, Queue};
 use crate::list::{Kind, Links, List};
+use std::sync::atomic::AtomicU8;
 
 #[derive(Debug)]
 pub(crate) struct Policy {
@@ -45,7 +46,7 @@ impl Policy {
     }
 
     /// Links a new entry into its queue; sets `e.queue`.
-    pub(crate) fn on_insert<K, V>(&mut self, links: &mut Links, i: u32, e: &mut Entry<K, V>) {
+    pub(crate) fn on_insert(&mut self, links: &mut Links, i: u32, e: &mut Meta) {
         if self.ghost.take(e.hash) {
             e.queue = Queue::Main;
             self.main_weight += u64::from(e.weight);
@@ -58,7 +59,7 @@ impl Policy {
     }
 
     /// Unlinks an entry that leaves the shard for any reason.
-    pub(crate) fn on_remove<K, V>(&mut self, links: &mut Links, i: u32, e: &Entry<K, V>) {
+    pub(crate) fn on_remove(&mut self, links: &mut Links, i: u32, e: &Meta) {
         links.unlink(Kind::Queue, i);
         match e.queue {
             Queue::Small => self.small_weight -= u64::from(e.weight),
@@ -67,21 +68,23 @@ impl Policy {
     }
 
     /// Picks the next victim (still linked; the shard removes it and then calls
-    /// [`Policy::on_remove`]).
-    pub(crate) fn victim<K, V>(
+    /// [`Policy::on_remove`]). `freq(i, hash)` is the access mark of entry `i`.
+    pub(crate) fn victim<'a>(
         &mut self,
         links: &mut Links,
-        entries: &mut [Option<Entry<K, V>>],
+        metas: &mut [Meta],
+        freq: impl Fn(u32, u64) -> Option<&'a AtomicU8>,
     ) -> Option<u32> {
         loop {
             let from_small = self.small_weight > self.small_target || links.is_empty(self.main);
             if from_small {
                 let i = links.front(Kind::Queue, self.small)?;
-                let e = entries[i as usize].as_mut()?;
-                if e.freq.load(Ordering::Relaxed) > 0 {
+                let e = &mut metas[i as usize];
+                let f = freq(i, e.hash)?;
+                if f.load(Ordering::Relaxed) > 0 {
                     // Read while in small: promote to main.
                     links.unlink(Kind::Queue, i);
-                    e.freq.store(0, Ordering::Relaxed);
+                    f.store(0, Ordering::Relaxed);
                     e.queue = Queue::Main;
                     self.small_weight -= u64::from(e.weight);
                     self.main_weight += u64::from(e.weight);
@@ -92,10 +95,10 @@ impl Policy {
                 return Some(i);
             }
             let i = links.front(Kind::Queue, self.main)?;
-            let e = entries[i as usize].as_mut()?;
-            let f = e.freq.load(Ordering::Relaxed);
+            let freq = freq(i, metas[i as usize].hash)?;
+            let f = freq.load(Ordering::Relaxed);
             if f > 0 {
-                e.freq.store(f - 1, Ordering::Relaxed);
+                freq.store(f - 1, Ordering::Relaxed);
                 links.unlink(Kind::Queue, i);
                 links.push_back(Kind::Queue, self.main, i);
                 continue;
@@ -105,11 +108,7 @@ impl Policy {
     }
 
     /// Checks queue membership and weights against the entries.
-    pub(crate) fn validate<K, V>(
-        &self,
-        links: &Links,
-        entries: &[Option<Entry<K, V>>],
-    ) -> Result<usize, String> {
+    pub(crate) fn validate(&self, links: &Links, metas: &[Meta]) -> Result<usize, String> {
         let mut n = 0;
         for (q, list, weight) in [
             (Queue::Small, self.small, self.small_weight),
@@ -117,9 +116,9 @@ impl Policy {
         ] {
             let mut w = 0;
             for i in links.validate_list(Kind::Queue, list)? {
-                let e = entries
+                let e = metas
                     .get(i as usize)
-                    .and_then(Option::as_ref)
+                    .filter(|m| m.occupied)
                     .ok_or_else(|| format!("policy: queue {q:?} links free slot {i}"))?;
                 if e.queue != q {
                     return Err(format!("policy: entry {i} in {q:?} but marked {:?}", e.queue));

@@ -4,11 +4,14 @@
 //! the worker that owns the shard calls the mutating methods under the shard's write lock, and
 //! readers call [`Shard::find`] under the read lock.
 //!
-//! Layout: `map` is a `hashbrown::HashTable<u32>` of slab indices keyed by the entry's stored
-//! hash (so the worker never calls the user's `Hash` or `Eq`); `entries` is the slab; `slot_gen`
-//! counts reuses of each slot so a [`Handle`] taken by a caller is detected as stale, never
-//! dereferenced; `links` holds the intrusive lists (policy queue, timer bucket, one list per
-//! generation and link kind).
+//! Layout: `map` is a `hashbrown::HashTable<Entry>` holding what a hit reads (key, value,
+//! deadline, generations, access mark) inline, so a hit touches the table and the value only.
+//! Each entry also names its *slot* in `metas`, a slab of what only the worker reads (hash,
+//! weight, queue, reuse count); the intrusive lists (policy queue, timer bucket, one list per
+//! generation and link kind) link slots in `links`. The worker finds an entry from its slot by
+//! probing the table with the stored hash and comparing slots, so it never calls the user's
+//! `Hash` or `Eq`. A [`Handle`] (slot + reuse count) taken by a caller is detected as stale,
+//! never dereferenced.
 //!
 //! Invariants ([`Shard::validate`]): the map holds exactly the occupied slots, each under its
 //! stored hash; every occupied entry is in exactly one policy queue, in the wheel iff it has a
@@ -19,7 +22,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
-use crate::entry::{Entry, Gens, Queue, HIDDEN, NEVER};
+use crate::entry::{Entry, Gens, Meta, Queue, HIDDEN, NEVER};
 use crate::generation::{Generation, Registry};
 use crate::list::{Kind, Links, List};
 use crate::policy::Policy;
@@ -65,9 +68,8 @@ const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 
 #[derive(Debug)]
 pub(crate) struct Shard<K, V> {
-    map: HashTable<u32>,
-    entries: Vec<Option<Entry<K, V>>>,
-    slot_gen: Vec<u32>,
+    map: HashTable<Entry<K, V>>,
+    metas: Vec<Meta>,
     free: Vec<u32>,
     links: Links,
     policy: Policy,
@@ -86,8 +88,7 @@ impl<K, V> Shard<K, V> {
         let wheel = Wheel::new(&mut links, tick_nanos, now);
         Shard {
             map: HashTable::new(),
-            entries: Vec::new(),
-            slot_gen: Vec::new(),
+            metas: Vec::new(),
             free: Vec::new(),
             links,
             policy,
@@ -107,24 +108,25 @@ impl<K, V> Shard<K, V> {
         self.weight
     }
 
-    /// The entry stored for a key equal to `q`, visible or not.
+    /// The entry stored for a key that `eq` accepts, visible or not.
     #[inline]
     pub(crate) fn find(
         &self,
         hash: u64,
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<(Handle, &Entry<K, V>)> {
-        let &idx = self.map.find(hash, |&i| match &self.entries[i as usize] {
-            Some(e) => e.hash == hash && eq(&e.key),
-            None => false,
-        })?;
-        let e = self.entries[idx as usize].as_ref()?;
-        Some((Handle { idx, gen: self.slot_gen[idx as usize] }, e))
+        let e = self.map.find(hash, |e| eq(&e.key))?;
+        Some((Handle { idx: e.idx, gen: self.metas[e.idx as usize].reuse }, e))
+    }
+
+    /// The entry in slot `idx`.
+    fn at(&self, idx: u32) -> Option<&Entry<K, V>> {
+        let m = self.metas.get(idx as usize).filter(|m| m.occupied)?;
+        self.map.find(m.hash, |e| e.idx == idx)
     }
 
     fn valid(&self, h: Handle) -> bool {
-        self.slot_gen.get(h.idx as usize) == Some(&h.gen)
-            && self.entries.get(h.idx as usize).is_some_and(Option::is_some)
+        self.metas.get(h.idx as usize).is_some_and(|m| m.occupied && m.reuse == h.gen)
     }
 
     /// Removes the entry behind `h` if it is still the one the handle was taken for.
@@ -163,23 +165,22 @@ impl<K, V> Shard<K, V> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.entries.push(None);
-                self.slot_gen.push(0);
-                (self.entries.len() - 1) as u32
+                self.metas.push(Meta {
+                    hash: 0,
+                    weight: 0,
+                    reuse: 0,
+                    queue: Queue::Small,
+                    occupied: false,
+                });
+                (self.metas.len() - 1) as u32
             }
         };
         self.links.ensure_node(idx);
-        let mut e = Entry {
-            key: n.key,
-            value: n.value,
-            hash: n.hash,
-            deadline: n.deadline.into(),
-            gens: n.gens,
-            weight: n.weight,
-            freq: 0.into(),
-            queue: Queue::Small,
-        };
-        self.policy.on_insert(&mut self.links, idx, &mut e);
+        let m = &mut self.metas[idx as usize];
+        m.hash = n.hash;
+        m.weight = n.weight;
+        m.occupied = true;
+        self.policy.on_insert(&mut self.links, idx, m);
         if n.deadline != NEVER {
             self.wheel.schedule(&mut self.links, idx, n.deadline);
         }
@@ -190,10 +191,16 @@ impl<K, V> Shard<K, V> {
                 links.push_back(GEN_KINDS[k], list, idx);
             }
         }
-        self.entries[idx as usize] = Some(e);
-        let entries = &self.entries;
-        self.map
-            .insert_unique(n.hash, idx, |&i| entries[i as usize].as_ref().map_or(0, |e| e.hash));
+        let e = Entry {
+            key: n.key,
+            value: n.value,
+            deadline: n.deadline.into(),
+            gens: n.gens,
+            freq: 0.into(),
+            idx,
+        };
+        let metas = &self.metas;
+        self.map.insert_unique(n.hash, e, |e| metas[e.idx as usize].hash);
         self.weight += u64::from(n.weight);
         self.counts.inserts += 1;
         u64::from(n.weight)
@@ -207,11 +214,12 @@ impl<K, V> Shard<K, V> {
         reg: &Registry,
         garbage: &mut Vec<(K, V)>,
     ) -> u64 {
-        let Some(e) = self.entries[idx as usize].take() else { return 0 };
-        if let Ok(found) = self.map.find_entry(e.hash, |&i| i == idx) {
-            found.remove();
-        }
-        self.policy.on_remove(&mut self.links, idx, &e);
+        let Some(m) = self.metas.get(idx as usize).copied().filter(|m| m.occupied) else {
+            return 0;
+        };
+        let Ok(found) = self.map.find_entry(m.hash, |e| e.idx == idx) else { return 0 };
+        let (e, _) = found.remove();
+        self.policy.on_remove(&mut self.links, idx, &m);
         Wheel::cancel(&mut self.links, idx);
         for (k, &g) in e.gens.iter().enumerate() {
             if g == 0 {
@@ -228,9 +236,11 @@ impl<K, V> Shard<K, V> {
                 reg.release(gen);
             }
         }
-        self.slot_gen[idx as usize] = self.slot_gen[idx as usize].wrapping_add(1);
+        let slot = &mut self.metas[idx as usize];
+        slot.occupied = false;
+        slot.reuse = slot.reuse.wrapping_add(1);
         self.free.push(idx);
-        self.weight -= u64::from(e.weight);
+        self.weight -= u64::from(m.weight);
         match cause {
             Cause::Removed => {}
             Cause::Evicted => self.counts.evictions += 1,
@@ -238,12 +248,15 @@ impl<K, V> Shard<K, V> {
             Cause::Stale => self.counts.stale_reclaimed += 1,
         }
         garbage.push((e.key, e.value));
-        u64::from(e.weight)
+        u64::from(m.weight)
     }
 
     /// Evicts one entry chosen by the policy; returns the weight freed (0 when empty).
     pub(crate) fn evict_one(&mut self, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
-        match self.policy.victim(&mut self.links, &mut self.entries) {
+        let Shard { map, metas, links, policy, .. } = self;
+        let victim =
+            policy.victim(links, metas, |i, hash| map.find(hash, |e| e.idx == i).map(|e| &e.freq));
+        match victim {
             Some(i) => self.remove_idx(i, Cause::Evicted, reg, garbage),
             None => 0,
         }
@@ -264,7 +277,7 @@ impl<K, V> Shard<K, V> {
         while work < budget {
             let Some(i) = self.wheel.pop_backlog(&mut self.links) else { break };
             work += 1;
-            let Some(e) = self.entries[i as usize].as_ref() else { continue };
+            let Some(e) = self.at(i) else { continue };
             let d = e.deadline();
             if d <= now {
                 freed += self.remove_idx(i, Cause::Expired, reg, garbage);
@@ -303,8 +316,8 @@ impl<K, V> Shard<K, V> {
     /// Removes every entry.
     pub(crate) fn clear(&mut self, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
         let mut freed = 0;
-        for i in 0..self.entries.len() as u32 {
-            if self.entries[i as usize].is_some() {
+        for i in 0..self.metas.len() as u32 {
+            if self.metas[i as usize].occupied {
                 freed += self.remove_idx(i, Cause::Removed, reg, garbage);
             }
         }
@@ -314,32 +327,29 @@ impl<K, V> Shard<K, V> {
 
     /// Checks every structural invariant; `Err` describes the first one broken.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        let occupied: Vec<u32> = (0..self.entries.len() as u32)
-            .filter(|&i| self.entries[i as usize].is_some())
-            .collect();
-        if self.map.len() != occupied.len() {
-            return Err(format!("map has {} entries, slab {}", self.map.len(), occupied.len()));
+        let occupied = self.metas.iter().filter(|m| m.occupied).count();
+        if self.map.len() != occupied {
+            return Err(format!("map has {} entries, slab {occupied}", self.map.len()));
         }
-        if occupied.len() + self.free.len() != self.entries.len() {
+        if occupied + self.free.len() != self.metas.len() {
             return Err("free list does not match the free slots".into());
         }
         let mut weight = 0;
-        for &i in &occupied {
-            let e = self.entries[i as usize].as_ref().ok_or("slot vanished")?;
-            let found = self.map.find(e.hash, |&j| j == i);
-            if found.is_none() {
-                return Err(format!("entry {i} not in the map under its hash"));
+        for e in self.map.iter() {
+            let i = e.idx;
+            let m = self.metas.get(i as usize).filter(|m| m.occupied);
+            let Some(m) = m else { return Err(format!("entry names free slot {i}")) };
+            if !self.map.find(m.hash, |x| x.idx == i).is_some_and(|x| std::ptr::eq(x, e)) {
+                return Err(format!("entry {i} not found in the map under its stored hash"));
             }
-            weight += u64::from(e.weight);
-            if self.links.is_linked(Kind::Timer, i) != (e.deadline() != NEVER) {
-                // A hidden entry (deadline 0) stays scheduled under its old deadline.
-                if e.deadline() != HIDDEN {
-                    return Err(format!("entry {i}: wheel membership does not match its deadline"));
-                }
+            weight += u64::from(m.weight);
+            let d = e.deadline();
+            if d != HIDDEN && self.links.is_linked(Kind::Timer, i) != (d != NEVER) {
+                // A hidden entry (deadline 0) keeps its old timer slot until removed.
+                return Err(format!("entry {i}: wheel membership does not match its deadline"));
             }
             for (k, &g) in e.gens.iter().enumerate() {
-                let linked = self.links.is_linked(GEN_KINDS[k], i);
-                if linked != (g != 0) {
+                if self.links.is_linked(GEN_KINDS[k], i) != (g != 0) {
                     return Err(format!("entry {i}: generation list membership wrong"));
                 }
             }
@@ -347,16 +357,15 @@ impl<K, V> Shard<K, V> {
         if weight != self.weight {
             return Err(format!("weight {} but entries sum to {weight}", self.weight));
         }
-        let queued = self.policy.validate(&self.links, &self.entries)?;
-        if queued != occupied.len() {
-            return Err(format!("{queued} entries queued, {} stored", occupied.len()));
+        let queued = self.policy.validate(&self.links, &self.metas)?;
+        if queued != occupied {
+            return Err(format!("{queued} entries queued, {occupied} stored"));
         }
-        // Hidden entries keep their old timer slot until removed: not checked.
-        let scheduled = self.wheel.validate(&self.links, |i| {
-            self.entries[i as usize].as_ref().map(|e| e.deadline()).filter(|&d| d != HIDDEN)
-        })?;
+        let scheduled = self
+            .wheel
+            .validate(&self.links, |i| self.at(i).map(|e| e.deadline()).filter(|&d| d != HIDDEN))?;
         for i in scheduled {
-            if self.entries[i as usize].is_none() {
+            if self.at(i).is_none() {
                 return Err(format!("wheel holds free slot {i}"));
             }
         }
@@ -367,8 +376,7 @@ impl<K, V> Shard<K, V> {
                     return Err(format!("empty generation list kept for {g}"));
                 }
                 for i in members {
-                    let ok = self.entries[i as usize].as_ref().is_some_and(|e| e.gens[k] == g);
-                    if !ok {
+                    if self.at(i).is_none_or(|e| e.gens[k] != g) {
                         return Err(format!("entry {i} in the list of generation {g} wrongly"));
                     }
                 }

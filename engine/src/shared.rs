@@ -34,14 +34,10 @@ use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
 use crate::generation::Registry;
 use crate::options::{Equivalent, InsertOptions};
 use crate::shard::{Handle, NewEntry, Shard};
-use crate::stats::StripedCounters;
 use crate::worker::Command;
 
 /// Operations a shard may hold pending before callers wait for the worker.
 pub(crate) const PENDING_LIMIT: usize = 4096;
-
-pub(crate) const HITS: usize = 0;
-pub(crate) const MISSES: usize = 1;
 
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
@@ -61,6 +57,10 @@ impl<K, V> Pending<K, V> {
 #[repr(align(128))]
 pub(crate) struct Cell<K, V> {
     pub(crate) core: RwLock<Shard<K, V>>,
+    /// Hits and misses of lookups in this shard: striped per shard, on the cache line the
+    /// read lock has just taken exclusively, so counting costs no extra cache miss.
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
     pub(crate) pending: Mutex<Pending<K, V>>,
     pub(crate) drained: Condvar,
     pub(crate) flights: Mutex<Flights<K, V>>,
@@ -74,7 +74,6 @@ pub(crate) struct Shared<K, V> {
     pub(crate) hasher: ahash::RandomState,
     pub(crate) clock: Clock,
     pub(crate) gens: Registry,
-    pub(crate) counters: StripedCounters,
     pub(crate) waits: AtomicU64,
     pub(crate) weight: AtomicU64,
     pub(crate) capacity: u64,
@@ -104,6 +103,8 @@ impl<K, V> Shared<K, V> {
         let cells = (0..shards)
             .map(|i| Cell {
                 core: RwLock::new(Shard::new(share, tick_nanos, now)),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
                 pending: Mutex::new(Pending {
                     inserts: hashbrown::HashTable::new(),
                     removes: Vec::new(),
@@ -120,7 +121,6 @@ impl<K, V> Shared<K, V> {
             hasher: ahash::RandomState::new(),
             clock,
             gens: Registry::new(),
-            counters: StripedCounters::new(),
             waits: AtomicU64::new(0),
             weight: AtomicU64::new(0),
             capacity,
@@ -167,13 +167,17 @@ where
     /// The hit path. `None` is not yet a miss: the caller falls back to [`Shared::get_slow`].
     #[inline]
     pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>>(&self, hash: u64, q: &Q) -> Option<V> {
-        let core = self.cell(hash).core.read();
+        let cell = self.cell(hash);
+        let core = cell.core.read();
         let (_, e) = core.find(hash, |k| q.equivalent(k))?;
         if !e.is_visible(self.clock.coarse(), &self.gens) {
             return None;
         }
         e.mark();
-        Some(e.value.clone())
+        let v = e.value.clone();
+        drop(core);
+        cell.hits.fetch_add(1, Ordering::Relaxed);
+        Some(v)
     }
 
     /// The lookup behind a fast-path miss: pending table first, then the core, seen together.
@@ -198,12 +202,18 @@ where
     pub(crate) fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) -> Option<V> {
         let hash = self.hash(q);
         if let Some(v) = self.get_fast(hash, q) {
-            self.counters.add(HITS, 1);
             return Some(v);
         }
         let r = self.get_slow(hash, q);
-        self.counters.add(if r.is_some() { HITS } else { MISSES }, 1);
+        self.count(hash, r.is_some());
         r
+    }
+
+    /// Counts a lookup that went through the slow path.
+    #[cold]
+    fn count(&self, hash: u64, hit: bool) {
+        let c = self.cell(hash);
+        if hit { &c.hits } else { &c.misses }.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
@@ -304,7 +314,6 @@ where
     {
         let hash = self.hash(q);
         if let Some(v) = self.get_fast(hash, q) {
-            self.counters.add(HITS, 1);
             return Ok(v);
         }
         let cell = self.cell(hash);
@@ -313,7 +322,7 @@ where
             let fl = cell.flights.lock();
             if let Some(v) = self.get_slow(hash, q) {
                 drop(fl);
-                self.counters.add(HITS, 1);
+                self.count(hash, true);
                 return Ok(v);
             }
             let running = fl.find(hash, |s| q.equivalent(&s.key)).map(|s| s.flight.clone());
@@ -344,7 +353,7 @@ where
         fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
         drop(fl);
         drop(stale);
-        self.counters.add(MISSES, 1);
+        self.count(hash, false);
         self.lead(cell, hash, flight, opts, compute)
     }
 
