@@ -7,8 +7,10 @@
 //! list onto another is O(1) as well (the wheel's cascade relies on it).
 //!
 //! Each entry has [`KINDS`] independent link pairs, one per kind of list it can belong to at the
-//! same time. Sentinels live in their own array (indices with the [`SENTINEL`] bit set) and are
-//! recycled through a free list.
+//! same time, each kind in its own array that grows only when an entry of that index is first
+//! linked in that kind: an engine that never sets deadlines or generations pays 8 bytes of links
+//! per entry, not 32. Sentinels live in their own array (indices with the [`SENTINEL`] bit set)
+//! and are recycled through a free list.
 //!
 //! Invariants (checked by [`Links::validate_list`]): following `next` from a sentinel returns to
 //! it, `prev` mirrors `next`, and a detached node has both links equal to [`NIL`].
@@ -48,25 +50,17 @@ pub(crate) struct List(u32);
 /// The link arena of one shard.
 #[derive(Debug, Default)]
 pub(crate) struct Links {
-    nodes: Vec<[Link; KINDS]>,
+    nodes: [Vec<Link>; KINDS],
     sentinels: Vec<Link>,
     free_sentinels: Vec<u32>,
 }
 
 impl Links {
-    /// Makes sure node `i` exists (detached in every kind).
-    pub(crate) fn ensure_node(&mut self, i: u32) {
-        let i = i as usize;
-        if i >= self.nodes.len() {
-            self.nodes.resize(i + 1, [DETACHED; KINDS]);
-        }
-    }
-
     fn get(&self, kind: Kind, i: u32) -> Link {
         if i & SENTINEL != 0 {
             self.sentinels[(i & !SENTINEL) as usize]
         } else {
-            self.nodes[i as usize][kind as usize]
+            self.nodes[kind as usize].get(i as usize).copied().unwrap_or(DETACHED)
         }
     }
 
@@ -74,7 +68,11 @@ impl Links {
         if i & SENTINEL != 0 {
             &mut self.sentinels[(i & !SENTINEL) as usize]
         } else {
-            &mut self.nodes[i as usize][kind as usize]
+            let v = &mut self.nodes[kind as usize];
+            if i as usize >= v.len() {
+                v.resize(i as usize + 1, DETACHED);
+            }
+            &mut v[i as usize]
         }
     }
 
@@ -105,7 +103,7 @@ impl Links {
     }
 
     pub(crate) fn is_linked(&self, kind: Kind, i: u32) -> bool {
-        self.nodes[i as usize][kind as usize].next != NIL
+        self.get(kind, i).next != NIL
     }
 
     /// Appends detached node `i` at the back of `list`.
@@ -182,7 +180,7 @@ impl Links {
                 return Err(format!("{kind:?} list: prev of {n} is not {prev}"));
             }
             out.push(n);
-            if out.len() > self.nodes.len() {
+            if out.len() > self.nodes[kind as usize].len() {
                 return Err(format!("{kind:?} list {:#x}: cycle", list.0));
             }
             prev = n;
@@ -202,9 +200,6 @@ mod tests {
     #[test]
     fn push_unlink_splice() {
         let mut l = Links::default();
-        for i in 0..6 {
-            l.ensure_node(i);
-        }
         let a = l.new_list();
         let b = l.new_list();
         for i in 0..3 {

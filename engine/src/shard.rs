@@ -175,7 +175,6 @@ impl<K, V> Shard<K, V> {
                 (self.metas.len() - 1) as u32
             }
         };
-        self.links.ensure_node(idx);
         let m = &mut self.metas[idx as usize];
         m.hash = n.hash;
         m.weight = n.weight;

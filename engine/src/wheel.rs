@@ -153,7 +153,6 @@ mod tests {
         let deadlines: Vec<u64> =
             vec![5, 10, 11, 700, 65_000, 4_000_000, 9_000_000_000, u64::MAX - 7];
         for (i, d) in deadlines.iter().enumerate() {
-            links.ensure_node(i as u32);
             w.schedule(&mut links, i as u32, *d);
         }
         w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
