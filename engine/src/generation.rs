@@ -1,16 +1,18 @@
 //! Generations: O(1) retirement of everything stored under a version.
 //!
 //! A [`Generation`] is a `(slot, epoch)` pair packed in a `u64` (24 bits of slot, 40 bits of
-//! epoch). The registry keeps one cell per slot holding the slot's current state: the live epoch,
-//! or an epoch with the `RETIRED` bit. An entry records the generations it was written under; it
+//! epoch). Epochs come from one process-wide counter, so an id is never issued twice in the
+//! process, whichever engine issues it (and a generation passed to another engine is simply not
+//! live there). The registry keeps one cell per slot holding the slot's current state: the live
+//! epoch, or an epoch with the `RETIRED` bit. An entry records the generations it was written under; it
 //! is visible only while every one of them is live, so retiring a generation is one
 //! compare-and-swap, whatever the number of entries.
 //!
-//! A slot is recycled (with the next epoch) only once it is retired *and* no stored entry refers
-//! to it (`live` counts those entries; workers maintain it). Hence a `(slot, epoch)` pair is never
-//! issued twice: ids are unique for the life of the engine. A slot whose epoch would overflow is
-//! never recycled. When all 2^24 slots are in use, [`Registry::allocate`] hands out a generation
-//! that is born retired: values stored under it are simply not kept (correct, never stale).
+//! A slot is recycled only once it is retired *and* no stored entry refers to it (`live` counts
+//! those entries; workers maintain it), so the per-slot entry count always belongs to one
+//! generation. When all 2^24 slots are in use, or after 2^40 generations in one process,
+//! [`Registry::allocate`] hands out a generation that is born retired: values stored under it
+//! are simply not kept (correct, never stale).
 //!
 //! The cells sit in a segmented array (chunk `k` holds `64 << k` cells) so that readers index it
 //! without a lock while it grows.
@@ -29,11 +31,14 @@ const RETIRED: u64 = 1 << 63;
 const CHUNKS: usize = 19; // 64 * (2^19 - 1) >= 2^24 slots
 const FIRST_CHUNK: u64 = 64;
 
+/// The next epoch to issue, process-wide (0 is never issued: it marks "no generation").
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
+
 /// A version under which entries are stored; retiring it hides them all at once.
 ///
 /// Obtained from [`Engine::new_generation`](crate::Engine::new_generation) and passed to
 /// inserts through [`InsertOptions::generations`](crate::InsertOptions::generations).
-/// `Copy`, compared by id; ids are unique for the life of the engine that issued them.
+/// `Copy`, compared by id; ids are unique for the life of the process.
 ///
 /// # Example
 /// ```
@@ -49,7 +54,7 @@ const FIRST_CHUNK: u64 = 64;
 pub struct Generation(u64);
 
 impl Generation {
-    /// The generation's id (unique for the life of its engine, never zero).
+    /// The generation's id (unique for the life of the process, never zero).
     pub fn id(&self) -> u64 {
         self.0
     }
@@ -118,19 +123,22 @@ impl Registry {
 
     /// A fresh, live generation.
     pub(crate) fn allocate(&self) -> Generation {
+        // Born retired (stores under it are dropped): MAX_EPOCH is never issued.
+        let dead = Generation::new(SLOT_MASK, MAX_EPOCH);
         let mut a = self.alloc.lock();
+        let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
+        if epoch >= MAX_EPOCH {
+            return dead;
+        }
         let slot = match a.free.pop() {
             Some(s) => s,
             None if a.next_slot <= SLOT_MASK => {
                 a.next_slot += 1;
                 a.next_slot - 1
             }
-            // Every slot is in use: a generation born retired (stores under it are dropped).
-            None => return Generation::new(SLOT_MASK, MAX_EPOCH),
+            None => return dead, // every slot is in use
         };
-        let cell = self.cell_or_init(slot);
-        let epoch = (cell.state.load(Ordering::Relaxed) & !RETIRED).max(1);
-        cell.state.store(epoch, Ordering::SeqCst);
+        self.cell_or_init(slot).state.store(epoch, Ordering::SeqCst);
         Generation::new(slot, epoch)
     }
 
@@ -189,11 +197,8 @@ impl Registry {
         {
             return; // freed already, or entries came back meanwhile
         }
-        let next = g.epoch() + 1;
-        c.state.store(next | RETIRED, Ordering::SeqCst);
-        if next < MAX_EPOCH {
-            a.free.push(g.slot());
-        }
+        c.state.store(RETIRED, Ordering::SeqCst);
+        a.free.push(g.slot());
     }
 
     /// Entries stored under `g` right now (all shards).

@@ -383,6 +383,10 @@ where
         let guard = Abandon { cell, hash, flight: &flight };
         let v = compute()?; // on Err or panic, the guard abandons the flight
         std::mem::forget(guard);
+        // Waiters get the value first, so that nothing below (the user's `Eq` may panic in
+        // `store`) can leave them parked. A caller arriving meanwhile finds the completed
+        // flight and returns its value at once.
+        flight.complete(v.clone());
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
@@ -391,7 +395,6 @@ where
             }
         }
         drop(fl);
-        flight.complete(v.clone());
         Ok(v)
     }
 }
