@@ -50,13 +50,12 @@ impl ManualClock {
         ManualClock::default()
     }
 
-    /// Moves the clock forward by `d` (saturating).
+    /// Moves the clock forward by `d`, saturating about 584 years in (where it stops, so that
+    /// "no deadline" stays later than any time it can show).
     pub fn advance(&self, d: Duration) {
         let add = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let _ = self
-            .cell
-            .now
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| Some(t.saturating_add(add)));
+        let step = |t: u64| Some(t.saturating_add(add).min(u64::MAX - 1));
+        let _ = self.cell.now.fetch_update(Ordering::SeqCst, Ordering::SeqCst, step);
     }
 
     /// The time elapsed since the clock was made, as advanced so far.

@@ -385,11 +385,11 @@ where
 
     /// Stores `value` for `key` with the given deadline and generations. If it cannot be kept
     /// (zero TTL, a retired generation, heavier than the capacity, engine shut down), the
-    /// previous value of the key is dropped all the same.
+    /// previous value of the key is dropped all the same. A computation of `key` running in
+    /// [`get_or_insert_with`](Engine::get_or_insert_with) is superseded: its value goes to its
+    /// own waiters only and is not stored over this one.
     pub fn insert_with_options(&self, key: K, value: V, opts: InsertOptions) {
-        let s = self.shared();
-        let hash = s.hash(&key);
-        s.store(key, hash, value, &opts);
+        self.shared().insert(key, value, &opts);
     }
 
     /// The value stored for `key`, if any is visible.

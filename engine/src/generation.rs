@@ -123,16 +123,17 @@ impl Registry {
 
     /// A fresh, live generation.
     pub(crate) fn allocate(&self) -> Generation {
-        // Born retired (stores under it are dropped): MAX_EPOCH is never issued.
-        let dead = Generation::new(SLOT_MASK, MAX_EPOCH);
         let mut a = self.alloc.lock();
-        let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
-        if epoch >= MAX_EPOCH {
+        let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed).min(MAX_EPOCH);
+        // Born retired (stores under it are dropped): the last slot is never handed out, so
+        // its cell never holds a live epoch; the id stays unique while epochs last.
+        let dead = Generation::new(SLOT_MASK, epoch);
+        if epoch == MAX_EPOCH {
             return dead;
         }
         let slot = match a.free.pop() {
             Some(s) => s,
-            None if a.next_slot <= SLOT_MASK => {
+            None if a.next_slot < SLOT_MASK => {
                 a.next_slot += 1;
                 a.next_slot - 1
             }

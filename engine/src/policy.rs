@@ -14,7 +14,7 @@
 //!
 //! The policy only orders entries; the shard removes the victim it names. Weights are tracked
 //! per queue. The ghost list is a FIFO of hashes with a counted membership map, bounded to the
-//! main queue's share of the capacity.
+//! shard's share of the capacity (twice it; see `GHOST_FACTOR`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -41,7 +41,7 @@ impl Policy {
             small_weight: 0,
             main_weight: 0,
             small_target: (share / 10).max(1),
-            ghost: Ghost::new((share - share / 10).max(1) as usize),
+            ghost: Ghost::new(share.saturating_mul(GHOST_FACTOR).clamp(1, GHOST_MAX)),
         }
     }
 
@@ -137,6 +137,12 @@ impl Policy {
     }
 }
 
+/// The ghost list remembers twice the shard's share of evictions from small: measured on the
+/// ARC traces (P3 at 32k: 7.5% → 11.2% hit ratio; OLTP unchanged), see BENCHMARKS.md.
+const GHOST_FACTOR: u64 = 2;
+/// Never allocate in proportion to an absurd capacity (`u64::MAX`).
+const GHOST_MAX: u64 = 1 << 24;
+
 /// Hashes of entries recently evicted from the small queue.
 #[derive(Debug)]
 struct Ghost {
@@ -146,7 +152,8 @@ struct Ghost {
 }
 
 impl Ghost {
-    fn new(cap: usize) -> Self {
+    fn new(cap: u64) -> Self {
+        let cap = usize::try_from(cap).unwrap_or(usize::MAX);
         Ghost { order: VecDeque::new(), count: hashbrown::HashMap::default(), cap }
     }
 

@@ -250,15 +250,18 @@ impl<K, V> Shard<K, V> {
         u64::from(m.weight)
     }
 
-    /// Evicts one entry chosen by the policy; returns the weight freed (0 when empty).
-    pub(crate) fn evict_one(&mut self, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
+    /// The entry the policy would evict next, with its weight (`None` when empty). Choosing
+    /// may reorder the queues (promotions, second chances) but removes nothing.
+    pub(crate) fn victim(&mut self) -> Option<(u32, u64)> {
         let Shard { map, metas, links, policy, .. } = self;
-        let victim =
-            policy.victim(links, metas, |i, hash| map.find(hash, |e| e.idx == i).map(|e| &e.freq));
-        match victim {
-            Some(i) => self.remove_idx(i, Cause::Evicted, reg, garbage),
-            None => 0,
-        }
+        let i = policy
+            .victim(links, metas, |i, hash| map.find(hash, |e| e.idx == i).map(|e| &e.freq))?;
+        Some((i, u64::from(self.metas[i as usize].weight)))
+    }
+
+    /// Evicts slot `idx` (a victim named by [`Shard::victim`]); returns the weight freed.
+    pub(crate) fn evict(&mut self, idx: u32, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
+        self.remove_idx(idx, Cause::Evicted, reg, garbage)
     }
 
     /// Advances the wheel to `now` and removes up to `budget` entries that are expired or whose

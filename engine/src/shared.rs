@@ -97,7 +97,7 @@ impl<K, V> Shared<K, V> {
         resolution: Duration,
         mailboxes: Vec<Sender<Command>>,
     ) -> Self {
-        let share = capacity.div_ceil(shards as u64);
+        let share = capacity.div_ceil(shards as u64).max(1);
         let tick_nanos = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
         let now = clock.precise();
         let cells = (0..shards)
@@ -274,6 +274,18 @@ where
         }
     }
 
+    /// An explicit store by the user: supersedes a running computation of the key (which then
+    /// hands its value to its own waiters only), then stores.
+    pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
+        let hash = self.hash(&key);
+        let cell = self.cell(hash);
+        let mut fl = cell.flights.lock();
+        let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
+        self.store(key, hash, value, opts);
+        drop(fl);
+        drop(detached);
+    }
+
     /// Hides and drops the value of `q`, and detaches its running computation.
     pub(crate) fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) {
         let hash = self.hash(q);
@@ -383,10 +395,18 @@ where
         let guard = Abandon { cell, hash, flight: &flight };
         let v = compute()?; // on Err or panic, the guard abandons the flight
         std::mem::forget(guard);
-        // Waiters get the value first, so that nothing below (the user's `Eq` may panic in
-        // `store`) can leave them parked. A caller arriving meanwhile finds the completed
-        // flight and returns its value at once.
-        flight.complete(v.clone());
+        // Store first, then wake the waiters, so a waiter that reads the key back finds the
+        // value. If the store panics (the user's `Eq` or weigher), the guard still hands the
+        // value to the waiters.
+        struct Complete<'a, V: Clone>(&'a Flight<V>, Option<V>);
+        impl<V: Clone> Drop for Complete<'_, V> {
+            fn drop(&mut self) {
+                if let Some(v) = self.1.take() {
+                    self.0.complete(v);
+                }
+            }
+        }
+        let complete = Complete(&flight, Some(v.clone()));
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
@@ -395,6 +415,7 @@ where
             }
         }
         drop(fl);
+        drop(complete);
         Ok(v)
     }
 }

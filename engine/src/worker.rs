@@ -131,20 +131,12 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
             core.insert(n, replaces, &shared.gens, &mut garbage);
         }
         let after = core.weight();
-        let total = if after >= before {
-            shared.weight.fetch_add(after - before, Ordering::AcqRel) + (after - before)
+        if after >= before {
+            shared.weight.fetch_add(after - before, Ordering::AcqRel);
         } else {
-            shared.weight.fetch_sub(before - after, Ordering::AcqRel) - (before - after)
-        };
-        let mut over = total.saturating_sub(shared.capacity);
-        while over > 0 {
-            let freed = core.evict_one(&shared.gens, &mut garbage);
-            if freed == 0 {
-                break;
-            }
-            shared.weight.fetch_sub(freed, Ordering::AcqRel);
-            over = over.saturating_sub(freed);
+            shared.weight.fetch_sub(before - after, Ordering::AcqRel);
         }
+        evict_while_over(shared, &mut core, &mut garbage);
     }
     cell.drained.notify_all();
     drop(p);
@@ -177,19 +169,29 @@ fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             break;
         }
-        let cell = &shared.cells[i];
         let mut garbage = Vec::new();
-        {
-            let mut core = cell.core.write();
-            while shared.weight.load(Ordering::Acquire) > shared.capacity {
-                let freed = core.evict_one(&shared.gens, &mut garbage);
-                if freed == 0 {
-                    break;
-                }
-                shared.weight.fetch_sub(freed, Ordering::AcqRel);
-            }
-        }
+        evict_while_over(shared, &mut shared.cells[i].core.write(), &mut garbage);
         drop_outside(garbage);
+    }
+}
+
+/// Evicts from `core` while the engine as a whole is over capacity. Each victim's weight is
+/// reserved with a compare-and-swap that succeeds only while the engine is over capacity, so
+/// two workers never both evict for the same excess.
+fn evict_while_over<K, V>(
+    shared: &Shared<K, V>,
+    core: &mut crate::shard::Shard<K, V>,
+    garbage: &mut Vec<(K, V)>,
+) {
+    while shared.weight.load(Ordering::Acquire) > shared.capacity {
+        let Some((idx, w)) = core.victim() else { return };
+        let reserved = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
+            (total > shared.capacity).then(|| total - w)
+        });
+        if reserved.is_err() {
+            return;
+        }
+        core.evict(idx, &shared.gens, garbage);
     }
 }
 

@@ -1,0 +1,157 @@
+//! Helpers shared by the `engine_*` integration tests.
+//!
+//! Each test file includes this module with `mod common;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memokit_engine::{Engine, ManualClock};
+
+/// Upper bound for anything that should finish at once. Only a hang detector: a test that
+/// needs it has already failed (a correct engine finishes in milliseconds).
+pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs `f` on its own thread and fails the test if it has not returned within
+/// [`HANG_LIMIT`] (a deadlock in the engine becomes a failure instead of a stuck CI job).
+/// A panic in `f` is propagated with its original payload.
+pub(crate) fn no_hang<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let handle = std::thread::Builder::new()
+        .name("no-hang".into())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r);
+        })
+        .expect("spawn test thread");
+    match rx.recv_timeout(HANG_LIMIT) {
+        Ok(Ok(v)) => {
+            handle.join().expect("join test thread");
+            v
+        }
+        Ok(Err(payload)) => std::panic::resume_unwind(payload),
+        Err(_) => panic!("hang: `{what}` did not return within {HANG_LIMIT:?}"),
+    }
+}
+
+/// Waits until `cond` holds, yielding in between. The condition is one that the code under
+/// test must bring about by itself (another thread reaching a point); the limit only turns a
+/// hang into a failure with `what` in the message.
+pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < HANG_LIMIT, "hang: never reached: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// Like [`wait_until`], but gives up quietly after `limit` and reports whether the
+/// condition was reached. For conditions that make a test stronger but are not part of
+/// what it asserts (for example "the waiters are parked by now").
+pub(crate) fn wait_until_or(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
+/// The message of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+/// Runs `f`, expecting it to panic; returns the panic message.
+pub(crate) fn expect_panic<T>(what: &str, f: impl FnOnce() -> T) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(_) => panic!("expected a panic from {what}, but it returned"),
+        Err(p) => panic_message(&*p),
+    }
+}
+
+/// Reads a `u64` from the environment, or `default`.
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("{name}={s:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Proptest case count: `PROPTEST_CASES` when set (as proptest itself reads it), else `default`.
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    env_u64("PROPTEST_CASES", u64::from(default)) as u32
+}
+
+/// An engine on a manual clock (the tests drive time and maintenance themselves).
+pub(crate) fn manual_engine<K, V>(capacity: u64) -> (Engine<K, V>, ManualClock)
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let clock = ManualClock::new();
+    let engine = Engine::builder()
+        .max_capacity(capacity)
+        .clock(clock.clone())
+        .build()
+        .expect("build engine on a manual clock");
+    (engine, clock)
+}
+
+/// A one-shot gate a compute can wait on: the test opens it when it has set up what it
+/// wants to observe while the compute is in flight.
+#[derive(Clone, Default)]
+pub(crate) struct Gate {
+    open: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
+    entered: Arc<AtomicBool>,
+}
+
+impl Gate {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Called by the compute: records that it is running, then blocks until opened.
+    pub(crate) fn enter_and_wait(&self) {
+        self.entered.store(true, Ordering::SeqCst);
+        let (lock, cv) = &*self.open;
+        let mut open = lock.lock();
+        let start = Instant::now();
+        while !*open {
+            cv.wait_for(&mut open, Duration::from_millis(100));
+            assert!(start.elapsed() < HANG_LIMIT, "hang: gate never opened");
+        }
+    }
+
+    /// Blocks until some compute has entered the gate.
+    pub(crate) fn wait_entered(&self) {
+        wait_until("a compute entered the gate", || self.entered.load(Ordering::SeqCst));
+    }
+
+    /// Blocks until the gate has been opened (by a compute signalling that it runs).
+    pub(crate) fn wait_open(&self) {
+        wait_until("the gate was opened", || *self.open.0.lock());
+    }
+
+    pub(crate) fn open(&self) {
+        let (lock, cv) = &*self.open;
+        *lock.lock() = true;
+        cv.notify_all();
+    }
+}
+
+/// Number of threads of this process (Linux: entries of /proc/self/task).
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").expect("read /proc/self/task").count()
+}

@@ -1,0 +1,362 @@
+//! Bad input gets a clear answer, never a panic inside the engine or a hang: zero shards or
+//! workers, zero capacity, odd settings, keys whose `Hash` or `Eq` panic.
+mod common;
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{expect_panic, manual_engine, no_hang, Gate};
+use memokit_engine::{BuildError, Engine, InsertOptions, ManualClock};
+
+#[test]
+fn zero_shards_or_workers_is_a_build_error() {
+    let r = Engine::<u64, u64>::builder().shards(0).build();
+    let err = r.expect_err("shards(0) must fail to build");
+    assert!(matches!(err, BuildError::ZeroShards), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("shard"), "the message names the setting: {msg:?}");
+
+    let err = Engine::<u64, u64>::builder().workers(0).build().expect_err("workers(0)");
+    assert!(matches!(err, BuildError::ZeroWorkers), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("worker"), "the message names the setting: {msg:?}");
+    let _: &dyn std::error::Error = &err;
+
+    let err = Engine::<u64, u64>::builder().shards(0).workers(0).build().err();
+    assert!(matches!(err, Some(BuildError::ZeroShards | BuildError::ZeroWorkers)), "{err:?}");
+}
+
+#[test]
+fn capacity_zero_stores_nothing() {
+    let (e, _clock) = manual_engine::<u64, u64>(0);
+    let g = e.new_generation();
+    e.insert(1, 1);
+    e.insert_with_ttl(2, 2, Duration::from_secs(1));
+    e.insert_with_options(3, 3, InsertOptions::new().generations(g, None));
+    for k in 1..=3 {
+        assert_eq!(e.get(&k), None);
+    }
+    let calls = AtomicUsize::new(0);
+    for i in 0..3u64 {
+        let v = e.get_or_insert_with(4, || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            40 + i
+        });
+        assert_eq!(v, 40 + i);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "nothing stored: every call computes");
+    e.flush();
+    e.run_maintenance();
+    assert_eq!(e.len(), 0);
+    assert_eq!(e.weighted_size(), 0);
+    assert_eq!(e.stats().entries, 0);
+
+    // Also by weight.
+    let w: Engine<u64, u64> = Engine::builder()
+        .max_capacity(0)
+        .weigher(|_, _| 1)
+        .clock(ManualClock::new())
+        .build()
+        .unwrap();
+    w.insert(1, 1);
+    w.flush();
+    assert_eq!(w.get(&1), None);
+    assert_eq!(w.len(), 0);
+}
+
+/// Shard counts that are not powers of two, more workers than shards, a huge capacity.
+#[test]
+fn odd_but_valid_settings_work() {
+    for (shards, workers) in [(3, 1), (5, 2), (1, 4), (1000, 2)] {
+        let r = Engine::<u64, u64>::builder()
+            .shards(shards)
+            .workers(workers)
+            .max_capacity(u64::MAX)
+            .clock(ManualClock::new())
+            .build();
+        let e = match r {
+            Ok(e) => e,
+            // More workers than shards may be refused, but with a message.
+            Err(err) if workers > shards => {
+                assert!(!err.to_string().is_empty());
+                continue;
+            }
+            Err(err) => panic!("shards {shards}, workers {workers}: {err}"),
+        };
+        for i in 0..100 {
+            e.insert(i, i);
+        }
+        e.flush();
+        assert_eq!(e.len(), 100, "shards {shards}, workers {workers}");
+        assert_eq!(e.get(&42), Some(42));
+    }
+}
+
+/// A zero tick or clock resolution must neither panic nor hang (refusing it is fine).
+#[test]
+fn zero_tick_or_resolution_does_not_hang() {
+    let clock = ManualClock::new();
+    let r = Engine::<u64, u64>::builder()
+        .tick(Duration::ZERO)
+        .clock_resolution(Duration::ZERO)
+        .clock(clock.clone())
+        .build();
+    if let Ok(e) = r {
+        no_hang("zero tick with a manual clock", move || {
+            e.insert_with_ttl(1, 1, Duration::from_millis(5));
+            clock.advance(Duration::from_secs(3600));
+            e.run_maintenance();
+            assert_eq!(e.get(&1), None);
+        });
+    }
+    let r = Engine::<u64, u64>::builder().clock_resolution(Duration::ZERO).build();
+    if let Ok(e) = r {
+        no_hang("zero resolution with the real clock", move || {
+            e.insert_with_ttl(1, 1, Duration::from_secs(3600));
+            e.flush();
+            assert_eq!(e.get(&1), Some(1));
+            drop(e);
+        });
+    }
+}
+
+/// A key whose `Hash` or `Eq` can be armed to panic. Equal ids hash equally, so a lookup of
+/// an armed key finds the stored entry with the same id and must call `eq`.
+#[derive(Clone, Debug)]
+struct Evil {
+    id: u32,
+    hash_bomb: Arc<AtomicBool>,
+    eq_bomb: Arc<AtomicBool>,
+}
+
+impl Evil {
+    fn new(id: u32) -> Self {
+        Evil { id, hash_bomb: Arc::default(), eq_bomb: Arc::default() }
+    }
+    fn bad_hash(id: u32) -> Self {
+        let k = Self::new(id);
+        k.hash_bomb.store(true, Ordering::SeqCst);
+        k
+    }
+    fn bad_eq(id: u32) -> Self {
+        let k = Self::new(id);
+        k.eq_bomb.store(true, Ordering::SeqCst);
+        k
+    }
+}
+
+impl Hash for Evil {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        assert!(!self.hash_bomb.load(Ordering::SeqCst), "evil hash of key {}", self.id);
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Evil {
+    fn eq(&self, other: &Self) -> bool {
+        for k in [self, other] {
+            assert!(!k.eq_bomb.load(Ordering::SeqCst), "evil eq of key {}", k.id);
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Evil {}
+
+/// The engine still does everything right for ordinary keys.
+fn assert_usable(e: &Engine<Evil, u64>, base: u32) {
+    let e = e.clone();
+    no_hang("the engine after a panicking key", move || {
+        for i in base..base + 50 {
+            e.insert(Evil::new(i), u64::from(i));
+        }
+        e.flush();
+        for i in base..base + 50 {
+            assert_eq!(e.get(&Evil::new(i)), Some(u64::from(i)), "key {i}");
+        }
+        assert_eq!(e.get_or_insert_with(Evil::new(base + 100), || 7), 7);
+        assert_eq!(e.get(&Evil::new(base + 100)), Some(7));
+        e.run_maintenance();
+    });
+}
+
+#[test]
+fn panicking_hash_reaches_the_caller_only() {
+    let (e, _clock) = manual_engine::<Evil, u64>(10_000);
+    e.insert(Evil::new(1), 1);
+    let calls = AtomicUsize::new(0);
+    let msgs = [
+        expect_panic("get", || e.get(&Evil::bad_hash(1))),
+        expect_panic("contains_key", || e.contains_key(&Evil::bad_hash(1))),
+        expect_panic("remove", || e.remove(&Evil::bad_hash(1))),
+        expect_panic("insert", || e.insert(Evil::bad_hash(2), 2)),
+        expect_panic("get_or_insert_with", || {
+            e.get_or_insert_with(Evil::bad_hash(3), || calls.fetch_add(1, Ordering::SeqCst) as u64)
+        }),
+        expect_panic("get_or_try_insert_with_ref", || {
+            let r: Result<u64, ()> = e.get_or_try_insert_with_ref(
+                &Evil::bad_hash(4),
+                InsertOptions::new(),
+                |k| k.clone(),
+                || Ok(4),
+            );
+            r
+        }),
+    ];
+    for m in msgs {
+        assert!(m.contains("evil hash"), "the caller sees the key's own panic: {m:?}");
+    }
+    assert_eq!(e.get(&Evil::new(1)), Some(1), "the entry survived");
+    // The key of the failed single-flight call computes normally afterwards.
+    assert_eq!(e.get_or_insert_with(Evil::new(3), || 33), 33);
+    assert_usable(&e, 1000);
+}
+
+#[test]
+fn panicking_eq_on_lookup_reaches_the_caller() {
+    let (e, _clock) = manual_engine::<Evil, u64>(10_000);
+    e.insert(Evil::new(1), 1);
+    e.flush();
+    let m = expect_panic("get with an armed eq", || e.get(&Evil::bad_eq(1)));
+    assert!(m.contains("evil eq"), "{m:?}");
+    let m = expect_panic("get_or_insert_with with an armed eq", || {
+        e.get_or_insert_with(Evil::bad_eq(1), || 0)
+    });
+    assert!(m.contains("evil eq"), "{m:?}");
+    assert_eq!(e.get(&Evil::new(1)), Some(1));
+    assert_usable(&e, 1000);
+}
+
+/// `Eq` panicking while another caller's computation of the same key is in flight: the
+/// panicking caller sees it, the computation completes and is stored, nothing is stuck.
+#[test]
+fn panicking_eq_against_a_flight() {
+    let (e, _clock) = manual_engine::<Evil, u64>(10_000);
+    let gate = Gate::new();
+    let leader = {
+        let (e, gate) = (e.clone(), gate.clone());
+        std::thread::spawn(move || {
+            e.get_or_insert_with(Evil::new(2), || {
+                gate.enter_and_wait();
+                22
+            })
+        })
+    };
+    gate.wait_entered();
+    let e2 = e.clone();
+    let r = no_hang("a caller whose eq panics against a flight", move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            e2.get_or_insert_with(Evil::bad_eq(2), || 0)
+        }))
+        .map_err(|p| common::panic_message(&*p))
+    });
+    let m = r.expect_err("eq must be called to join the flight of an equal-hash key");
+    assert!(m.contains("evil eq"), "{m:?}");
+    gate.open();
+    assert_eq!(no_hang("leader", move || leader.join().unwrap()), 22);
+    assert_eq!(e.get(&Evil::new(2)), Some(22));
+    assert_usable(&e, 1000);
+}
+
+/// `Eq` that panics once the key is handed to the engine (it is compared with the stored
+/// key of the same id wherever the engine applies the insert or remove). The caller may or may
+/// not see the panic, but the engine must stay usable: no dead worker, no hang.
+#[test]
+fn panicking_eq_inside_the_engine_does_not_break_it() {
+    let (e, _clock) = manual_engine::<Evil, u64>(10_000);
+    e.insert(Evil::new(1), 1);
+    e.insert(Evil::new(2), 2);
+    e.flush();
+    let armed = Evil::new(1);
+    let bomb = armed.eq_bomb.clone();
+    bomb.store(true, Ordering::SeqCst);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.insert(armed, 10)));
+    let armed2 = Evil::bad_eq(2);
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.remove(&armed2)));
+    let e2 = e.clone();
+    no_hang("flush after a panicking eq", move || e2.flush());
+    bomb.store(false, Ordering::SeqCst); // the key (maybe stored) behaves again
+    assert_usable(&e, 1000);
+    let v = e.get(&Evil::new(1));
+    assert!(matches!(v, Some(1) | Some(10) | None), "{v:?}");
+    let e3 = e.clone();
+    no_hang("drop after a panicking eq", move || drop(e3));
+    no_hang("drop of the last handle", move || drop(e));
+}
+
+/// `Eq` that starts panicking while the key's computation runs: the engine compares the
+/// leader's key with the (expired, still resident) entry of the same key when it stores the
+/// computed value. The leader's caller sees the panic; the waiter must be woken, not parked
+/// forever (same failure path as a panicking weigher, see engine_single_flight.rs).
+#[test]
+fn panicking_eq_while_storing_a_computed_value_wakes_waiters() {
+    let (e, clock) = manual_engine::<Evil, u64>(10_000);
+    e.insert_with_ttl(Evil::new(5), 1, Duration::from_millis(1));
+    e.flush();
+    clock.advance(Duration::from_millis(10)); // expired, not reclaimed (no maintenance)
+    let key = Evil::new(5);
+    let bomb = key.eq_bomb.clone();
+    let entered = Gate::new();
+    let leader = {
+        let (e, entered) = (e.clone(), entered.clone());
+        std::thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                e.get_or_insert_with(key, || {
+                    entered.open();
+                    let e2 = e.clone();
+                    common::wait_until("the waiter joined", || e2.stats().single_flight_waits >= 1);
+                    bomb.store(true, Ordering::SeqCst);
+                    55
+                })
+            }))
+            .map_err(|p| common::panic_message(&*p))
+        })
+    };
+    entered.wait_open();
+    let waiter = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                e.get_or_insert_with(Evil::new(5), || 66)
+            }))
+            .map_err(|p| common::panic_message(&*p))
+        })
+    };
+    let led = no_hang("leader", move || leader.join().unwrap());
+    if let Err(m) = &led {
+        assert!(m.contains("evil eq"), "{m:?}");
+    }
+    let waited =
+        no_hang("a waiter whose leader panicked while storing", move || waiter.join().unwrap());
+    // The armed key may still be stored: comparisons with it may panic, that is the key's own
+    // doing. What must not happen is a waiter parked forever.
+    assert!(
+        matches!(&waited, Ok(55) | Ok(66)) || waited.as_ref().is_err_and(|m| m.contains("evil eq")),
+        "{waited:?}"
+    );
+}
+
+/// A panicking `to_owned` (user code building the owned key) reaches the caller and leaves no
+/// flight registered: the key computes normally afterwards, on the same thread too.
+#[test]
+fn panicking_to_owned_leaves_nothing_behind() {
+    let (e, _clock) = manual_engine::<String, u64>(100);
+    let m = expect_panic("to_owned", || {
+        let r: Result<u64, ()> = e.get_or_try_insert_with_ref(
+            "k",
+            InsertOptions::new(),
+            |_: &str| -> String { panic!("to_owned failed") },
+            || Ok(1),
+        );
+        r
+    });
+    assert!(m.contains("to_owned failed"), "{m:?}");
+    let e2 = e.clone();
+    let v = no_hang("the same key after a panicking to_owned", move || {
+        e2.get_or_insert_with("k".to_string(), || 2)
+    });
+    assert_eq!(v, 2);
+    assert_eq!(e.get("k"), Some(2));
+}

@@ -1,0 +1,226 @@
+//! Generations: retiring hides at once, is idempotent, drops later inserts, and the workers
+//! reclaim the stale entries on maintenance.
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::manual_engine;
+use memokit_engine::{Engine, Generation, InsertOptions};
+
+fn under(g: Generation) -> InsertOptions {
+    InsertOptions::new().generations(g, None)
+}
+
+fn under2(a: Generation, b: Generation) -> InsertOptions {
+    InsertOptions::new().generations(a, Some(b))
+}
+
+/// Maintenance steps needed until `len()` reaches `target` (reclamation is done in bounded
+/// slices, so a few steps may be needed); fails after `max` steps.
+fn maintain_until_len(e: &Engine<u64, u64>, target: u64, max: usize) -> usize {
+    for step in 1..=max {
+        e.run_maintenance();
+        if e.len() == target {
+            return step;
+        }
+    }
+    panic!("len {} after {max} maintenance steps, expected {target}", e.len());
+}
+
+#[test]
+fn retired_entries_are_hidden_at_once() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let g = e.new_generation();
+    let other = e.new_generation();
+    assert!(e.is_live(g));
+    for i in 0..100u64 {
+        e.insert_with_options(i, i, under(g));
+        e.insert_with_options(1000 + i, i, under(other));
+    }
+    // No flush: the retirement must hide entries whose inserts may still be in a mailbox.
+    e.retire(g);
+    assert!(!e.is_live(g));
+    assert!(e.is_live(other));
+    for i in 0..100u64 {
+        assert_eq!(e.get(&i), None, "key {i} under a retired generation");
+        assert!(!e.contains_key(&i));
+        assert_eq!(e.get(&(1000 + i)), Some(i), "key {} under a live generation", 1000 + i);
+    }
+    e.flush();
+    for i in 0..100u64 {
+        assert_eq!(e.get(&i), None, "key {i} after flush");
+    }
+}
+
+#[test]
+fn either_of_two_generations_hides_the_entry() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let (f, m1, m2) = (e.new_generation(), e.new_generation(), e.new_generation());
+    e.insert_with_options(1, 1, under2(f, m1));
+    e.insert_with_options(2, 2, under2(f, m2));
+    e.insert_with_options(3, 3, under2(m2, f));
+    e.insert_with_options(4, 4, under(m1));
+    e.retire(m2);
+    assert_eq!(e.get(&1), Some(1));
+    assert_eq!(e.get(&2), None, "secondary generation retired");
+    assert_eq!(e.get(&3), None, "primary generation retired");
+    assert_eq!(e.get(&4), Some(4));
+    e.retire(f);
+    assert_eq!(e.get(&1), None, "primary generation retired");
+    assert_eq!(e.get(&4), Some(4));
+}
+
+#[test]
+fn retire_is_idempotent() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let g = e.new_generation();
+    let keep = e.new_generation();
+    for i in 0..20u64 {
+        e.insert_with_options(i, i, under(g));
+    }
+    e.insert_with_options(99, 99, under(keep));
+    e.flush(); // resident before the retirement (else the worker refuses them at once)
+    e.retire(g);
+    e.retire(g);
+    maintain_until_len(&e, 1, 16);
+    e.retire(g);
+    maintain_until_len(&e, 1, 16);
+    assert_eq!(e.stats().stale_reclaimed, 20, "each stale entry reclaimed once");
+    assert!(!e.is_live(g));
+    assert!(e.is_live(keep));
+    assert_eq!(e.get(&99), Some(99));
+}
+
+#[test]
+fn inserts_under_a_retired_generation_are_dropped() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let (g, h) = (e.new_generation(), e.new_generation());
+    e.retire(g);
+    e.insert_with_options(1, 1, under(g));
+    e.insert_with_options(2, 2, under2(h, g));
+    assert_eq!(e.get(&1), None);
+    assert_eq!(e.get(&2), None);
+    e.flush();
+    assert_eq!(e.get(&1), None);
+    assert_eq!(e.len(), 0, "nothing stored under a retired generation");
+
+    let calls = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let v = e.get_or_insert_with_options(3, under(g), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            33
+        });
+        assert_eq!(v, 33, "the computed value still goes to the caller");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "not stored: the second call computes again");
+    e.flush();
+    assert_eq!(e.len(), 0);
+}
+
+/// An insert dropped because its generation is retired supersedes the key's older value:
+/// that value is no longer the last one inserted for the key (issue 2, Proof).
+#[test]
+fn dropped_insert_hides_the_older_value() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let g = e.new_generation();
+    e.insert(1, 10);
+    e.retire(g);
+    e.insert_with_options(1, 11, under(g));
+    assert_eq!(e.get(&1), None, "10 was superseded by an insert of 11 (dropped: retired)");
+    e.flush();
+    assert_eq!(e.get(&1), None, "after flush");
+}
+
+#[test]
+fn stale_entries_are_reclaimed_by_maintenance() {
+    let (e, _clock) = manual_engine::<u64, u64>(100_000);
+    let (g1, g2, keep) = (e.new_generation(), e.new_generation(), e.new_generation());
+    for i in 0..3000u64 {
+        let opts = match i % 3 {
+            0 => under(g1),
+            1 => under2(keep, g2),
+            _ => under(keep),
+        };
+        e.insert_with_options(i, i, opts);
+    }
+    e.flush();
+    assert_eq!(e.len(), 3000);
+    e.retire(g1);
+    e.retire(g2);
+    let steps = maintain_until_len(&e, 1000, 64);
+    let s = e.stats();
+    assert_eq!(s.stale_reclaimed, 2000, "reclaimed in {steps} steps");
+    assert_eq!(s.entries, 1000);
+    assert_eq!(s.expirations, 0);
+    for i in 0..3000u64 {
+        assert_eq!(e.get(&i), (i % 3 == 2).then_some(i));
+    }
+}
+
+/// A retired generation's entry replaced by a live one: reclamation must remove only the
+/// stale entry, never its replacement.
+#[test]
+fn reclamation_spares_replacements() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let (old, new) = (e.new_generation(), e.new_generation());
+    for i in 0..50u64 {
+        e.insert_with_options(i, i, under(old));
+    }
+    e.retire(old);
+    for i in 0..25u64 {
+        e.insert_with_options(i, 100 + i, under(new));
+    }
+    maintain_until_len(&e, 25, 16);
+    for i in 0..50u64 {
+        assert_eq!(e.get(&i), (i < 25).then_some(100 + i));
+    }
+}
+
+#[test]
+fn generation_ids_are_never_reused() {
+    let (a, _ca) = manual_engine::<u64, u64>(10);
+    let (b, _cb) = manual_engine::<u64, u64>(10);
+    let mut seen = HashSet::new();
+    for i in 0..500 {
+        for e in [&a, &b] {
+            let g = e.new_generation();
+            assert!(seen.insert(g.id()), "generation id {} handed out twice", g.id());
+            assert!(e.is_live(g));
+            if i % 2 == 0 {
+                e.retire(g);
+            }
+        }
+    }
+    // From several threads at once, and after an engine is gone.
+    drop(b);
+    let ids: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| (0..300).map(|_| a.new_generation().id()).collect()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for id in ids.into_iter().flatten() {
+        assert!(seen.insert(id), "generation id {id} handed out twice");
+    }
+    let (c, _cc) = manual_engine::<u64, u64>(10);
+    let g = c.new_generation();
+    assert!(seen.insert(g.id()), "a new engine reused generation id {}", g.id());
+}
+
+#[test]
+fn new_generation_after_retire_serves_new_entries() {
+    // The memoizer's "delete": swap the version, the old entries vanish, new ones are served.
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let mut version = e.new_generation();
+    for round in 0..5u64 {
+        for k in 0..10u64 {
+            let v = e.get_or_insert_with_options(k, under(version), || round * 100 + k);
+            assert_eq!(v, round * 100 + k, "round {round} key {k}: a stale value was served");
+        }
+        let old = version;
+        version = e.new_generation();
+        e.retire(old);
+    }
+    maintain_until_len(&e, 0, 16);
+}

@@ -1,0 +1,571 @@
+//! Differential test of the engine against a naive model.
+//!
+//! Model: a `HashMap<key, (value, deadline, generations)>` + a manual clock + the set of
+//! retired generation ids. A random sequence of operations is replayed on a single-threaded
+//! engine driven by a `ManualClock` and on the model; after every lookup the engine's answer
+//! is checked against the model:
+//!
+//! * a hit returns exactly the value the model holds for that key, and that value is not
+//!   expired (deadline + `clock_resolution` reached), not under a retired generation, not
+//!   removed or cleared, not superseded by a later insert (an insert the engine drops, under
+//!   a retired generation or with a zero TTL or at capacity 0, also supersedes the older value:
+//!   that older value is no longer "the last one inserted for that key");
+//! * a miss is always allowed when the capacity is smaller than the key domain (eviction),
+//!   and inside the window `[deadline, deadline + clock_resolution)`; otherwise a live model
+//!   entry must hit (read-your-writes, nothing evicted below capacity);
+//! * a value never comes back after a miss without a new insert;
+//! * at capacity 0 nothing is ever returned;
+//! * the engine's own `validate()` invariant checker holds after every operation;
+//! * after `flush()`, `len()` lies between the number of live entries and the number of keys
+//!   that may still be resident; at the end, once the clock has passed every deadline and
+//!   maintenance has run, `len()` equals the model's live count exactly.
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use memokit_engine::{Engine, Generation, InsertOptions, ManualClock};
+use proptest::prelude::*;
+
+/// Keys are `k0..k{KEYS-1}`; the engine's key type is `String`, looked up by `&str`.
+const KEYS: u8 = 6;
+/// Generation slots: each holds the current generation of one "version"; `Retire` retires
+/// it without replacing it (later inserts go to a retired generation), `Renew` replaces it.
+const SLOTS: u8 = 3;
+/// Clock steps are multiples of `STEP`, TTLs multiples of `TTL_UNIT`, so that lookups land
+/// exactly on deadlines and inside the resolution window as well as before and after.
+const STEP: Duration = Duration::from_millis(5);
+const TTL_UNIT: Duration = Duration::from_millis(10);
+const RESOLUTION: Duration = Duration::from_millis(1);
+const TICK: Duration = Duration::from_millis(10);
+/// Capacity far above the key domain: nothing may be evicted.
+const BIG: u64 = 1000;
+
+#[derive(Clone, Copy, Debug)]
+enum Ttl {
+    Never,
+    Zero,
+    Units(u8),
+    Huge,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Gens {
+    None,
+    One(u8),
+    Two(u8, u8),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Insert { key: u8, ttl: Ttl, gens: Gens },
+    GetOrInsert { key: u8, ttl: Ttl, gens: Gens },
+    Get(u8),
+    Contains(u8),
+    Remove(u8),
+    Retire(u8),
+    Renew(u8),
+    Advance(u8),
+    Flush,
+    Maintain,
+    Clear,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    capacity: u64,
+    shards: usize,
+    workers: usize,
+}
+
+fn ttl() -> impl Strategy<Value = Ttl> {
+    prop_oneof![
+        3 => Just(Ttl::Never),
+        1 => Just(Ttl::Zero),
+        4 => (1u8..=6).prop_map(Ttl::Units),
+        1 => Just(Ttl::Huge),
+    ]
+}
+
+fn gens() -> impl Strategy<Value = Gens> {
+    prop_oneof![
+        2 => Just(Gens::None),
+        2 => (0..SLOTS).prop_map(Gens::One),
+        1 => (0..SLOTS, 0..SLOTS).prop_map(|(a, b)| Gens::Two(a, b)),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS;
+    prop_oneof![
+        5 => (key.clone(), ttl(), gens()).prop_map(|(key, ttl, gens)| Op::Insert { key, ttl, gens }),
+        3 => (key.clone(), ttl(), gens())
+            .prop_map(|(key, ttl, gens)| Op::GetOrInsert { key, ttl, gens }),
+        5 => key.clone().prop_map(Op::Get),
+        1 => key.clone().prop_map(Op::Contains),
+        1 => key.prop_map(Op::Remove),
+        1 => (0..SLOTS).prop_map(Op::Retire),
+        1 => (0..SLOTS).prop_map(Op::Renew),
+        2 => (0u8..=4).prop_map(Op::Advance),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Maintain),
+        1 => Just(Op::Clear),
+    ]
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (prop_oneof![Just(0u64), Just(1), Just(3), Just(BIG), Just(BIG)], 0usize..3, 1usize..=2)
+        .prop_map(|(capacity, s, workers)| Config { capacity, shards: [1, 4, 16][s], workers })
+}
+
+fn key_name(k: u8) -> String {
+    format!("k{k}")
+}
+
+#[derive(Clone, Debug)]
+struct ModelEntry {
+    value: u64,
+    deadline: Option<Duration>,
+    gens: Vec<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Must be served (unless capacity pressure may have evicted it).
+    Live,
+    /// Inside `[deadline, deadline + resolution)`: may or may not be served.
+    Expiring,
+    /// Must never be served.
+    Dead,
+}
+
+struct Model {
+    entries: HashMap<u8, ModelEntry>,
+    /// Keys that may hold a resident entry in the engine (inserted since the last remove/clear).
+    maybe_resident: HashSet<u8>,
+    retired: HashSet<u64>,
+    now: Duration,
+}
+
+impl Model {
+    fn status(&self, e: &ModelEntry) -> Status {
+        if e.gens.iter().any(|g| self.retired.contains(g)) {
+            return Status::Dead;
+        }
+        match e.deadline {
+            None => Status::Live,
+            Some(d) if self.now < d => Status::Live,
+            Some(d) if self.now < d + RESOLUTION => Status::Expiring,
+            Some(_) => Status::Dead,
+        }
+    }
+
+    fn live_count(&self) -> u64 {
+        self.entries.values().filter(|e| self.status(e) == Status::Live).count() as u64
+    }
+}
+
+struct Harness {
+    cfg: Config,
+    engine: Engine<String, u64>,
+    clock: ManualClock,
+    model: Model,
+    slots: Vec<Generation>,
+    next_value: u64,
+    log: Vec<String>,
+}
+
+impl Harness {
+    fn new(cfg: Config) -> Self {
+        let clock = ManualClock::new();
+        let engine = Engine::builder()
+            .max_capacity(cfg.capacity)
+            .shards(cfg.shards)
+            .workers(cfg.workers)
+            .tick(TICK)
+            .clock_resolution(RESOLUTION)
+            .clock(clock.clone())
+            .build()
+            .expect("build");
+        let slots = (0..SLOTS).map(|_| engine.new_generation()).collect();
+        let model = Model {
+            entries: HashMap::new(),
+            maybe_resident: HashSet::new(),
+            retired: HashSet::new(),
+            now: Duration::ZERO,
+        };
+        Harness { cfg, engine, clock, model, slots, next_value: 1, log: Vec::new() }
+    }
+
+    /// Whether the engine may have evicted something (capacity below the key domain).
+    fn may_evict(&self) -> bool {
+        self.cfg.capacity < u64::from(KEYS)
+    }
+
+    fn options(&self, ttl: Ttl, gens: Gens) -> (InsertOptions, Option<Duration>, Vec<u64>) {
+        let mut opts = InsertOptions::new();
+        let mut deadline = None;
+        match ttl {
+            Ttl::Never => {}
+            Ttl::Zero => opts = opts.ttl(Duration::ZERO),
+            Ttl::Units(n) => {
+                let t = TTL_UNIT * u32::from(n);
+                opts = opts.ttl(t);
+                deadline = Some(self.model.now + t);
+            }
+            Ttl::Huge => opts = opts.ttl(Duration::MAX),
+        }
+        let mut ids = Vec::new();
+        match gens {
+            Gens::None => {}
+            Gens::One(a) => {
+                let g = self.slots[a as usize];
+                opts = opts.generations(g, None);
+                ids.push(g.id());
+            }
+            Gens::Two(a, b) => {
+                let (ga, gb) = (self.slots[a as usize], self.slots[b as usize]);
+                opts = opts.generations(ga, Some(gb));
+                ids.extend([ga.id(), gb.id()]);
+            }
+        }
+        (opts, deadline, ids)
+    }
+
+    /// The model's side of an insert (also of a value computed by `get_or_insert_with`).
+    fn model_insert(
+        &mut self,
+        key: u8,
+        value: u64,
+        ttl: Ttl,
+        deadline: Option<Duration>,
+        gens: Vec<u64>,
+    ) {
+        let m = &mut self.model;
+        let dropped = self.cfg.capacity == 0
+            || matches!(ttl, Ttl::Zero)
+            || gens.iter().any(|g| m.retired.contains(g));
+        if dropped {
+            // Not stored, and the older value is superseded all the same.
+            m.entries.remove(&key);
+        } else {
+            m.entries.insert(key, ModelEntry { value, deadline, gens });
+        }
+        if self.cfg.capacity > 0 {
+            m.maybe_resident.insert(key);
+        }
+    }
+
+    /// Checks one lookup answer against the model; updates the model after a miss.
+    fn check_lookup(&mut self, key: u8, got: Option<u64>, what: &str) -> Result<(), String> {
+        let entry = self.model.entries.get(&key).cloned();
+        let status = entry.as_ref().map(|e| self.model.status(e));
+        match (got, entry) {
+            (Some(v), _) if self.cfg.capacity == 0 => {
+                Err(format!("{what}: capacity 0 engine returned {v} for k{key}"))
+            }
+            (Some(v), None) => Err(format!(
+                "{what}: k{key} returned {v}, but the model has no value (removed, cleared, \
+                 superseded by a dropped insert, or never inserted)"
+            )),
+            (Some(v), Some(e)) if v != e.value => Err(format!(
+                "{what}: k{key} returned {v}, but the last value inserted is {} ({e:?})",
+                e.value
+            )),
+            (Some(v), Some(e)) if status == Some(Status::Dead) => Err(format!(
+                "{what}: k{key} returned {v}, which is dead at now={:?} ({e:?}, retired={:?})",
+                self.model.now, self.model.retired
+            )),
+            (Some(_), Some(_)) => Ok(()),
+            (None, Some(e))
+                if status == Some(Status::Live) && !self.may_evict() && self.cfg.capacity > 0 =>
+            {
+                Err(format!(
+                    "{what}: k{key} missed, but holds a live value at now={:?} ({e:?}); \
+                     capacity {} exceeds the key domain, so nothing may be evicted",
+                    self.model.now, self.cfg.capacity
+                ))
+            }
+            (None, _) => {
+                // Gone (expired, evicted); it must not come back without a new insert.
+                self.model.entries.remove(&key);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_len(&self, when: &str) -> Result<(), String> {
+        let len = self.engine.len();
+        if len > self.cfg.capacity {
+            return Err(format!("{when}: len {len} exceeds capacity {}", self.cfg.capacity));
+        }
+        if self.may_evict() {
+            return Ok(());
+        }
+        let live = self.model.live_count();
+        let upper = self.model.maybe_resident.len() as u64;
+        if len < live || len > upper {
+            return Err(format!(
+                "{when}: len {len} outside [{live} live entries, {upper} possibly resident keys]"
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), String> {
+        self.log.push(format!("{op:?}"));
+        match op {
+            Op::Insert { key, ttl, gens } => {
+                let value = self.next_value;
+                self.next_value += 1;
+                let (opts, deadline, ids) = self.options(ttl, gens);
+                self.engine.insert_with_options(key_name(key), value, opts);
+                self.model_insert(key, value, ttl, deadline, ids);
+            }
+            Op::GetOrInsert { key, ttl, gens } => {
+                let fresh = self.next_value;
+                self.next_value += 1;
+                let (opts, deadline, ids) = self.options(ttl, gens);
+                let mut computed = false;
+                let got = self.engine.get_or_insert_with_options(key_name(key), opts, || {
+                    computed = true;
+                    fresh
+                });
+                if computed {
+                    if got != fresh {
+                        return Err(format!(
+                            "get_or_insert_with computed {fresh} but returned {got}"
+                        ));
+                    }
+                    // A computation means a miss: same rules as a `get` that missed.
+                    self.check_lookup(key, None, "get_or_insert_with (computed)")?;
+                    self.model_insert(key, fresh, ttl, deadline, ids);
+                } else {
+                    self.check_lookup(key, Some(got), "get_or_insert_with (hit)")?;
+                }
+            }
+            Op::Get(key) => {
+                let got = self.engine.get(key_name(key).as_str());
+                self.check_lookup(key, got, "get")?;
+            }
+            Op::Contains(key) => {
+                let name = key_name(key);
+                let got = self.engine.contains_key(name.as_str());
+                let expect = self.model.entries.get(&key).map(|e| (e.value, self.model.status(e)));
+                match (got, expect) {
+                    (true, Some((_, Status::Dead))) | (true, None) => {
+                        return Err(format!("contains_key(k{key}) = true, model: {expect:?}"));
+                    }
+                    (true, _) if self.cfg.capacity == 0 => {
+                        return Err("contains_key true at capacity 0".into());
+                    }
+                    (false, Some((_, Status::Live))) if !self.may_evict() => {
+                        return Err(format!("contains_key(k{key}) = false for a live entry"));
+                    }
+                    (false, _) => {
+                        self.model.entries.remove(&key);
+                    }
+                    _ => {}
+                }
+            }
+            Op::Remove(key) => {
+                self.engine.remove(key_name(key).as_str());
+                self.model.entries.remove(&key);
+                self.model.maybe_resident.remove(&key);
+            }
+            Op::Retire(slot) => {
+                let g = self.slots[slot as usize];
+                self.engine.retire(g);
+                self.model.retired.insert(g.id());
+                if self.engine.is_live(g) {
+                    return Err(format!("is_live({g:?}) is true after retire"));
+                }
+            }
+            Op::Renew(slot) => {
+                let g = self.engine.new_generation();
+                if !self.engine.is_live(g) {
+                    return Err(format!("new generation {g:?} is not live"));
+                }
+                self.slots[slot as usize] = g;
+            }
+            Op::Advance(n) => {
+                let d = STEP * u32::from(n);
+                self.clock.advance(d);
+                self.model.now += d;
+            }
+            Op::Flush => {
+                self.engine.flush();
+                self.check_len("after flush")?;
+            }
+            Op::Maintain => {
+                self.engine.run_maintenance();
+                self.check_len("after run_maintenance")?;
+            }
+            Op::Clear => {
+                self.engine.clear();
+                self.model.entries.clear();
+                self.model.maybe_resident.clear();
+                let len = self.engine.len();
+                if len != 0 {
+                    return Err(format!("len {len} after clear"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes every deadline, lets maintenance reclaim everything dead, then compares the
+    /// whole content and `len()` with the model.
+    fn settle(&mut self) -> Result<(), String> {
+        self.log.push("settle".into());
+        let jump = Duration::from_secs(3600);
+        self.clock.advance(jump);
+        self.model.now += jump;
+        let expected = self.model.live_count();
+        let mut steps = 0;
+        while steps < 16 {
+            self.engine.run_maintenance();
+            steps += 1;
+            if self.engine.len() == expected || self.may_evict() {
+                break;
+            }
+        }
+        let len = self.engine.len();
+        if self.may_evict() {
+            if len > expected {
+                return Err(format!("settled len {len} above the {expected} live model entries"));
+            }
+        } else if len != expected {
+            return Err(format!(
+                "after the clock passed every deadline and {steps} maintenance steps, len is \
+                 {len}, the model holds {expected} live entries (expired/retired entries not \
+                 reclaimed?)"
+            ));
+        }
+        let stats = self.engine.stats();
+        if stats.entries != len {
+            return Err(format!("stats().entries {} != len {len}", stats.entries));
+        }
+        if !self.may_evict() && stats.evictions != 0 {
+            return Err(format!("{} evictions below capacity", stats.evictions));
+        }
+        for key in 0..KEYS {
+            let got = self.engine.get(key_name(key).as_str());
+            self.check_lookup(key, got, "get after settle")?;
+        }
+        Ok(())
+    }
+}
+
+fn run(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut h = Harness::new(cfg);
+    for &op in ops {
+        let r = h.apply(op).and_then(|()| {
+            h.engine.validate().map_err(|e| format!("validate() after {op:?}: {e}"))
+        });
+        if let Err(e) = r {
+            return Err(TestCaseError::fail(format!("{cfg:?}: {e}\nops applied: {:?}", h.log)));
+        }
+    }
+    if let Err(e) = h.settle() {
+        return Err(TestCaseError::fail(format!("{cfg:?}: {e}\nops applied: {:?}", h.log)));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: common::proptest_cases(128),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Random operation sequences agree with the model (see the module docs for the model).
+    #[test]
+    fn engine_agrees_with_model(cfg in config(), ops in proptest::collection::vec(op(), 1..60)) {
+        run(cfg, &ops)?;
+    }
+}
+
+/// Read-your-writes with a capacity far above the key domain: a lookup right after an insert
+/// hits, whatever the number of shards and workers.
+#[test]
+fn lookup_right_after_insert_hits() {
+    for (shards, workers) in [(1, 1), (4, 2), (64, 2)] {
+        let clock = ManualClock::new();
+        let engine: Engine<String, u64> = Engine::builder()
+            .max_capacity(BIG)
+            .shards(shards)
+            .workers(workers)
+            .clock(clock)
+            .build()
+            .unwrap();
+        for i in 0..200u64 {
+            let key = format!("k{}", i % 17);
+            engine.insert(key.clone(), i);
+            assert_eq!(engine.get(key.as_str()), Some(i), "shards={shards} workers={workers}");
+        }
+    }
+}
+
+/// A hand-written sequence touching expiry, both generations of an entry, a zero TTL and
+/// maintenance, replayed twice on fresh engines (a manual clock leaves no room for timing).
+#[test]
+fn fixed_sequence_agrees_with_model() {
+    let ops = [
+        Op::Insert { key: 0, ttl: Ttl::Units(1), gens: Gens::One(0) },
+        Op::Insert { key: 1, ttl: Ttl::Never, gens: Gens::Two(0, 1) },
+        Op::Get(0),
+        Op::Advance(2),
+        Op::Get(0),
+        Op::Retire(1),
+        Op::Get(1),
+        Op::Flush,
+        Op::Maintain,
+        Op::Insert { key: 2, ttl: Ttl::Zero, gens: Gens::None },
+        Op::Get(2),
+    ];
+    let cfg = Config { capacity: BIG, shards: 4, workers: 2 };
+    run(cfg, &ops).unwrap();
+    run(cfg, &ops).unwrap();
+}
+
+/// Lookups, removes and single flight by a borrowed form of the key (`Equivalent`), also
+/// while the insert is still pending (no flush in between).
+#[test]
+fn borrowed_key_forms() {
+    use memokit_engine::Equivalent;
+    #[derive(Hash, PartialEq, Eq, Debug)]
+    struct Owned(String, u64);
+    #[derive(Hash)]
+    struct Borrowed<'a>(&'a str, u64);
+    impl Equivalent<Owned> for Borrowed<'_> {
+        fn equivalent(&self, k: &Owned) -> bool {
+            self.0 == k.0 && self.1 == k.1
+        }
+    }
+    let e: Engine<Owned, u32> =
+        Engine::builder().max_capacity(100).clock(ManualClock::new()).build().unwrap();
+    e.insert(Owned("a".into(), 1), 7);
+    assert_eq!(e.get(&Borrowed("a", 1)), Some(7), "pending insert found by borrowed key");
+    assert_eq!(e.get(&Borrowed("a", 2)), None);
+    e.flush();
+    assert_eq!(e.get(&Borrowed("a", 1)), Some(7));
+    assert!(e.contains_key(&Borrowed("a", 1)));
+    e.remove(&Borrowed("a", 1));
+    assert_eq!(e.get(&Borrowed("a", 1)), None);
+    let mut owned = 0;
+    let r: Result<u32, ()> = e.get_or_try_insert_with_ref(
+        &Borrowed("b", 2),
+        InsertOptions::new(),
+        |q| {
+            owned += 1;
+            Owned(q.0.to_string(), q.1)
+        },
+        || Ok(9),
+    );
+    assert_eq!((r, owned), (Ok(9), 1));
+    assert_eq!(e.get(&Owned("b".into(), 2)), Some(9));
+    e.flush();
+    assert_eq!(e.len(), 1);
+}
