@@ -41,6 +41,16 @@
 //! relaxed increment of the shard's hit counter (on the cache line the read lock has just taken).
 //! No allocation, no channel, no engine-wide counter.
 //!
+//! ## Threads and idle cost
+//!
+//! An engine starts `workers` threads (default: half the cores, at least one) and, with the real
+//! clock, one clock thread. While lookups run, the clock thread wakes once per
+//! `clock_resolution` (1 000 wake-ups a second at the default 1 ms); after a second without a
+//! lookup it parks until the next one, which reads the real clock itself. Each worker wakes once
+//! per `tick` (default 1 s) to expire and reclaim. So an idle engine costs one wake-up per worker
+//! per second. With a [`ManualClock`] no thread wakes on its own. Dropping the last handle (or
+//! [`Engine::shutdown`]) stops and joins all of them.
+//!
 //! ## What it does not do (yet)
 //! - Hit-ratio and memory figures against moka and quick_cache are in `BENCHMARKS.md`; read
 //!   them before choosing it as a general cache.
