@@ -1,0 +1,113 @@
+//! Parsing the options of `#[memoize(..)]`.
+//!
+//! Each option has one spelling: `timeout`, `make_name`, `unless`, `key`, `memoizer` take
+//! `= <expr>`; `associated` is a flag. Unknown, repeated, valueless options are errors at the
+//! option's name; every error is collected, so one expansion reports them all at once.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, Token};
+
+/// The parsed options.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) timeout: Option<Expr>,
+    pub(crate) make_name: Option<Expr>,
+    pub(crate) unless: Option<Expr>,
+    pub(crate) key: Option<Expr>,
+    pub(crate) memoizer: Option<Expr>,
+    pub(crate) associated: Option<Span>,
+}
+
+struct RawOpt {
+    name: Ident,
+    value: Option<Expr>,
+}
+
+impl Parse for RawOpt {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(RawOpt { name, value })
+    }
+}
+
+const KNOWN: &str = "`timeout`, `make_name`, `unless`, `key`, `memoizer`, `associated`";
+
+/// Parses the attribute's arguments, collecting every error.
+pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Error>) {
+    let mut opts = Options::default();
+    let raw = match syn::parse::Parser::parse2(
+        Punctuated::<RawOpt, Token![,]>::parse_terminated,
+        args,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            let e = syn::Error::new(
+                e.span(),
+                format!("{e}; write the options as `name = <expr>`, separated by commas (options: {KNOWN})"),
+            );
+            return (opts, Some(e));
+        }
+    };
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    for RawOpt { name, value } in raw {
+        let n = name.to_string();
+        if n == "associated" {
+            if let Some(v) = value {
+                push(syn::Error::new_spanned(
+                    v,
+                    "`associated` is a flag and takes no value: write `#[memoize(associated)]`",
+                ));
+            } else if opts.associated.is_some() {
+                push(syn::Error::new(name.span(), "`associated` is given twice; give it once"));
+            } else {
+                opts.associated = Some(name.span());
+            }
+            continue;
+        }
+        let slot = match n.as_str() {
+            "timeout" => &mut opts.timeout,
+            "make_name" => &mut opts.make_name,
+            "unless" => &mut opts.unless,
+            "key" => &mut opts.key,
+            "memoizer" => &mut opts.memoizer,
+            _ => {
+                let hint = match n.as_str() {
+                    "ttl" | "expire" | "expires" | "cache_timeout" => " (did you mean `timeout`?)",
+                    "name" => " (did you mean `make_name`?)",
+                    "cache_key" | "make_cache_key" | "key_fn" => " (did you mean `key`?)",
+                    "cache" | "backend" => " (did you mean `memoizer`?)",
+                    _ => "",
+                };
+                push(syn::Error::new(
+                    name.span(),
+                    format!("unknown option `{n}`{hint}; the options of `#[memoize]` are {KNOWN}"),
+                ));
+                continue;
+            }
+        };
+        match value {
+            None => push(syn::Error::new(
+                name.span(),
+                format!("`{n}` needs a value: write `{n} = <expr>`"),
+            )),
+            Some(_) if slot.is_some() => push(syn::Error::new(
+                name.span(),
+                format!("`{n}` is given twice; give each option once"),
+            )),
+            Some(v) => *slot = Some(v),
+        }
+    }
+    (opts, errors)
+}

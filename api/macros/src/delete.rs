@@ -1,0 +1,102 @@
+//! `delete_memoized!` and `delete_memoized_verhash!`: calls of the doc-hidden companions that
+//! `#[memoize]` generates, so their arguments are type-checked like a call of the function.
+//!
+//! | form | expands to |
+//! |---|---|
+//! | `delete_memoized!(path::f)` | `path::f_memo().delete_all()` |
+//! | `delete_memoized!(path::f, a, b)` | `path::__memokit_delete_f(a, b)` |
+//! | `delete_memoized!(obj.m)` | `(obj).__memokit_delete_all_m()` |
+//! | `delete_memoized!(obj.m, a)` | `(obj).__memokit_delete_m(a)` |
+//! | `delete_memoized!(Type::m, &obj, a)` | `Type::__memokit_delete_m(&obj, a)` |
+//! | `delete_memoized_verhash!(path::f)` | `path::f_memo().delete_verhash()` |
+//! | `delete_memoized_verhash!(obj.m)` | `(obj).__memokit_delete_all_m()` |
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, Member, Token};
+
+enum Target {
+    Path(syn::ExprPath),
+    Method(Box<Expr>, syn::Ident),
+}
+
+const HOW: &str = "name the memoized function by a path (`f`, `module::f`, `Type::method`) or an instance method (`obj.method`)";
+
+fn parse(input: TokenStream) -> syn::Result<(Target, Vec<Expr>)> {
+    let span = proc_macro2::Span::call_site();
+    let list = Punctuated::<Expr, Token![,]>::parse_terminated.parse2(input)?;
+    let mut it = list.into_iter();
+    let first =
+        it.next().ok_or_else(|| syn::Error::new(span, format!("no function given: {HOW}")))?;
+    let target = match first {
+        Expr::Path(p) if p.qself.is_none() && !p.path.segments.is_empty() => Target::Path(p),
+        Expr::Field(f) => match f.member {
+            Member::Named(id) => Target::Method(f.base, id),
+            Member::Unnamed(i) => return Err(syn::Error::new(i.span, HOW)),
+        },
+        other => return Err(syn::Error::new_spanned(other, HOW)),
+    };
+    Ok((target, it.collect()))
+}
+
+/// `path::f` -> `path::<prefix>f<suffix>`, the new segment spanned at `f`.
+fn rename(p: &syn::ExprPath, prefix: &str, suffix: &str) -> syn::ExprPath {
+    let mut p = p.clone();
+    if let Some(last) = p.path.segments.last_mut() {
+        last.ident = format_ident!("{}{}{}", prefix, last.ident, suffix, span = last.ident.span());
+    }
+    p
+}
+
+/// `delete_memoized!(..)`.
+pub(crate) fn delete_memoized(input: TokenStream) -> TokenStream {
+    let (target, args) = match parse(input) {
+        Ok(t) => t,
+        Err(e) => return e.to_compile_error(),
+    };
+    match (target, args.is_empty()) {
+        (Target::Path(p), true) => {
+            let memo = rename(&p, "", "_memo");
+            quote!({ #memo().delete_all(); })
+        }
+        (Target::Path(p), false) => {
+            let del = rename(&p, "__memokit_delete_", "");
+            quote!({ #del(#(#args),*); })
+        }
+        (Target::Method(obj, m), true) => {
+            let del = format_ident!("__memokit_delete_all_{}", m, span = m.span());
+            quote!({ (#obj).#del(); })
+        }
+        (Target::Method(obj, m), false) => {
+            let del = format_ident!("__memokit_delete_{}", m, span = m.span());
+            quote!({ (#obj).#del(#(#args),*); })
+        }
+    }
+}
+
+/// `delete_memoized_verhash!(..)`.
+pub(crate) fn delete_memoized_verhash(input: TokenStream) -> TokenStream {
+    let (target, args) = match parse(input) {
+        Ok(t) => t,
+        Err(e) => return e.to_compile_error(),
+    };
+    if let Some(first) = args.first() {
+        return syn::Error::new_spanned(
+            first,
+            "`delete_memoized_verhash!` takes only the function: it drops the version of all its results; to delete one result use `delete_memoized!(f, args..)`",
+        )
+        .to_compile_error();
+    }
+    match target {
+        Target::Path(p) => {
+            let memo = rename(&p, "", "_memo");
+            quote!({ #memo().delete_verhash(); })
+        }
+        Target::Method(obj, m) => {
+            let del = format_ident!("__memokit_delete_all_{}", m, span = m.span());
+            quote!({ (#obj).#del(); })
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Generating the memoized function and its companions.
+//!
+//! For `vis fn f(a: A, b: &B) -> R { body }` (in a module; in an `impl` block every path
+//! below is `Self::..` instead):
+//! ```text
+//! vis fn f(a: A, b: &B) -> R {          // the attributes of f stay here
+//!     <trait checks, spanned at the offending types>
+//!     let m = f_memo();
+//!     [if (unless)() { return f_uncached(a.to_owned(), b); }]
+//!     <call through m with the key (&a, b)>(|| f_uncached(a.to_owned(), b))
+//! }
+//! vis fn f_uncached(a: A, b: &B) -> R { body }
+//! vis fn f_memo() -> Memoized<(A, <B as ToOwned>::Owned)> { static SLOT; handle(&SLOT, spec, ops) }
+//! #[doc(hidden)] vis fn __memokit_delete_f(a: A, b: &B) { <delete the key (&a, b)> }
+//! ```
+//! Methods add `&MemoIdentity::memo_id(self)` in front of the key, a receiver argument to the
+//! call, and `__memokit_delete_all_f(&self)` for `delete_memoized!(obj.f)`. By-value arguments
+//! are passed to the uncached body with `to_owned` (a clone, on a miss only), since the key
+//! borrows them during the call.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Attribute, Ident, Type};
+
+use crate::args::Options;
+use crate::validate::{Func, Kind, Param, Ret};
+
+fn m() -> TokenStream {
+    quote!(::memokit::__private)
+}
+
+/// Attributes copied to companions: conditional compilation and lint levels.
+fn companion_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
+        .iter()
+        .filter(|a| {
+            ["cfg", "cfg_attr", "allow", "expect", "warn", "deny", "deprecated"]
+                .iter()
+                .any(|n| a.path().is_ident(n))
+        })
+        .collect()
+}
+
+/// The owned type of an argument: readable for `&str` and `&[T]`, a `ToOwned` projection for
+/// other references.
+fn owned_type(p: &Param) -> TokenStream {
+    let m = m();
+    let b = &p.borrowed;
+    if !p.by_ref {
+        return quote!(#b);
+    }
+    match b {
+        Type::Path(tp) if tp.qself.is_none() && tp.path.is_ident("str") => quote!(#m::String),
+        Type::Slice(s) => {
+            let e = &s.elem;
+            quote!(::std::vec::Vec<#e>)
+        }
+        _ => quote!(<#b as #m::ToOwned>::Owned),
+    }
+}
+
+/// The generated items for a validated function.
+pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
+    let m = m();
+    let item = &f.item;
+    let vis = &item.vis;
+    let name = &item.sig.ident;
+    let name_str = name.to_string();
+    let span = name.span();
+    let uncached = format_ident!("{}_uncached", name, span = span);
+    let memo = format_ident!("{}_memo", name, span = span);
+    let deleter = format_ident!("__memokit_delete_{}", name, span = span);
+    let deleter_all = format_ident!("__memokit_delete_all_{}", name, span = span);
+    let in_impl = !matches!(f.kind, Kind::Free);
+    let path = |id: &Ident| if in_impl { quote!(Self::#id) } else { quote!(#id) };
+    let (uncached_path, memo_path) = (path(&uncached), path(&memo));
+    let extra = companion_attrs(&item.attrs);
+    let own_attrs = &item.attrs;
+    let generics = &item.sig.generics;
+    let where_clause = &item.sig.generics.where_clause;
+    let output = &item.sig.output;
+    let block = &item.block;
+
+    // Parameter lists: the original (for f_uncached) and with plain names (for f, deleters).
+    let orig_inputs = &item.sig.inputs;
+    let names: Vec<&Ident> = f.params.iter().map(|p| &p.name).collect();
+    let typed: Vec<TokenStream> = f
+        .params
+        .iter()
+        .map(|p| {
+            let (n, t) = (&p.name, &p.ty);
+            quote!(#n: #t)
+        })
+        .collect();
+    let recv = match f.kind {
+        Kind::Method(s) => quote_spanned!(s=> &self,),
+        _ => quote!(),
+    };
+    let self_arg = match f.kind {
+        Kind::Method(s) => quote_spanned!(s=> self,),
+        _ => quote!(),
+    };
+    let pass: Vec<TokenStream> = f
+        .params
+        .iter()
+        .map(|p| {
+            let n = &p.name;
+            if p.by_ref {
+                quote!(#n)
+            } else {
+                quote!(#m::ToOwned::to_owned(&#n))
+            }
+        })
+        .collect();
+    let pass_moved: Vec<TokenStream> = names.iter().map(|n| quote!(#n)).collect();
+
+    // Trait checks, spanned at the offending types.
+    let mut checks = Vec::new();
+    if opts.key.is_none() {
+        for p in &f.params {
+            let b = &p.borrowed;
+            checks.push(quote_spanned!(p.ty.span()=> #m::assert_key_arg::<#b>();));
+        }
+    }
+    let (value_ty, result) = match &f.ret {
+        Ret::Plain(t) => (t, false),
+        Ret::Result(t) => (t, true),
+    };
+    checks.push(quote_spanned!(value_ty.span()=> #m::assert_value::<#value_ty>();));
+
+    // The key view and the receiver id.
+    let id_binding = match f.kind {
+        Kind::Method(_) => quote!(let __memokit_id = {
+            use #m::{IdOf as _, IdNone as _};
+            (&&#m::probe_args::<Self>()).__memokit_id(self)
+        };),
+        _ => quote!(),
+    };
+    let id_view = match f.kind {
+        Kind::Method(_) => quote!(&__memokit_id,),
+        _ => quote!(),
+    };
+    let (key_binding, view) = match &opts.key {
+        Some(k) => {
+            (quote_spanned!(k.span()=> let __memokit_key = #k;), quote!((#id_view &__memokit_key,)))
+        }
+        None => {
+            let elems = f.params.iter().map(|p| {
+                let n = &p.name;
+                if p.by_ref {
+                    quote!(#n,)
+                } else {
+                    quote!(&#n,)
+                }
+            });
+            (quote!(), quote!((#id_view #(#elems)*)))
+        }
+    };
+    let call_args = if opts.key.is_some() { &pass_moved } else { &pass };
+    let recv_arg = match f.kind {
+        Kind::Method(_) => quote!(::core::option::Option::Some(&__memokit_recv)),
+        _ => quote!(::core::option::Option::None),
+    };
+    let body_call = quote!(#uncached_path(#self_arg #(#call_args),*));
+    let closure = if result {
+        quote!(|| #body_call)
+    } else {
+        quote!(|| ::core::result::Result::Ok::<#value_ty, #m::Infallible>(#body_call))
+    };
+    let recv_binding = match f.kind {
+        Kind::Method(_) => quote!(let __memokit_recv = #m::receiver(&__memokit_id);),
+        _ => quote!(),
+    };
+    let dispatched = quote! {{
+        use #m::{CallArc as _, CallClone as _, CallUncached as _};
+        #recv_binding
+        let __memokit_view = #view;
+        let __memokit_r = (&&&#m::probe::<_, #value_ty>(&__memokit_view)).__memokit_call(
+            __memokit_memo,
+            #recv_arg,
+            __memokit_view,
+            #closure,
+        );
+        __memokit_r
+    }};
+    let call = if result {
+        dispatched
+    } else {
+        quote! {
+            match #dispatched {
+                ::core::result::Result::Ok(v) => v,
+                ::core::result::Result::Err(e) => match e {},
+            }
+        }
+    };
+    let delete_view = quote! {{
+        use #m::{DeleteKey as _, DeleteNone as _};
+        let __memokit_view = #view;
+        (&&#m::probe::<_, ()>(&__memokit_view)).__memokit_delete(#memo_path(), __memokit_view);
+    }};
+    let unless = opts.unless.as_ref().map(|u| {
+        quote_spanned! {u.span()=>
+            let __memokit_unless: fn() -> bool = #u;
+            if __memokit_unless() {
+                return #uncached_path(#self_arg #(#pass_moved),*);
+            }
+        }
+    });
+
+    // The handle's argument tuple and spec.
+    let owned: Vec<TokenStream> = f.params.iter().map(owned_type).collect();
+    let args_ty = match f.kind {
+        Kind::Method(s) => {
+            let id = quote_spanned!(s=> <Self as #m::MemoIdentity>::Id);
+            quote!((#id, #(#owned,)*))
+        }
+        _ => quote!((#(#owned,)*)),
+    };
+    let fn_name = match f.kind {
+        Kind::Free => quote!(#m::String::from(#m::concat!(#m::module_path!(), "::", #name_str))),
+        _ => quote!(#m::format!("{}::{}", #m::type_name::<Self>(), #name_str)),
+    };
+    let make_name = match &opts.make_name {
+        Some(e) => quote_spanned!(e.span()=> {
+            let __memokit_f: fn(&str) -> #m::String = #e;
+            ::core::option::Option::Some(__memokit_f)
+        }),
+        None => quote!(::core::option::Option::None),
+    };
+    let memoizer = match &opts.memoizer {
+        Some(e) => quote_spanned!(e.span()=> {
+            let __memokit_f: fn() -> &'static #m::Memoizer = || -> &'static #m::Memoizer { #e };
+            ::core::option::Option::Some(__memokit_f)
+        }),
+        None => quote!(::core::option::Option::None),
+    };
+    let timeout = match &opts.timeout {
+        Some(e) => quote_spanned!(e.span()=> #m::timeout(#e)),
+        None => quote!(#m::Timeout::Default),
+    };
+    let ops = match &opts.key {
+        None => quote!({
+            use #m::{OpsOwned as _, OpsNone as _};
+            (&&#m::probe_args::<#args_ty>()).__memokit_ops()
+        }),
+        Some(k) => {
+            let id_pat = match f.kind {
+                Kind::Method(_) => quote!(__memokit_id,),
+                _ => quote!(),
+            };
+            let id_v = match f.kind {
+                Kind::Method(_) => quote!(__memokit_id,),
+                _ => quote!(),
+            };
+            quote! {
+                |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
+                    #[allow(unused_variables)]
+                    let (#id_pat #(#names,)*) = __memokit_a;
+                    let __memokit_key = #k;
+                    use #m::{KeyOpView as _, KeyOpNone as _};
+                    let __memokit_view = (#id_v &__memokit_key,);
+                    (&&#m::probe::<_, ()>(&__memokit_view))
+                        .__memokit_key_op(__memokit_s, __memokit_view, __memokit_op)
+                }
+            }
+        }
+    };
+
+    let link = if in_impl { format!("Self::{name_str}") } else { format!("fn@{name_str}") };
+    let doc_uncached = format!(
+        "The body of [`{name_str}`]({link}) without the cache (generated by `#[memoize]`)."
+    );
+    // One static per definition: in a generic `impl` it would be shared by every instantiation,
+    // so such impls are rejected here ("constant expression depends on a generic parameter").
+    let not_generic = if in_impl {
+        quote_spanned!(span=> let _: [(); { let _ = ::core::mem::size_of::<*const Self>(); 0 }] = [];)
+    } else {
+        quote!()
+    };
+    let doc_memo = format!("The memoization handle of `{name_str}`: timeout, keys, deletes, name, stats (generated by `#[memoize]`).");
+
+    let deleters = match f.kind {
+        Kind::Method(s) => quote_spanned! {s=>
+            #[doc(hidden)]
+            #(#extra)*
+            #[allow(unused_variables, clippy::too_many_arguments)]
+            #vis fn #deleter #generics (&self, #(#typed),*) #where_clause {
+                #id_binding
+                #key_binding
+                #delete_view
+            }
+            #[doc(hidden)]
+            #(#extra)*
+            #vis fn #deleter_all(&self) {
+                #id_binding
+                #memo_path().__delete_receiver(&__memokit_id)
+            }
+        },
+        _ => quote! {
+            #[doc(hidden)]
+            #(#extra)*
+            #[allow(unused_variables, clippy::too_many_arguments)]
+            #vis fn #deleter #generics (#(#typed),*) #where_clause {
+                #key_binding
+                #delete_view
+            }
+        },
+    };
+
+    quote! {
+        #(#own_attrs)*
+        #[allow(clippy::too_many_arguments)]
+        #vis fn #name #generics (#recv #(#typed),*) #output #where_clause {
+            #(#checks)*
+            #id_binding
+            let __memokit_memo = #memo_path();
+            #unless
+            #key_binding
+            #call
+        }
+
+        #[doc = #doc_uncached]
+        #(#extra)*
+        #[allow(clippy::too_many_arguments)]
+        #vis fn #uncached #generics (#orig_inputs) #output #where_clause #block
+
+        #[doc = #doc_memo]
+        #(#extra)*
+        #vis fn #memo() -> ::memokit::Memoized<#args_ty> {
+            #not_generic
+            static __MEMOKIT_SLOT: #m::FnSlot = #m::FnSlot::new();
+            #m::handle::<#args_ty>(
+                &__MEMOKIT_SLOT,
+                || #m::FnSpec { name: #fn_name, make_name: #make_name, memoizer: #memoizer, timeout: #timeout },
+                #ops,
+            )
+        }
+
+        #deleters
+    }
+}
+
+/// The expansion when the attribute has errors: the errors, the function unchanged, and its
+/// `f_uncached`, so that one mistake gives one error.
+pub(crate) fn fallback(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
+    let errors = errors.to_compile_error();
+    let mut uncached = item.clone();
+    uncached.sig.ident = format_ident!("{}_uncached", item.sig.ident, span = Span::call_site());
+    uncached.attrs.retain(|a| !a.path().is_ident("doc"));
+    quote! {
+        #errors
+        #item
+        #[allow(dead_code)]
+        #[doc(hidden)]
+        #uncached
+    }
+}

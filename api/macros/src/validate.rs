@@ -1,0 +1,218 @@
+//! Checking the memoized function's signature and building the model that `expand` reads.
+//!
+//! Every rejection is an error at the offending token saying what to do; all of them are
+//! collected so that the caller emits them together with one fallback expansion.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{FnArg, GenericArgument, GenericParam, ItemFn, Pat, PathArguments, ReturnType, Type};
+
+use crate::args::Options;
+
+/// What kind of function carries the attribute.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    /// A free function (module level).
+    Free,
+    /// An associated function without `self` (`associated` flag).
+    Associated,
+    /// A `&self` method; the span of `self`.
+    Method(Span),
+}
+
+/// One argument.
+pub(crate) struct Param {
+    pub(crate) name: syn::Ident,
+    pub(crate) ty: Type,
+    /// The type behind the reference for `&T` arguments, the type itself otherwise.
+    pub(crate) borrowed: Type,
+    /// Whether the argument is a reference (`&T`).
+    pub(crate) by_ref: bool,
+}
+
+/// How results are returned.
+pub(crate) enum Ret {
+    /// A plain value (including `()` and `Option<T>`).
+    Plain(Type),
+    /// `...::Result<T, ..>`: only `Ok(T)` is stored; the `T`.
+    Result(Type),
+}
+
+/// The validated function.
+pub(crate) struct Func {
+    pub(crate) item: ItemFn,
+    pub(crate) kind: Kind,
+    pub(crate) params: Vec<Param>,
+    pub(crate) ret: Ret,
+}
+
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
+        let e = syn::Error::new(span, msg);
+        match &mut self.0 {
+            Some(all) => all.combine(e),
+            None => self.0 = Some(e),
+        }
+    }
+}
+
+/// Finds `Self` in types.
+struct FindSelf(Vec<Span>);
+
+impl<'ast> Visit<'ast> for FindSelf {
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        if let Some(first) = p.segments.first() {
+            if first.ident == "Self" {
+                self.0.push(first.ident.span());
+            }
+        }
+        syn::visit::visit_path(self, p);
+    }
+}
+
+/// Finds `self` in the `key` expression.
+struct FindSelfValue(Option<Span>);
+
+impl<'ast> Visit<'ast> for FindSelfValue {
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        if p.segments.len() == 1 && p.segments[0].ident == "self" && self.0.is_none() {
+            self.0 = Some(p.segments[0].ident.span());
+        }
+        syn::visit::visit_path(self, p);
+    }
+}
+
+fn impl_trait(ty: &Type) -> Option<Span> {
+    struct F(Option<Span>);
+    impl<'ast> Visit<'ast> for F {
+        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
+            self.0.get_or_insert(t.impl_token.span);
+        }
+    }
+    let mut f = F(None);
+    f.visit_type(ty);
+    f.0
+}
+
+/// `T` when `ty` is a path type whose last segment is `Result` with a first type argument.
+fn result_ok_type(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(a) = &last.arguments else { return None };
+    a.args.iter().find_map(|g| match g {
+        GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
+/// Validates `item` under `opts`.
+pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error> {
+    let mut err = Errors(None);
+    let sig = &item.sig;
+    if let Some(a) = &sig.asyncness {
+        err.push(a.span, "`#[memoize]` does not support `async fn` yet: memoize a synchronous function (for example the one the async function awaits on a blocking pool)");
+    }
+    if let Some(c) = &sig.constness {
+        err.push(c.span, "`#[memoize]` cannot be used on a `const fn`: remove `const`");
+    }
+    if let Some(u) = &sig.unsafety {
+        err.push(u.span, "`#[memoize]` cannot be used on an `unsafe fn`: memoize a safe wrapper");
+    }
+    if let Some(a) = &sig.abi {
+        err.push(a.extern_token.span, "`#[memoize]` cannot be used on an `extern` function: memoize a Rust function that it calls");
+    }
+    if let Some(v) = &sig.variadic {
+        err.push(v.span(), "`#[memoize]` cannot be used on a variadic function");
+    }
+    for g in &sig.generics.params {
+        match g {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(t) => err.push(t.ident.span(), format!("a memoized function cannot be generic over type `{}`: each memoized function has one cache, so write a non-generic function per type (for example a small wrapper), or take a concrete type (lifetime parameters are fine)", t.ident)),
+            GenericParam::Const(c) => err.push(c.ident.span(), format!("a memoized function cannot be generic over const `{}`: pass the value as an argument instead (lifetime parameters are fine)", c.ident)),
+        }
+    }
+    let mut kind = if opts.associated.is_some() { Kind::Associated } else { Kind::Free };
+    let mut params = Vec::new();
+    let mut selfs = FindSelf(Vec::new());
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        match arg {
+            FnArg::Receiver(r) => {
+                if let Some(span) = opts.associated {
+                    err.push(span, "`associated` is for associated functions without `self`; remove it from this method");
+                }
+                if r.colon_token.is_some() {
+                    err.push(r.ty.span(), "memoized methods take `&self`; a typed receiver (`self: Arc<Self>`, `self: Box<Self>`, ...) is not supported: take `&self`");
+                } else if r.reference.is_none() {
+                    err.push(r.self_token.span, "memoized methods take `&self`; `self` by value would be consumed by the first call: take `&self`");
+                } else if let Some(m) = &r.mutability {
+                    err.push(m.span, "memoized methods take `&self`; `&mut self` suggests the method changes its receiver, which a cached result would skip: take `&self`, or memoize a `&self` helper that it calls");
+                } else if i != 0 {
+                    err.push(r.self_token.span, "`self` must come first");
+                }
+                kind = Kind::Method(r.self_token.span);
+            }
+            FnArg::Typed(pt) => {
+                let name = match &*pt.pat {
+                    Pat::Ident(pi) if pi.by_ref.is_none() && pi.subpat.is_none() => {
+                        pi.ident.clone()
+                    }
+                    other => {
+                        err.push(other.span(), "arguments of memoized functions must be plain names (`x: T`): destructure inside the function body");
+                        syn::Ident::new("__memokit_invalid", other.span())
+                    }
+                };
+                let ty = (*pt.ty).clone();
+                if let Some(s) = impl_trait(&ty) {
+                    err.push(s, "a memoized function cannot take `impl Trait` arguments: each memoized function has one cache, so take a concrete type");
+                }
+                selfs.visit_type(&ty);
+                let (borrowed, by_ref) = match &ty {
+                    Type::Reference(r) => {
+                        if let Some(m) = &r.mutability {
+                            err.push(m.span, "a memoized function cannot take `&mut` arguments: arguments are compared by value and the function must not change them; take `&T`");
+                        }
+                        ((*r.elem).clone(), true)
+                    }
+                    t => (t.clone(), false),
+                };
+                params.push(Param { name, ty, borrowed, by_ref });
+            }
+        }
+    }
+    let ret = match &sig.output {
+        ReturnType::Default => Ret::Plain(syn::parse_quote!(())),
+        ReturnType::Type(_, t) => {
+            selfs.visit_type(t);
+            if let Some(s) = impl_trait(t) {
+                err.push(s, "a memoized function cannot return `impl Trait`: results are stored, so name the type (or return `Arc<dyn Trait + Send + Sync>`)");
+            }
+            match result_ok_type(t) {
+                Some(ok) => Ret::Result(ok),
+                None => Ret::Plain((**t).clone()),
+            }
+        }
+    };
+    for s in selfs.0 {
+        err.push(
+            s,
+            "a memoized function's signature cannot mention `Self`: write the type's name instead",
+        );
+    }
+    if let Some(key) = &opts.key {
+        let mut f = FindSelfValue(None);
+        f.visit_expr(key);
+        if let Some(s) = f.0 {
+            err.push(s, "`key` cannot use `self`: the receiver's `MemoIdentity` is always part of the key of a method; key by the other arguments");
+        }
+    }
+    match err.0 {
+        Some(e) => Err(e),
+        None => Ok(Func { item, kind, params, ret }),
+    }
+}

@@ -1,0 +1,221 @@
+//! How generated code reaches the call path: tiered dispatch ("autoref specialization").
+//!
+//! A generated call is `(&&&probe::<_, R>(&view)).__memokit_call(..)`. Method lookup tries the
+//! tiers in order and takes the first whose bounds hold:
+//!
+//! | tier | impl for | when | does |
+//! |---|---|---|---|
+//! | 1 | `&&Probe<V, Arc<U>>` | the key is a [`KeyView`], the result an `Arc<U>` | stores the `Arc<U>` itself as the engine value; a hit is one `Arc` clone and a checked downcast, no second allocation or reference count |
+//! | 2 | `&Probe<V, T>` | the key is a [`KeyView`], `T: Clone + Send + Sync + 'static` | stores `Arc<T>`; a hit clones `T` out of it |
+//! | 3 | `Probe<V, T>` | otherwise | runs the function uncached |
+//!
+//! Tier 3 is never run: when it is selected, the checks that `#[memoize]` emits at the
+//! offending type (`assert_key_arg`, `assert_value`) already failed to compile. It exists so
+//! that one unsuitable type gives one error, at that type, instead of one more per generated
+//! use. Deletes and `ops` dispatch the same way (tier 2 of them is a no-op).
+
+use std::any::Any;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::key::{CacheKey, KeyView};
+use crate::memoizer::ErasedValue;
+use crate::state::{FnState, KeyOp, Ops, Recv};
+use crate::Memoized;
+
+/// A type-level probe carrying the key view type `V` and the stored value type `R`.
+#[derive(Debug)]
+pub struct Probe<V: ?Sized, R>(PhantomData<Types<V, R>>);
+
+type Types<V, R> = (fn() -> *const V, fn() -> R);
+
+/// The probe for a view (inferred) and a value type (named by the generated code).
+#[inline(always)]
+pub fn probe<V, R>(_: &V) -> Probe<V, R> {
+    Probe(PhantomData)
+}
+
+/// The probe for an owned argument tuple (for `ops`).
+#[inline(always)]
+pub fn probe_args<A: ?Sized>() -> Probe<A, ()> {
+    Probe(PhantomData)
+}
+
+/// How values of type `T` are stored in and read back from the engine.
+pub(crate) struct Codec<T> {
+    pub(crate) erase: fn(T) -> ErasedValue,
+    pub(crate) unerase: fn(ErasedValue) -> Option<T>,
+}
+
+fn arc_codec<U: Send + Sync + 'static>() -> Codec<Arc<U>> {
+    Codec { erase: |a| a as ErasedValue, unerase: |v| v.downcast::<U>().ok() }
+}
+
+fn clone_codec<T: Clone + Send + Sync + 'static>() -> Codec<T> {
+    Codec {
+        erase: |t| Arc::new(t) as ErasedValue,
+        unerase: |v| (v as Arc<dyn Any + Send + Sync>).downcast_ref::<T>().cloned(),
+    }
+}
+
+macro_rules! call_tier {
+    ($tr:ident, $doc:literal) => {
+        #[doc = $doc]
+        pub trait $tr<V, T> {
+            /// A memoized call; only `Ok` values are stored.
+            fn __memokit_call<A: 'static, E>(
+                &self,
+                m: Memoized<A>,
+                recv: Recv<'_>,
+                view: V,
+                f: impl FnOnce() -> Result<T, E>,
+            ) -> Result<T, E>;
+        }
+    };
+}
+
+call_tier!(CallArc, "Tier 1 of a call: `Arc` results.");
+call_tier!(CallClone, "Tier 2 of a call: `Clone` results.");
+call_tier!(CallUncached, "Tier 3 of a call: unsuitable types (already a compile error).");
+
+impl<V: KeyView, U: Send + Sync + 'static> CallArc<V, Arc<U>> for &&Probe<V, Arc<U>> {
+    #[inline(always)]
+    fn __memokit_call<A: 'static, E>(
+        &self,
+        m: Memoized<A>,
+        recv: Recv<'_>,
+        view: V,
+        f: impl FnOnce() -> Result<Arc<U>, E>,
+    ) -> Result<Arc<U>, E> {
+        m.state.call(&view, recv, arc_codec::<U>(), f)
+    }
+}
+
+impl<V: KeyView, T: Clone + Send + Sync + 'static> CallClone<V, T> for &Probe<V, T> {
+    #[inline(always)]
+    fn __memokit_call<A: 'static, E>(
+        &self,
+        m: Memoized<A>,
+        recv: Recv<'_>,
+        view: V,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        m.state.call(&view, recv, clone_codec::<T>(), f)
+    }
+}
+
+impl<V, T> CallUncached<V, T> for Probe<V, T> {
+    fn __memokit_call<A: 'static, E>(
+        &self,
+        _: Memoized<A>,
+        _: Recv<'_>,
+        _: V,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        f()
+    }
+}
+
+/// Tier 1 of a delete by view.
+pub trait DeleteKey<V> {
+    /// Removes the result for `view`.
+    fn __memokit_delete<A: 'static>(&self, m: Memoized<A>, view: V);
+}
+
+/// Tier 2 of a delete by view (already a compile error).
+pub trait DeleteNone<V> {
+    /// Does nothing.
+    fn __memokit_delete<A: 'static>(&self, m: Memoized<A>, view: V);
+}
+
+impl<V: KeyView, R> DeleteKey<V> for &Probe<V, R> {
+    fn __memokit_delete<A: 'static>(&self, m: Memoized<A>, view: V) {
+        m.state.key_op(&view, KeyOp::Delete);
+    }
+}
+
+impl<V, R> DeleteNone<V> for Probe<V, R> {
+    fn __memokit_delete<A: 'static>(&self, _: Memoized<A>, _: V) {}
+}
+
+/// Tier 1 of the `ops` of a function without `key =`.
+pub trait OpsOwned<A> {
+    /// The ops for the owned tuple.
+    fn __memokit_ops(&self) -> Ops<A>;
+}
+
+/// Tier 2 of `ops` (already a compile error).
+pub trait OpsNone<A> {
+    /// Ops that do nothing.
+    fn __memokit_ops(&self) -> Ops<A>;
+}
+
+fn key_op_owned<A>(state: &'static FnState, args: &A, op: KeyOp) -> Option<CacheKey>
+where
+    A: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    state.key_op_owned(args, op)
+}
+
+impl<A: Hash + Eq + Clone + Send + Sync + 'static> OpsOwned<A> for &Probe<A, ()> {
+    fn __memokit_ops(&self) -> Ops<A> {
+        key_op_owned::<A>
+    }
+}
+
+impl<A> OpsNone<A> for Probe<A, ()> {
+    fn __memokit_ops(&self) -> Ops<A> {
+        |_, _, _| None
+    }
+}
+
+/// Tier 1 of a key operation on a view (for `ops` of functions with `key =`).
+pub trait KeyOpView<V> {
+    /// Applies `op` to the key of `view`.
+    fn __memokit_key_op(&self, s: &'static FnState, view: V, op: KeyOp) -> Option<CacheKey>;
+}
+
+/// Tier 2 of a key operation (already a compile error).
+pub trait KeyOpNone<V> {
+    /// Does nothing.
+    fn __memokit_key_op(&self, s: &'static FnState, view: V, op: KeyOp) -> Option<CacheKey>;
+}
+
+impl<V: KeyView, R> KeyOpView<V> for &Probe<V, R> {
+    fn __memokit_key_op(&self, s: &'static FnState, view: V, op: KeyOp) -> Option<CacheKey> {
+        s.key_op(&view, op)
+    }
+}
+
+impl<V, R> KeyOpNone<V> for Probe<V, R> {
+    fn __memokit_key_op(&self, _: &'static FnState, _: V, _: KeyOp) -> Option<CacheKey> {
+        None
+    }
+}
+
+/// Tier 1 of a receiver's identity.
+pub trait IdOf<T: ?Sized> {
+    /// The receiver's `MemoIdentity::Id`.
+    type Id;
+    /// Reads it.
+    fn __memokit_id(&self, t: &T) -> Self::Id;
+}
+
+/// Tier 2 of a receiver's identity (already a compile error).
+pub trait IdNone<T: ?Sized> {
+    /// Nothing.
+    fn __memokit_id(&self, t: &T);
+}
+
+impl<T: ?Sized + crate::MemoIdentity> IdOf<T> for &Probe<T, ()> {
+    type Id = T::Id;
+    #[inline(always)]
+    fn __memokit_id(&self, t: &T) -> T::Id {
+        t.memo_id()
+    }
+}
+
+impl<T: ?Sized> IdNone<T> for Probe<T, ()> {
+    fn __memokit_id(&self, _: &T) {}
+}

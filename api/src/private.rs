@@ -1,0 +1,60 @@
+//! Items used by the code `#[memoize]` and `delete_memoized!` generate. Not public API: names
+//! and signatures here change without notice.
+
+use std::hash::Hash;
+use std::time::Duration;
+
+use memokit_engine::Generation;
+
+pub use core::convert::Infallible;
+pub use core::{concat, module_path, stringify};
+pub use std::any::type_name;
+pub use std::borrow::{Borrow, ToOwned};
+pub use std::format;
+pub use std::string::String;
+
+pub use crate::dispatch::{
+    probe, probe_args, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone, IdOf,
+    KeyOpNone, KeyOpView, OpsNone, OpsOwned, Probe,
+};
+pub use crate::identity::MemoIdentity;
+pub use crate::key::{KeyArg, KeyView};
+pub use crate::state::{handle, FnSlot, FnSpec, FnState, KeyOp, Ops, Recv};
+pub use crate::{Memoized, Memoizer, Timeout};
+
+/// A type a memoized function can return (or return in `Ok`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by a memoized function",
+    label = "results are stored and returned by clone: must be `Clone + Send + Sync + 'static`",
+    note = "wrap the value in `std::sync::Arc` (cheap to clone, and `Send + Sync` if the value is), or own the borrowed data"
+)]
+pub trait CacheValue: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
+
+/// Checks (at the argument's type) that it can be part of a key.
+#[inline(always)]
+pub fn assert_key_arg<T: ?Sized + KeyArg>() {}
+
+/// Checks (at the return type) that results can be stored.
+#[inline(always)]
+pub fn assert_value<T: CacheValue>() {}
+
+/// How a method call finds its receiver's version.
+#[inline(always)]
+pub fn receiver<I>(id: &I) -> impl Fn(&FnState, Option<Duration>) -> Generation + '_
+where
+    I: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    move |s, ttl| s.receiver_version(id, ttl)
+}
+
+/// Checks (at the `key` expression) that its value can be a key.
+#[inline(always)]
+pub fn assert_key_value<T: KeyArg>(_: &T) {}
+
+/// The `timeout = <expr>` option.
+#[inline]
+pub fn timeout(t: impl Into<Timeout>) -> Timeout {
+    t.into()
+}

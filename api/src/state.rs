@@ -1,0 +1,407 @@
+//! The state of one memoized function and its call path.
+//!
+//! Each `#[memoize]` definition owns one `static` [`FnSlot`] (inside its generated `f_memo()`),
+//! initialised on the first call or the first `f_memo()`: the function's process-unique id
+//! (its definition identity), its name after `make_name`, its memoizer (bound for good), its
+//! current timeout, its version and, for methods, the versions of its receivers.
+//!
+//! ## Versions
+//! The function's version is an engine `Generation`. `delete_all` swaps in a fresh one and
+//! retires the old one (O(1); the engine hides every entry written under it and refuses the
+//! stores of computations in flight under it). `delete_verhash` retires it and leaves none: the
+//! next miss creates one. A method's results also carry the generation of (method, receiver
+//! id): a per-instance delete retires that one and forgets the record.
+//!
+//! Receiver records are created by misses only (a hit reads no version: the engine checks the
+//! entry's generations). So that they do not pile up, a record remembers the latest deadline
+//! of the results stored under it; when the table has doubled since it was last pruned,
+//! records whose deadline passed are dropped (nothing under them can be live), and if more
+//! records remain than the memoizer's capacity (the most results that can be live), the excess
+//! is dropped too. A dropped record's generation is always retired first, so pruning can only
+//! cost cached results, never serve a stale one.
+//!
+//! ## The call path and the waiting seam
+//! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
+//! and, on a miss, `compute` (`#[cold]`): it resolves the timeout and versions and hands the
+//! computation to the engine's single flight (`get_or_try_insert_with_ref`). Waiting happens
+//! only inside the engine, so an async adapter needs only an async form of that one engine
+//! call; everything else here is shared.
+
+use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use memokit_engine::{Engine, Generation, InsertOptions};
+use parking_lot::{Mutex, RwLock};
+
+use crate::dispatch::Codec;
+use crate::key::{CacheKey, ErasedKey, KeyView, LookupKey, OwnedView};
+use crate::memoizer::{ErasedValue, Registered};
+use crate::stats::Counters;
+use crate::{Memoizer, Stats, Timeout};
+
+/// How a method's call finds the version of its receiver (`None` for functions).
+pub type Recv<'a> = Option<&'a dyn Fn(&FnState, Option<Duration>) -> Generation>;
+
+/// What a generated `ops` function is asked to do with a key.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyOp {
+    /// Remove the result for this key (and detach its computation).
+    Delete,
+    /// Return the key.
+    Make,
+}
+
+/// Applies a [`KeyOp`] to the key for an owned argument tuple `A` (generated per function).
+pub type Ops<A> = fn(&'static FnState, &A, KeyOp) -> Option<CacheKey>;
+
+/// The static description of a memoized function, given by the generated code.
+#[derive(Debug)]
+pub struct FnSpec {
+    /// Full path of the function (`module::f`, `module::Type::m`).
+    pub name: String,
+    /// The `make_name` option.
+    pub make_name: Option<fn(&str) -> String>,
+    /// The `memoizer` option (else `global()`).
+    pub memoizer: Option<fn() -> &'static Memoizer>,
+    /// The `timeout` option.
+    pub timeout: Timeout,
+}
+
+/// The per-definition static holding a function's state.
+#[derive(Debug)]
+pub struct FnSlot(OnceLock<FnState>);
+
+impl FnSlot {
+    /// An empty slot (for a `static`).
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        FnSlot(OnceLock::new())
+    }
+
+    #[inline]
+    pub(crate) fn get(&'static self) -> Option<&'static FnState> {
+        self.0.get()
+    }
+}
+
+static NEXT_FN_ID: AtomicU64 = AtomicU64::new(1);
+
+struct RecvRecord {
+    id: Box<dyn Any + Send + Sync>,
+    gen: Generation,
+    /// Latest deadline of a result stored under `gen`; `None` = no deadline.
+    until: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Receivers {
+    hasher: ahash::RandomState,
+    map: std::collections::HashMap<u64, Vec<RecvRecord>>,
+    len: usize,
+    prune_at: usize,
+}
+
+/// The state of one memoized function.
+pub struct FnState {
+    id: u64,
+    name: String,
+    memoizer: &'static Memoizer,
+    engine: Engine<ErasedKey, ErasedValue>,
+    timeout: RwLock<Timeout>,
+    version: Mutex<Option<Generation>>,
+    receivers: Mutex<Receivers>,
+    pub(crate) counters: Counters,
+    ops: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for FnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnState").field("id", &self.id).field("name", &self.name).finish()
+    }
+}
+
+fn delete_any<A: 'static>(s: &'static FnState, args: &dyn Any) {
+    if let (Some(a), Some(ops)) = (args.downcast_ref::<A>(), s.ops.downcast_ref::<Ops<A>>()) {
+        ops(s, a, KeyOp::Delete);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn init<A: 'static>(
+    slot: &'static FnSlot,
+    spec: impl FnOnce() -> FnSpec,
+    ops: Ops<A>,
+) -> &'static FnState {
+    slot.0.get_or_init(|| {
+        let spec = spec();
+        let memoizer = match spec.memoizer {
+            Some(m) => m(),
+            None => crate::global(),
+        };
+        let name = match spec.make_name {
+            Some(mk) => mk(&spec.name),
+            None => spec.name,
+        };
+        memoizer.register(
+            &name,
+            Registered {
+                slot,
+                args_type: TypeId::of::<A>(),
+                args_type_name: std::any::type_name::<A>(),
+                delete_any: delete_any::<A>,
+            },
+        );
+        FnState {
+            id: NEXT_FN_ID.fetch_add(1, Relaxed),
+            name,
+            memoizer,
+            engine: memoizer.inner.engine.clone(),
+            timeout: RwLock::new(spec.timeout),
+            version: Mutex::new(None),
+            receivers: Mutex::new(Receivers { prune_at: 64, ..Receivers::default() }),
+            counters: Counters::default(),
+            ops: Box::new(ops),
+        }
+    })
+}
+
+/// The handle of a function, initialising its state on first use (used by `f_memo()`).
+#[inline]
+pub fn handle<A: 'static>(
+    slot: &'static FnSlot,
+    spec: impl FnOnce() -> FnSpec,
+    ops: Ops<A>,
+) -> crate::Memoized<A> {
+    let state = match slot.get() {
+        Some(s) => s,
+        None => init(slot, spec, ops),
+    };
+    crate::Memoized { state, ops }
+}
+
+impl FnState {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn memoizer(&self) -> &'static Memoizer {
+        self.memoizer
+    }
+
+    pub(crate) fn timeout(&self) -> Timeout {
+        *self.timeout.read()
+    }
+
+    pub(crate) fn set_timeout(&self, t: Timeout) {
+        *self.timeout.write() = t;
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        self.counters.add_to(&mut s);
+        s
+    }
+
+    /// A call: the hit path inline, the miss path cold.
+    #[inline(always)]
+    pub(crate) fn call<V, T, E>(
+        &self,
+        view: &V,
+        receiver: Recv<'_>,
+        codec: Codec<T>,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        V: KeyView,
+    {
+        if let Some(v) = self.engine.get(&LookupKey { fn_id: self.id, view }) {
+            if let Some(t) = (codec.unerase)(v) {
+                self.counters.hit();
+                return Ok(t);
+            }
+        }
+        self.compute(view, receiver, codec, f)
+    }
+
+    /// The miss path: versions, timeout, then the engine's single flight.
+    #[cold]
+    #[inline(never)]
+    fn compute<V, T, E>(
+        &self,
+        view: &V,
+        receiver: Recv<'_>,
+        codec: Codec<T>,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        V: KeyView,
+    {
+        let ttl = self.timeout().resolve(self.memoizer.inner.default_timeout);
+        let primary = self.version();
+        let secondary = receiver.map(|r| r(self, ttl));
+        let mut opts = InsertOptions::new().generations(primary, secondary);
+        if let Some(t) = ttl {
+            opts = opts.ttl(t);
+        }
+        let mut ran = false;
+        let key = LookupKey { fn_id: self.id, view };
+        let r = self.engine.get_or_try_insert_with_ref(
+            &key,
+            opts,
+            |k| ErasedKey::from_view(k.fn_id, k.view),
+            || {
+                ran = true;
+                f().map(codec.erase)
+            },
+        );
+        if ran {
+            self.counters.miss();
+        } else {
+            self.counters.wait();
+        }
+        r.map(|v| match (codec.unerase)(v) {
+            Some(t) => t,
+            None => {
+                unreachable!("memokit: a result of another type under the key of `{}`", self.name)
+            }
+        })
+    }
+
+    /// The function's current version, created if there is none.
+    fn version(&self) -> Generation {
+        *self.version.lock().get_or_insert_with(|| self.engine.new_generation())
+    }
+
+    /// The version of (this method, receiver `id`), created if there is none.
+    pub(crate) fn receiver_version<I>(&self, id: &I, ttl: Option<Duration>) -> Generation
+    where
+        I: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        let now = self.memoizer.inner.clock.now();
+        let until = ttl.map(|t| now.saturating_add(t));
+        let mut r = self.receivers.lock();
+        let h = r.hasher.hash_one(id);
+        if let Some(rec) = r
+            .map
+            .get_mut(&h)
+            .and_then(|b| b.iter_mut().find(|rec| rec.id.downcast_ref::<I>() == Some(id)))
+        {
+            rec.until = match (rec.until, until) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+            return rec.gen;
+        }
+        if r.len >= r.prune_at {
+            self.prune(&mut r, now);
+        }
+        let gen = self.engine.new_generation();
+        r.map.entry(h).or_default().push(RecvRecord { id: Box::new(id.clone()), gen, until });
+        r.len += 1;
+        gen
+    }
+
+    fn prune(&self, r: &mut Receivers, now: Duration) {
+        let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
+        let engine = &self.engine;
+        let mut kept = 0usize;
+        r.map.retain(|_, bucket| {
+            bucket.retain(|rec| {
+                let dead = rec.until.is_some_and(|u| u <= now);
+                if dead {
+                    engine.retire(rec.gen);
+                } else {
+                    kept += 1;
+                }
+                !dead
+            });
+            !bucket.is_empty()
+        });
+        if kept > bound {
+            let mut excess = kept - bound / 2;
+            kept -= excess;
+            r.map.retain(|_, bucket| {
+                bucket.retain(|rec| {
+                    if excess == 0 {
+                        return true;
+                    }
+                    excess -= 1;
+                    engine.retire(rec.gen);
+                    false
+                });
+                !bucket.is_empty()
+            });
+        }
+        r.len = kept;
+        r.prune_at = (2 * kept).max(64);
+    }
+
+    /// Deletes every result of this function (O(1)).
+    pub(crate) fn delete_all(&self) {
+        let fresh = self.engine.new_generation();
+        let old = self.version.lock().replace(fresh);
+        if let Some(old) = old {
+            self.engine.retire(old);
+        }
+    }
+
+    /// Drops the function's version and every receiver record.
+    pub(crate) fn delete_verhash(&self) {
+        let old = self.version.lock().take();
+        if let Some(old) = old {
+            self.engine.retire(old);
+        }
+        let recs = {
+            let mut r = self.receivers.lock();
+            r.len = 0;
+            std::mem::take(&mut r.map)
+        };
+        drop(recs);
+    }
+
+    /// The number of receiver records (for tests of pruning).
+    pub(crate) fn receiver_records(&self) -> usize {
+        self.receivers.lock().len
+    }
+
+    /// Deletes every result of this method for the receiver `id`.
+    pub(crate) fn delete_receiver<I: std::hash::Hash + Eq + 'static>(&self, id: &I) {
+        let mut r = self.receivers.lock();
+        let h = r.hasher.hash_one(id);
+        let Some(bucket) = r.map.get_mut(&h) else { return };
+        let Some(i) = bucket.iter().position(|rec| rec.id.downcast_ref::<I>() == Some(id)) else {
+            return;
+        };
+        let rec = bucket.swap_remove(i);
+        if bucket.is_empty() {
+            r.map.remove(&h);
+        }
+        r.len -= 1;
+        drop(r);
+        self.engine.retire(rec.gen);
+    }
+
+    /// Applies `op` to the key of `view`.
+    pub(crate) fn key_op<V: KeyView>(&'static self, view: &V, op: KeyOp) -> Option<CacheKey> {
+        match op {
+            KeyOp::Delete => {
+                self.engine.remove(&LookupKey { fn_id: self.id, view });
+                None
+            }
+            KeyOp::Make => {
+                Some(CacheKey { name: self.name(), key: ErasedKey::from_view(self.id, view) })
+            }
+        }
+    }
+
+    /// [`key_op`](Self::key_op) for an owned argument tuple.
+    pub(crate) fn key_op_owned<A>(&'static self, args: &A, op: KeyOp) -> Option<CacheKey>
+    where
+        A: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+    {
+        self.key_op(&OwnedView(args), op)
+    }
+}

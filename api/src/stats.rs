@@ -1,0 +1,153 @@
+//! [`Stats`] and the striped per-function counters behind them.
+//!
+//! A hit must not touch a shared contended atomic, so each function counts into one of
+//! [`STRIPES`] cache-line-padded stripes. A thread leases a stripe index for its lifetime;
+//! while fewer than `STRIPES` threads hold leases, each stripe has one writer, which counts
+//! with a relaxed load and store (about a nanosecond, no read-modify-write). Beyond that,
+//! threads count on one extra shared stripe with `fetch_add`. No count is lost either way, and
+//! `stats()` sums the stripes: every call that returned before `stats()` (in the
+//! happens-before sense, e.g. a joined thread) is counted.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// Counters of a memoizer or of one memoized function.
+///
+/// On a function's handle (`f_memo().stats()`), `hits`, `misses` and `single_flight_waits`
+/// count that function's calls; `entries`, `evictions`, `expirations` and `stale_reclaimed`
+/// are kept by the engine for the whole memoizer and read 0 there. On the memoizer
+/// ([`Memoizer::stats`](crate::Memoizer::stats)), the call counters are summed over its
+/// functions and the entry counters come from the engine.
+///
+/// ```
+/// use memokit::memoize;
+///
+/// #[memoize]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// square(3);
+/// square(3);
+/// let s = square_memo().stats();
+/// assert_eq!((s.hits, s.misses), (1, 1));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that ran the function (including those whose result was not stored).
+    pub misses: u64,
+    /// Results resident in the engine (memoizer only).
+    pub entries: u64,
+    /// Results evicted to stay within capacity (memoizer only).
+    pub evictions: u64,
+    /// Results removed because their timeout passed (memoizer only).
+    pub expirations: u64,
+    /// Results reclaimed after a delete retired their version (memoizer only).
+    pub stale_reclaimed: u64,
+    /// Calls that missed and got the value of another caller's computation.
+    pub single_flight_waits: u64,
+}
+
+/// Number of counter stripes per function.
+pub(crate) const STRIPES: usize = 16;
+
+#[derive(Default)]
+#[repr(align(64))]
+struct Stripe {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    waits: AtomicU64,
+}
+
+/// Striped call counters of one function.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// One stripe per lease, plus a shared one (`fetch_add`) for threads without a lease.
+    stripes: [Stripe; STRIPES + 1],
+}
+
+/// Stripe leases: a thread holding lease `i < STRIPES` is the only writer of stripe `i` of
+/// every function, so it counts with a plain load and store (no read-modify-write). Leases
+/// return to the pool when their thread exits. Threads beyond `STRIPES` count on the extra shared stripe with `fetch_add`.
+static FREE: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Returns the lease to the pool when its thread exits.
+struct LeaseGuard(usize);
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        // Calls made later in this thread's teardown count on the shared stripe.
+        let _ = LEASE.try_with(|l| l.set(STRIPES));
+        FREE.lock().push(self.0);
+    }
+}
+
+thread_local! {
+    /// This thread's stripe: `usize::MAX` until first use, `STRIPES` for the shared stripe.
+    /// No destructor, so reading it is a plain thread-local load.
+    static LEASE: Cell<usize> = const { Cell::new(usize::MAX) };
+    static GUARD: Cell<Option<LeaseGuard>> = const { Cell::new(None) };
+}
+
+#[cold]
+#[inline(never)]
+fn take_lease() -> usize {
+    let popped = FREE.lock().pop();
+    let i = match popped {
+        Some(i) => i,
+        None => NEXT.fetch_add(1, Relaxed).min(STRIPES),
+    };
+    if i < STRIPES && GUARD.try_with(|g| g.set(Some(LeaseGuard(i)))).is_err() {
+        // The thread is being torn down: give the lease back at once.
+        FREE.lock().push(i);
+        return STRIPES;
+    }
+    let _ = LEASE.try_with(|l| l.set(i));
+    i
+}
+
+#[inline(always)]
+fn lease() -> usize {
+    match LEASE.try_with(Cell::get) {
+        Ok(usize::MAX) => take_lease(),
+        Ok(i) => i,
+        Err(_) => STRIPES,
+    }
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64, lease: usize) {
+    if lease < STRIPES {
+        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+    } else {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+impl Counters {
+    #[inline(always)]
+    fn count(&self, pick: impl Fn(&Stripe) -> &AtomicU64) {
+        let lease = lease();
+        bump(pick(&self.stripes[lease.min(STRIPES)]), lease);
+    }
+    #[inline(always)]
+    pub(crate) fn hit(&self) {
+        self.count(|s| &s.hits);
+    }
+    pub(crate) fn miss(&self) {
+        self.count(|s| &s.misses);
+    }
+    pub(crate) fn wait(&self) {
+        self.count(|s| &s.waits);
+    }
+    /// Adds this function's counts into `s`.
+    pub(crate) fn add_to(&self, s: &mut Stats) {
+        for st in &self.stripes {
+            s.hits += st.hits.load(Relaxed);
+            s.misses += st.misses.load(Relaxed);
+            s.single_flight_waits += st.waits.load(Relaxed);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Calls under concurrency and failure: single flight, independent keys, recursion, panics,
+//! self-waits.
+//!
+//! Waits are on conditions (channels, counters), never on sleeps; a generous receive timeout
+//! only turns a deadlock into a failure.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{Barrier, LazyLock};
+use std::thread;
+use std::time::Duration;
+
+use memokit::{memoize, Memoizer};
+
+/// Only turns a deadlock into a test failure.
+const HANG: Duration = Duration::from_secs(60);
+
+fn spin_until(cond: impl Fn() -> bool) {
+    let mut spins = 0u64;
+    while !cond() {
+        spins += 1;
+        assert!(spins < 2_000_000_000, "condition never became true");
+        thread::yield_now();
+    }
+}
+
+static FLIGHT: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static FLIGHT_RUNS: AtomicU64 = AtomicU64::new(0);
+const CALLERS: u64 = 8;
+
+#[memoize(memoizer = &FLIGHT)]
+fn slow_square(x: u64) -> u64 {
+    FLIGHT_RUNS.fetch_add(1, SeqCst);
+    // Hold the flight open until every other caller has joined it.
+    spin_until(|| FLIGHT.stats().single_flight_waits >= CALLERS - 1);
+    x * x
+}
+
+#[test]
+fn concurrent_callers_of_one_key_share_one_computation() {
+    let barrier = Barrier::new(CALLERS as usize);
+    let results: Vec<u64> = thread::scope(|s| {
+        let hs: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    slow_square(12)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("no panic")).collect()
+    });
+    assert!(results.iter().all(|&r| r == 144));
+    assert_eq!(FLIGHT_RUNS.load(SeqCst), 1, "one computation for all callers");
+    let s = slow_square_memo().stats();
+    assert_eq!(s.misses, 1);
+    assert_eq!(s.hits + s.single_flight_waits, CALLERS - 1);
+}
+
+static INDEP: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static KEY2_DONE: AtomicBool = AtomicBool::new(false);
+
+#[memoize(memoizer = &INDEP)]
+fn independent(k: u64) -> u64 {
+    if k == 1 {
+        // Key 1 finishes only after key 2 has been computed by another thread.
+        spin_until(|| KEY2_DONE.load(SeqCst));
+    }
+    k
+}
+
+#[test]
+fn different_keys_never_wait_for_each_other() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t1 = thread::spawn(move || {
+        let r = independent(1);
+        tx.send(r).expect("send");
+    });
+    let t2 = thread::spawn(|| {
+        let r = independent(2);
+        KEY2_DONE.store(true, SeqCst);
+        r
+    });
+    assert_eq!(t2.join().expect("key 2"), 2);
+    assert_eq!(rx.recv_timeout(HANG).expect("key 1 finished"), 1);
+    t1.join().expect("key 1");
+}
+
+static FIB_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[memoize(timeout = memokit::Timeout::Never)]
+fn fib(n: u64) -> u64 {
+    FIB_RUNS.fetch_add(1, SeqCst);
+    if n < 2 {
+        n
+    } else {
+        fib(n - 1) + fib(n - 2)
+    }
+}
+
+#[test]
+fn recursion_works_and_fibonacci_of_90_returns_at_once() {
+    assert_eq!(fib(90), 2_880_067_194_370_816_120);
+    assert_eq!(FIB_RUNS.load(SeqCst), 91, "each n computed once: linear, not exponential");
+    assert_eq!(fib(90), 2_880_067_194_370_816_120);
+    assert_eq!(FIB_RUNS.load(SeqCst), 91);
+}
+
+static PANIC_MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static PANIC_RUNS: AtomicU64 = AtomicU64::new(0);
+const PANIC_WAITERS: u64 = 4;
+
+#[memoize(memoizer = &PANIC_MEMO)]
+fn fragile(x: u64) -> u64 {
+    let run = PANIC_RUNS.fetch_add(1, SeqCst);
+    if run == 0 {
+        // The first computation panics once every waiter has joined it.
+        spin_until(|| PANIC_MEMO.stats().single_flight_waits >= PANIC_WAITERS);
+        panic!("fragile: first run fails");
+    }
+    x
+}
+
+#[test]
+fn a_panic_propagates_wakes_waiters_and_poisons_nothing() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let leader = thread::spawn(|| catch_unwind(|| fragile(7)).is_err());
+    // Waiters start once the leader is computing.
+    spin_until(|| PANIC_RUNS.load(SeqCst) == 1);
+    for _ in 0..PANIC_WAITERS {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let r = catch_unwind(|| fragile(7));
+            tx.send(r.ok()).expect("send");
+        });
+    }
+    assert!(leader.join().expect("leader thread"), "the panic reached the leader's caller");
+    for _ in 0..PANIC_WAITERS {
+        let r = rx.recv_timeout(HANG).expect("a waiter woke up");
+        assert_eq!(r, Some(7), "waiters recompute after the leader's panic");
+    }
+    assert_eq!(PANIC_RUNS.load(SeqCst), 2, "one waiter recomputed, the others joined it");
+    assert_eq!(fragile(7), 7, "nothing poisoned");
+    assert_eq!(PANIC_RUNS.load(SeqCst), 2);
+}
+
+#[memoize]
+fn waits_on_itself(n: u64) -> u64 {
+    waits_on_itself(n) + 1
+}
+
+#[test]
+fn waiting_on_its_own_key_is_a_clear_panic_not_a_deadlock() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let r = catch_unwind(AssertUnwindSafe(|| waits_on_itself(1)));
+        let msg = match r {
+            Ok(_) => String::from("returned"),
+            Err(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default(),
+        };
+        tx.send(msg).expect("send");
+    });
+    let msg = rx.recv_timeout(HANG).expect("no deadlock");
+    assert!(msg.contains("its own key"), "clear message: {msg}");
+}

@@ -1,0 +1,176 @@
+//! Memoized `&self` methods: receiver identity, the seed's Adder instances, every
+//! per-instance and per-type delete, `key =` and `Result` on methods, receiver-record pruning.
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use memokit::{memoize, ManualClock, MemoIdentity, Memoizer};
+
+static MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The seed's `Adder`: `add` returns `initial + b + random`, keyed by the instance's id.
+#[derive(MemoIdentity)]
+struct Adder {
+    #[memo(id)]
+    initial: u64,
+}
+
+impl Adder {
+    #[memoize(memoizer = &MEMO)]
+    fn add(&self, b: u64) -> u64 {
+        self.initial + b + 1000 * SEQ.fetch_add(1, SeqCst)
+    }
+}
+
+#[test]
+fn adder_instances_follow_the_seed() {
+    let adder1 = Adder { initial: 1 };
+    let adder2 = Adder { initial: 2 };
+    let x = adder1.add(3);
+    assert_eq!(adder1.add(3), x, "hit");
+    assert_ne!(adder1.add(4), x, "other argument");
+    let y = adder2.add(3);
+    assert_ne!(y, x, "other instance");
+    assert_eq!(Adder { initial: 1 }.add(3), x, "same id, same result (like the seed's __repr__)");
+
+    // Every result of add for adder1 only.
+    memokit::delete_memoized!(adder1.add);
+    let x2 = adder1.add(3);
+    assert_ne!(x2, x);
+    assert_eq!(adder2.add(3), y, "adder2 keeps its results");
+
+    // The result of adder1.add(3) only; the instance is supplied.
+    let x4 = adder1.add(4);
+    memokit::delete_memoized!(adder1.add, 3);
+    let x3 = adder1.add(3);
+    assert_ne!(x3, x2);
+    assert_eq!(adder1.add(4), x4);
+
+    // Through the type, with the instance.
+    memokit::delete_memoized!(Adder::add, &adder1, 4);
+    assert_ne!(adder1.add(4), x4);
+    assert_eq!(adder1.add(3), x3);
+
+    // Every result of add for every instance.
+    memokit::delete_memoized!(Adder::add);
+    assert_ne!(adder1.add(3), x3);
+    assert_ne!(adder2.add(3), y);
+
+    // Dropping the versions.
+    let (a, b) = (adder1.add(3), adder2.add(3));
+    memokit::delete_memoized_verhash!(adder1.add);
+    assert_ne!(adder1.add(3), a);
+    assert_eq!(adder2.add(3), b);
+    memokit::delete_memoized_verhash!(Adder::add);
+    assert_ne!(adder2.add(3), b);
+
+    // The handle takes (Id, args..).
+    let c = adder2.add(9);
+    assert_eq!(
+        Adder::add_memo().make_cache_key(&(2, 9)),
+        Adder::add_memo().make_cache_key(&(2, 9))
+    );
+    assert_ne!(
+        Adder::add_memo().make_cache_key(&(1, 9)),
+        Adder::add_memo().make_cache_key(&(2, 9))
+    );
+    Adder::add_memo().delete(&(2, 9));
+    assert_ne!(adder2.add(9), c);
+    assert_eq!(Adder::add_uncached(&adder2, 0) % 1000, 2);
+    assert!(
+        Adder::add_memo().name().ends_with("memoize_methods::Adder::add"),
+        "{}",
+        Adder::add_memo().name()
+    );
+}
+
+/// A hand-written identity (a database id behind a name).
+struct Person {
+    db_id: u32,
+    name: String,
+}
+
+impl MemoIdentity for Person {
+    type Id = u32;
+    fn memo_id(&self) -> u32 {
+        self.db_id
+    }
+}
+
+static PERSON_RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl Person {
+    #[memoize(memoizer = &MEMO, key = group.to_lowercase())]
+    fn has_membership(&self, group: &str, _trace: u64) -> bool {
+        PERSON_RUNS.fetch_add(1, SeqCst);
+        group.eq_ignore_ascii_case("admins") && !self.name.is_empty()
+    }
+
+    #[memoize(memoizer = &MEMO)]
+    fn nickname(&self, n: usize) -> Result<String, String> {
+        PERSON_RUNS.fetch_add(1, SeqCst);
+        self.name.get(..n).map(str::to_owned).ok_or_else(|| "too long".to_string())
+    }
+}
+
+#[test]
+fn key_and_result_work_on_methods() {
+    let p = Person { db_id: 9, name: "ann".into() };
+    let runs = || PERSON_RUNS.load(SeqCst);
+    let before = runs();
+    assert!(p.has_membership("Admins", 1));
+    assert!(p.has_membership("ADMINS", 2), "keyed by the lowercased group only");
+    assert_eq!(runs(), before + 1);
+    memokit::delete_memoized!(p.has_membership, "admins", 0);
+    assert!(p.has_membership("admins", 3));
+    assert_eq!(runs(), before + 2);
+    // The handle applies the key expression to the owned tuple (Id, String, u64).
+    Person::has_membership_memo().delete(&(9, "AdMiNs".to_string(), 7));
+    assert!(p.has_membership("admins", 3));
+    assert_eq!(runs(), before + 3);
+
+    assert_eq!(p.nickname(2).as_deref(), Ok("an"));
+    assert_eq!(p.nickname(2).as_deref(), Ok("an"));
+    assert!(p.nickname(9).is_err());
+    assert!(p.nickname(9).is_err());
+    assert_eq!(runs(), before + 6, "one Ok stored, errors recomputed");
+}
+
+static PRUNE: LazyLock<(ManualClock, Memoizer)> = LazyLock::new(|| {
+    let c = ManualClock::new();
+    let m = Memoizer::builder().clock(c.clone()).capacity(100).build().expect("memoizer");
+    (c, m)
+});
+
+#[derive(MemoIdentity)]
+struct Session(#[memo(id)] u64);
+
+impl Session {
+    #[memoize(memoizer = &PRUNE.1, timeout = 1)]
+    fn token(&self) -> u64 {
+        self.0 * 2
+    }
+}
+
+#[test]
+fn receiver_records_do_not_pile_up() {
+    for i in 0..1_000 {
+        assert_eq!(Session(i).token(), i * 2);
+        if i % 10 == 9 {
+            PRUNE.0.advance(Duration::from_secs(2));
+        }
+    }
+    let records = Session::token_memo().__receiver_records();
+    assert!(records <= 200, "expired receivers were pruned: {records} records left");
+    // A live receiver keeps its results while others come and go within the bound.
+    let keep = Session(5_000);
+    keep.token();
+    for i in 0..50 {
+        Session(10_000 + i).token();
+    }
+    let misses = Session::token_memo().stats().misses;
+    keep.token();
+    assert_eq!(Session::token_memo().stats().misses, misses, "still cached");
+}

@@ -1,0 +1,10 @@
+//! Compile errors of `#[memoize]`, `#[derive(MemoIdentity)]` and `delete_memoized!`: one file
+//! per user mistake in `tests/ui/`, with its reviewed `.stderr`; and what must compile, in
+//! `tests/ui/pass/`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+    t.pass("tests/ui/pass/*.rs");
+}

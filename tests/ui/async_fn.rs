@@ -1,0 +1,10 @@
+use memokit::memoize;
+
+#[memoize]
+async fn f(x: u64) -> u64 {
+    x
+}
+
+fn main() {
+    let _ = f(1);
+}

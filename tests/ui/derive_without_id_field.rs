@@ -1,0 +1,9 @@
+use memokit::MemoIdentity;
+
+#[derive(MemoIdentity)]
+struct Person {
+    id: u64,
+    name: String,
+}
+
+fn main() {}
