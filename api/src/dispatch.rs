@@ -42,20 +42,41 @@ pub fn probe_args<A: ?Sized>() -> Probe<A, ()> {
     Probe(PhantomData)
 }
 
-/// How values of type `T` are stored in and read back from the engine.
-pub(crate) struct Codec<T> {
-    pub(crate) erase: fn(T) -> ErasedValue,
-    pub(crate) unerase: fn(ErasedValue) -> Option<T>,
+/// How values of type `T` are stored in and read back from the engine. A trait with static
+/// functions (not function pointers) so that the hit path inlines them.
+pub(crate) trait Codec<T> {
+    /// Wraps a result for the engine.
+    fn erase(t: T) -> ErasedValue;
+    /// Reads a stored value in place (under the engine's read lock): one `Arc` increment for
+    /// `Arc` results, a plain clone of `T` otherwise.
+    fn unerase(v: &ErasedValue) -> Option<T>;
 }
 
-fn arc_codec<U: Send + Sync + 'static>() -> Codec<Arc<U>> {
-    Codec { erase: |a| a as ErasedValue, unerase: |v| v.downcast::<U>().ok() }
+/// `Arc<U>` results are stored as they are.
+pub(crate) struct ArcCodec;
+
+impl<U: Send + Sync + 'static> Codec<Arc<U>> for ArcCodec {
+    #[inline(always)]
+    fn erase(a: Arc<U>) -> ErasedValue {
+        a
+    }
+    #[inline(always)]
+    fn unerase(v: &ErasedValue) -> Option<Arc<U>> {
+        v.clone().downcast::<U>().ok()
+    }
 }
 
-fn clone_codec<T: Clone + Send + Sync + 'static>() -> Codec<T> {
-    Codec {
-        erase: |t| Arc::new(t) as ErasedValue,
-        unerase: |v| (v as Arc<dyn Any + Send + Sync>).downcast_ref::<T>().cloned(),
+/// Other results are stored in an `Arc` and cloned out.
+pub(crate) struct CloneCodec;
+
+impl<T: Clone + Send + Sync + 'static> Codec<T> for CloneCodec {
+    #[inline(always)]
+    fn erase(t: T) -> ErasedValue {
+        Arc::new(t)
+    }
+    #[inline(always)]
+    fn unerase(v: &ErasedValue) -> Option<T> {
+        (&**v as &(dyn Any + Send + Sync)).downcast_ref::<T>().cloned()
     }
 }
 
@@ -88,7 +109,7 @@ impl<V: KeyView, U: Send + Sync + 'static> CallArc<V, Arc<U>> for &&Probe<V, Arc
         view: V,
         f: impl FnOnce() -> Result<Arc<U>, E>,
     ) -> Result<Arc<U>, E> {
-        m.state.call(&view, recv, arc_codec::<U>(), f)
+        m.state.call::<_, _, _, ArcCodec>(&view, recv, f)
     }
 }
 
@@ -101,7 +122,7 @@ impl<V: KeyView, T: Clone + Send + Sync + 'static> CallClone<V, T> for &Probe<V,
         view: V,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
-        m.state.call(&view, recv, clone_codec::<T>(), f)
+        m.state.call::<_, _, _, CloneCodec>(&view, recv, f)
     }
 }
 

@@ -207,37 +207,36 @@ impl FnState {
 
     /// A call: the hit path inline, the miss path cold.
     #[inline(always)]
-    pub(crate) fn call<V, T, E>(
+    pub(crate) fn call<V, T, E, C>(
         &self,
         view: &V,
         receiver: Recv<'_>,
-        codec: Codec<T>,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E>
     where
         V: KeyView,
+        C: Codec<T>,
     {
-        if let Some(v) = self.engine.get(&LookupKey { fn_id: self.id, view }) {
-            if let Some(t) = (codec.unerase)(v) {
-                self.counters.hit();
-                return Ok(t);
-            }
+        let key = LookupKey { fn_id: self.id, view };
+        if let Some(Some(t)) = self.engine.get_map(&key, C::unerase) {
+            self.counters.hit();
+            return Ok(t);
         }
-        self.compute(view, receiver, codec, f)
+        self.compute::<V, T, E, C>(view, receiver, f)
     }
 
     /// The miss path: versions, timeout, then the engine's single flight.
     #[cold]
     #[inline(never)]
-    fn compute<V, T, E>(
+    fn compute<V, T, E, C>(
         &self,
         view: &V,
         receiver: Recv<'_>,
-        codec: Codec<T>,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E>
     where
         V: KeyView,
+        C: Codec<T>,
     {
         let ttl = self.timeout().resolve(self.memoizer.inner.default_timeout);
         let primary = self.version();
@@ -254,7 +253,7 @@ impl FnState {
             |k| ErasedKey::from_view(k.fn_id, k.view),
             || {
                 ran = true;
-                f().map(codec.erase)
+                f().map(C::erase)
             },
         );
         if ran {
@@ -262,7 +261,7 @@ impl FnState {
         } else {
             self.counters.wait();
         }
-        r.map(|v| match (codec.unerase)(v) {
+        r.map(|v| match C::unerase(&v) {
             Some(t) => t,
             None => {
                 unreachable!("memokit: a result of another type under the key of `{}`", self.name)

@@ -395,7 +395,28 @@ where
     /// The value stored for `key`, if any is visible.
     #[inline]
     pub fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> Option<V> {
-        self.shared().get(key)
+        self.shared().get(key, V::clone)
+    }
+
+    /// Reads the value stored for `key` in place: `read` runs on it under the shard's read lock
+    /// and its result is returned, which saves cloning `V` (e.g. the atomic increment and
+    /// decrement of an `Arc` when only something inside it is wanted). Keep `read` short: it
+    /// delays the shard's worker (never other readers).
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::Engine;
+    /// use std::sync::Arc;
+    /// let e: Engine<u32, Arc<String>> = Engine::new(10);
+    /// e.insert(1, Arc::new("hello".into()));
+    /// assert_eq!(e.get_map(&1, |s| s.len()), Some(5));
+    /// ```
+    #[inline]
+    pub fn get_map<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        self.shared().get(key, read)
     }
 
     /// Whether a value is visible for `key` (counts as a lookup).

@@ -97,6 +97,7 @@ struct Alloc {
     free: Vec<u64>,
 }
 
+#[inline]
 fn locate(slot: u64) -> (usize, usize) {
     let s = slot + FIRST_CHUNK;
     let k = 63 - s.leading_zeros() as usize - FIRST_CHUNK.trailing_zeros() as usize;
@@ -108,6 +109,7 @@ impl Registry {
         Registry { chunks: std::array::from_fn(|_| OnceLock::new()), alloc: Mutex::default() }
     }
 
+    #[inline]
     fn cell(&self, slot: u64) -> Option<&Cell> {
         let (k, i) = locate(slot);
         self.chunks.get(k)?.get().map(|c| &c[i])

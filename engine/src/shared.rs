@@ -164,31 +164,42 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// The hit path. `None` is not yet a miss: the caller falls back to [`Shared::get_slow`].
+    /// The hit path: `read` sees the value in place, under the read lock. `None` is not yet a
+    /// miss: the caller falls back to [`Shared::get_slow`].
     #[inline]
-    pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>>(&self, hash: u64, q: &Q) -> Option<V> {
+    pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>, R>(
+        &self,
+        hash: u64,
+        q: &Q,
+        read: impl FnOnce(&V) -> R,
+    ) -> Result<R, impl FnOnce(&V) -> R> {
         let cell = self.cell(hash);
         let core = cell.core.read();
-        let (_, e) = core.find(hash, |k| q.equivalent(k))?;
+        let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else { return Err(read) };
         if !e.is_visible(self.clock.coarse(), &self.gens) {
-            return None;
+            return Err(read);
         }
         e.mark();
-        let v = e.value.clone();
+        let r = read(&e.value);
         drop(core);
         cell.hits.fetch_add(1, Ordering::Relaxed);
-        Some(v)
+        Ok(r)
     }
 
     /// The lookup behind a fast-path miss: pending table first, then the core, seen together.
     #[cold]
-    pub(crate) fn get_slow<Q: ?Sized + Equivalent<K>>(&self, hash: u64, q: &Q) -> Option<V> {
+    pub(crate) fn get_slow<Q: ?Sized + Equivalent<K>, R>(
+        &self,
+        hash: u64,
+        q: &Q,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
         let cell = self.cell(hash);
         let p = cell.pending.lock();
         let now = self.clock.coarse();
         if let Some((n, _)) = p.inserts.find(hash, |(n, _)| q.equivalent(&n.key)) {
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
-            return live.then(|| n.value.clone());
+            return live.then(|| read(&n.value));
         }
         let core = cell.core.read();
         let (_, e) = core.find(hash, |k| q.equivalent(k))?;
@@ -196,15 +207,20 @@ where
             return None;
         }
         e.mark();
-        Some(e.value.clone())
+        Some(read(&e.value))
     }
 
-    pub(crate) fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) -> Option<V> {
+    pub(crate) fn get<Q: ?Sized + Hash + Equivalent<K>, R>(
+        &self,
+        q: &Q,
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<R> {
         let hash = self.hash(q);
-        if let Some(v) = self.get_fast(hash, q) {
-            return Some(v);
-        }
-        let r = self.get_slow(hash, q);
+        let read = match self.get_fast(hash, q, read) {
+            Ok(r) => return Some(r),
+            Err(read) => read,
+        };
+        let r = self.get_slow(hash, q, read);
         self.count(hash, r.is_some());
         r
     }
@@ -325,14 +341,14 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(q);
-        if let Some(v) = self.get_fast(hash, q) {
+        if let Ok(v) = self.get_fast(hash, q, V::clone) {
             return Ok(v);
         }
         let cell = self.cell(hash);
         let gens = opts.raw_gens();
         let (mut fl, running) = loop {
             let fl = cell.flights.lock();
-            if let Some(v) = self.get_slow(hash, q) {
+            if let Some(v) = self.get_slow(hash, q, V::clone) {
                 drop(fl);
                 self.count(hash, true);
                 return Ok(v);
