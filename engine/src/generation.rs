@@ -97,6 +97,11 @@ struct Alloc {
     free: Vec<u64>,
 }
 
+/// A retired generation not yet freed (a freed slot's state is `RETIRED` with epoch 0).
+fn is_retired(state: u64) -> bool {
+    state & RETIRED != 0 && state != RETIRED
+}
+
 #[inline]
 fn locate(slot: u64) -> (usize, usize) {
     let s = slot + FIRST_CHUNK;
@@ -164,7 +169,7 @@ impl Registry {
             return false;
         }
         if c.live.load(Ordering::SeqCst) == 0 {
-            self.try_free(g);
+            self.try_free(g.slot());
         }
         true
     }
@@ -182,26 +187,25 @@ impl Registry {
         }
     }
 
-    /// Called by a worker when an entry stored under `g` leaves the shard.
+    /// Called by a worker when an entry stored under `g` leaves the shard (and by a refused
+    /// [`Registry::acquire`], whose `g` may be an older generation of the same slot).
     pub(crate) fn release(&self, g: Generation) {
         let Some(c) = self.cell(g.slot()) else { return };
-        if c.live.fetch_sub(1, Ordering::SeqCst) == 1
-            && c.state.load(Ordering::SeqCst) == g.epoch() | RETIRED
+        if c.live.fetch_sub(1, Ordering::SeqCst) == 1 && is_retired(c.state.load(Ordering::SeqCst))
         {
-            self.try_free(g);
+            self.try_free(g.slot());
         }
     }
 
-    fn try_free(&self, g: Generation) {
+    /// Frees `slot` if its generation is retired and nothing refers to it any more.
+    fn try_free(&self, slot: u64) {
         let mut a = self.alloc.lock();
-        let Some(c) = self.cell(g.slot()) else { return };
-        if c.state.load(Ordering::SeqCst) != g.epoch() | RETIRED
-            || c.live.load(Ordering::SeqCst) != 0
-        {
+        let Some(c) = self.cell(slot) else { return };
+        if !is_retired(c.state.load(Ordering::SeqCst)) || c.live.load(Ordering::SeqCst) != 0 {
             return; // freed already, or entries came back meanwhile
         }
         c.state.store(RETIRED, Ordering::SeqCst);
-        a.free.push(g.slot());
+        a.free.push(slot);
     }
 
     /// Entries stored under `g` right now (all shards).
@@ -242,5 +246,22 @@ mod tests {
         assert_eq!(c.slot(), a.slot());
         assert_ne!(c, a);
         assert!(r.is_live(c) && !r.is_live(a));
+    }
+
+    #[test]
+    fn a_refused_acquire_of_an_old_generation_does_not_leak_the_slot() {
+        let r = Registry::new();
+        let old = r.allocate();
+        assert!(r.retire(old)); // freed at once: nothing refers to it
+        let new = r.allocate();
+        assert_eq!(new.slot(), old.slot());
+        // A store under `old` reaches `acquire` while `new` is being retired: its count lands
+        // on the slot in between.
+        let c = r.cell(old.slot()).unwrap();
+        c.live.fetch_add(1, Ordering::SeqCst);
+        assert!(r.retire(new)); // not freed: the stray count
+        r.release(old); // the refused acquire gives its count back
+        let next = r.allocate();
+        assert_eq!(next.slot(), old.slot(), "the slot must be free again");
     }
 }
