@@ -11,8 +11,10 @@
 //!   always seen consistently).
 //! - **Store / remove:** under `pending`, the current core entry for the key (if any) is hidden
 //!   (its deadline set to 0, a relaxed store under the read lock) and the operation is recorded;
-//!   the worker is signalled once per batch. So a value handed over is visible at once to every
-//!   later lookup (read-your-writes), and a superseded or removed one never again.
+//!   the worker is woken once [`SIGNAL_BATCH`] operations are waiting (or at its next tick,
+//!   `flush`, or maintenance). So a value handed over is visible at once to every later lookup
+//!   (read-your-writes), and a superseded or removed one never again; the engine may hold up to
+//!   `SIGNAL_BATCH` × shards entries over its capacity until the workers catch up.
 //! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
 //!   shard waits until the worker has drained it.
 //!
@@ -38,6 +40,11 @@ use crate::worker::Command;
 
 /// Operations a shard may hold pending before callers wait for the worker.
 pub(crate) const PENDING_LIMIT: usize = 4096;
+/// Operations a shard gathers before its worker is woken. Pending operations are visible to
+/// lookups at once, so waking the worker later changes only when the policy, the wheel and the
+/// capacity bound see them (at the latest at the worker's next tick, `flush` or maintenance),
+/// and saves a thread wake-up per store.
+pub(crate) const SIGNAL_BATCH: usize = 64;
 
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
@@ -271,7 +278,7 @@ where
         } else if let Some(h) = found {
             p.removes.push(h);
         }
-        if p.len() > 0 {
+        if p.len() >= SIGNAL_BATCH {
             self.signal(cell, index);
         }
         if p.len() >= PENDING_LIMIT {
@@ -321,7 +328,9 @@ where
         let replaced = old.map(|o| o.remove().0);
         if let Some(h) = found {
             p.removes.push(h);
-            self.signal(cell, index);
+            if p.len() >= SIGNAL_BATCH {
+                self.signal(cell, index);
+            }
         }
         drop(p);
         drop(fl);

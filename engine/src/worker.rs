@@ -1,12 +1,14 @@
 //! Worker threads: each owns a set of shards and is the only one to change their structure.
 //!
-//! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
-//! operations: the worker takes them all under the shard's `pending` mutex and applies them
+//! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has a batch
+//! of pending operations (callers send it once per batch, not per operation; the worker also
+//! drains every shard at each tick): the worker takes them all under the shard's `pending` mutex and applies them
 //! under one write lock (removes first, then stores, then evictions while the engine is over
 //! capacity), and drops the displaced keys and values after releasing both locks. With the real
 //! clock, a worker also wakes every `tick` for maintenance: advance the wheel (expire) and
-//! reclaim entries of retired generations, in slices of [`SLICE`] entries per write lock so that
-//! readers never wait long, up to [`TICK_BUDGET`] entries per tick. With a manual clock the
+//! reclaim entries of retired generations, in slices of [`SLICE`] entries per write lock, each
+//! released fairly (to the readers waiting for it) so that readers never wait long, up to
+//! [`TICK_BUDGET`] entries per tick. With a manual clock the
 //! worker never wakes on its own; `run_maintenance` sends `Maintain`.
 //!
 //! Workers never wait on callers: they block only on their mailbox, and take a shard's locks
@@ -22,7 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::shared::{Cell, Shared};
 
 /// Entries handled per write-lock hold during maintenance.
-pub(crate) const SLICE: usize = 1024;
+pub(crate) const SLICE: usize = 256;
 /// Entries handled per shard per maintenance step.
 pub(crate) const TICK_BUDGET: usize = 256 * 1024;
 
@@ -82,6 +84,7 @@ where
         };
         match msg {
             None => {
+                mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
                 maintain(&shared, &mine);
                 next_tick = Instant::now() + shared.tick;
             }
@@ -119,15 +122,15 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     if p.len() == 0 {
         return;
     }
-    let removes = std::mem::take(&mut p.removes);
-    let inserts = std::mem::take(&mut p.inserts);
     {
+        let p = &mut *p;
         let mut core = cell.core.write();
         let before = core.weight();
-        for h in removes {
+        // Drained in place: the pending tables keep their capacity for the next batch.
+        for h in p.removes.drain(..) {
             core.remove_handle(h, &shared.gens, &mut garbage);
         }
-        for (n, replaces) in inserts {
+        for (n, replaces) in p.inserts.drain() {
             core.insert(n, replaces, &shared.gens, &mut garbage);
         }
         let after = core.weight();
@@ -153,7 +156,10 @@ fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
             let mut garbage = Vec::new();
             let (work, freed, finished) = {
                 let mut core = cell.core.write();
-                core.maintain(now, SLICE, &shared.gens, &mut garbage)
+                let r = core.maintain(now, SLICE, &shared.gens, &mut garbage);
+                // Hand the lock to waiting readers before taking it again for the next slice.
+                parking_lot::RwLockWriteGuard::unlock_fair(core);
+                r
             };
             shared.weight.fetch_sub(freed, Ordering::AcqRel);
             drop_outside(garbage);
