@@ -58,6 +58,7 @@
 //!   independent of the waiting mechanism so an async adapter can be added on the same engine.
 //! - No refresh-ahead, no eviction listener.
 
+mod builder;
 mod clock;
 mod engine;
 mod entry;
@@ -72,8 +73,9 @@ mod stats;
 mod wheel;
 mod worker;
 
+pub use crate::builder::{BuildError, EngineBuilder};
 pub use crate::clock::ManualClock;
-pub use crate::engine::{BuildError, Engine, EngineBuilder, EngineStats};
+pub use crate::engine::{Engine, EngineStats};
 pub use crate::generation::Generation;
 pub use crate::options::{Equivalent, InsertOptions};
 pub use crate::stats::{StripedCounters, STRIPED_COUNTERS};
