@@ -27,7 +27,7 @@
 //! |---|---|---|
 //! | core | `shard.rs`, `policy.rs`, `wheel.rs`, `list.rs` | single-threaded, `&mut self`, no locks, no `unsafe`: a `hashbrown::HashTable` of slab indices, the S3-FIFO policy, the timer wheel and per-generation lists, all intrusive lists over `u32` slab indices |
 //! | worker | `worker.rs` | a thread owning some shards, reading commands from a crossbeam-channel mailbox and applying them in batches under one short write lock per shard |
-//! | handle | `engine.rs`, `shared.rs` | what callers hold: the lock-light hit path, the pending table that makes handed-over values visible at once, single flight (`flight.rs`) |
+//! | handle | `engine.rs`, `builder.rs`, `shared.rs` | what callers hold: the lock-light hit path, the pending table that makes handed-over values visible at once, single flight (`flight.rs`) |
 //!
 //! Supporting pieces: `generation.rs` (O(1) retirement: an entry is visible only while every
 //! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
