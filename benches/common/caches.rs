@@ -1,0 +1,187 @@
+//! The caches under test behind one trait, so every workload runs the same code on each.
+//!
+//! | name          | what                                                                   |
+//! |---------------|------------------------------------------------------------------------|
+//! | `memokit`     | `memokit_engine::Engine`, `shards()` shards, default workers             |
+//! | `rwlock_map`  | baseline: `shards()` × `parking_lot::RwLock<HashMap<u64, V, ahash>>`, unbounded, no policy |
+//! | `quick_cache` | `quick_cache::sync::Cache` with its default options                    |
+//! | `moka`        | `moka::sync::Cache` with its default options                           |
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use memokit_engine::Engine;
+use parking_lot::RwLock;
+
+use super::shards;
+
+/// What the benches need of a cache. Keys are `u64`.
+pub(crate) trait BenchCache<V>: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn get(&self, key: u64) -> Option<V>;
+    fn insert(&self, key: u64, value: V);
+    fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V;
+    /// Applies pending work (memokit: `flush`; moka: `run_pending_tasks`).
+    fn sync(&self) {}
+    /// Resident entries (after `sync`).
+    fn len(&self) -> u64;
+}
+
+/// The memokit engine.
+pub(crate) struct Memokit<V>(pub(crate) Engine<u64, V>);
+
+impl<V: Clone + Send + Sync + 'static> Memokit<V> {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Memokit(
+            Engine::builder()
+                .max_capacity(capacity)
+                .shards(shards())
+                .build()
+                .expect("build the memokit engine"),
+        )
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Memokit<V> {
+    fn name(&self) -> &'static str {
+        "memokit"
+    }
+    #[inline]
+    fn get(&self, key: u64) -> Option<V> {
+        self.0.get(&key)
+    }
+    #[inline]
+    fn insert(&self, key: u64, value: V) {
+        self.0.insert(key, value);
+    }
+    #[inline]
+    fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V {
+        self.0.get_or_insert_with(key, compute)
+    }
+    fn sync(&self) {
+        self.0.flush();
+    }
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+/// quick_cache's sync cache.
+pub(crate) struct Quick<V>(pub(crate) quick_cache::sync::Cache<u64, V>);
+
+impl<V: Clone> Quick<V> {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Quick(quick_cache::sync::Cache::new(capacity as usize))
+    }
+}
+
+impl<V: Clone + Send + Sync> BenchCache<V> for Quick<V> {
+    fn name(&self) -> &'static str {
+        "quick_cache"
+    }
+    #[inline]
+    fn get(&self, key: u64) -> Option<V> {
+        self.0.get(&key)
+    }
+    #[inline]
+    fn insert(&self, key: u64, value: V) {
+        self.0.insert(key, value);
+    }
+    #[inline]
+    fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V {
+        match self.0.get_or_insert_with(&key, || Ok::<V, Infallible>(compute())) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+/// moka's sync cache.
+pub(crate) struct Moka<V>(pub(crate) moka::sync::Cache<u64, V>);
+
+impl<V: Clone + Send + Sync + 'static> Moka<V> {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Moka(moka::sync::Cache::new(capacity))
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Moka<V> {
+    fn name(&self) -> &'static str {
+        "moka"
+    }
+    #[inline]
+    fn get(&self, key: u64) -> Option<V> {
+        self.0.get(&key)
+    }
+    #[inline]
+    fn insert(&self, key: u64, value: V) {
+        self.0.insert(key, value);
+    }
+    #[inline]
+    fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V {
+        self.0.get_with(key, compute)
+    }
+    fn sync(&self) {
+        self.0.run_pending_tasks();
+    }
+    fn len(&self) -> u64 {
+        self.0.run_pending_tasks();
+        self.0.entry_count()
+    }
+}
+
+/// The baseline: a plain sharded `parking_lot::RwLock<HashMap>` with ahash. Unbounded, no
+/// eviction policy, no single flight. The key is hashed once to pick the shard and once more by
+/// the `HashMap` (as a straightforward implementation does).
+pub(crate) struct RwLockMap<V> {
+    shards: Box<[RwLock<HashMap<u64, V, ahash::RandomState>>]>,
+    hasher: ahash::RandomState,
+}
+
+impl<V> RwLockMap<V> {
+    pub(crate) fn new(capacity: u64) -> Self {
+        let n = shards();
+        let per_shard = capacity as usize / n;
+        let shards = (0..n)
+            .map(|_| RwLock::new(HashMap::with_capacity_and_hasher(per_shard, Default::default())))
+            .collect();
+        RwLockMap { shards, hasher: ahash::RandomState::new() }
+    }
+
+    #[inline]
+    fn shard(&self, key: u64) -> &RwLock<HashMap<u64, V, ahash::RandomState>> {
+        let h = self.hasher.hash_one(key);
+        // A power-of-two count; take high bits (the low ones feed the map's buckets).
+        &self.shards[(h >> 32) as usize & (self.shards.len() - 1)]
+    }
+}
+
+impl<V: Clone + Send + Sync> BenchCache<V> for RwLockMap<V> {
+    fn name(&self) -> &'static str {
+        "rwlock_map"
+    }
+    #[inline]
+    fn get(&self, key: u64) -> Option<V> {
+        self.shard(key).read().get(&key).cloned()
+    }
+    #[inline]
+    fn insert(&self, key: u64, value: V) {
+        let old = self.shard(key).write().insert(key, value);
+        drop(old); // outside the lock
+    }
+    #[inline]
+    fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.get(key) {
+            return v;
+        }
+        let v = compute();
+        self.insert(key, v.clone());
+        v
+    }
+    fn len(&self) -> u64 {
+        self.shards.iter().map(|s| s.read().len() as u64).sum()
+    }
+}

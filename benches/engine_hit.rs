@@ -1,0 +1,273 @@
+//! Hit latency and multi-threaded throughput of the memokit engine against a plain sharded
+//! `RwLock<HashMap>`, quick_cache and moka, all measured in the same run (see `BENCHMARKS.md`).
+//!
+//! Groups (criterion; one element = one cache operation, so `thrpt` is ops/s):
+//! - `hit_1t`: one thread, `get` of a resident key, 100k resident entries, uniform keys.
+//! - `miss_1t`: the same, `get` of absent keys.
+//! - `zipf1.0_95r5w_2t` / `zipf1.0_50r50w_2t`: two threads, Zipf 1.0 over 1M keys, capacity
+//!   100k (the map baseline is unbounded), reads `get`, writes `insert` of a fresh `Arc`.
+//! - `get_or_insert_zipf0.9_2t`: two threads, `get_or_insert_with` (moka: `get_with`) with a
+//!   ~200 ns compute, Zipf 0.9 over 1M keys, capacity 50k.
+//!
+//! Then (not timed) the duplicate-computation check: two threads ask for the same fresh keys at
+//! once; a single-flight cache computes each key exactly once.
+//!
+//! Quick look: `cargo bench --bench engine_hit -- --warm-up-time 1 --measurement-time 3`.
+//! On a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench engine_hit` runs the same
+//! workloads with the caches taking turns instead (see `run_paired`): better ratios, no criterion.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::caches::{BenchCache, Memokit, Moka, Quick, RwLockMap};
+use common::zipf::{op_stream, Zipf, WRITE};
+use criterion::{Criterion, Throughput};
+use rand::Rng;
+
+type Val = Arc<u64>;
+
+/// Length of every pre-drawn key stream (a power of two; streams are read cyclically).
+const STREAM: usize = 1 << 20;
+const MASK: usize = STREAM - 1;
+
+const KEYS: u64 = 1_000_000;
+const COMPUTE: Duration = Duration::from_nanos(200);
+
+/// One workload on one cache: runs `iters` operations and returns their wall time.
+type Runner<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
+
+fn main() {
+    let paired: Option<usize> =
+        std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok());
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = |name: &str, mut runners: Vec<Runner<'_>>| match paired {
+        Some(rounds) => run_paired(name, &mut runners, rounds),
+        None => {
+            let mut g = c.benchmark_group(name);
+            g.throughput(Throughput::Elements(1));
+            g.sample_size(20);
+            for (bench, run) in &mut runners {
+                g.bench_function(*bench, |b| b.iter_custom(&mut *run));
+            }
+            g.finish();
+        }
+    };
+
+    // hit_1t: one thread, `get` of resident keys, 100k resident, uniform keys. Capacity above
+    // the resident count so that approximate policies keep every entry.
+    const RESIDENT: u64 = 100_000;
+    let mut rng = common::rng(1);
+    let keys: Vec<u64> = (0..STREAM).map(|_| rng.gen_range(0..RESIDENT)).collect();
+    let (m, r, q, k) = four(RESIDENT * 2, RESIDENT);
+    group("hit_1t", vec![hit(&m, &keys), hit(&r, &keys), hit(&q, &keys), hit(&k, &keys)]);
+    // miss_1t: the same caches, `get` of absent keys (the first step of every miss).
+    let absent: Vec<u64> = keys.iter().map(|k| k + (1 << 40)).collect();
+    group("miss_1t", vec![hit(&m, &absent), hit(&r, &absent), hit(&q, &absent), hit(&k, &absent)]);
+    drop((m, r, q, k));
+
+    // Two threads, Zipf 1.0 over 1M keys, capacity 100k, reads and writes.
+    let zipf = Zipf::new(KEYS, 1.0);
+    for (name, write_ratio) in [("zipf1.0_95r5w_2t", 0.05), ("zipf1.0_50r50w_2t", 0.5)] {
+        let s =
+            [op_stream(&zipf, 11, STREAM, write_ratio), op_stream(&zipf, 12, STREAM, write_ratio)];
+        let (m, r, q, k) = four(100_000, 100_000);
+        group(name, vec![mixed(&m, &s), mixed(&r, &s), mixed(&q, &s), mixed(&k, &s)]);
+    }
+
+    // Two threads, get_or_insert_with (moka: get_with), ~200 ns compute, Zipf 0.9, capacity 50k.
+    let zipf = Zipf::new(KEYS, 0.9);
+    let s = [zipf.stream(&mut common::rng(21), STREAM), zipf.stream(&mut common::rng(22), STREAM)];
+    drop(zipf);
+    let (m, _, q, k) = four(50_000, 50_000);
+    group("get_or_insert_zipf0.9_2t", vec![goi(&m, &s), goi(&q, &s), goi(&k, &s)]);
+    drop((m, q, k));
+
+    c.final_summary();
+    duplicate_computations();
+}
+
+/// The four caches with `capacity`, each holding keys `0..warm` (the most popular).
+fn four(capacity: u64, warm: u64) -> (Memokit<Val>, RwLockMap<Val>, Quick<Val>, Moka<Val>) {
+    let caches = (
+        Memokit::new(capacity),
+        RwLockMap::new(capacity),
+        Quick::new(capacity),
+        Moka::new(capacity),
+    );
+    fill(&caches.0, warm);
+    fill(&caches.1, warm);
+    fill(&caches.2, warm);
+    fill(&caches.3, warm);
+    caches
+}
+
+fn fill<C: BenchCache<Val>>(cache: &C, n: u64) {
+    for k in 0..n {
+        cache.insert(k, Arc::new(k));
+    }
+    cache.sync();
+    let held = (0..n).filter(|&k| cache.get(k).is_some()).count() as u64;
+    if held != n {
+        println!("note: {} holds {held} of the {n} keys put in", cache.name());
+    }
+}
+
+fn hit<'a, C: BenchCache<Val>>(cache: &'a C, keys: &'a [u64]) -> Runner<'a> {
+    let mut i = 0usize;
+    let run = move |iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(cache.get(black_box(keys[i & MASK])));
+            i = i.wrapping_add(1);
+        }
+        start.elapsed()
+    };
+    (cache.name(), Box::new(run))
+}
+
+fn mixed<'a, C: BenchCache<Val>>(cache: &'a C, streams: &'a [Vec<u64>; 2]) -> Runner<'a> {
+    let mut pos = [0usize; 2];
+    let run = move |iters| {
+        two_threads(iters, &mut pos, |t, i| {
+            let op = streams[t][i & MASK];
+            if op & WRITE != 0 {
+                let k = op & !WRITE;
+                cache.insert(k, Arc::new(k));
+            } else {
+                black_box(cache.get(op));
+            }
+        })
+    };
+    (cache.name(), Box::new(run))
+}
+
+fn goi<'a, C: BenchCache<Val>>(cache: &'a C, streams: &'a [Vec<u64>; 2]) -> Runner<'a> {
+    let mut pos = [0usize; 2];
+    let run = move |iters| {
+        two_threads(iters, &mut pos, |t, i| {
+            let k = streams[t][i & MASK];
+            black_box(cache.get_or_insert_with(k, || {
+                common::spin_for(COMPUTE);
+                Arc::new(k)
+            }));
+        })
+    };
+    (cache.name(), Box::new(run))
+}
+
+/// Runs `iters` operations split over two threads; `op(thread, position)`; returns the wall time
+/// from the common start to the end of the slower thread. `pos` carries each thread's place in
+/// its stream from one sample to the next.
+fn two_threads(iters: u64, pos: &mut [usize; 2], op: impl Fn(usize, usize) + Sync) -> Duration {
+    let per = (iters / 2).max(1) as usize;
+    let start = Barrier::new(3);
+    let (start, op) = (&start, &op);
+    let elapsed = thread::scope(|s| {
+        for (t, p) in pos.iter().enumerate() {
+            let first = *p;
+            s.spawn(move || {
+                start.wait();
+                for i in first..first + per {
+                    op(t, i);
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    for p in pos.iter_mut() {
+        *p += per;
+    }
+    elapsed.elapsed()
+}
+
+/// The paired mode (`MEMOKIT_BENCH_PAIRED=<rounds>`): the caches take turns, ~100 ms each, for
+/// `rounds` rounds, so that load from other processes falls on all of them alike. Prints the
+/// median ops/s of each and the median over rounds of memokit's throughput relative to each.
+fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) {
+    // Calibrate: operations per ~10 ms chunk, per runner. A turn runs chunks until 100 ms have
+    // passed, so a slow phase (a lock convoy under load) cannot stretch a turn much.
+    let chunk: Vec<u64> = runners
+        .iter_mut()
+        .map(|(_, run)| {
+            let probe = 10_000;
+            let t = run(probe).as_secs_f64().max(1e-6);
+            ((0.01 / t) * probe as f64).max(1000.0) as u64
+        })
+        .collect();
+    let mut ops: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in runners.iter_mut().enumerate() {
+            let (mut n, mut spent) = (0u64, 0.0f64);
+            while spent < 0.1 {
+                spent += run(chunk[i]).as_secs_f64();
+                n += chunk[i];
+            }
+            ops[i].push(n as f64 / spent);
+        }
+    }
+    println!("{name} (paired, {rounds} rounds of ~100 ms turns)");
+    for (i, (bench, _)) in runners.iter().enumerate() {
+        let rel: Vec<f64> = ops[0].iter().zip(&ops[i]).map(|(m, p)| m / p).collect();
+        println!(
+            "  {bench:<12} {:>8.2} Mops/s   memokit/this {:>5.2}x",
+            common::median(&ops[i]) / 1e6,
+            common::median(&rel)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Duplicate computations
+
+fn duplicate_computations() {
+    let (lockstep, rendezvous) = if common::bench_mode() { (100_000, 2_000) } else { (1_000, 100) };
+    println!();
+    println!("duplicate computations, two threads asking for the same fresh keys at once");
+    println!("(lockstep: both walk {lockstep} keys in the same order; rendezvous: a barrier before each of {rendezvous} keys)");
+    println!("{:<12} {:>10} {:>11}", "cache", "lockstep", "rendezvous");
+    let cap = 2 * lockstep as u64;
+    report_dups(&Memokit::<Val>::new(cap), &Memokit::<Val>::new(cap), lockstep, rendezvous);
+    report_dups(&Quick::<Val>::new(cap), &Quick::<Val>::new(cap), lockstep, rendezvous);
+    report_dups(&Moka::<Val>::new(cap), &Moka::<Val>::new(cap), lockstep, rendezvous);
+    report_dups(&RwLockMap::<Val>::new(cap), &RwLockMap::<Val>::new(cap), lockstep, rendezvous);
+}
+
+fn report_dups<C: BenchCache<Val>>(a: &C, b: &C, lockstep: usize, rendezvous: usize) {
+    let l = count_dups(a, lockstep, false);
+    let r = count_dups(b, rendezvous, true);
+    let note = if a.name() == "rwlock_map" { "  (no single flight: for scale)" } else { "" };
+    println!("{:<12} {l:>10} {r:>11}{note}", a.name());
+}
+
+/// Both threads ask for keys `0..n` in order; returns computations beyond one per key.
+fn count_dups<C: BenchCache<Val>>(cache: &C, n: usize, barrier_each: bool) -> u64 {
+    let computes = AtomicU64::new(0);
+    let barrier = Barrier::new(2);
+    // A longer compute under the barrier so both callers are surely inside at once.
+    let work = if barrier_each { Duration::from_micros(200) } else { COMPUTE };
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for k in 0..n as u64 {
+                    if barrier_each {
+                        barrier.wait();
+                    }
+                    let v = cache.get_or_insert_with(k, || {
+                        computes.fetch_add(1, Ordering::Relaxed);
+                        common::spin_for(work);
+                        Arc::new(k)
+                    });
+                    assert_eq!(*v, k, "{}: wrong value for key {k}", cache.name());
+                }
+            });
+        }
+    });
+    computes.load(Ordering::Relaxed) - n as u64
+}
