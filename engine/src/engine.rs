@@ -92,7 +92,10 @@ fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, s
         }
     }
     for cell in shared.cells.iter() {
-        let flights = std::mem::take(&mut *cell.flights.lock());
+        let mut fl = cell.flights.lock();
+        let flights = std::mem::take(&mut *fl);
+        cell.flight_count.store(0, Ordering::Release);
+        drop(fl);
         worker::clear(shared, cell);
         drop(flights);
     }
@@ -356,7 +359,10 @@ where
     /// Removes every value and detaches every running computation; returns when done.
     pub fn clear(&self) {
         for cell in self.shared().cells.iter() {
-            let flights = std::mem::take(&mut *cell.flights.lock());
+            let mut fl = cell.flights.lock();
+            let flights = std::mem::take(&mut *fl);
+            cell.flight_count.store(0, Ordering::Release);
+            drop(fl);
             drop(flights);
         }
         self.broadcast(Command::Clear);

@@ -22,7 +22,7 @@
 //! user's `Drop`, outside every lock, under `catch_unwind`.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +71,15 @@ pub(crate) struct Cell<K, V> {
     pub(crate) pending: Mutex<Pending<K, V>>,
     pub(crate) drained: Condvar,
     pub(crate) flights: Mutex<Flights<K, V>>,
+    /// `flights.len()`, published after each change under the lock: lets a store skip the
+    /// flights lock when nothing is computing in this shard.
+    pub(crate) flight_count: AtomicUsize,
+    /// `pending.len()`, published after each change under the lock, and the number of batches
+    /// the worker has applied (incremented before it publishes an empty pending table): a
+    /// lookup that misses in the core while nothing is pending and no batch was applied since
+    /// it started is a definitive miss, found without the pending mutex.
+    pub(crate) pending_len: AtomicUsize,
+    pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
     pub(crate) worker: usize,
 }
@@ -118,6 +127,9 @@ impl<K, V> Shared<K, V> {
                 }),
                 drained: Condvar::new(),
                 flights: Mutex::new(Flights::new()),
+                flight_count: AtomicUsize::new(0),
+                pending_len: AtomicUsize::new(0),
+                applied: AtomicU64::new(0),
                 signaled: AtomicBool::new(false),
                 worker: i % workers,
             })
@@ -223,10 +235,19 @@ where
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
         let hash = self.hash(q);
+        let cell = self.cell(hash);
+        let applied = cell.applied.load(Ordering::Acquire);
         let read = match self.get_fast(hash, q, read) {
             Ok(r) => return Some(r),
             Err(read) => read,
         };
+        if cell.pending_len.load(Ordering::Acquire) == 0
+            && cell.applied.load(Ordering::Acquire) == applied
+        {
+            // Nothing pending, and the core seen by the fast path is still current.
+            self.count(hash, false);
+            return None;
+        }
         let r = self.get_slow(hash, q, read);
         self.count(hash, r.is_some());
         r
@@ -278,6 +299,7 @@ where
         } else if let Some(h) = found {
             p.removes.push(h);
         }
+        cell.pending_len.store(p.len(), Ordering::Release);
         if p.len() >= SIGNAL_BATCH {
             self.signal(cell, index);
         }
@@ -302,8 +324,14 @@ where
     pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
         let hash = self.hash(&key);
         let cell = self.cell(hash);
+        if cell.flight_count.load(Ordering::Acquire) == 0 {
+            // Nothing computing in this shard (a computation registered before this call
+            // began is seen here).
+            return self.store(key, hash, value, opts);
+        }
         let mut fl = cell.flights.lock();
         let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
+        cell.flight_count.store(fl.len(), Ordering::Release);
         self.store(key, hash, value, opts);
         drop(fl);
         drop(detached);
@@ -332,6 +360,8 @@ where
                 self.signal(cell, index);
             }
         }
+        cell.pending_len.store(p.len(), Ordering::Release);
+        cell.flight_count.store(fl.len(), Ordering::Release);
         drop(p);
         drop(fl);
         drop(detached);
@@ -388,6 +418,7 @@ where
         let key = to_owned(q);
         let flight = Flight::new(gens);
         fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
+        cell.flight_count.store(fl.len(), Ordering::Release);
         drop(fl);
         drop(stale);
         self.count(hash, false);
@@ -412,6 +443,7 @@ where
                 let mut fl = self.cell.flights.lock();
                 let mine = fl.find_entry(self.hash, |s| Arc::ptr_eq(&s.flight, self.flight)).ok();
                 let slot = mine.map(|o| o.remove().0);
+                self.cell.flight_count.store(fl.len(), Ordering::Release);
                 drop(fl);
                 self.flight.abandon();
                 drop(slot);
@@ -435,6 +467,7 @@ where
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
+            cell.flight_count.store(fl.len(), Ordering::Release);
             if opts.stores() {
                 self.store(slot.key, hash, v.clone(), opts);
             }

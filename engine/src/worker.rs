@@ -140,6 +140,10 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
             shared.weight.fetch_sub(before - after, Ordering::AcqRel);
         }
         evict_while_over(shared, &mut core, &mut garbage);
+        // Lookups that started before this batch must not take an empty pending table for a
+        // definitive miss: count the batch first, then publish the empty table.
+        cell.applied.fetch_add(1, Ordering::Release);
+        cell.pending_len.store(0, Ordering::Release);
     }
     cell.drained.notify_all();
     drop(p);
@@ -211,6 +215,8 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
         let mut core = cell.core.write();
         let freed = core.clear(&shared.gens, &mut garbage);
         shared.weight.fetch_sub(freed, Ordering::AcqRel);
+        cell.applied.fetch_add(1, Ordering::Release);
+        cell.pending_len.store(0, Ordering::Release);
     }
     cell.drained.notify_all();
     drop(p);
