@@ -20,19 +20,7 @@ const _: () = {
 #[cfg(target_os = "linux")]
 #[test]
 fn drop_and_shutdown_join_every_worker() {
-    let exe = std::env::current_exe().expect("current test binary");
-    let out = std::process::Command::new(exe)
-        .args(["worker_threads_child", "--exact", "--ignored", "--test-threads=1", "--nocapture"])
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run the child test process");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child process failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    common::run_child("worker_threads_child");
 }
 
 /// Waits until the process is back to `n` threads. An exited thread can stay listed in

@@ -263,35 +263,16 @@ fn concurrent_calls_deletes_and_time() {
 // ---------------------------------------------------------------------------------------------
 // Threads and memory, each in a child process of its own.
 
-/// Runs the ignored test `name` of this binary alone in a child process.
-#[cfg(target_os = "linux")]
-fn run_child(name: &str) {
-    let exe = std::env::current_exe().expect("current test binary");
-    let out = std::process::Command::new(exe)
-        .args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"])
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("run the child test process");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child `{name}` failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    eprintln!("{stdout}{stderr}");
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn no_thread_outlives_a_dropped_memoizer() {
-    no_hang("threads child", || run_child("threads_child"));
+    no_hang("threads child", || common::run_child("threads_child"));
 }
 
 #[cfg(target_os = "linux")]
 #[test]
 fn memory_returns_after_generation_churn() {
-    no_hang("memory child", || run_child("memory_child"));
+    no_hang("memory child", || common::run_child("memory_child"));
 }
 
 #[cfg(target_os = "linux")]

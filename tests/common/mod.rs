@@ -155,3 +155,22 @@ impl Gate {
 pub(crate) fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").expect("read /proc/self/task").count()
 }
+
+/// Runs the ignored test `name` of this binary alone in a child process.
+#[cfg(target_os = "linux")]
+pub(crate) fn run_child(name: &str) {
+    let exe = std::env::current_exe().expect("current test binary");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--ignored", "--test-threads=1", "--nocapture"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run the child test process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child `{name}` failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    eprintln!("{stdout}{stderr}");
+}
