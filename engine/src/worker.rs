@@ -195,6 +195,7 @@ fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
             if finished || done >= TICK_BUDGET {
                 break;
             }
+            std::thread::yield_now();
         }
     }
     // Evict from this worker's shards while the engine is still over capacity (a shard that
