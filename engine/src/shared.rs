@@ -271,11 +271,14 @@ where
         let gens = opts.raw_gens();
         let storable = deadline.is_some()
             && u64::from(weight) <= self.capacity
-            && gens_live(&gens, &self.gens)
-            && !self.is_shut_down();
+            && gens_live(&gens, &self.gens);
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
         let mut p = cell.pending.lock();
+        // Checked under the pending lock: shutdown sets the flag before it empties each
+        // shard under this lock, so a store either lands before that emptying (and is
+        // dropped by it) or sees the flag.
+        let storable = storable && !self.is_shut_down();
         // Probe both tables (user `Eq`) before changing anything.
         let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
         let found = {
