@@ -437,14 +437,28 @@ fn disarm() -> u32 {
 }
 
 static BAD: LazyLock<Memoizer> = LazyLock::new(never);
-static BAD_GATE: parking_lot::Mutex<Option<(Gate, u32)>> = parking_lot::Mutex::new(None);
+/// The tests that use `by_bad` take this first: they run in parallel otherwise, and one of
+/// them deletes every result of `by_bad` (`delete_memoized!(by_bad)`), which would retire the
+/// version under which another test's gated computation runs.
+static BAD_SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+/// A gate for the computation of one key: (gate, hash to panic at, key). Keyed, because the
+/// tests of this file run in parallel and share `by_bad`: another test's computation must not
+/// take this one's gate.
+static BAD_GATE: parking_lot::Mutex<Option<(Gate, u32, u8)>> = parking_lot::Mutex::new(None);
 
 #[memoize(memoizer = &BAD)]
 fn by_bad(k: BadKey) -> u64 {
     // When set up by a test: wait at its gate, then arm a hash panic on this thread for the
     // hashes after the computation (the store).
-    let setup = BAD_GATE.lock().take();
-    if let Some((g, n)) = setup {
+    let setup = {
+        let mut gate = BAD_GATE.lock();
+        if gate.as_ref().is_some_and(|(_, _, key)| *key == k.0) {
+            gate.take()
+        } else {
+            None
+        }
+    };
+    if let Some((g, n, _)) = setup {
         g.enter_and_wait();
         panic_at_hash(n);
     }
@@ -481,6 +495,7 @@ fn usable(k: u8) {
 
 #[test]
 fn keys_whose_hash_panics() {
+    let _serial = BAD_SERIAL.lock();
     no_hang("panicking Hash", || {
         // A panic at each hashing point of a miss, then of a hit, in turn.
         let mut panicked_somewhere = false;
@@ -525,11 +540,12 @@ fn keys_whose_hash_panics() {
 #[test]
 fn a_hash_panic_in_the_store_wakes_the_waiters() {
     const WAITERS: u64 = 3;
+    let _serial = BAD_SERIAL.lock();
     for n in 0..4 {
         no_hang("waiters of a computation whose store panics", move || {
             let k = 200 + n as u8;
             let gate = Gate::new();
-            *BAD_GATE.lock() = Some((gate.clone(), n));
+            *BAD_GATE.lock() = Some((gate.clone(), n, k));
             let waits_before = BAD.stats().single_flight_waits;
             let first = thread::spawn(move || {
                 let r = catch_unwind(|| by_bad(BadKey(k)));
