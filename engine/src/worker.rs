@@ -1,15 +1,16 @@
 //! Worker threads: each owns a set of shards and is the only one to change their structure.
 //!
-//! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has a batch
-//! of pending operations (callers send it once per batch, not per operation; the worker also
-//! drains every shard at each tick): the worker takes them all under the shard's `pending` mutex and applies them
-//! under one write lock (removes first, then stores, then evictions while the engine is over
-//! capacity), and drops the displaced keys and values after releasing both locks. With the real
-//! clock, a worker also wakes every `tick` for maintenance: advance the wheel (expire) and
-//! reclaim entries of retired generations, in slices of [`SLICE`] entries per write lock, each
-//! released fairly (to the readers waiting for it) so that readers never wait long, up to
-//! [`TICK_BUDGET`] entries per tick. With a manual clock the
-//! worker never wakes on its own; `run_maintenance` sends `Maintain`.
+//! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
+//! operations (a caller sends it unless one is already outstanding; the worker also drains
+//! every shard at each tick): the worker takes them all under the shard's `pending` mutex and
+//! applies them under one write lock (removes first, then stores), and drops the displaced keys
+//! and values after releasing both locks. If the engine is then over capacity it first
+//! reclaims expired and stale entries of its shards, and only then lets the policy evict live
+//! ones (`settle`). With the real clock, a worker also wakes every `tick` for maintenance:
+//! advance the wheel (expire) and reclaim entries of retired generations, in slices of
+//! [`SLICE`] entries per write lock, each taken by trying and released fairly so that readers
+//! never queue behind the worker, up to [`TICK_BUDGET`] entries per tick. With a manual clock
+//! the worker never wakes on its own; `run_maintenance` sends `Maintain`.
 //!
 //! Workers never wait on callers: they block only on their mailbox, and take a shard's locks
 //! only for a bounded batch.
@@ -28,6 +29,9 @@ use crate::shared::{Cell, Shared};
 /// `benches/retire.rs`: read throughput during reclamation 4% of normal with slices of 256,
 /// 22-24% with slices of 2-8).
 pub(crate) const SLICE: usize = 4;
+/// Expired or stale entries a shard reclaims, when the engine is over capacity, before its
+/// policy evicts a live entry.
+pub(crate) const RECLAIM_BEFORE_EVICT: usize = 1024;
 /// Entries handled per shard per maintenance step.
 pub(crate) const TICK_BUDGET: usize = 256 * 1024;
 
@@ -112,7 +116,10 @@ where
                 maintain(&shared, &mine);
                 next_tick = Instant::now() + shared.tick;
             }
-            Some(Command::Work(i)) => apply(&shared, &shared.cells[i]),
+            Some(Command::Work(i)) => {
+                apply(&shared, &shared.cells[i]);
+                settle(&shared, &mine, i);
+            }
             Some(Command::Retire(g)) => {
                 for &i in &mine {
                     write_lock(&shared.cells[i]).schedule_reclaim(g);
@@ -120,6 +127,9 @@ where
             }
             Some(Command::Flush(ack)) => {
                 mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
+                if let Some(&first) = mine.first() {
+                    settle(&shared, &mine, first);
+                }
                 let _ = ack.send(());
             }
             Some(Command::Maintain(ack)) => {
@@ -163,7 +173,6 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
         } else {
             shared.weight.fetch_sub(before - after, Ordering::AcqRel);
         }
-        evict_while_over(shared, &mut core, &mut garbage);
         // Lookups that started before this batch must not take an empty pending table for a
         // definitive miss: count the batch first, then publish the empty table.
         cell.applied.fetch_add(1, Ordering::Release);
@@ -227,6 +236,38 @@ fn evict_while_over<K, V>(
             return;
         }
         core.evict(idx, &shared.gens, garbage);
+    }
+}
+
+/// Brings the engine back within capacity after a batch: first every shard of this worker
+/// gives up entries that are expired or of retired generations (so a live entry is never
+/// evicted while dead ones take its place, even with a manual clock that runs no timers), then
+/// the policy evicts from shard `first`, and from the others if it cannot.
+fn settle<K, V>(shared: &Shared<K, V>, mine: &[usize], first: usize) {
+    if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+        return;
+    }
+    let now = shared.clock.precise();
+    for &i in mine {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            return;
+        }
+        let mut garbage = Vec::new();
+        {
+            let mut core = write_lock(&shared.cells[i]);
+            let (_, freed, _) =
+                core.maintain(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
+            shared.weight.fetch_sub(freed, Ordering::AcqRel);
+        }
+        drop_outside(garbage);
+    }
+    for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            return;
+        }
+        let mut garbage = Vec::new();
+        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
+        drop_outside(garbage);
     }
 }
 
