@@ -339,25 +339,34 @@ impl FnState {
     }
 
     /// Deletes every result of this function (O(1)).
+    ///
+    /// The old version is retired before the lock is released: a delete that returns after
+    /// another one has swapped the version out must not return while the version swapped out
+    /// is still live (a call starting then would be served its results).
     pub(crate) fn delete_all(&self) {
         let fresh = self.engine.new_generation();
-        let old = self.version.lock().replace(fresh);
-        if let Some(old) = old {
+        let mut v = self.version.lock();
+        if let Some(old) = v.replace(fresh) {
             self.engine.retire(old);
         }
     }
 
-    /// Drops the function's version and every receiver record.
+    /// Drops the function's version and every receiver record, retiring them (under the locks,
+    /// as in [`delete_all`](Self::delete_all)). A record dropped without retiring its version
+    /// would leave results that a later per-receiver delete could no longer reach.
     pub(crate) fn delete_verhash(&self) {
-        let old = self.version.lock().take();
-        if let Some(old) = old {
+        let mut v = self.version.lock();
+        if let Some(old) = v.take() {
             self.engine.retire(old);
         }
-        let recs = {
-            let mut r = self.receivers.lock();
-            r.len = 0;
-            std::mem::take(&mut r.map)
-        };
+        drop(v);
+        let mut r = self.receivers.lock();
+        r.len = 0;
+        let recs = std::mem::take(&mut r.map);
+        for rec in recs.values().flatten() {
+            self.engine.retire(rec.gen);
+        }
+        drop(r);
         drop(recs);
     }
 
@@ -379,8 +388,10 @@ impl FnState {
             r.map.remove(&h);
         }
         r.len -= 1;
-        drop(r);
+        // Retired before the lock is released: a concurrent delete of the same receiver that
+        // finds no record must not return while this version is still live.
         self.engine.retire(rec.gen);
+        drop(r);
     }
 
     /// Applies `op` to the key of `view`.
