@@ -171,17 +171,7 @@ fn counts_from_exited_threads_are_kept() {
 /// worker (backpressure) and nothing is lost or stuck.
 #[test]
 fn backpressure_loses_nothing() {
-    let (e, _clock) = {
-        let clock = ManualClock::new();
-        let e: Engine<u64, u64> = Engine::builder()
-            .max_capacity(100_000)
-            .shards(1)
-            .workers(1)
-            .clock(clock.clone())
-            .build()
-            .unwrap();
-        (e, clock)
-    };
+    let (e, _clock) = one_shard(100_000);
     let e2 = e.clone();
     common::no_hang("30k stores into one shard", move || {
         for i in 0..30_000u64 {
