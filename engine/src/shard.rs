@@ -108,19 +108,14 @@ impl<K, V> Shard<K, V> {
         self.weight
     }
 
-    /// The entry stored for a key that `eq` accepts, visible or not (the lookup paths).
+    /// The entry stored for a key that `eq` accepts, visible or not.
     #[inline]
-    pub(crate) fn get(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<&Entry<K, V>> {
-        self.map.find(hash, |e| eq(&e.key))
-    }
-
-    /// [`Shard::get`], with a handle for the worker to act on the entry later (store, remove).
     pub(crate) fn find(
         &self,
         hash: u64,
-        eq: impl FnMut(&K) -> bool,
+        mut eq: impl FnMut(&K) -> bool,
     ) -> Option<(Handle, &Entry<K, V>)> {
-        let e = self.get(hash, eq)?;
+        let e = self.map.find(hash, |e| eq(&e.key))?;
         Some((Handle { idx: e.idx, gen: self.metas[e.idx as usize].reuse }, e))
     }
 

@@ -159,7 +159,7 @@ impl<K, V> Shared<K, V> {
 
     #[inline]
     pub(crate) fn cell(&self, hash: u64) -> &Cell<K, V> {
-        &self.cells[self.cell_index(hash)]
+        &self.cells[(hash >> 32) as usize & self.shard_mask]
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -194,7 +194,7 @@ where
     ) -> Result<R, impl FnOnce(&V) -> R> {
         let cell = self.cell(hash);
         let core = cell.core.read();
-        let Some(e) = core.get(hash, |k| q.equivalent(k)) else { return Err(read) };
+        let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else { return Err(read) };
         if !e.is_visible(self.clock.coarse(), &self.gens) {
             return Err(read);
         }
@@ -221,7 +221,7 @@ where
             return live.then(|| read(&n.value));
         }
         let core = cell.core.read();
-        let e = core.get(hash, |k| q.equivalent(k))?;
+        let (_, e) = core.find(hash, |k| q.equivalent(k))?;
         if !e.is_visible(now, &self.gens) {
             return None;
         }
