@@ -14,13 +14,11 @@
 //! that one unsuitable type gives one error, at that type, instead of one more per generated
 //! use. Deletes and `ops` dispatch the same way (tier 2 of them is a no-op).
 
-use std::any::Any;
 use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::key::{CacheKey, KeyView};
-use crate::memoizer::ErasedValue;
+use crate::key::{CacheKey, Found, KeyView};
 use crate::state::{FnState, KeyOp, Ops, Recv};
 use crate::Memoized;
 
@@ -45,24 +43,27 @@ pub fn probe_args<A: ?Sized>() -> Probe<A, ()> {
 /// How values of type `T` are stored in and read back from the engine. A trait with static
 /// functions (not function pointers) so that the hit path inlines them.
 pub(crate) trait Codec<T> {
+    /// The concrete type of the stored value (`Arc<Stored>` behind the `dyn Any`).
+    type Stored: Send + Sync + 'static;
     /// Wraps a result for the engine.
-    fn erase(t: T) -> ErasedValue;
+    fn erase(t: T) -> Arc<Self::Stored>;
     /// Reads a stored value in place (under the engine's read lock): one `Arc` increment for
     /// `Arc` results, a plain clone of `T` otherwise.
-    fn unerase(v: &ErasedValue) -> Option<T>;
+    fn unerase(v: Found<'_, Self::Stored>) -> T;
 }
 
 /// `Arc<U>` results are stored as they are.
 pub(crate) struct ArcCodec;
 
 impl<U: Send + Sync + 'static> Codec<Arc<U>> for ArcCodec {
+    type Stored = U;
     #[inline(always)]
-    fn erase(a: Arc<U>) -> ErasedValue {
+    fn erase(a: Arc<U>) -> Arc<U> {
         a
     }
     #[inline(always)]
-    fn unerase(v: &ErasedValue) -> Option<Arc<U>> {
-        v.clone().downcast::<U>().ok()
+    fn unerase(v: Found<'_, U>) -> Arc<U> {
+        v.to_arc()
     }
 }
 
@@ -70,13 +71,14 @@ impl<U: Send + Sync + 'static> Codec<Arc<U>> for ArcCodec {
 pub(crate) struct CloneCodec;
 
 impl<T: Clone + Send + Sync + 'static> Codec<T> for CloneCodec {
+    type Stored = T;
     #[inline(always)]
-    fn erase(t: T) -> ErasedValue {
+    fn erase(t: T) -> Arc<T> {
         Arc::new(t)
     }
     #[inline(always)]
-    fn unerase(v: &ErasedValue) -> Option<T> {
-        (&**v as &(dyn Any + Send + Sync)).downcast_ref::<T>().cloned()
+    fn unerase(v: Found<'_, T>) -> T {
+        v.get().clone()
     }
 }
 

@@ -5,29 +5,48 @@
 //! definition id (a process-unique `u64`, never its name) and a boxed [`OwnedKey`] holding the
 //! owned argument tuple (for methods preceded by the receiver's `MemoIdentity::Id`).
 //!
-//! A call never builds that boxed key to look up: it builds a [`LookupKey`] on the stack, holding
+//! A call never builds that boxed key to look up: it builds a [`HitKey`] on the stack, holding
 //! references to the arguments as they were passed (`(&str, &u64)` for `fn f(a: &str, b: u64)`).
 //! The two hash identically because every owned argument type `O` is `Borrow<B>` of its borrowed
 //! form `B` (`String: Borrow<str>`, `Vec<T>: Borrow<[T]>`, `T: Borrow<T>`), and `Borrow`
-//! requires equal hashing; tuples hash element by element. Equality downcasts the stored key to
-//! the expected owned tuple (one `TypeId` comparison) and compares element by element through
-//! `Borrow`. So a hit clones no argument; [`KeyView::to_owned_key`] runs only when a result is
-//! stored.
+//! requires equal hashing; tuples hash element by element. Equality compares the function id,
+//! then the key's type tag, then the arguments element by element through `Borrow`. So a hit
+//! clones no argument; [`KeyView::to_owned_key`] runs only when a result is stored.
 //!
 //! | piece | stored in the engine | hashed as |
 //! |---|---|---|
-//! | function | `fn_id: u64` inline in [`ErasedKey`] (checked first, no virtual call) | `u64` |
-//! | arguments | `Box<OwnedKey<(O1, O2, ..)>>` | the tuple `(O1, O2, ..)` |
+//! | function | `fn_id: u64` inline in [`ErasedKey`] (checked first) | `u64` |
+//! | types | `tag: TypeId` of (owned arguments, stored value type), inline | not hashed |
+//! | arguments | `Box<dyn StoredArgs>` holding an `OwnedKey<(O1, O2, ..)>` | the tuple `(O1, O2, ..)` |
+//!
+//! ## Why a type tag, and the one `unsafe` of the crate
+//! Downcasting a `dyn Any` calls its `type_id` through the vtable; a hit needed two (the key's
+//! arguments and the value), about a fifth of a memoized hit (`benches/memoize.rs`: 27 → 22 ns
+//! without them; see BENCHMARKS.md). The tag makes both checks one inline comparison with a
+//! constant. Invariant (private fields, two constructors): a key's tag is `tag::<O, S>()` only if
+//! its arguments are an `OwnedKey<O>`, and a key with a real value type `S` is built only by
+//! [`HitKey::get_or_try_insert_with`], together with the `Arc<S>` stored under it. Equal keys
+//! have equal tags, and the engine returns a value only under a key equal to the one it was
+//! stored with, so a value found through a `HitKey<V, S>` holds an `S`. The casts that rely on
+//! this are in [`HitKey::get`], [`Found`] and `HitKey`'s `Equivalent`, each with its `SAFETY`
+//! proof; every other path (deletes, `make_cache_key`, comparing two stored keys, the value a
+//! miss returns) uses checked downcasts.
 //!
 //! Versions (the function's generation and the receiver's) are not part of the in-process key:
 //! the engine stores them with each entry and hides entries whose generation is retired. A
 //! shared backend would encode `(name, version ids, args)` with a stable encoding on its own path
 //! (see the crate docs, "Design").
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use memokit_engine::{Engine, InsertOptions};
+
+use crate::memoizer::ErasedValue;
 
 /// An argument type that can be part of a key: `Hash + Eq`, owned as a `Hash + Eq + Send + Sync
 /// + 'static` value only when a result is stored.
@@ -106,47 +125,63 @@ struct OwnedKey<O> {
     args: O,
 }
 
-/// How to hash and compare the owned arguments behind a `dyn Any` (one table per type).
-struct KeyVTable {
-    hash: fn(&(dyn Any + Send + Sync), &mut dyn Hasher),
-    eq: fn(&(dyn Any + Send + Sync), &(dyn Any + Send + Sync)) -> bool,
+/// What a stored key needs from its arguments, behind one vtable: hashing, equality with
+/// another stored key, and a checked downcast (for the paths that do not know the type tag).
+trait StoredArgs: Send + Sync + 'static {
+    fn hash_dyn(&self, state: &mut dyn Hasher);
+    fn eq_dyn(&self, other: &dyn StoredArgs) -> bool;
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
 }
 
-trait HasVTable {
-    const VTABLE: KeyVTable;
+impl<O: Hash + Eq + Send + Sync + 'static> StoredArgs for OwnedKey<O> {
+    fn hash_dyn(&self, mut state: &mut dyn Hasher) {
+        self.args.hash(&mut state);
+    }
+    fn eq_dyn(&self, other: &dyn StoredArgs) -> bool {
+        other.as_any().downcast_ref::<Self>().is_some_and(|o| o.args == self.args)
+    }
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
 }
 
-impl<O: Hash + Eq + Send + Sync + 'static> HasVTable for OwnedKey<O> {
-    const VTABLE: KeyVTable = KeyVTable {
-        hash: |a, mut state| {
-            if let Some(k) = a.downcast_ref::<Self>() {
-                k.args.hash(&mut state);
-            }
-        },
-        eq: |a, b| match (a.downcast_ref::<Self>(), b.downcast_ref::<Self>()) {
-            (Some(a), Some(b)) => a.args == b.args,
-            _ => false,
-        },
-    };
+/// The type tag of a stored key: its owned argument type `O` and the concrete type `S` of the
+/// value stored with it (what the `Arc<dyn Any>` of the value holds).
+#[inline(always)]
+fn tag<O: 'static, S: 'static>() -> TypeId {
+    TypeId::of::<(OwnedKey<O>, S)>()
 }
+
+/// The value type named by the tag of a key that is never stored (private: no value has it).
+struct Unstored;
 
 /// The key type of the memoizer's engine: function id + owned arguments, type-erased.
 ///
-/// A lookup compares `fn_id` inline, then downcasts `args` (one `TypeId` check) and compares
-/// by value; hashing and equality of two stored keys go through `vtable`.
+/// `tag` names the types behind `args` and behind the value stored with this key (see
+/// [`tag`]). Invariant, kept by the private fields and the two constructors: `tag ==
+/// tag::<O, S>()` only if `args` is an `OwnedKey<O>`, and keys built by
+/// [`ErasedKey::stored`] go into the engine only with a value whose concrete type is `S`.
+/// Two stored keys are equal only if their tags are, so an entry's value always has the type
+/// its key's tag names. [`HitKey`] relies on this to skip both dynamic type checks.
 pub(crate) struct ErasedKey {
     fn_id: u64,
-    args: Box<dyn Any + Send + Sync>,
-    vtable: &'static KeyVTable,
+    tag: TypeId,
+    args: Box<dyn StoredArgs>,
 }
 
 impl ErasedKey {
-    pub(crate) fn from_view<V: KeyView>(fn_id: u64, view: &V) -> Self {
+    /// The key stored with a value of concrete type `S` (only [`HitKey`] stores).
+    fn stored<V: KeyView, S: 'static>(fn_id: u64, view: &V) -> Self {
         ErasedKey {
             fn_id,
+            tag: tag::<V::Owned, S>(),
             args: Box::new(OwnedKey { args: view.to_owned_key() }),
-            vtable: &<OwnedKey<V::Owned> as HasVTable>::VTABLE,
         }
+    }
+
+    /// A key that is never stored (the one [`CacheKey`] wraps); its tag names no value type.
+    pub(crate) fn unstored<V: KeyView>(fn_id: u64, view: &V) -> Self {
+        Self::stored::<V, Unstored>(fn_id, view)
     }
 }
 
@@ -154,19 +189,20 @@ impl Hash for ErasedKey {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.fn_id.hash(state);
-        (self.vtable.hash)(&*self.args, state);
+        self.args.hash_dyn(state);
     }
 }
 
 impl PartialEq for ErasedKey {
     fn eq(&self, other: &Self) -> bool {
-        self.fn_id == other.fn_id && (self.vtable.eq)(&*self.args, &*other.args)
+        self.fn_id == other.fn_id && self.tag == other.tag && self.args.eq_dyn(&*other.args)
     }
 }
 
 impl Eq for ErasedKey {}
 
-/// A key built on the stack from borrowed arguments; looks up an [`ErasedKey`].
+/// A key built on the stack from borrowed arguments; finds the stored key of the same
+/// function and arguments whatever its value type (for deletes). Checked downcast.
 pub(crate) struct LookupKey<'v, V> {
     pub(crate) fn_id: u64,
     pub(crate) view: &'v V,
@@ -181,13 +217,128 @@ impl<V: KeyView> Hash for LookupKey<'_, V> {
 }
 
 impl<V: KeyView> memokit_engine::Equivalent<ErasedKey> for LookupKey<'_, V> {
-    #[inline]
     fn equivalent(&self, key: &ErasedKey) -> bool {
         self.fn_id == key.fn_id
             && key
                 .args
+                .as_any()
                 .downcast_ref::<OwnedKey<V::Owned>>()
                 .is_some_and(|o| self.view.eq_owned(&o.args))
+    }
+}
+
+/// The key of a call whose stored value type is `S`: finds only keys stored through a
+/// `HitKey<V, S>`, with one comparison of the type tag and no virtual call.
+///
+/// This type is the only way results enter the memoizer's engine
+/// ([`get_or_try_insert_with`](HitKey::get_or_try_insert_with): the key and the `Arc<S>`
+/// stored together) and the only lookup that reads them unchecked ([`get`](HitKey::get)).
+pub(crate) struct HitKey<'v, V, S> {
+    fn_id: u64,
+    view: &'v V,
+    value: PhantomData<fn() -> S>,
+}
+
+impl<'v, V: KeyView, S: Send + Sync + 'static> HitKey<'v, V, S> {
+    #[inline(always)]
+    pub(crate) fn new(fn_id: u64, view: &'v V) -> Self {
+        HitKey { fn_id, view, value: PhantomData }
+    }
+
+    /// The hit path: `read` sees the stored `S` in place.
+    #[inline(always)]
+    pub(crate) fn get<R>(
+        &self,
+        engine: &Engine<ErasedKey, ErasedValue>,
+        read: impl FnOnce(Found<'_, S>) -> R,
+    ) -> Option<R> {
+        engine.get_map(self, |v| {
+            // SAFETY: the engine hands `read` only the value of an entry whose key `k` this
+            // `HitKey` found equivalent, so `k.tag == tag::<V::Owned, S>()` (checked in
+            // `equivalent`). Keys with that tag are built only by `ErasedKey::stored::<V, S>`,
+            // called only by `get_or_try_insert_with` below with a value that is an `Arc<S>`,
+            // and the engine returns a value only under the key it was stored with (or an
+            // equal one, and equal keys have equal tags). So the `dyn Any` behind `v` is an `S`.
+            read(unsafe { Found::new_unchecked(v) })
+        })
+    }
+
+    /// The miss path: the engine's single flight for this key; a computed `Arc<S>` is stored
+    /// under `ErasedKey::stored::<V, S>` (the invariant [`get`](HitKey::get) relies on). The
+    /// value returned is checked like any other.
+    pub(crate) fn get_or_try_insert_with<E>(
+        &self,
+        engine: &Engine<ErasedKey, ErasedValue>,
+        opts: InsertOptions,
+        compute: impl FnOnce() -> Result<Arc<S>, E>,
+    ) -> Result<ErasedValue, E> {
+        engine.get_or_try_insert_with_ref(
+            self,
+            opts,
+            |k| ErasedKey::stored::<V, S>(k.fn_id, k.view),
+            || compute().map(|a| a as ErasedValue),
+        )
+    }
+}
+
+/// A value of the memoizer's engine known to be an `Arc<S>`.
+pub(crate) struct Found<'a, S> {
+    v: &'a ErasedValue,
+    s: PhantomData<fn() -> S>,
+}
+
+impl<'a, S: Send + Sync + 'static> Found<'a, S> {
+    /// # Safety
+    /// The `dyn Any` behind `v` must be an `S`.
+    #[inline(always)]
+    unsafe fn new_unchecked(v: &'a ErasedValue) -> Self {
+        debug_assert!((**v).type_id() == TypeId::of::<S>());
+        Found { v, s: PhantomData }
+    }
+
+    /// `v` if it holds an `S` (one dynamic type check).
+    pub(crate) fn checked(v: &'a ErasedValue) -> Option<Self> {
+        (**v).is::<S>().then_some(Found { v, s: PhantomData })
+    }
+
+    /// The stored value.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &'a S {
+        // SAFETY: `self.v` holds an `S` (the constructors' contract); the data pointer of an
+        // `Arc` points to its value, alive as long as `self.v` is borrowed.
+        unsafe { &*Arc::as_ptr(self.v).cast::<S>() }
+    }
+
+    /// A new reference to the stored `Arc<S>` (one reference count increment).
+    #[inline(always)]
+    pub(crate) fn to_arc(&self) -> Arc<S> {
+        let raw = Arc::into_raw(Arc::clone(self.v)).cast::<S>();
+        // SAFETY: `raw` comes from `Arc::into_raw` of an `Arc<dyn Any>` made by unsized
+        // coercion from an `Arc<S>` (it holds an `S`: the constructors' contract), which is what
+        // `Arc::from_raw` requires; the clone's reference is handed over to the result.
+        unsafe { Arc::from_raw(raw) }
+    }
+}
+
+impl<V: KeyView, S> Hash for HitKey<'_, V, S> {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.fn_id.hash(state);
+        self.view.hash(state);
+    }
+}
+
+impl<V: KeyView, S: 'static> memokit_engine::Equivalent<ErasedKey> for HitKey<'_, V, S> {
+    #[inline]
+    fn equivalent(&self, key: &ErasedKey) -> bool {
+        if self.fn_id != key.fn_id || key.tag != tag::<V::Owned, S>() {
+            return false;
+        }
+        // SAFETY: the tag names `OwnedKey<V::Owned>` as the type behind `key.args` (invariant
+        // of `ErasedKey`: the tag is set only by `ErasedKey::stored` from the type it boxes),
+        // so the data pointer of the box points to an `OwnedKey<V::Owned>`, borrowed with `key`.
+        let owned = unsafe { &*(&*key.args as *const dyn StoredArgs).cast::<OwnedKey<V::Owned>>() };
+        self.view.eq_owned(&owned.args)
     }
 }
 
@@ -235,5 +386,45 @@ impl fmt::Debug for CacheKey {
             .field("function", &self.name)
             .field("hash", &format_args!("{:016x}", h.finish()))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine<ErasedKey, ErasedValue> {
+        Engine::builder().max_capacity(100).build().expect("engine")
+    }
+
+    /// The unchecked hit path finds only keys stored with its own value type: same function id
+    /// and arguments under another value type is another entry, never a reinterpreted value.
+    #[test]
+    fn a_hit_key_finds_only_values_of_its_type() {
+        let e = engine();
+        let view = (&7u64,);
+        let k_u64 = HitKey::<_, u64>::new(1, &view);
+        let k_str = HitKey::<_, String>::new(1, &view);
+        let v =
+            k_u64.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new(49)));
+        assert!(v.is_ok());
+        e.flush();
+        assert_eq!(k_u64.get(&e, |f| *f.get()), Some(49));
+        assert_eq!(k_str.get(&e, |f| f.get().clone()), None);
+        let s = k_str
+            .get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new("x".into())));
+        assert!(s.as_ref().is_ok_and(|s| Found::<String>::checked(s).is_some()));
+        e.flush();
+        assert_eq!(k_str.get(&e, |f| f.to_arc()).as_deref().map(String::as_str), Some("x"));
+        assert_eq!(k_u64.get(&e, |f| *f.to_arc()), Some(49));
+        // Another function id, same arguments and type: not found.
+        assert_eq!(HitKey::<_, u64>::new(2, &view).get(&e, |f| *f.get()), None);
+    }
+
+    #[test]
+    fn checked_found_refuses_another_type() {
+        let v: ErasedValue = Arc::new(5u32);
+        assert!(Found::<u64>::checked(&v).is_none());
+        assert_eq!(Found::<u32>::checked(&v).map(|f| *f.get()), Some(5));
     }
 }

@@ -36,7 +36,7 @@ use memokit_engine::{Engine, Generation, InsertOptions};
 use parking_lot::{Mutex, RwLock};
 
 use crate::dispatch::Codec;
-use crate::key::{CacheKey, ErasedKey, KeyView, LookupKey, OwnedView};
+use crate::key::{CacheKey, ErasedKey, Found, HitKey, KeyView, LookupKey, OwnedView};
 use crate::memoizer::{ErasedValue, Registered};
 use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
@@ -217,8 +217,8 @@ impl FnState {
         V: KeyView,
         C: Codec<T>,
     {
-        let key = LookupKey { fn_id: self.id, view };
-        if let Some(Some(t)) = self.engine.get_map(&key, C::unerase) {
+        let key = HitKey::<V, C::Stored>::new(self.id, view);
+        if let Some(t) = key.get(&self.engine, C::unerase) {
             self.counters.hit();
             return Ok(t);
         }
@@ -246,23 +246,18 @@ impl FnState {
             opts = opts.ttl(t);
         }
         let mut ran = false;
-        let key = LookupKey { fn_id: self.id, view };
-        let r = self.engine.get_or_try_insert_with_ref(
-            &key,
-            opts,
-            |k| ErasedKey::from_view(k.fn_id, k.view),
-            || {
-                ran = true;
-                f().map(C::erase)
-            },
-        );
+        let key = HitKey::<V, C::Stored>::new(self.id, view);
+        let r = key.get_or_try_insert_with(&self.engine, opts, || {
+            ran = true;
+            f().map(C::erase)
+        });
         if ran {
             self.counters.miss();
         } else {
             self.counters.wait();
         }
-        r.map(|v| match C::unerase(&v) {
-            Some(t) => t,
+        r.map(|v| match Found::checked(&v) {
+            Some(found) => C::unerase(found),
             None => {
                 unreachable!("memokit: a result of another type under the key of `{}`", self.name)
             }
@@ -402,7 +397,7 @@ impl FnState {
                 None
             }
             KeyOp::Make => {
-                Some(CacheKey { name: self.name(), key: ErasedKey::from_view(self.id, view) })
+                Some(CacheKey { name: self.name(), key: ErasedKey::unstored(self.id, view) })
             }
         }
     }
