@@ -1,14 +1,19 @@
 //! A stored entry and the pieces of it the hit path reads.
 
 use crate::generation::{Generation, Registry};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Deadline of an entry with no deadline.
 pub(crate) const NEVER: u64 = u64::MAX;
-/// Deadline of an entry hidden by a later insert or a remove not yet applied.
-pub(crate) const HIDDEN: u64 = 0;
 /// The largest access count the policy tracks.
 pub(crate) const MAX_FREQ: u8 = 3;
+
+/// `Entry::flags`: hidden by a later insert or a remove not yet applied.
+pub(crate) const HIDDEN: u8 = 1;
+/// `Entry::flags`: has a deadline (in its [`Meta`]).
+pub(crate) const TIMED: u8 = 2;
+/// `Entry::flags`: stored under generations (in its [`Meta`]).
+pub(crate) const VERSIONED: u8 = 4;
 
 /// Which policy queue an entry is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,26 +25,31 @@ pub(crate) enum Queue {
 /// Generations an entry was written under (raw ids; 0 = none).
 pub(crate) type Gens = [u64; 2];
 
-/// What the hit path reads, stored inline in the shard's hash table so that a hit touches
-/// the table and the value and nothing else.
+/// What every hit reads, stored inline in the shard's hash table: the key, the value, the
+/// entry's slot, its access mark and three flags (24 bytes for `u64` keys and `Arc` values, so
+/// the table stays small and a hit touches little memory). An entry with a deadline or
+/// generations keeps them in its [`Meta`], which a hit reads only when the flags say so.
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
-    /// Absolute nanoseconds; [`NEVER`], or [`HIDDEN`] once superseded or removed.
-    pub(crate) deadline: AtomicU64,
-    pub(crate) gens: Gens,
-    /// Access mark for the policy, written by readers under the read lock.
-    pub(crate) freq: AtomicU8,
     /// The entry's slot in the shard's slab of [`Meta`].
     pub(crate) idx: u32,
+    /// Access mark for the policy, written by readers under the read lock.
+    pub(crate) freq: AtomicU8,
+    /// [`HIDDEN`], [`TIMED`], [`VERSIONED`]; only `HIDDEN` changes after insertion (set by a
+    /// caller under the read lock).
+    pub(crate) flags: AtomicU8,
 }
 
-/// What only the worker reads, in a slab indexed by the entry's slot. Lists (policy queue,
-/// timer bucket, generations) link slots through [`crate::list::Links`].
+/// Per-slot data in a slab: what the worker reads, and the deadline and generations that a
+/// hit reads for entries that have them. Written only by the worker, under the write lock.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     pub(crate) hash: u64,
+    /// Absolute nanoseconds, or [`NEVER`].
+    pub(crate) deadline: u64,
+    pub(crate) gens: Gens,
     pub(crate) weight: u32,
     /// Reuse count of the slot, so a stale [`crate::shard::Handle`] is detected.
     pub(crate) reuse: u32,
@@ -48,10 +58,19 @@ pub(crate) struct Meta {
 }
 
 impl<K, V> Entry<K, V> {
-    /// Whether a reader at coarse time `now` may return this entry.
+    /// Whether a reader at coarse time `now` may return this entry; `metas` is its shard's
+    /// slab (read only for entries with a deadline or generations).
     #[inline]
-    pub(crate) fn is_visible(&self, now: u64, reg: &Registry) -> bool {
-        now < self.deadline.load(Ordering::Acquire) && gens_live(&self.gens, reg)
+    pub(crate) fn is_visible(&self, now: u64, reg: &Registry, metas: &[Meta]) -> bool {
+        let f = self.flags.load(Ordering::Acquire);
+        if f & HIDDEN != 0 {
+            return false;
+        }
+        if f & (TIMED | VERSIONED) == 0 {
+            return true;
+        }
+        let Some(m) = metas.get(self.idx as usize) else { return false };
+        (f & TIMED == 0 || now < m.deadline) && (f & VERSIONED == 0 || gens_live(&m.gens, reg))
     }
 
     /// Records an access; writes only when the mark changes.
@@ -63,12 +82,9 @@ impl<K, V> Entry<K, V> {
         }
     }
 
-    pub(crate) fn deadline(&self) -> u64 {
-        self.deadline.load(Ordering::Acquire)
-    }
-
+    /// Hides the entry from lookups until the worker replaces or removes it.
     pub(crate) fn hide(&self) {
-        self.deadline.store(HIDDEN, Ordering::Release);
+        self.flags.fetch_or(HIDDEN, Ordering::Release);
     }
 }
 

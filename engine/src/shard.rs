@@ -4,10 +4,11 @@
 //! the worker that owns the shard calls the mutating methods under the shard's write lock, and
 //! readers call [`Shard::find`] under the read lock.
 //!
-//! Layout: `map` is a `hashbrown::HashTable<Entry>` holding what a hit reads (key, value,
-//! deadline, generations, access mark) inline, so a hit touches the table and the value only.
-//! Each entry also names its *slot* in `metas`, a slab of what only the worker reads (hash,
-//! weight, queue, reuse count); the intrusive lists (policy queue, timer bucket, one list per
+//! Layout: `map` is a `hashbrown::HashTable<Entry>` holding what every hit reads (key, value,
+//! access mark, flags) inline, so a hit on an entry without deadline or generations touches the
+//! table and the value only. Each entry also names its *slot* in `metas`, a slab holding its
+//! deadline and generations (read by a hit only when the entry has them) and what only the
+//! worker reads (hash, weight, queue, reuse count); the intrusive lists (policy queue, timer bucket, one list per
 //! generation and link kind) link slots in `links`. The worker finds an entry from its slot by
 //! probing the table with the stored hash and comparing slots, so it never calls the user's
 //! `Hash` or `Eq`. A [`Handle`] (slot + reuse count) taken by a caller is detected as stale,
@@ -22,7 +23,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
-use crate::entry::{Entry, Gens, Meta, Queue, HIDDEN, NEVER};
+use crate::entry::{Entry, Gens, Meta, Queue, NEVER, TIMED, VERSIONED};
 use crate::generation::{Generation, Registry};
 use crate::list::{Kind, Links, List};
 use crate::policy::Policy;
@@ -108,6 +109,12 @@ impl<K, V> Shard<K, V> {
         self.weight
     }
 
+    /// The slab that [`Entry::is_visible`] reads.
+    #[inline]
+    pub(crate) fn metas(&self) -> &[Meta] {
+        &self.metas
+    }
+
     /// The entry stored for a key that `eq` accepts, visible or not.
     #[inline]
     pub(crate) fn find(
@@ -167,6 +174,8 @@ impl<K, V> Shard<K, V> {
             None => {
                 self.metas.push(Meta {
                     hash: 0,
+                    deadline: NEVER,
+                    gens: [0; 2],
                     weight: 0,
                     reuse: 0,
                     queue: Queue::Small,
@@ -177,6 +186,8 @@ impl<K, V> Shard<K, V> {
         };
         let m = &mut self.metas[idx as usize];
         m.hash = n.hash;
+        m.deadline = n.deadline;
+        m.gens = n.gens;
         m.weight = n.weight;
         m.occupied = true;
         self.policy.on_insert(&mut self.links, idx, m);
@@ -190,14 +201,9 @@ impl<K, V> Shard<K, V> {
                 links.push_back(GEN_KINDS[k], list, idx);
             }
         }
-        let e = Entry {
-            key: n.key,
-            value: n.value,
-            deadline: n.deadline.into(),
-            gens: n.gens,
-            freq: 0.into(),
-            idx,
-        };
+        let flags = if n.deadline != NEVER { TIMED } else { 0 }
+            | if n.gens != [0; 2] { VERSIONED } else { 0 };
+        let e = Entry { key: n.key, value: n.value, idx, freq: 0.into(), flags: flags.into() };
         let metas = &self.metas;
         self.map.insert_unique(n.hash, e, |e| metas[e.idx as usize].hash);
         self.weight += u64::from(n.weight);
@@ -220,7 +226,7 @@ impl<K, V> Shard<K, V> {
         let (e, _) = found.remove();
         self.policy.on_remove(&mut self.links, idx, &m);
         Wheel::cancel(&mut self.links, idx);
-        for (k, &g) in e.gens.iter().enumerate() {
+        for (k, &g) in m.gens.iter().enumerate() {
             if g == 0 {
                 continue;
             }
@@ -279,8 +285,10 @@ impl<K, V> Shard<K, V> {
         while work < budget {
             let Some(i) = self.wheel.pop_backlog(&mut self.links) else { break };
             work += 1;
-            let Some(e) = self.at(i) else { continue };
-            let d = e.deadline();
+            let Some(d) = self.metas.get(i as usize).filter(|m| m.occupied).map(|m| m.deadline)
+            else {
+                continue;
+            };
             if d <= now {
                 freed += self.remove_idx(i, Cause::Expired, reg, garbage);
             } else {
@@ -345,12 +353,16 @@ impl<K, V> Shard<K, V> {
                 return Err(format!("entry {i} not found in the map under its stored hash"));
             }
             weight += u64::from(m.weight);
-            let d = e.deadline();
-            if d != HIDDEN && self.links.is_linked(Kind::Timer, i) != (d != NEVER) {
-                // A hidden entry (deadline 0) keeps its old timer slot until removed.
+            if self.links.is_linked(Kind::Timer, i) != (m.deadline != NEVER) {
                 return Err(format!("entry {i}: wheel membership does not match its deadline"));
             }
-            for (k, &g) in e.gens.iter().enumerate() {
+            let flags = e.flags.load(std::sync::atomic::Ordering::Relaxed);
+            if (flags & TIMED != 0) != (m.deadline != NEVER)
+                || (flags & VERSIONED != 0) != (m.gens != [0; 2])
+            {
+                return Err(format!("entry {i}: flags do not match its deadline or generations"));
+            }
+            for (k, &g) in m.gens.iter().enumerate() {
                 if self.links.is_linked(GEN_KINDS[k], i) != (g != 0) {
                     return Err(format!("entry {i}: generation list membership wrong"));
                 }
@@ -363,9 +375,8 @@ impl<K, V> Shard<K, V> {
         if queued != occupied {
             return Err(format!("{queued} entries queued, {occupied} stored"));
         }
-        let scheduled = self
-            .wheel
-            .validate(&self.links, |i| self.at(i).map(|e| e.deadline()).filter(|&d| d != HIDDEN))?;
+        let scheduled =
+            self.wheel.validate(&self.links, |i| self.metas.get(i as usize).map(|m| m.deadline))?;
         for i in scheduled {
             if self.at(i).is_none() {
                 return Err(format!("wheel holds free slot {i}"));
@@ -378,7 +389,8 @@ impl<K, V> Shard<K, V> {
                     return Err(format!("empty generation list kept for {g}"));
                 }
                 for i in members {
-                    if self.at(i).is_none_or(|e| e.gens[k] != g) {
+                    let m = self.metas.get(i as usize).filter(|m| m.occupied);
+                    if m.is_none_or(|m| m.gens[k] != g) {
                         return Err(format!("entry {i} in the list of generation {g} wrongly"));
                     }
                 }

@@ -10,7 +10,7 @@
 //!   applies a batch while holding both `pending` and the core's write lock, so the two are
 //!   always seen consistently).
 //! - **Store / remove:** under `pending`, the current core entry for the key (if any) is hidden
-//!   (its deadline set to 0, a relaxed store under the read lock) and the operation is recorded;
+//!   (its `HIDDEN` flag set, an atomic store under the read lock) and the operation is recorded;
 //!   the worker is woken unless a wake-up is already outstanding. So a value handed over is
 //!   visible at once to every later lookup (read-your-writes), and a superseded or removed one
 //!   never again; the engine may briefly hold more than its capacity until the workers catch up.
@@ -30,7 +30,7 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::clock::Clock;
-use crate::entry::gens_live;
+use crate::entry::{gens_live, NEVER};
 use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
 use crate::generation::Registry;
 use crate::options::{Equivalent, InsertOptions};
@@ -195,7 +195,7 @@ where
         let cell = self.cell(hash);
         let core = cell.core.read();
         let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else { return Err(read) };
-        if !e.is_visible(self.clock.coarse(), &self.gens) {
+        if !e.is_visible(self.clock.coarse(), &self.gens, core.metas()) {
             return Err(read);
         }
         e.mark();
@@ -222,7 +222,7 @@ where
         }
         let core = cell.core.read();
         let (_, e) = core.find(hash, |k| q.equivalent(k))?;
-        if !e.is_visible(now, &self.gens) {
+        if !e.is_visible(now, &self.gens, core.metas()) {
             return None;
         }
         e.mark();
@@ -290,14 +290,8 @@ where
         };
         let replaced = old.map(|o| o.remove().0);
         if storable {
-            let n = NewEntry {
-                key,
-                value,
-                hash,
-                deadline: deadline.unwrap_or(crate::entry::NEVER),
-                gens,
-                weight,
-            };
+            let n =
+                NewEntry { key, value, hash, deadline: deadline.unwrap_or(NEVER), gens, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
         } else if let Some(h) = found {
             p.removes.push(h);
