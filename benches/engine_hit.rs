@@ -15,6 +15,7 @@
 //! Quick look: `cargo bench --bench engine_hit -- --warm-up-time 1 --measurement-time 3`.
 //! On a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench engine_hit` runs the same
 //! workloads with the caches taking turns instead (see `run_paired`): better ratios, no criterion.
+//! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -45,8 +46,11 @@ type Runner<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
 fn main() {
     let paired: Option<usize> =
         std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok());
+    // `MEMOKIT_BENCH_ONLY=<substring>`: run only the groups whose name contains it.
+    let only = std::env::var("MEMOKIT_BENCH_ONLY").unwrap_or_default();
     let mut c = Criterion::default().configure_from_args();
     let mut group = |name: &str, mut runners: Vec<Runner<'_>>| match paired {
+        _ if !name.contains(only.as_str()) => {}
         Some(rounds) => run_paired(name, &mut runners, rounds),
         None => {
             let mut g = c.benchmark_group(name);

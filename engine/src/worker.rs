@@ -9,8 +9,12 @@
 //! ones (`settle`). With the real clock, a worker also wakes every `tick` for maintenance:
 //! advance the wheel (expire) and reclaim entries of retired generations, in slices of
 //! [`SLICE`] entries per write lock, each taken by trying and released fairly so that readers
-//! never queue behind the worker, up to [`TICK_BUDGET`] entries per tick. With a manual clock
-//! the worker never wakes on its own; `run_maintenance` sends `Maintain`.
+//! never queue behind the worker. Background maintenance is paced by time: a burst of at most
+//! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile),
+//! so reclaiming a large retired generation takes at most a quarter of a core and leaves the
+//! shards' locks free to readers at least three quarters of the time (`benches/retire.rs`). With a manual
+//! clock the worker never wakes on its own; `run_maintenance` sends `Maintain`, which works up
+//! to [`TICK_BUDGET`] entries per shard, unpaced.
 //!
 //! Workers never wait on callers: they block only on their mailbox, and take a shard's locks
 //! only for a bounded batch.
@@ -18,22 +22,35 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::shared::{Cell, Shared};
 
-/// Entries handled per write-lock hold during maintenance: a hold of about a microsecond,
-/// short enough that a reader arriving meanwhile spins instead of sleeping (measured with
-/// `benches/retire.rs`: read throughput during reclamation 4% of normal with slices of 256,
-/// 22-24% with slices of 2-8).
-pub(crate) const SLICE: usize = 4;
+/// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
+/// enough that a reader arriving meanwhile spins instead of sleeping (`benches/retire.rs`: read
+/// throughput during reclamation 4% of normal with slices of 256 and no pacing; slices of 4
+/// with a yield between them made reclamation several times slower under load).
+pub(crate) const SLICE: usize = 16;
 /// Expired or stale entries a shard reclaims, when the engine is over capacity, before its
 /// policy evicts a live entry.
 pub(crate) const RECLAIM_BEFORE_EVICT: usize = 1024;
-/// Entries handled per shard per maintenance step.
+/// Entries handled per shard by one explicit maintenance step (`Maintain`).
 pub(crate) const TICK_BUDGET: usize = 256 * 1024;
+/// Longest a background maintenance burst runs.
+pub(crate) const BURST: Duration = Duration::from_millis(1);
+/// Pause between background bursts while maintenance work is left: the worker holds its
+/// shards' locks at most `BURST / (BURST + PAUSE)` of the time for background work.
+pub(crate) const PAUSE: Duration = Duration::from_millis(3);
+/// How much one maintenance step may do.
+#[derive(Clone, Copy)]
+enum Budget {
+    /// Up to this many entries per shard (explicit `Maintain`).
+    Entries(usize),
+    /// Until this instant (background bursts).
+    Until(Instant),
+}
 
 /// What a worker can be asked to do.
 pub(crate) enum Command {
@@ -97,9 +114,14 @@ where
         (0..shared.cells.len()).filter(|&i| shared.cells[i].worker == me).collect();
     let auto = !shared.clock.is_manual();
     let mut next_tick = Instant::now() + shared.tick;
+    // Set while background maintenance has work left: when to run the next burst.
+    let mut resume: Option<Instant> = None;
+    // The shard the next burst starts with, so that every shard gets its turn.
+    let mut cursor = 0usize;
     loop {
         let msg = if auto {
-            match rx.recv_deadline(next_tick) {
+            let wake = resume.map_or(next_tick, |r| r.min(next_tick));
+            match rx.recv_deadline(wake) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -112,9 +134,13 @@ where
         };
         match msg {
             None => {
-                mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
-                maintain(&shared, &mine);
-                next_tick = Instant::now() + shared.tick;
+                let now = Instant::now();
+                if now >= next_tick {
+                    mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
+                    next_tick = now + shared.tick;
+                }
+                let finished = maintain(&shared, &mine, &mut cursor, Budget::Until(now + BURST));
+                resume = (!finished).then(|| Instant::now() + PAUSE);
             }
             Some(Command::Work(i)) => {
                 apply(&shared, &shared.cells[i]);
@@ -134,7 +160,7 @@ where
             }
             Some(Command::Maintain(ack)) => {
                 mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
-                maintain(&shared, &mine);
+                maintain(&shared, &mine, &mut cursor, Budget::Entries(TICK_BUDGET));
                 let _ = ack.send(());
             }
             Some(Command::Clear(ack)) => {
@@ -183,14 +209,23 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     drop_outside(garbage);
 }
 
-/// One maintenance step on the given shards.
-fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
+/// One maintenance step on the given shards, starting with `mine[*cursor]`; returns whether
+/// every shard finished its work (nothing expired or stale is left to reclaim).
+fn maintain<K, V>(
+    shared: &Shared<K, V>,
+    mine: &[usize],
+    cursor: &mut usize,
+    budget: Budget,
+) -> bool {
     let now = shared.clock.precise();
-    for &i in mine {
-        let cell = &shared.cells[i];
+    let mut all_finished = true;
+    let n = mine.len();
+    for step in 0..n {
+        let at = (*cursor + step) % n;
+        let cell = &shared.cells[mine[at]];
         let mut done = 0;
         let mut garbage = Vec::with_capacity(SLICE);
-        loop {
+        let finished = loop {
             let (work, freed, finished) = {
                 let mut core = write_lock(cell);
                 let r = core.maintain(now, SLICE, &shared.gens, &mut garbage);
@@ -201,10 +236,26 @@ fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
             shared.weight.fetch_sub(freed, Ordering::AcqRel);
             drop_outside(garbage.drain(..));
             done += work;
-            if finished || done >= TICK_BUDGET {
-                break;
+            if finished {
+                break true;
             }
-            std::thread::yield_now();
+            let out = match budget {
+                Budget::Entries(max) => done >= max,
+                Budget::Until(t) => Instant::now() >= t,
+            };
+            if out {
+                break false;
+            }
+        };
+        if !finished {
+            all_finished = false;
+            if let Budget::Until(t) = budget {
+                if Instant::now() >= t {
+                    // Out of time: the next burst starts with this shard.
+                    *cursor = at;
+                    break;
+                }
+            }
         }
     }
     // Evict from this worker's shards while the engine is still over capacity (a shard that
@@ -217,6 +268,7 @@ fn maintain<K, V>(shared: &Shared<K, V>, mine: &[usize]) {
         evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
         drop_outside(garbage);
     }
+    all_finished
 }
 
 /// Evicts from `core` while the engine as a whole is over capacity. Each victim's weight is
