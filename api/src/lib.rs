@@ -124,6 +124,13 @@
 //!   function took `&str`; method calls and field accesses do).
 //! - The `key` expression must evaluate to an owned value (`name.to_owned()`, not `name`).
 //!
+//! # Tracing
+//! With the `tracing` feature, memokit emits [`tracing`](https://docs.rs/tracing) events:
+//! target `memokit` for a function's registration and each delete (debug) and each miss
+//! (trace), with the function's name as the `function` field; target `memokit_engine` for the
+//! engine's generation retirements and maintenance (debug) and a worker's failure (error).
+//! Nothing is emitted on a hit.
+//!
 //! # Design
 //! One engine per [`Memoizer`], shared by all its functions, with type-erased keys (function
 //! id + a type tag + owned argument tuple) looked up by a borrowed key built on the stack, and
@@ -137,6 +144,15 @@
 //! keep versions in the backend and encode `(name, versions, arguments)` on its own path; the
 //! in-process path pays nothing for it.
 #![deny(missing_docs)]
+
+/// Emits a `tracing` event (target `memokit`) when the `tracing` feature is on; expands to
+/// nothing otherwise (the arguments are then not evaluated).
+macro_rules! event {
+    ($level:ident, $($arg:tt)+) => {
+        #[cfg(feature = "tracing")]
+        tracing::$level!(target: "memokit", $($arg)+);
+    };
+}
 
 mod dispatch;
 mod error;

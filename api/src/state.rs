@@ -145,6 +145,7 @@ fn init<A: 'static>(
             Some(mk) => mk(&spec.name),
             None => spec.name,
         };
+        event!(debug, function = %name, "memoized function registered");
         memoizer.register(
             &name,
             Registered {
@@ -238,6 +239,7 @@ impl FnState {
         V: KeyView,
         C: Codec<T>,
     {
+        event!(trace, function = %self.name, "miss");
         let ttl = self.timeout().resolve(self.memoizer.inner.default_timeout);
         let primary = self.version();
         let secondary = receiver.map(|r| r(self, ttl));
@@ -339,6 +341,7 @@ impl FnState {
     /// another one has swapped the version out must not return while the version swapped out
     /// is still live (a call starting then would be served its results).
     pub(crate) fn delete_all(&self) {
+        event!(debug, function = %self.name, "delete all results");
         let fresh = self.engine.new_generation();
         let mut v = self.version.lock();
         if let Some(old) = v.replace(fresh) {
@@ -350,6 +353,7 @@ impl FnState {
     /// as in [`delete_all`](Self::delete_all)). A record dropped without retiring its version
     /// would leave results that a later per-receiver delete could no longer reach.
     pub(crate) fn delete_verhash(&self) {
+        event!(debug, function = %self.name, "delete the version and every receiver version");
         let mut v = self.version.lock();
         if let Some(old) = v.take() {
             self.engine.retire(old);
@@ -378,6 +382,7 @@ impl FnState {
         let Some(i) = bucket.iter().position(|rec| rec.id.downcast_ref::<I>() == Some(id)) else {
             return;
         };
+        event!(debug, function = %self.name, "delete the results of one receiver");
         let rec = bucket.swap_remove(i);
         if bucket.is_empty() {
             r.map.remove(&h);
@@ -393,6 +398,7 @@ impl FnState {
     pub(crate) fn key_op<V: KeyView>(&'static self, view: &V, op: KeyOp) -> Option<CacheKey> {
         match op {
             KeyOp::Delete => {
+                event!(debug, function = %self.name, "delete one result");
                 self.engine.remove(&LookupKey { fn_id: self.id, view });
                 None
             }

@@ -309,6 +309,7 @@ where
     pub fn retire(&self, generation: Generation) {
         let s = self.shared();
         if s.gens.retire(generation) {
+            event!(debug, generation = generation.id(), "generation retired");
             for tx in &s.mailboxes {
                 let _ = tx.send(Command::Retire(generation.id()));
             }

@@ -51,12 +51,27 @@
 //! per second. With a [`ManualClock`] no thread wakes on its own. Dropping the last handle (or
 //! [`Engine::shutdown`]) stops and joins all of them.
 //!
+//! ## Tracing
+//! With the `tracing` feature, the engine emits events with target `memokit_engine`: a
+//! generation retired (debug), each background maintenance burst that reclaimed entries (debug:
+//! entries handled, whether work is left), and a worker that died (error: lookups go on, stores
+//! are dropped). Nothing is emitted on the lookup path.
+//!
 //! ## What it does not do (yet)
 //! - Hit-ratio and memory figures against moka and quick_cache are in `BENCHMARKS.md`; read
 //!   them before choosing it as a general cache.
 //! - No async API yet: single flight blocks the waiting thread. The flight state machine is
 //!   independent of the waiting mechanism so an async adapter can be added on the same engine.
 //! - No refresh-ahead, no eviction listener.
+
+/// Emits a `tracing` event (target `memokit_engine`) when the `tracing` feature is on; expands
+/// to nothing otherwise (the arguments are then not evaluated).
+macro_rules! event {
+    ($level:ident, $($arg:tt)+) => {
+        #[cfg(feature = "tracing")]
+        tracing::$level!(target: "memokit_engine", $($arg)+);
+    };
+}
 
 mod builder;
 mod clock;

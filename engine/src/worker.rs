@@ -73,6 +73,7 @@ struct DeathNotice<'a, K, V>(&'a Shared<K, V>);
 impl<K, V> Drop for DeathNotice<'_, K, V> {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            event!(error, "an engine worker died (a bug): its shards are no longer maintained");
             self.0.worker_died.store(true, Ordering::Release);
         }
     }
@@ -247,6 +248,16 @@ fn maintain<K, V>(
                 break false;
             }
         };
+        #[cfg(feature = "tracing")]
+        if done > 0 {
+            tracing::debug!(
+                target: "memokit_engine",
+                shard = mine[at],
+                entries = done,
+                finished,
+                "maintenance: expired or stale entries handled"
+            );
+        }
         if !finished {
             all_finished = false;
             if let Budget::Until(t) = budget {
