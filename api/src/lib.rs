@@ -109,11 +109,16 @@
 //! types, `async fn` (not yet supported), `unsafe`/`extern`/`const fn`, `&mut` arguments,
 //! unsupported receivers, `Self` in the signature: errors at the offending token, saying what
 //! to do. Argument, `key`, return and receiver types without the needed traits fail at that
-//! type with a message that says what to do. Two cases are reported by the compiler in its
-//! own words: a method of a generic `impl` ("generic `Self` types are currently not permitted
-//! in anonymous constants": memoize a non-generic function instead) and a method of a trait
-//! impl ("method `f_uncached` is not a member of trait": memoize an inherent method or a free
-//! function and call it from the trait method).
+//! type with a message that says what to do (a receiver without [`MemoIdentity`]: one error,
+//! at `self`). The attribute cannot see the `impl` around a method, so two mistakes surface
+//! as rustc errors:
+//! - a method of a trait impl: the first error is "method
+//!   `memoize_works_in_inherent_impls_only_memoize_an_inherent_method_or_a_free_fn_and_call_it_from_f`
+//!   is not a member of trait", the fix in its name; the same error for each companion and
+//!   "no function or associated item named `f_memo`" follow;
+//! - a method of a generic `impl`: "generic `Self` types are currently not permitted in
+//!   anonymous constants" at `#[memoize]`, with a note at the impl's type: memoize a
+//!   non-generic function and call it.
 //!
 //! # Limits
 //! - Up to 12 arguments (11 for methods: the receiver id takes a place in the key tuple).

@@ -1,11 +1,12 @@
 //! Procedural macros of memokit: use them through the `memokit` crate, which re-exports them
 //! and documents them with tested examples.
 //!
-//! `#[memoize]` is parse ([`args`]) → validate ([`validate`]) → expand ([`expand`]). Errors are
-//! spanned at the offending token and say what to do; when there are any, the expansion is the
-//! errors plus the function unchanged (and its `f_uncached`), so that one mistake gives one
-//! error. Generated code refers only to `::memokit::__private::..` (and `::core`), and every
-//! generated public item carries docs.
+//! `#[memoize]` is parse (`args.rs`) → validate (`validate.rs`) → expand (`expand.rs`).
+//! Errors are spanned at the offending token and say what to do; when there are any, the
+//! expansion is the errors plus the function unchanged (and its `f_uncached`), so that one
+//! mistake gives one error. (The attribute cannot see the `impl` around a method: for trait
+//! impls and generic impls, see `expand.rs`.) Generated code refers only to
+//! `::memokit::__private::..` (and `::core`), and every generated public item carries docs.
 
 use proc_macro::TokenStream;
 
