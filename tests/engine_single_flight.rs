@@ -1,5 +1,6 @@
 //! Single flight: one computation per key however many callers miss at once; panics wake the
-//! waiters; recursion on the own key is a clear panic; `remove`/`retire` detach a flight.
+//! waiters; recursion on the own key is a clear panic. (`remove`/`retire`/`clear` detaching a
+//! flight: `engine_single_flight_detach.rs`.)
 //!
 //! Overlap is made real with gates (a compute blocks until the test opens it) and with
 //! `stats().single_flight_waits` (the waiters have joined), never with sleeps.
@@ -9,7 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::{expect_panic, manual_engine, no_hang, wait_until, wait_until_or, Gate};
+use common::{
+    expect_panic, manual_engine, no_hang, sharded_engine, wait_until, wait_until_or, Gate,
+};
 use memokit_engine::{Engine, InsertOptions};
 
 /// How long a compute waits for the other callers to show up as single-flight waiters
@@ -17,20 +20,10 @@ use memokit_engine::{Engine, InsertOptions};
 /// a loaded machine). Reaching it weakens the overlap; the assertions stay sound.
 const JOIN_GRACE: Duration = common::HANG_LIMIT;
 
-fn engine(shards: usize) -> Engine<u64, u64> {
-    Engine::builder()
-        .max_capacity(10_000)
-        .shards(shards)
-        .workers(2)
-        .clock(memokit_engine::ManualClock::new())
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn concurrent_callers_compute_once() {
     const N: usize = 8;
-    let e = engine(4);
+    let e = sharded_engine(4);
     for round in 0..3u64 {
         let calls = Arc::new(AtomicUsize::new(0));
         let start = Arc::new(Barrier::new(N));
@@ -127,7 +120,7 @@ fn borrowed_lookup_computes_once() {
 /// shard) completes: computes of different keys never wait for each other.
 #[test]
 fn different_keys_do_not_block_each_other() {
-    let e = engine(1);
+    let e = sharded_engine(1);
     let (a_in, b_in) = (Gate::new(), Gate::new());
     let ta = {
         let (e, a_in, b_in) = (e.clone(), a_in.clone(), b_in.clone());
@@ -171,7 +164,7 @@ fn nested_computes_of_other_keys_on_one_thread() {
             }
         })
     }
-    let e = engine(1);
+    let e = sharded_engine(1);
     let calls = AtomicUsize::new(0);
     let v = no_hang("memoized fibonacci", move || {
         let v = fib(&e, &calls, 60);
@@ -183,7 +176,7 @@ fn nested_computes_of_other_keys_on_one_thread() {
 #[test]
 fn panicking_compute_wakes_waiters_and_one_recomputes() {
     const WAITERS: usize = 3;
-    let e = engine(4);
+    let e = sharded_engine(4);
     let entered = Gate::new();
     let leader = {
         let (e, entered) = (e.clone(), entered.clone());
@@ -229,7 +222,7 @@ fn panicking_compute_wakes_waiters_and_one_recomputes() {
 /// computes (no false "recursive call" panic, no hang).
 #[test]
 fn panic_leaves_no_flight_behind() {
-    let e = engine(1);
+    let e = sharded_engine(1);
     let e2 = e.clone();
     no_hang("retry after a panicked compute", move || {
         let msg =
@@ -248,7 +241,7 @@ fn panic_leaves_no_flight_behind() {
 /// An `Err` from the fallible form wakes the waiters, which retry; it is never stored.
 #[test]
 fn error_wakes_waiters_and_is_not_stored() {
-    let e = engine(4);
+    let e = sharded_engine(4);
     let entered = Gate::new();
     let leader = {
         let (e, entered) = (e.clone(), entered.clone());
@@ -287,7 +280,7 @@ fn assert_recursion_message(msg: &str) {
 
 #[test]
 fn same_key_inside_own_compute_panics_clearly() {
-    let e = engine(2);
+    let e = sharded_engine(2);
     let e2 = e.clone();
     let msg = no_hang("get_or_insert_with of the own key", move || {
         expect_panic("recursive get_or_insert_with", || {
@@ -321,166 +314,12 @@ fn same_key_inside_own_compute_panics_clearly() {
 /// The recursion check is per engine: the same key on another engine is no recursion.
 #[test]
 fn same_key_on_another_engine_is_not_recursion() {
-    let a = engine(1);
-    let b = engine(1);
+    let a = sharded_engine(1);
+    let b = sharded_engine(1);
     let v = no_hang("nested get_or_insert_with on two engines", move || {
         a.get_or_insert_with(1, || b.get_or_insert_with(1, || 5) * 2)
     });
     assert_eq!(v, 10);
-}
-
-/// Starts a computation of `key` (under `opts`) on another thread that blocks on a gate;
-/// returns once it is running.
-fn blocked_leader(
-    e: &Engine<u64, u64>,
-    key: u64,
-    opts: InsertOptions,
-    value: u64,
-) -> (Gate, std::thread::JoinHandle<u64>) {
-    let gate = Gate::new();
-    let leader = {
-        let (e, gate) = (e.clone(), gate.clone());
-        std::thread::spawn(move || {
-            e.get_or_insert_with_options(key, opts, || {
-                gate.enter_and_wait();
-                value
-            })
-        })
-    };
-    gate.wait_entered();
-    (gate, leader)
-}
-
-/// Starts a caller of `key` on another thread and returns once it waits on the flight in
-/// progress (seen in `stats().single_flight_waits`).
-fn joined_waiter(
-    e: &Engine<u64, u64>,
-    key: u64,
-    opts: InsertOptions,
-) -> std::thread::JoinHandle<u64> {
-    let before = e.stats().single_flight_waits;
-    let waiter = {
-        let e = e.clone();
-        std::thread::spawn(move || e.get_or_insert_with_options(key, opts, || 999))
-    };
-    let e = e.clone();
-    wait_until("the waiter joined the flight (stats().single_flight_waits)", move || {
-        e.stats().single_flight_waits > before
-    });
-    waiter
-}
-
-/// `remove` during a computation: callers arriving afterwards do not join it (they compute
-/// while it is still blocked) and its value is not stored.
-#[test]
-fn remove_detaches_an_in_flight_compute() {
-    let e = engine(2);
-    let (gate, leader) = blocked_leader(&e, 1, InsertOptions::new(), 100);
-    let e2 = e.clone();
-    no_hang("remove during a computation", move || e2.remove(&1));
-    let e3 = e.clone();
-    let late = no_hang("a caller arriving after remove", move || e3.get_or_insert_with(1, || 300));
-    assert_eq!(late, 300);
-    assert_eq!(e.get(&1), Some(300));
-
-    gate.open();
-    assert_eq!(leader.join().unwrap(), 100, "the leader's caller gets its own value");
-    e.flush();
-    assert_eq!(e.get(&1), Some(300), "the detached value (100) must not be stored");
-}
-
-#[test]
-fn remove_during_compute_stores_nothing() {
-    let e = engine(2);
-    let (gate, leader) = blocked_leader(&e, 1, InsertOptions::new(), 100);
-    e.remove(&1);
-    gate.open();
-    assert_eq!(leader.join().unwrap(), 100);
-    e.flush();
-    assert_eq!(e.get(&1), None, "a value computed across a remove is not stored");
-    e.run_maintenance();
-    assert_eq!(e.len(), 0);
-}
-
-/// Callers already waiting when the key is removed get the detached flight's value.
-#[test]
-fn waiters_before_remove_get_the_detached_value() {
-    let e = engine(2);
-    let (gate, leader) = blocked_leader(&e, 1, InsertOptions::new(), 100);
-    let waiter = joined_waiter(&e, 1, InsertOptions::new());
-    e.remove(&1);
-    gate.open();
-    assert_eq!(leader.join().unwrap(), 100);
-    assert_eq!(no_hang("waiter", move || waiter.join().unwrap()), 100);
-    e.flush();
-    assert_eq!(e.get(&1), None);
-}
-
-/// `retire(g)` during a computation under g: it never waits for the computation, callers
-/// arriving afterwards do not join it, and neither its value nor theirs is stored.
-#[test]
-fn retire_detaches_an_in_flight_compute() {
-    let e = engine(2);
-    let (g, g2) = (e.new_generation(), e.new_generation());
-    let under = |g| InsertOptions::new().generations(g, None);
-    let (gate, leader) = blocked_leader(&e, 1, under(g), 100);
-    let e2 = e.clone();
-    no_hang("retire during a computation", move || e2.retire(g));
-
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (e3, c3) = (e.clone(), calls.clone());
-    let late = no_hang("a caller under the retired generation", move || {
-        e3.get_or_insert_with_options(1, under(g), || {
-            c3.fetch_add(1, Ordering::SeqCst);
-            300
-        })
-    });
-    assert_eq!(late, 300);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(e.get(&1), None, "nothing stored under the retired generation");
-    // Under the new version, a fresh computation is stored.
-    let e4 = e.clone();
-    let fresh = no_hang("a caller under the new generation", move || {
-        e4.get_or_insert_with_options(1, under(g2), || 400)
-    });
-    assert_eq!(fresh, 400);
-    assert_eq!(e.get(&1), Some(400));
-
-    gate.open();
-    assert_eq!(leader.join().unwrap(), 100);
-    e.flush();
-    assert_eq!(e.get(&1), Some(400), "the value computed under the retired generation is dropped");
-}
-
-#[test]
-fn waiters_before_retire_get_the_detached_value() {
-    let e = engine(2);
-    let g = e.new_generation();
-    let opts = InsertOptions::new().generations(g, None);
-    let (gate, leader) = blocked_leader(&e, 1, opts, 100);
-    let waiter = joined_waiter(&e, 1, opts);
-    e.retire(g);
-    gate.open();
-    assert_eq!(leader.join().unwrap(), 100);
-    assert_eq!(no_hang("waiter", move || waiter.join().unwrap()), 100);
-    e.flush();
-    assert_eq!(e.get(&1), None);
-}
-
-/// `clear()` during a computation: like `remove`, for every key.
-#[test]
-fn clear_detaches_an_in_flight_compute() {
-    let e = engine(2);
-    let (gate, leader) = blocked_leader(&e, 1, InsertOptions::new(), 100);
-    let e2 = e.clone();
-    no_hang("clear during a computation", move || e2.clear());
-    let e3 = e.clone();
-    let late = no_hang("a caller arriving after clear", move || e3.get_or_insert_with(1, || 300));
-    assert_eq!(late, 300);
-    gate.open();
-    assert_eq!(leader.join().unwrap(), 100);
-    e.flush();
-    assert_eq!(e.get(&1), Some(300), "the value computed across clear() must not be stored");
 }
 
 /// The leader's compute succeeds but handing its value to the engine panics (here the
@@ -575,9 +414,10 @@ fn waiter_reads_the_computed_value_back() {
             (v, again)
         })
     };
-    in_store.wait_entered(); // the leader is storing 42 now
-                             // If the waiter can return before the store is done, let it do its `get` now. (With an
-                             // engine that stores before waking the waiters this waits out the grace period.)
+    // Until the leader is storing 42 (inside the blocking weigher).
+    in_store.wait_entered();
+    // If the waiter can return before the store is done, let it do its `get` now. (With an
+    // engine that stores before waking the waiters this waits out the grace period.)
     wait_until_or(Duration::from_secs(1), || waiter_done.load(Ordering::SeqCst) == 1);
     in_store.open();
     assert_eq!(no_hang("leader", move || leader.join().unwrap()), 42);
@@ -590,7 +430,7 @@ fn waiter_reads_the_computed_value_back() {
 /// wake-up bookkeeping with several flights per shard).
 #[test]
 fn many_keys_many_waiters() {
-    let e = engine(2);
+    let e = sharded_engine(2);
     let calls = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(4));
     let handles: Vec<_> = (0..4u64)

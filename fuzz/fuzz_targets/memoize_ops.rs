@@ -14,16 +14,21 @@
 //! The memoizer and its clock are process-wide statics (`memoizer = &MEMO` binds a function
 //! for good), so each input starts with `MEMO.clear()` and resets the timeouts; the manual
 //! clock only moves forward, and stops moving (Advance is skipped) near `CLOCK_LIMIT`.
+//!
+//! The operations and the model are in `memoize_ops_model.rs`; the functions under test and
+//! the replay of each operation on them are here.
 
 #![no_main]
 
+mod memoize_ops_model;
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use memoize_ops_model::*;
 use memokit::{memoize, ManualClock, MemoIdentity, Memoizer, Timeout};
 use memokit_fuzz::{CLOCK_LIMIT, TICK};
 
@@ -38,22 +43,7 @@ static MEMO: LazyLock<Memoizer> = LazyLock::new(|| {
         .expect("memoizer builds")
 });
 
-/// The memoizer's default timeout. Timeouts and clock advances stay within seconds so that the
-/// process-wide clock lasts: at ~5k inputs a second it reaches `CLOCK_LIMIT` after hours.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Bodies that ran so far; each run returns the new count, so a value says which run made it.
-static RUNS: AtomicU64 = AtomicU64::new(0);
-
-fn run_id() -> u64 {
-    RUNS.fetch_add(1, Ordering::SeqCst) + 1
-}
-
 static CLOCK_SPENT: AtomicBool = AtomicBool::new(false);
-
-fn runs() -> u64 {
-    RUNS.load(Ordering::SeqCst)
-}
 
 #[memoize(memoizer = &MEMO)]
 fn pair(a: u8, b: u8) -> (u8, u8, u64) {
@@ -95,154 +85,6 @@ impl Obj {
     }
 }
 
-#[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Func {
-    Pair,
-    Text,
-    Checked,
-    Keyed,
-    Scaled,
-}
-
-const FUNCS: [Func; 5] = [Func::Pair, Func::Text, Func::Checked, Func::Keyed, Func::Scaled];
-
-/// The key of one stored result in the model.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Key {
-    Pair(u8, u8),
-    Text(String),
-    Checked(u8),
-    Keyed(u8),
-    Scaled(u8, u8),
-}
-
-impl Key {
-    fn func(&self) -> Func {
-        match self {
-            Key::Pair(..) => Func::Pair,
-            Key::Text(_) => Func::Text,
-            Key::Checked(_) => Func::Checked,
-            Key::Keyed(_) => Func::Keyed,
-            Key::Scaled(..) => Func::Scaled,
-        }
-    }
-}
-
-/// A short string over "ab" (so calls repeat).
-#[derive(Clone, Debug)]
-struct Word(String);
-
-impl<'a> Arbitrary<'a> for Word {
-    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
-        let n = u.int_in_range(0..=2usize)?;
-        let mut s = String::new();
-        for _ in 0..n {
-            s.push(if u.arbitrary::<bool>()? { 'a' } else { 'b' });
-        }
-        Ok(Word(s))
-    }
-}
-
-#[derive(Arbitrary, Clone, Copy, Debug)]
-enum TimeoutSel {
-    Default,
-    Never,
-    Zero,
-    Secs(u8),
-    Millis(u16),
-}
-
-impl TimeoutSel {
-    fn timeout(self) -> Timeout {
-        match self {
-            TimeoutSel::Default => Timeout::Default,
-            TimeoutSel::Never => Timeout::Never,
-            TimeoutSel::Zero => Timeout::from(0),
-            TimeoutSel::Secs(s) => Timeout::from(u64::from(s % 16)),
-            TimeoutSel::Millis(ms) => Timeout::from(Duration::from_millis(u64::from(ms % 16_000))),
-        }
-    }
-}
-
-/// How to delete one result.
-#[derive(Arbitrary, Clone, Copy, Debug)]
-enum DeleteHow {
-    Macro,
-    Handle,
-    ByName,
-}
-
-/// How to delete every result of a function.
-#[derive(Arbitrary, Clone, Copy, Debug)]
-enum DeleteAllHow {
-    Macro,
-    Handle,
-    ByName,
-    Verhash,
-    VerhashHandle,
-    VerhashByName,
-}
-
-#[derive(Arbitrary, Debug)]
-enum Op {
-    Pair(u8, u8),
-    Text(Word),
-    Checked(u8),
-    Keyed(u8, u8),
-    Scaled {
-        obj: u8,
-        x: u8,
-    },
-    DeletePair {
-        a: u8,
-        b: u8,
-        how: DeleteHow,
-    },
-    DeleteText {
-        s: Word,
-        how: DeleteHow,
-    },
-    DeleteChecked {
-        x: u8,
-        how: DeleteHow,
-    },
-    DeleteKeyed {
-        a: u8,
-        tag: u8,
-        how: DeleteHow,
-    },
-    /// `delete_memoized!(Obj::scaled, &obj, x)`, `obj.scaled` form, handle or by name.
-    DeleteScaled {
-        obj: u8,
-        x: u8,
-        how: DeleteHow,
-        instance_form: bool,
-    },
-    DeleteAll {
-        func: Func,
-        how: DeleteAllHow,
-    },
-    /// `delete_memoized!(obj.scaled)`: every result of one receiver.
-    DeleteReceiver {
-        obj: u8,
-    },
-    /// A by-name delete with an arbitrary name: must fail with `UnknownFunction` unless it is
-    /// one of ours.
-    DeleteName(String),
-    /// `delete_memoized_args` with the wrong argument type: must fail, and delete nothing.
-    DeleteWrongType(Func),
-    SetTimeout {
-        func: Func,
-        t: TimeoutSel,
-    },
-    /// Up to 20 s.
-    Advance {
-        millis: u16,
-    },
-    Flush,
-    Maintain,
-}
-
 fn attribute_timeout(f: Func) -> Timeout {
     match f {
         Func::Text => Timeout::from(3),
@@ -268,79 +110,6 @@ fn set_timeout(f: Func, t: Timeout) {
         Func::Checked => checked_memo().set_cache_timeout(t),
         Func::Keyed => keyed_memo().set_cache_timeout(t),
         Func::Scaled => Obj::scaled_memo().set_cache_timeout(t),
-    }
-}
-
-struct Model {
-    now: u64,
-    values: HashMap<Key, (u64, u64)>,
-    timeouts: HashMap<Func, Timeout>,
-    calls: u64,
-    hits: u64,
-}
-
-impl Model {
-    fn visible(&self, k: &Key) -> Option<u64> {
-        let &(v, deadline) = self.values.get(k)?;
-        (self.now < deadline).then_some(v)
-    }
-
-    /// The deadline a result stored now gets (`None`: not stored).
-    fn deadline(&self, f: Func) -> Option<u64> {
-        let d = match self.timeouts[&f] {
-            Timeout::Default => DEFAULT_TIMEOUT,
-            Timeout::Never => return Some(u64::MAX),
-            Timeout::After(d) => d,
-        };
-        if d.is_zero() {
-            return None;
-        }
-        Some(self.now.saturating_add(d.as_nanos() as u64))
-    }
-
-    /// Checks one call of key `k`: `before` is the run count before the call, `got` the id of
-    /// the value returned (and `Some(id)`/`None` for stored/not-stored results).
-    fn call(&mut self, step: usize, op: &Op, k: Key, before: u64, got: u64, storable: bool) {
-        let after = runs();
-        let want = self.visible(&k);
-        self.calls += 1;
-        if after == before {
-            // Served from the cache: must be the model's valid value.
-            if want != Some(got) {
-                panic!(
-                    "step {step} ({op:?}): served {got} from the cache for {k:?} but the model \
-                     says {want:?} at t={}ns (stored: {:?})",
-                    self.now,
-                    self.values.get(&k)
-                );
-            }
-            self.hits += 1;
-            return;
-        }
-        if after != before + 1 || got != after {
-            panic!(
-                "step {step} ({op:?}): the body ran {} times and the call returned {got} \
-                 (fresh would be {after})",
-                after - before
-            );
-        }
-        if let Some(w) = want {
-            panic!(
-                "step {step} ({op:?}): recomputed {k:?} although {w} is valid until {:?} (now \
-                 {}ns, capacity not reached)",
-                self.values.get(&k),
-                self.now
-            );
-        }
-        if storable {
-            if let Some(deadline) = self.deadline(k.func()) {
-                self.values.insert(k, (got, deadline));
-            }
-        }
-    }
-
-    fn delete_all(&mut self, f: Func) {
-        self.values.retain(|k, _| k.func() != f);
     }
 }
 

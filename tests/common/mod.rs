@@ -108,6 +108,18 @@ where
     (engine, clock)
 }
 
+/// An engine of `u64 -> u64` with `shards` shards and two workers on a manual clock, far below
+/// its capacity (the single-flight tests).
+pub(crate) fn sharded_engine(shards: usize) -> Engine<u64, u64> {
+    Engine::builder()
+        .max_capacity(10_000)
+        .shards(shards)
+        .workers(2)
+        .clock(ManualClock::new())
+        .build()
+        .expect("build a sharded engine on a manual clock")
+}
+
 /// A one-shot gate a compute can wait on: the test opens it when it has set up what it
 /// wants to observe while the compute is in flight.
 #[derive(Clone, Default)]
