@@ -183,20 +183,23 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// The hit path: `read` sees the value in place, under the read lock. `None` is not yet a
-    /// miss: the caller falls back to [`Shared::get_slow`].
+    /// The hit path: `read` sees the value in place, under the read lock. `Err` is not yet a
+    /// miss: it gives `read` back with the number of batches applied to the core it searched
+    /// (read under the read lock, so exact), for [`Shared::get`] to decide.
     #[inline]
-    pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>, R>(
+    pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>, R, F: FnOnce(&V) -> R>(
         &self,
         hash: u64,
         q: &Q,
-        read: impl FnOnce(&V) -> R,
-    ) -> Result<R, impl FnOnce(&V) -> R> {
+        read: F,
+    ) -> Result<R, (F, u64)> {
         let cell = self.cell(hash);
         let core = cell.core.read();
-        let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else { return Err(read) };
+        let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else {
+            return Err((read, cell.applied.load(Ordering::Acquire)));
+        };
         if !e.is_visible(self.clock.coarse(), &self.gens, core.metas()) {
-            return Err(read);
+            return Err((read, cell.applied.load(Ordering::Acquire)));
         }
         e.mark();
         let r = read(&e.value);
@@ -235,12 +238,11 @@ where
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
         let hash = self.hash(q);
-        let cell = self.cell(hash);
-        let applied = cell.applied.load(Ordering::Acquire);
-        let read = match self.get_fast(hash, q, read) {
+        let (read, applied) = match self.get_fast(hash, q, read) {
             Ok(r) => return Some(r),
-            Err(read) => read,
+            Err(miss) => miss,
         };
+        let cell = self.cell(hash);
         if cell.pending_len.load(Ordering::Acquire) == 0
             && cell.applied.load(Ordering::Acquire) == applied
         {
