@@ -379,17 +379,28 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         let hash = self.hash(q);
-        if let Ok(v) = self.get_fast(hash, q, V::clone) {
-            return Ok(v);
-        }
+        // The batches applied to the core the fast path searched: while none is applied and
+        // nothing is pending, that search still holds and the slow path can be skipped.
+        let mut searched = match self.get_fast(hash, q, V::clone) {
+            Ok(v) => return Ok(v),
+            Err((_, applied)) => Some(applied),
+        };
         let cell = self.cell(hash);
         let gens = opts.raw_gens();
         let (mut fl, running) = loop {
             let fl = cell.flights.lock();
-            if let Some(v) = self.get_slow(hash, q, V::clone) {
-                drop(fl);
-                self.count(hash, true);
-                return Ok(v);
+            // Read under the flights lock: a leader stores its value before it removes its
+            // flight under this lock, so a value whose flight is gone is seen here.
+            let current = searched.take().is_some_and(|applied| {
+                cell.pending_len.load(Ordering::Acquire) == 0
+                    && cell.applied.load(Ordering::Acquire) == applied
+            });
+            if !current {
+                if let Some(v) = self.get_slow(hash, q, V::clone) {
+                    drop(fl);
+                    self.count(hash, true);
+                    return Ok(v);
+                }
             }
             let running = fl.find(hash, |s| q.equivalent(&s.key)).map(|s| s.flight.clone());
             match running {
