@@ -64,6 +64,8 @@
 //!   independent of the waiting mechanism so an async adapter can be added on the same engine.
 //! - No refresh-ahead, no eviction listener.
 
+#![deny(missing_docs)]
+
 /// Emits a `tracing` event (target `memokit_engine`) when the `tracing` feature is on; expands
 /// to nothing otherwise (the arguments are then not evaluated).
 macro_rules! event {
