@@ -25,9 +25,11 @@
 //! without them; see BENCHMARKS.md). The tag makes both checks one inline comparison with a
 //! constant. Invariant (private fields, two constructors): a key's tag is `tag::<O, S>()` only if
 //! its arguments are an `OwnedKey<O>`, and a key with a real value type `S` is built only by
-//! [`HitKey::get_or_try_insert_with`], together with the `Arc<S>` stored under it. Equal keys
-//! have equal tags, and the engine returns a value only under a key equal to the one it was
-//! stored with, so a value found through a `HitKey<V, S>` holds an `S`. The casts that rely on
+//! [`HitKey::get_or_try_insert_with`], together with the `Arc<S>` stored under it (keys made
+//! for [`CacheKey`] name a private value type that nothing stores). The engine keeps a key and
+//! its value as one entry and never pairs a key with another value, so a value found through a
+//! `HitKey<V, S>` holds an `S`. This module is the only one allowed `unsafe` (the crate denies
+//! `unsafe_code`); debug builds check every cast with the dynamic type check it replaces. The casts that rely on
 //! this are in [`HitKey::get`], [`Found`] and `HitKey`'s `Equivalent`, each with its `SAFETY`
 //! proof; every other path (deletes, `make_cache_key`, comparing two stored keys, the value a
 //! miss returns) uses checked downcasts.
@@ -36,6 +38,8 @@
 //! the engine stores them with each entry and hides entries whose generation is retired. A
 //! shared backend would encode `(name, version ids, args)` with a stable encoding on its own path
 //! (see the crate docs, "Design").
+
+#![allow(unsafe_code)]
 
 use std::any::{Any, TypeId};
 use std::borrow::Borrow;
@@ -160,7 +164,8 @@ struct Unstored;
 /// `tag` names the types behind `args` and behind the value stored with this key (see
 /// [`tag`]). Invariant, kept by the private fields and the two constructors: `tag ==
 /// tag::<O, S>()` only if `args` is an `OwnedKey<O>`, and keys built by
-/// [`ErasedKey::stored`] go into the engine only with a value whose concrete type is `S`.
+/// [`ErasedKey::stored`] go into the engine only with a value whose concrete type is `S`
+/// (from [`HitKey::get_or_try_insert_with`]; `unstored` keys name the private `Unstored`).
 /// Two stored keys are equal only if their tags are, so an entry's value always has the type
 /// its key's tag names. [`HitKey`] relies on this to skip both dynamic type checks.
 pub(crate) struct ErasedKey {
@@ -255,10 +260,13 @@ impl<'v, V: KeyView, S: Send + Sync + 'static> HitKey<'v, V, S> {
         engine.get_map(self, |v| {
             // SAFETY: the engine hands `read` only the value of an entry whose key `k` this
             // `HitKey` found equivalent, so `k.tag == tag::<V::Owned, S>()` (checked in
-            // `equivalent`). Keys with that tag are built only by `ErasedKey::stored::<V, S>`,
-            // called only by `get_or_try_insert_with` below with a value that is an `Arc<S>`,
-            // and the engine returns a value only under the key it was stored with (or an
-            // equal one, and equal keys have equal tags). So the `dyn Any` behind `v` is an `S`.
+            // `equivalent`). `ErasedKey::stored` (private to this module) has two callers:
+            // `unstored`, whose tag names the private `Unstored`, which no codec stores and so no
+            // `HitKey` carries; and `get_or_try_insert_with` below, whose key goes into the
+            // engine only with that call's `compute` value, an `Arc<S>`. The engine stores a key
+            // and its value as one entry and never pairs a key with another value (documented
+            // on `Engine::get_map` and `Engine::get_or_try_insert_with_ref`). So the `dyn Any`
+            // behind `v` is an `S`.
             read(unsafe { Found::new_unchecked(v) })
         })
     }
@@ -313,9 +321,10 @@ impl<'a, S: Send + Sync + 'static> Found<'a, S> {
     #[inline(always)]
     pub(crate) fn to_arc(&self) -> Arc<S> {
         let raw = Arc::into_raw(Arc::clone(self.v)).cast::<S>();
-        // SAFETY: `raw` comes from `Arc::into_raw` of an `Arc<dyn Any>` made by unsized
-        // coercion from an `Arc<S>` (it holds an `S`: the constructors' contract), which is what
-        // `Arc::from_raw` requires; the clone's reference is handed over to the result.
+        // SAFETY: `raw` is the data pointer from `Arc::into_raw` of an `Arc<dyn Any>` whose
+        // value is an `S` (the constructors' contract), so it has the size and alignment of an
+        // `S`, which is what `Arc::from_raw` requires of a pointer from an unsized `Arc`; the
+        // clone's reference is handed over to the result.
         unsafe { Arc::from_raw(raw) }
     }
 }
@@ -334,6 +343,7 @@ impl<V: KeyView, S: 'static> memokit_engine::Equivalent<ErasedKey> for HitKey<'_
         if self.fn_id != key.fn_id || key.tag != tag::<V::Owned, S>() {
             return false;
         }
+        debug_assert!(key.args.as_any().is::<OwnedKey<V::Owned>>());
         // SAFETY: the tag names `OwnedKey<V::Owned>` as the type behind `key.args` (invariant
         // of `ErasedKey`: the tag is set only by `ErasedKey::stored` from the type it boxes),
         // so the data pointer of the box points to an `OwnedKey<V::Owned>`, borrowed with `key`.
@@ -426,5 +436,112 @@ mod tests {
         let v: ErasedValue = Arc::new(5u32);
         assert!(Found::<u64>::checked(&v).is_none());
         assert_eq!(Found::<u32>::checked(&v).map(|f| *f.get()), Some(5));
+    }
+
+    /// Two views that hash alike (so their keys meet in one bucket) with different owned types.
+    struct AsU64(u64);
+    struct AsString(u64);
+    impl Hash for AsU64 {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            self.0.hash(h)
+        }
+    }
+    impl Hash for AsString {
+        fn hash<H: Hasher>(&self, h: &mut H) {
+            self.0.hash(h)
+        }
+    }
+    impl KeyView for AsU64 {
+        type Owned = u64;
+        fn eq_owned(&self, o: &u64) -> bool {
+            self.0 == *o
+        }
+        fn to_owned_key(&self) -> u64 {
+            self.0
+        }
+    }
+    impl KeyView for AsString {
+        type Owned = String;
+        fn eq_owned(&self, o: &String) -> bool {
+            o.len() as u64 == self.0
+        }
+        fn to_owned_key(&self) -> String {
+            "x".repeat(self.0 as usize)
+        }
+    }
+
+    #[test]
+    fn a_hit_key_checks_the_argument_type_too() {
+        let e = engine();
+        for flush in [false, true] {
+            for i in 0..64u64 {
+                let v = AsU64(i);
+                let k = HitKey::<_, u64>::new(1, &v);
+                let _ =
+                    k.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new(i)));
+            }
+            if flush {
+                e.flush();
+            }
+            for i in 0..64u64 {
+                // Same fn id, same value type, same hash, another owned argument type.
+                assert_eq!(HitKey::<_, u64>::new(1, &AsString(i)).get(&e, |f| *f.get()), None);
+                assert_eq!(HitKey::<_, u64>::new(1, &AsU64(i)).get(&e, |f| *f.get()), Some(i));
+            }
+            e.clear();
+        }
+    }
+
+    #[test]
+    fn an_unstored_key_is_never_read_unchecked() {
+        let e = engine();
+        let view = (&7u64,);
+        e.insert(ErasedKey::unstored(1, &view), Arc::new(String::from("not a u64")) as ErasedValue);
+        assert_eq!(HitKey::<_, u64>::new(1, &view).get(&e, |f| *f.get()), None);
+        e.flush();
+        assert_eq!(HitKey::<_, u64>::new(1, &view).get(&e, |f| *f.get()), None);
+    }
+
+    #[test]
+    fn to_arc_hands_over_one_reference_of_the_same_allocation() {
+        #[repr(align(64))]
+        #[derive(Debug, PartialEq)]
+        struct Wide([u8; 3]);
+        let e = engine();
+        let view = (&1u8,);
+        let orig = Arc::new(Wide([1, 2, 3]));
+        let k = HitKey::<_, Wide>::new(3, &view);
+        let o2 = Arc::clone(&orig);
+        let _ = k.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(o2));
+        e.flush();
+        let got = k.get(&e, |f| f.to_arc()).expect("hit");
+        assert!(Arc::ptr_eq(&got, &orig));
+        assert_eq!(Arc::strong_count(&orig), 3); // orig, the engine's, got
+        drop(got);
+        assert_eq!(Arc::strong_count(&orig), 2);
+        assert_eq!(k.get(&e, |f| f.get() as *const Wide), Some(Arc::as_ptr(&orig)));
+    }
+
+    /// The three casts without an engine (no worker threads): quick under Miri.
+    #[test]
+    fn casts_without_an_engine() {
+        use memokit_engine::Equivalent;
+        #[repr(align(64))]
+        struct Wide(u8);
+        let s = String::from("ab");
+        let view = (&*s, &3u64);
+        let k = ErasedKey::stored::<_, Wide>(9, &view);
+        assert!(HitKey::<_, Wide>::new(9, &view).equivalent(&k));
+        assert!(!HitKey::<_, u8>::new(9, &view).equivalent(&k));
+        assert!(!HitKey::<_, Wide>::new(9, &(&*s, &4u64)).equivalent(&k));
+        let v: ErasedValue = Arc::new(Wide(5));
+        // SAFETY: `v` was made from an `Arc<Wide>` just above.
+        let f = unsafe { Found::<Wide>::new_unchecked(&v) };
+        assert_eq!(f.get().0, 5);
+        let a = f.to_arc();
+        assert_eq!(Arc::strong_count(&a), 2);
+        assert!(std::ptr::eq(Arc::as_ptr(&a), f.get()));
+        drop(a);
+        assert_eq!(Arc::strong_count(&v), 1);
     }
 }

@@ -121,6 +121,8 @@
 //!   non-generic function and call it.
 //!
 //! # Limits
+//! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock: keep
+//!   them plain (derived); they must not call memoized functions or the memoizer.
 //! - Up to 12 arguments (11 for methods: the receiver id takes a place in the key tuple).
 //!   Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple
@@ -149,6 +151,7 @@
 //! keep versions in the backend and encode `(name, versions, arguments)` on its own path; the
 //! in-process path pays nothing for it.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 /// Emits a `tracing` event (target `memokit`) when the `tracing` feature is on; expands to
 /// nothing otherwise (the arguments are then not evaluated).

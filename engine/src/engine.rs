@@ -194,7 +194,12 @@ where
     /// Reads the value stored for `key` in place: `read` runs on it under the shard's read lock
     /// and its result is returned, which saves cloning `V` (e.g. the atomic increment and
     /// decrement of an `Arc` when only something inside it is wanted). Keep `read` short: it
-    /// delays the shard's worker (never other readers).
+    /// delays the shard's worker (never other readers), and must not call back into this
+    /// engine's `flush`, `clear` or `shutdown` (they wait for the worker).
+    ///
+    /// Guarantee (the memoizer's `unsafe` relies on it): `read` sees only the value stored
+    /// together with a key that `key` was found [`Equivalent`] to, by one insert; the engine
+    /// keeps a key and its value as one entry and never pairs a key with another value.
     ///
     /// # Example
     /// ```
@@ -266,7 +271,9 @@ where
     /// The general single-flight lookup: finds `key` by a borrowed form, and on a miss runs
     /// `compute`; an `Ok` value is stored under `to_owned(key)` (called only when a
     /// computation starts) and returned, an `Err` is returned to this caller only (callers
-    /// waiting for this computation retry).
+    /// waiting for this computation retry). The key made by `to_owned` is stored only with the
+    /// value of this call's `compute`, and a waiter receives only the value of a computation
+    /// whose key its own was found [`Equivalent`] to.
     ///
     /// # Errors
     /// The error of `compute`, unchanged.

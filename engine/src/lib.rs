@@ -65,6 +65,7 @@
 //! - No refresh-ahead, no eviction listener.
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 /// Emits a `tracing` event (target `memokit_engine`) when the `tracing` feature is on; expands
 /// to nothing otherwise (the arguments are then not evaluated).
