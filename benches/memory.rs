@@ -8,7 +8,8 @@
 //! by a wrapping global allocator (RSS also holds freed-but-kept allocator memory and transient
 //! buffers such as mailboxes; the heap count does not).
 //!
-//! `cargo bench --bench memory`.
+//! `cargo bench --bench memory`; with `MEMOKIT_MEMORY_DETAIL=1`, each structure's heap growth
+//! is also broken down by allocation size class (powers of two).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -25,6 +26,13 @@ use common::caches::{BenchCache, Memokit, Moka, Quick, RwLockMap};
 struct Counting;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+/// Live bytes by allocation size class (`floor(log2(size))`), for `MEMOKIT_MEMORY_DETAIL`.
+static LIVE_BY_CLASS: [AtomicIsize; 64] = [const { AtomicIsize::new(0) }; 64];
+
+fn count(size: usize, delta: isize) {
+    LIVE_BYTES.fetch_add(delta, Ordering::Relaxed);
+    LIVE_BY_CLASS[size.max(1).ilog2() as usize].fetch_add(delta, Ordering::Relaxed);
+}
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
 // guarantees carry over; the counter has no effect on the memory handed out.
@@ -33,20 +41,20 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            count(layout.size(), layout.size() as isize);
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: forwarded as is; `ptr` came from `alloc` with this `layout`.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        count(layout.size(), -(layout.size() as isize));
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            count(layout.size(), layout.size() as isize);
         }
         p
     }
@@ -54,7 +62,8 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::realloc`'s contract.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+            count(layout.size(), -(layout.size() as isize));
+            count(new_size, new_size as isize);
         }
         p
     }
@@ -98,12 +107,14 @@ fn main() {
             per.0 - floor_rss,
             per.1 - floor_heap
         );
+        print!("{}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
 /// Builds `name` with `n` entries and prints `resident_entries rss_growth heap_growth`.
 fn child(name: &str, n: u64) {
     let value = |k: u64| -> Val { Arc::new([k as u8; 64]) };
+    let classes0: Vec<isize> = LIVE_BY_CLASS.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     let (rss0, heap0) = (rss_bytes(), LIVE_BYTES.load(Ordering::Relaxed));
     let (len, keep): (u64, Box<dyn std::any::Any>) = match name {
         "vec_floor" => {
@@ -127,6 +138,16 @@ fn child(name: &str, n: u64) {
     };
     let (rss1, heap1) = (rss_bytes(), LIVE_BYTES.load(Ordering::Relaxed));
     println!("{len} {} {}", rss1 - rss0, heap1 - heap0);
+    if std::env::var_os("MEMOKIT_MEMORY_DETAIL").is_some() {
+        // Where the heap growth sits, by allocation size: which structure is which is
+        // usually plain from the sizes (the values are the 80-byte `Arc` blocks).
+        for (k, c) in LIVE_BY_CLASS.iter().enumerate() {
+            let per = (c.load(Ordering::Relaxed) - classes0[k]) as f64 / len as f64;
+            if per.abs() >= 0.05 {
+                eprintln!("    allocations of [2^{k}, 2^{}) bytes: {per:>7.2} B/entry", k + 1);
+            }
+        }
+    }
     drop(black_box(keep));
 }
 

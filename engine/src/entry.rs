@@ -51,8 +51,8 @@ pub(crate) struct Meta {
     pub(crate) deadline: u64,
     pub(crate) gens: Gens,
     pub(crate) weight: u32,
-    /// Reuse count of the slot, so a stale [`crate::shard::Handle`] is detected.
-    pub(crate) reuse: u32,
+    /// Reuse count of the slot (wrapping), so a stale [`crate::shard::Handle`] is detected.
+    pub(crate) reuse: u16,
     pub(crate) queue: Queue,
     pub(crate) occupied: bool,
 }

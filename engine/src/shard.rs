@@ -8,15 +8,37 @@
 //! access mark, flags) inline, so a hit on an entry without deadline or generations touches the
 //! table and the value only. Each entry also names its *slot* in `metas`, a slab holding its
 //! deadline and generations (read by a hit only when the entry has them) and what only the
-//! worker reads (hash, weight, queue, reuse count); the intrusive lists (policy queue, timer bucket, one list per
-//! generation and link kind) link slots in `links`. The worker finds an entry from its slot by
-//! probing the table with the stored hash and comparing slots, so it never calls the user's
-//! `Hash` or `Eq`. A [`Handle`] (slot + reuse count) taken by a caller is detected as stale,
-//! never dereferenced.
+//! worker reads (hash, weight, queue, reuse count); the intrusive lists (policy queue, timer
+//! bucket, one list per generation and link kind) link slots in `links`. The worker finds an
+//! entry from its slot by probing the table with the stored hash and comparing slots, so it
+//! never calls the user's `Hash` or `Eq`. A [`Handle`] (slot + reuse count + hash bits) taken by
+//! a caller is detected as stale, never dereferenced.
+//!
+//! Cost per entry, `u64` keys and `Arc` values, as `benches/memory.rs` measures it (1M entries
+//! in 8 shards of 125k; B/entry beyond the `Vec<(u64, Arc)>` floor, whose 16 B are the key and
+//! the value):
+//!
+//! | part | bytes per slot | B/entry at 1M |
+//! |---|--:|--:|
+//! | table bucket: `Entry` 24 + control byte 1 | 25 | 52.4 (262,144 buckets a shard) |
+//! | `Meta`: hash 8, deadline 8, gens 16, weight 4, reuse 2, queue 1, occupied 1 | 40 | 40.6 |
+//! | queue links (timer, generation links: only once used, see [`crate::list`]) | 8 | 8.1 |
+//!
+//! The slab and the link arrays grow by [`reserve_slots`]: doubling up to the shard's share
+//! of the capacity, never past it, then in small steps (plain doubling left a 125k shard with
+//! room for 131,072). Measured: 87.6-90.7 B/entry of heap beyond the floor, 91-94.5 of RSS
+//! (was 97.3-98.8 and 97-99 with a 48-byte `Meta`, a 32-bit reuse count and doubling). The
+//! hashbrown table is the largest part and out of our hands at this size: 125k entries are just
+//! over 7/8 of 131,072 buckets, so the table doubles and sits half empty (48% load); at other
+//! sizes its load is 44-88%.
+//! The rest (2-4 B/entry) is the pending tables (`shared.rs`), which keep their capacity.
 //!
 //! Invariants ([`Shard::validate`]): the map holds exactly the occupied slots, each under its
 //! stored hash; every occupied entry is in exactly one policy queue, in the wheel iff it has a
-//! deadline, and in the list of each of its generations; the weights add up.
+//! deadline, and in the list of each of its generations; no slot is linked in a list of any
+//! kind outside those; no link array covers slots the slab does not have (so an engine that
+//! never sets deadlines or generations has no timer or generation links at all); the link
+//! arena itself is consistent ([`Links::validate`]); the weights add up.
 
 use std::collections::VecDeque;
 
@@ -25,15 +47,32 @@ use hashbrown::HashTable;
 
 use crate::entry::{Entry, Gens, Meta, Queue, NEVER, TIMED, VERSIONED};
 use crate::generation::{Generation, Registry};
-use crate::list::{Kind, Links, List};
+use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
 use crate::wheel::Wheel;
 
-/// A slab index with the slot's reuse count at the time it was taken.
+/// A slab index with the slot's reuse count and 16 bits of the entry's hash at the time it was
+/// taken. The count is 16 bits (to keep [`Meta`] at 40 bytes) and wraps, so the hash bits are
+/// checked too: a stale handle passes for valid only if its slot was reused a multiple of
+/// 65,536 times and now holds an entry whose hash has the same top 16 bits. Neither happens:
+/// a handle waits in the pending table for one batch, a slot is reused only by an insert, and
+/// inserts happen only when a batch is applied, so between a handle's capture and its use its
+/// slot is reused at most once per insert of that batch, which holds fewer than
+/// `PENDING_LIMIT` (4096) plus one per storing thread (asserted below). 8 bytes, like the
+/// handle of a 32-bit count.
+const _: () =
+    assert!(crate::shared::PENDING_LIMIT <= 1 << 14, "handles rely on batches far below 2^16");
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Handle {
     idx: u32,
-    gen: u32,
+    gen: u16,
+    tag: u16,
+}
+
+/// The hash bits a [`Handle`] keeps.
+fn tag(hash: u64) -> u16 {
+    (hash >> 48) as u16
 }
 
 /// What a caller hands to the worker to store.
@@ -77,6 +116,8 @@ pub(crate) struct Shard<K, V> {
     wheel: Wheel,
     gen_lists: [HashMap<u64, List, ahash::RandomState>; 2],
     retired: VecDeque<u64>,
+    /// The shard's share of the capacity, in slots (see [`reserve_slots`]).
+    share: usize,
     weight: u64,
     pub(crate) counts: ShardCounts,
 }
@@ -84,7 +125,8 @@ pub(crate) struct Shard<K, V> {
 impl<K, V> Shard<K, V> {
     /// An empty shard whose policy is sized for `share` (its part of the capacity).
     pub(crate) fn new(share: u64, tick_nanos: u64, now: u64) -> Self {
-        let mut links = Links::default();
+        let slots = usize::try_from(share).unwrap_or(usize::MAX);
+        let mut links = Links::with_share(slots);
         let policy = Policy::new(&mut links, share);
         let wheel = Wheel::new(&mut links, tick_nanos, now);
         Shard {
@@ -96,6 +138,7 @@ impl<K, V> Shard<K, V> {
             wheel,
             gen_lists: Default::default(),
             retired: VecDeque::new(),
+            share: slots,
             weight: 0,
             counts: ShardCounts::default(),
         }
@@ -123,7 +166,7 @@ impl<K, V> Shard<K, V> {
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<(Handle, &Entry<K, V>)> {
         let e = self.map.find(hash, |e| eq(&e.key))?;
-        Some((Handle { idx: e.idx, gen: self.metas[e.idx as usize].reuse }, e))
+        Some((Handle { idx: e.idx, gen: self.metas[e.idx as usize].reuse, tag: tag(hash) }, e))
     }
 
     /// The entry in slot `idx`.
@@ -133,7 +176,8 @@ impl<K, V> Shard<K, V> {
     }
 
     fn valid(&self, h: Handle) -> bool {
-        self.metas.get(h.idx as usize).is_some_and(|m| m.occupied && m.reuse == h.gen)
+        let m = self.metas.get(h.idx as usize);
+        m.is_some_and(|m| m.occupied && m.reuse == h.gen && tag(m.hash) == h.tag)
     }
 
     /// Removes the entry behind `h` if it is still the one the handle was taken for.
@@ -172,6 +216,8 @@ impl<K, V> Shard<K, V> {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
+                let len = self.metas.len() + 1;
+                reserve_slots(&mut self.metas, len, self.share);
                 self.metas.push(Meta {
                     hash: 0,
                     deadline: NEVER,
@@ -337,6 +383,13 @@ impl<K, V> Shard<K, V> {
 
     /// Checks every structural invariant; `Err` describes the first one broken.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        self.links.validate()?;
+        for kind in [Kind::Queue, Kind::Timer, Kind::Gen0, Kind::Gen1] {
+            // Link arrays grow only to cover slots that are linked, so never past the slab.
+            if self.links.covered(kind) > self.metas.len() {
+                return Err(format!("{kind:?} links cover slots the slab does not have"));
+            }
+        }
         let occupied = self.metas.iter().filter(|m| m.occupied).count();
         if self.map.len() != occupied {
             return Err(format!("map has {} entries, slab {occupied}", self.map.len()));
@@ -377,14 +430,22 @@ impl<K, V> Shard<K, V> {
         }
         let scheduled =
             self.wheel.validate(&self.links, |i| self.metas.get(i as usize).map(|m| m.deadline))?;
+        if scheduled.len() != self.links.linked(Kind::Timer) {
+            return Err("timer links outside the wheel".into());
+        }
         for i in scheduled {
             if self.at(i).is_none() {
                 return Err(format!("wheel holds free slot {i}"));
             }
         }
+        if self.links.linked(Kind::Queue) != occupied {
+            return Err("queue links outside the policy's queues".into());
+        }
         for (k, lists) in self.gen_lists.iter().enumerate() {
+            let mut linked = 0;
             for (&g, &list) in lists {
                 let members = self.links.validate_list(GEN_KINDS[k], list)?;
+                linked += members.len();
                 if members.is_empty() {
                     return Err(format!("empty generation list kept for {g}"));
                 }
@@ -395,7 +456,94 @@ impl<K, V> Shard<K, V> {
                     }
                 }
             }
+            if linked != self.links.linked(GEN_KINDS[k]) {
+                return Err(format!("{:?} links outside the generation lists", GEN_KINDS[k]));
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: u64, deadline: u64, gens: Gens) -> NewEntry<u64, u64> {
+        let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
+        NewEntry { key, value: key, hash, deadline, gens, weight: 1 }
+    }
+
+    #[test]
+    fn link_arrays_and_slab_grow_only_as_used() {
+        let reg = Registry::new();
+        let mut garbage = Vec::new();
+        let mut s = Shard::<u64, u64>::new(1000, 10, 0);
+        for k in 0..1000 {
+            s.insert(entry(k, NEVER, [0; 2]), None, &reg, &mut garbage);
+        }
+        s.validate().unwrap();
+        // No deadline and no generation yet: no timer or generation links at all.
+        for kind in [Kind::Timer, Kind::Gen0, Kind::Gen1] {
+            assert_eq!(s.links.covered(kind), 0, "{kind:?}");
+        }
+        assert_eq!(s.links.covered(Kind::Queue), 1000);
+        // Doubling stops at the share, then grows by steps of 1/32 of it.
+        assert_eq!(s.metas.capacity(), 1000);
+        s.insert(entry(1000, 50, [0; 2]), None, &reg, &mut garbage);
+        assert_eq!(s.metas.capacity(), 1031);
+        // The first deadline allocates timer links up to its slot, no further generations.
+        assert_eq!(s.links.covered(Kind::Timer), 1001);
+        assert_eq!(s.links.covered(Kind::Gen0), 0);
+        s.validate().unwrap();
+        let g = reg.allocate();
+        s.insert(entry(1001, NEVER, [0, g.id()]), None, &reg, &mut garbage);
+        assert_eq!((s.links.covered(Kind::Gen0), s.links.covered(Kind::Gen1)), (0, 1002));
+        s.validate().unwrap();
+        // Expiry and reclamation unlink them again; the arrays stay and still validate.
+        assert_eq!(s.maintain(100, 10, &reg, &mut garbage).1, 1);
+        assert!(reg.retire(g));
+        s.schedule_reclaim(g.id());
+        assert_eq!(s.maintain(100, 10, &reg, &mut garbage).1, 1);
+        assert_eq!(s.len(), 1000);
+        s.validate().unwrap();
+        s.insert(entry(2000, 500, [g.id(), 0]), None, &reg, &mut garbage);
+        s.validate().unwrap();
+        assert_eq!(s.clear(&reg, &mut garbage), 1000);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn layout_sizes() {
+        use std::mem::size_of;
+        // The figures the module docs and BENCHMARKS.md count with.
+        assert_eq!(size_of::<Entry<u64, std::sync::Arc<[u8; 64]>>>(), 24);
+        assert_eq!(size_of::<Meta>(), 40);
+        assert_eq!(size_of::<Option<Handle>>(), 12);
+    }
+
+    #[test]
+    fn stale_handle_is_refused_after_the_reuse_count_wraps() {
+        let reg = Registry::new();
+        let mut garbage = Vec::new();
+        let mut s = Shard::<u64, u64>::new(4, 10, 0);
+        let first = entry(7, NEVER, [0; 2]);
+        let hash = first.hash;
+        s.insert(first, None, &reg, &mut garbage);
+        let (h, _) = s.find(hash, |&k| k == 7).unwrap();
+        let mut current = hash;
+        for k in 0..=u64::from(u16::MAX) {
+            let (old, _) = s.find(current, |_| true).unwrap();
+            s.remove_handle(old, &reg, &mut garbage);
+            let n = entry(100 + k, NEVER, [0; 2]);
+            current = n.hash;
+            s.insert(n, None, &reg, &mut garbage);
+        }
+        s.validate().unwrap();
+        assert_eq!((s.len(), s.metas.len()), (1, 1));
+        assert_eq!(s.metas[h.idx as usize].reuse, h.gen);
+        assert_ne!(tag(current), h.tag);
+        // Same slot, same (wrapped) reuse count, another entry: the hash tells them apart.
+        s.remove_handle(h, &reg, &mut garbage);
+        assert_eq!(s.len(), 1);
     }
 }
