@@ -46,6 +46,17 @@ pub(crate) const PENDING_LIMIT: usize = 4096;
 /// throughput, and up to a tick of slow-path hits on freshly stored keys.)
 pub(crate) const SIGNAL_BATCH: usize = 1;
 
+/// Words of a shard's pending-insert filter (256 bits).
+pub(crate) const PENDING_WORDS: usize = 4;
+
+/// The word and bit of a hash in the pending-insert filter (bits 24..32 of the hash: not the
+/// ones that choose the shard).
+#[inline]
+pub(crate) fn pending_bit(hash: u64) -> (usize, u64) {
+    let b = (hash >> 24) as usize & (PENDING_WORDS * 64 - 1);
+    (b / 64, 1 << (b % 64))
+}
+
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// Stores and removes handed to the worker, not yet applied.
@@ -79,6 +90,12 @@ pub(crate) struct Cell<K, V> {
     /// lookup that misses in the core while nothing is pending and no batch was applied since
     /// it started is a definitive miss, found without the pending mutex.
     pub(crate) pending_len: AtomicUsize,
+    /// A filter of the keys with a pending insert: bit [`pending_bit`] of the key's hash, set
+    /// under the pending lock when the insert is recorded, all cleared (after `applied` is
+    /// counted) when the worker applies a batch. A lookup whose key's bit is clear misses
+    /// without the pending mutex even while other keys are pending (pending removes set no
+    /// bit: for them a miss is the right answer).
+    pub(crate) pending_keys: [AtomicU64; PENDING_WORDS],
     pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
     pub(crate) worker: usize,
@@ -99,6 +116,16 @@ pub(crate) struct Shared<K, V> {
     pub(crate) worker_died: AtomicBool,
     pub(crate) tick: Duration,
     pub(crate) resolution: Duration,
+}
+
+impl<K, V> Cell<K, V> {
+    /// Clears the pending-insert filter (the worker, under the pending lock, after counting
+    /// the batch in `applied`).
+    pub(crate) fn clear_pending_keys(&self) {
+        for w in &self.pending_keys {
+            w.store(0, Ordering::Release);
+        }
+    }
 }
 
 impl<K, V> Shared<K, V> {
@@ -129,6 +156,7 @@ impl<K, V> Shared<K, V> {
                 flights: Mutex::new(Flights::new()),
                 flight_count: AtomicUsize::new(0),
                 pending_len: AtomicUsize::new(0),
+                pending_keys: Default::default(),
                 applied: AtomicU64::new(0),
                 signaled: AtomicBool::new(false),
                 worker: i % workers,
@@ -243,10 +271,12 @@ where
             Err(miss) => miss,
         };
         let cell = self.cell(hash);
-        if cell.pending_len.load(Ordering::Acquire) == 0
+        let (word, bit) = pending_bit(hash);
+        if (cell.pending_len.load(Ordering::Acquire) == 0
+            || cell.pending_keys[word].load(Ordering::Acquire) & bit == 0)
             && cell.applied.load(Ordering::Acquire) == applied
         {
-            // Nothing pending, and the core seen by the fast path is still current.
+            // No insert of this key pending, and the core seen by the fast path is current.
             self.count(hash, false);
             return None;
         }
@@ -295,6 +325,8 @@ where
             let n =
                 NewEntry { key, value, hash, deadline: deadline.unwrap_or(NEVER), gens, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
+            let (word, bit) = pending_bit(hash);
+            cell.pending_keys[word].fetch_or(bit, Ordering::Release);
         } else if let Some(h) = found {
             p.removes.push(h);
         }

@@ -210,6 +210,7 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
         // definitive miss: count the batch first, then publish the empty table.
         cell.applied.fetch_add(1, Ordering::Release);
         cell.pending_len.store(0, Ordering::Release);
+        cell.clear_pending_keys();
     }
     cell.drained.notify_all();
     drop(p);
@@ -352,6 +353,7 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
         shared.weight.fetch_sub(freed, Ordering::AcqRel);
         cell.applied.fetch_add(1, Ordering::Release);
         cell.pending_len.store(0, Ordering::Release);
+        cell.clear_pending_keys();
     }
     cell.drained.notify_all();
     drop(p);
