@@ -1,5 +1,8 @@
 //! Hit ratio at equal capacity: memokit against moka and quick_cache on the ARC traces (OLTP, P3;
-//! Megiddo & Modha, FAST 03) and on synthetic Zipf workloads with and without scans.
+//! Megiddo & Modha, FAST 03) and on synthetic Zipf workloads with and without scans; then two
+//! workloads that probe the policy's weak spots: a loop over 1.5 × the capacity (defeats
+//! recency: LRU and FIFO never hit) and a Zipf 0.9 whose popularity order is reshuffled every
+//! 200k requests (defeats long-lived frequency counts).
 //!
 //! A plain program (no timing): for every request, `get`; on a miss, `insert`. memokit applies
 //! inserts on its workers, so it is run twice: `memokit` flushes after every miss (the policy
@@ -64,6 +67,7 @@ fn main() {
     println!(
         "Zipf: 1M keys; scans: a scan of `capacity` new keys after every 5 x capacity requests"
     );
+    println!("loop: keys 0..1.5 x capacity in turn; shifting: new keys for every rank each 200k");
     println!(
         "{:<20} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9} {:>8} {:>10}",
         "workload",
@@ -97,6 +101,26 @@ fn main() {
             requests.truncate(zipf_len + zipf_len / 5);
             row(&format!("Zipf {s:.1} + scans"), cap, &requests);
         }
+    }
+    for cap in [10_000u64, 100_000] {
+        let period = cap * 3 / 2;
+        let requests: Vec<u64> = (0..zipf_len as u64).map(|t| t % period).collect();
+        row("loop 1.5 x capacity", cap, &requests);
+    }
+    // Zipf 0.9 over 1M keys; every 200k requests, rank r maps to a new key (an odd multiplier
+    // per epoch, a bijection of u64).
+    let zipf = Zipf::new(1_000_000, 0.9);
+    let ranks = zipf.stream(&mut common::rng(300), zipf_len);
+    let requests: Vec<u64> = ranks
+        .iter()
+        .enumerate()
+        .map(|(t, &r)| {
+            let epoch = (t / 200_000) as u64;
+            r.wrapping_mul((0x9E37_79B9_7F4A_7C15 ^ (epoch << 1)) | 1)
+        })
+        .collect();
+    for cap in [10_000u64, 100_000] {
+        row("Zipf 0.9 shifting", cap, &requests);
     }
     println!("(total {:.0} s)", started.elapsed().as_secs_f64());
 }

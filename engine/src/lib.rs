@@ -25,7 +25,7 @@
 //!
 //! | layer | file | what it is |
 //! |---|---|---|
-//! | core | `shard.rs`, `policy.rs`, `wheel.rs`, `list.rs` | single-threaded, `&mut self`, no locks, no `unsafe`: a `hashbrown::HashTable` of slab indices, the S3-FIFO policy, the timer wheel and per-generation lists, all intrusive lists over `u32` slab indices |
+//! | core | `shard.rs`, `policy.rs`, `wheel.rs`, `list.rs` | single-threaded, `&mut self`, no locks, no `unsafe`: a `hashbrown::HashTable` of slab indices, the policy (S3-FIFO queues with TinyLFU admission and an adaptive window), the timer wheel and per-generation lists, all intrusive lists over `u32` slab indices |
 //! | worker | `worker.rs` | a thread owning some shards, reading commands from a crossbeam-channel mailbox and applying them in batches under one short write lock per shard |
 //! | handle | `engine.rs`, `builder.rs`, `shared.rs` | what callers hold: the lock-light hit path, the pending table that makes handed-over values visible at once, single flight (`flight.rs`) |
 //!
