@@ -11,8 +11,9 @@
 //! [`SLICE`] entries per write lock, each taken by trying and released fairly so that readers
 //! never queue behind the worker. Background maintenance is paced by time: a burst of at most
 //! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile),
-//! so reclaiming a large retired generation takes at most a quarter of a core and leaves the
-//! shards' locks free to readers at least three quarters of the time (`benches/retire.rs`). With a manual
+//! so reclaiming a large retired generation takes at most a seventh of a core and leaves the
+//! shards' locks free to readers six sevenths of the time: 1M stale entries are reclaimed in
+//! about 3 s (3 ticks) while a reader keeps ~87% of its throughput (`benches/retire.rs`). With a manual
 //! clock the worker never wakes on its own; `run_maintenance` sends `Maintain`, which works up
 //! to [`TICK_BUDGET`] entries per shard, unpaced.
 //!
@@ -31,8 +32,9 @@ use crate::shared::{Cell, Shared};
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
 /// enough that a reader arriving meanwhile spins instead of sleeping (`benches/retire.rs`: read
 /// throughput during reclamation 4% of normal with slices of 256 and no pacing; slices of 4
-/// with a yield between them made reclamation several times slower under load).
-pub(crate) const SLICE: usize = 16;
+/// with a yield between them made reclamation several times slower under load; with the
+/// pacing below, slices of 8 and 16 measure alike).
+pub(crate) const SLICE: usize = 8;
 /// Attempts to take a shard's write lock without queueing (see `write_lock`). Two reader
 /// threads hammering a shard leave gaps rarely enough that 256 attempts fell back to a queued
 /// write ~200 times in a 24M-operation 95/5 run (each fallback parks every new reader of the
@@ -46,8 +48,10 @@ pub(crate) const TICK_BUDGET: usize = 256 * 1024;
 /// Longest a background maintenance burst runs.
 pub(crate) const BURST: Duration = Duration::from_millis(1);
 /// Pause between background bursts while maintenance work is left: the worker holds its
-/// shards' locks at most `BURST / (BURST + PAUSE)` of the time for background work.
-pub(crate) const PAUSE: Duration = Duration::from_millis(3);
+/// shards' locks at most `BURST / (BURST + PAUSE)` of the time for background work. Measured
+/// on two cores (reads during reclamation of 1M entries / time to reclaim them): 3 ms pauses
+/// 60-72% / 1.7 s, 6 ms 83-97% / 3.0-3.4 s, 9 ms 55-132% (noisy) / 4.5-6.5 s.
+pub(crate) const PAUSE: Duration = Duration::from_millis(6);
 /// How much one maintenance step may do.
 #[derive(Clone, Copy)]
 enum Budget {
