@@ -10,9 +10,9 @@ pub(crate) const MAX_FREQ: u8 = 3;
 
 /// `Entry::flags`: hidden by a later insert or a remove not yet applied.
 pub(crate) const HIDDEN: u8 = 1;
-/// `Entry::flags`: has a deadline (in its [`Meta`]).
+/// `Entry::flags`: has a deadline (in its [`Stamp`]).
 pub(crate) const TIMED: u8 = 2;
-/// `Entry::flags`: stored under generations (in its [`Meta`]).
+/// `Entry::flags`: stored under generations (in its [`Stamp`]).
 pub(crate) const VERSIONED: u8 = 4;
 
 /// Which policy queue an entry is in.
@@ -28,7 +28,7 @@ pub(crate) type Gens = [u64; 2];
 /// What every hit reads, stored inline in the shard's hash table: the key, the value, the
 /// entry's slot, its access mark and three flags (24 bytes for `u64` keys and `Arc` values, so
 /// the table stays small and a hit touches little memory). An entry with a deadline or
-/// generations keeps them in its [`Meta`], which a hit reads only when the flags say so.
+/// generations keeps them in its [`Stamp`], which a hit reads only when the flags say so.
 #[derive(Debug)]
 pub(crate) struct Entry<K, V> {
     pub(crate) key: K,
@@ -42,14 +42,11 @@ pub(crate) struct Entry<K, V> {
     pub(crate) flags: AtomicU8,
 }
 
-/// Per-slot data in a slab: what the worker reads, and the deadline and generations that a
-/// hit reads for entries that have them. Written only by the worker, under the write lock.
+/// Per-slot data in a slab, read by the worker only (16 bytes). Written only by the worker,
+/// under the write lock.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     pub(crate) hash: u64,
-    /// Absolute nanoseconds, or [`NEVER`].
-    pub(crate) deadline: u64,
-    pub(crate) gens: Gens,
     pub(crate) weight: u32,
     /// Reuse count of the slot (wrapping), so a stale [`crate::shard::Handle`] is detected.
     pub(crate) reuse: u16,
@@ -57,11 +54,28 @@ pub(crate) struct Meta {
     pub(crate) occupied: bool,
 }
 
+/// A slot's deadline and generations, in a second slab that a shard allocates only once an
+/// entry with a deadline or generations arrives (24 bytes a slot, then): an engine used
+/// without timeouts or generations pays nothing for them. Slots beyond its length, and slots
+/// of entries without them, read as [`Stamp::NONE`]. Written only by the worker, under the
+/// write lock; read by a hit when the entry's flags say so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// Absolute nanoseconds, or [`NEVER`].
+    pub(crate) deadline: u64,
+    pub(crate) gens: Gens,
+}
+
+impl Stamp {
+    /// No deadline, no generations.
+    pub(crate) const NONE: Stamp = Stamp { deadline: NEVER, gens: [0; 2] };
+}
+
 impl<K, V> Entry<K, V> {
-    /// Whether a reader at coarse time `now` may return this entry; `metas` is its shard's
-    /// slab (read only for entries with a deadline or generations).
+    /// Whether a reader at coarse time `now` may return this entry; `stamps` is its shard's
+    /// slab of [`Stamp`]s (read only for entries with a deadline or generations).
     #[inline]
-    pub(crate) fn is_visible(&self, now: u64, reg: &Registry, metas: &[Meta]) -> bool {
+    pub(crate) fn is_visible(&self, now: u64, reg: &Registry, stamps: &[Stamp]) -> bool {
         let f = self.flags.load(Ordering::Acquire);
         if f & HIDDEN != 0 {
             return false;
@@ -69,7 +83,7 @@ impl<K, V> Entry<K, V> {
         if f & (TIMED | VERSIONED) == 0 {
             return true;
         }
-        let Some(m) = metas.get(self.idx as usize) else { return false };
+        let Some(m) = stamps.get(self.idx as usize) else { return false };
         (f & TIMED == 0 || now < m.deadline) && (f & VERSIONED == 0 || gens_live(&m.gens, reg))
     }
 

@@ -6,9 +6,10 @@
 //!
 //! Layout: `map` is a `hashbrown::HashTable<Entry>` holding what every hit reads (key, value,
 //! access mark, flags) inline, so a hit on an entry without deadline or generations touches the
-//! table and the value only. Each entry also names its *slot* in `metas`, a slab holding its
-//! deadline and generations (read by a hit only when the entry has them) and what only the
-//! worker reads (hash, weight, queue, reuse count); the intrusive lists (policy queue, timer
+//! table and the value only. Each entry also names its *slot* in `metas`, a slab of what only
+//! the worker reads (hash, weight, queue, reuse count), and in `stamps`, a slab of deadlines and
+//! generations that exists only once an entry has either (read by a hit only when the entry's
+//! flags say it has them; see [`Stamp`]); the intrusive lists (policy queue, timer
 //! bucket, one list per generation and link kind) link slots in `links`. The worker finds an
 //! entry from its slot by probing the table with the stored hash and comparing slots, so it
 //! never calls the user's `Hash` or `Eq`. A [`Handle`] (slot + reuse count + hash bits) taken by
@@ -21,13 +22,16 @@
 //! | part | bytes per slot | B/entry at 1M |
 //! |---|--:|--:|
 //! | table bucket: `Entry` 24 + control byte 1 | 25 | 52.4 (262,144 buckets a shard) |
-//! | `Meta`: hash 8, deadline 8, gens 16, weight 4, reuse 2, queue 1, occupied 1 | 40 | 40.6 |
-//! | queue links (timer, generation links: only once used, see [`crate::list`]) | 8 | 8.1 |
+//! | `Meta`: hash 8, weight 4, reuse 2, queue 1, occupied 1 | 16 | 16.3 |
+//! | `Stamp`: deadline 8, gens 16 (only once an entry has a deadline or generations) | 24 | 0 here |
+//! | queue links (timer, generation links: only once used, see [`crate::list`]) | 8 | 8.2 |
 //!
 //! The slab and the link arrays grow by [`reserve_slots`]: doubling up to the shard's share
 //! of the capacity, never past it, then in small steps (plain doubling left a 125k shard with
-//! room for 131,072). Measured: 87.6-90.7 B/entry of heap beyond the floor, 91-94.5 of RSS
-//! (was 97.3-98.8 and 97-99 with a 48-byte `Meta`, a 32-bit reuse count and doubling). The
+//! room for 131,072). Measured: 61-63 B/entry of heap beyond the floor, 65-68 of RSS (88-91 and
+//! 91-94.5 with the deadline and generations in `Meta`; 97-99 with a 48-byte `Meta`, a 32-bit
+//! reuse count and doubling). An engine whose entries all have a deadline or generations (the
+//! memoizer's) pays the 24-byte stamp per slot on top, as it did inside `Meta`. The
 //! hashbrown table is the largest part and out of our hands at this size: 125k entries are just
 //! over 7/8 of 131,072 buckets, so the table doubles and sits half empty (48% load); at other
 //! sizes its load is 44-88%.
@@ -45,7 +49,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
-use crate::entry::{Entry, Gens, Meta, Queue, NEVER, TIMED, VERSIONED};
+use crate::entry::{Entry, Gens, Meta, Queue, Stamp, NEVER, TIMED, VERSIONED};
 use crate::generation::{Generation, Registry};
 use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
@@ -110,6 +114,9 @@ const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 pub(crate) struct Shard<K, V> {
     map: HashTable<Entry<K, V>>,
     metas: Vec<Meta>,
+    /// Deadlines and generations by slot; empty until the first entry that has either, then
+    /// grown to cover every slot such an entry takes (see [`Stamp`]).
+    stamps: Vec<Stamp>,
     free: Vec<u32>,
     links: Links,
     policy: Policy,
@@ -132,6 +139,7 @@ impl<K, V> Shard<K, V> {
         Shard {
             map: HashTable::new(),
             metas: Vec::new(),
+            stamps: Vec::new(),
             free: Vec::new(),
             links,
             policy,
@@ -154,8 +162,25 @@ impl<K, V> Shard<K, V> {
 
     /// The slab that [`Entry::is_visible`] reads.
     #[inline]
-    pub(crate) fn metas(&self) -> &[Meta] {
-        &self.metas
+    pub(crate) fn stamps(&self) -> &[Stamp] {
+        &self.stamps
+    }
+
+    /// Slot `idx`'s deadline and generations ([`Stamp::NONE`] beyond the stamp slab).
+    fn stamp(&self, idx: u32) -> Stamp {
+        self.stamps.get(idx as usize).copied().unwrap_or(Stamp::NONE)
+    }
+
+    /// Records slot `idx`'s stamp, growing the stamp slab only for a stamp other than `NONE`.
+    fn set_stamp(&mut self, idx: u32, stamp: Stamp) {
+        let i = idx as usize;
+        if i < self.stamps.len() {
+            self.stamps[i] = stamp;
+        } else if stamp != Stamp::NONE {
+            reserve_slots(&mut self.stamps, i + 1, self.share);
+            self.stamps.resize(i + 1, Stamp::NONE);
+            self.stamps[i] = stamp;
+        }
     }
 
     /// The entry stored for a key that `eq` accepts, visible or not.
@@ -220,8 +245,6 @@ impl<K, V> Shard<K, V> {
                 reserve_slots(&mut self.metas, len, self.share);
                 self.metas.push(Meta {
                     hash: 0,
-                    deadline: NEVER,
-                    gens: [0; 2],
                     weight: 0,
                     reuse: 0,
                     queue: Queue::Small,
@@ -230,10 +253,10 @@ impl<K, V> Shard<K, V> {
                 (self.metas.len() - 1) as u32
             }
         };
+        let stamp = Stamp { deadline: n.deadline, gens: n.gens };
+        self.set_stamp(idx, stamp);
         let m = &mut self.metas[idx as usize];
         m.hash = n.hash;
-        m.deadline = n.deadline;
-        m.gens = n.gens;
         m.weight = n.weight;
         m.occupied = true;
         self.policy.on_insert(&mut self.links, idx, m);
@@ -272,7 +295,8 @@ impl<K, V> Shard<K, V> {
         let (e, _) = found.remove();
         self.policy.on_remove(&mut self.links, idx, &m);
         Wheel::cancel(&mut self.links, idx);
-        for (k, &g) in m.gens.iter().enumerate() {
+        let stamp = self.stamp(idx);
+        for (k, &g) in stamp.gens.iter().enumerate() {
             if g == 0 {
                 continue;
             }
@@ -331,10 +355,10 @@ impl<K, V> Shard<K, V> {
         while work < budget {
             let Some(i) = self.wheel.pop_backlog(&mut self.links) else { break };
             work += 1;
-            let Some(d) = self.metas.get(i as usize).filter(|m| m.occupied).map(|m| m.deadline)
-            else {
+            if !self.metas.get(i as usize).is_some_and(|m| m.occupied) {
                 continue;
-            };
+            }
+            let d = self.stamp(i).deadline;
             if d <= now {
                 freed += self.remove_idx(i, Cause::Expired, reg, garbage);
             } else {
@@ -390,6 +414,9 @@ impl<K, V> Shard<K, V> {
                 return Err(format!("{kind:?} links cover slots the slab does not have"));
             }
         }
+        if self.stamps.len() > self.metas.len() {
+            return Err("the stamp slab covers slots the slab does not have".into());
+        }
         let occupied = self.metas.iter().filter(|m| m.occupied).count();
         if self.map.len() != occupied {
             return Err(format!("map has {} entries, slab {occupied}", self.map.len()));
@@ -406,6 +433,7 @@ impl<K, V> Shard<K, V> {
                 return Err(format!("entry {i} not found in the map under its stored hash"));
             }
             weight += u64::from(m.weight);
+            let m = self.stamp(i);
             if self.links.is_linked(Kind::Timer, i) != (m.deadline != NEVER) {
                 return Err(format!("entry {i}: wheel membership does not match its deadline"));
             }
@@ -428,8 +456,9 @@ impl<K, V> Shard<K, V> {
         if queued != occupied {
             return Err(format!("{queued} entries queued, {occupied} stored"));
         }
-        let scheduled =
-            self.wheel.validate(&self.links, |i| self.metas.get(i as usize).map(|m| m.deadline))?;
+        let scheduled = self.wheel.validate(&self.links, |i| {
+            ((i as usize) < self.metas.len()).then(|| self.stamp(i).deadline)
+        })?;
         if scheduled.len() != self.links.linked(Kind::Timer) {
             return Err("timer links outside the wheel".into());
         }
@@ -450,8 +479,8 @@ impl<K, V> Shard<K, V> {
                     return Err(format!("empty generation list kept for {g}"));
                 }
                 for i in members {
-                    let m = self.metas.get(i as usize).filter(|m| m.occupied);
-                    if m.is_none_or(|m| m.gens[k] != g) {
+                    let occupied = self.metas.get(i as usize).is_some_and(|m| m.occupied);
+                    if !occupied || self.stamp(i).gens[k] != g {
                         return Err(format!("entry {i} in the list of generation {g} wrongly"));
                     }
                 }
@@ -487,6 +516,8 @@ mod tests {
             assert_eq!(s.links.covered(kind), 0, "{kind:?}");
         }
         assert_eq!(s.links.covered(Kind::Queue), 1000);
+        // Nor any stamp slab (deadlines and generations).
+        assert!(s.stamps.is_empty());
         // Doubling stops at the share, then grows by steps of 1/32 of it.
         assert_eq!(s.metas.capacity(), 1000);
         s.insert(entry(1000, 50, [0; 2]), None, &reg, &mut garbage);
@@ -494,6 +525,7 @@ mod tests {
         // The first deadline allocates timer links up to its slot, no further generations.
         assert_eq!(s.links.covered(Kind::Timer), 1001);
         assert_eq!(s.links.covered(Kind::Gen0), 0);
+        assert_eq!(s.stamps.len(), 1001);
         s.validate().unwrap();
         let g = reg.allocate();
         s.insert(entry(1001, NEVER, [0, g.id()]), None, &reg, &mut garbage);
@@ -506,9 +538,15 @@ mod tests {
         assert_eq!(s.maintain(100, 10, &reg, &mut garbage).1, 1);
         assert_eq!(s.len(), 1000);
         s.validate().unwrap();
-        s.insert(entry(2000, 500, [g.id(), 0]), None, &reg, &mut garbage);
+        // A freed stamped slot taken by an entry without deadline or generations reads as
+        // none (`validate` checks the flags against the stamp), and a stamped one as its own.
+        s.insert(entry(3000, NEVER, [0; 2]), None, &reg, &mut garbage);
         s.validate().unwrap();
-        assert_eq!(s.clear(&reg, &mut garbage), 1000);
+        let g2 = reg.allocate();
+        s.insert(entry(2000, 500, [g2.id(), 0]), None, &reg, &mut garbage);
+        s.validate().unwrap();
+        assert_eq!(s.stamps.len(), 1002);
+        assert_eq!(s.clear(&reg, &mut garbage), 1002);
         s.validate().unwrap();
     }
 
@@ -517,7 +555,8 @@ mod tests {
         use std::mem::size_of;
         // The figures the module docs and BENCHMARKS.md count with.
         assert_eq!(size_of::<Entry<u64, std::sync::Arc<[u8; 64]>>>(), 24);
-        assert_eq!(size_of::<Meta>(), 40);
+        assert_eq!(size_of::<Meta>(), 16);
+        assert_eq!(size_of::<Stamp>(), 24);
         assert_eq!(size_of::<Option<Handle>>(), 12);
     }
 

@@ -226,7 +226,7 @@ where
         let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else {
             return Err((read, cell.applied.load(Ordering::Acquire)));
         };
-        if !e.is_visible(self.clock.coarse(), &self.gens, core.metas()) {
+        if !e.is_visible(self.clock.coarse(), &self.gens, core.stamps()) {
             return Err((read, cell.applied.load(Ordering::Acquire)));
         }
         e.mark();
@@ -253,7 +253,7 @@ where
         }
         let core = cell.core.read();
         let (_, e) = core.find(hash, |k| q.equivalent(k))?;
-        if !e.is_visible(now, &self.gens, core.metas()) {
+        if !e.is_visible(now, &self.gens, core.stamps()) {
             return None;
         }
         e.mark();
