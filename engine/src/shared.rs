@@ -119,6 +119,17 @@ pub(crate) struct Shared<K, V> {
 }
 
 impl<K, V> Cell<K, V> {
+    /// Whether a core search for a key with this `hash` that saw `applied` batches still holds:
+    /// no insert of the key may be pending and no batch was applied since. Then a miss in that
+    /// search is definitive, found without the pending mutex.
+    #[inline]
+    pub(crate) fn miss_stands(&self, hash: u64, applied: u64) -> bool {
+        let (word, bit) = pending_bit(hash);
+        (self.pending_len.load(Ordering::Acquire) == 0
+            || self.pending_keys[word].load(Ordering::Acquire) & bit == 0)
+            && self.applied.load(Ordering::Acquire) == applied
+    }
+
     /// Clears the pending-insert filter (the worker, under the pending lock, after counting
     /// the batch in `applied`).
     pub(crate) fn clear_pending_keys(&self) {
@@ -270,13 +281,7 @@ where
             Ok(r) => return Some(r),
             Err(miss) => miss,
         };
-        let cell = self.cell(hash);
-        let (word, bit) = pending_bit(hash);
-        if (cell.pending_len.load(Ordering::Acquire) == 0
-            || cell.pending_keys[word].load(Ordering::Acquire) & bit == 0)
-            && cell.applied.load(Ordering::Acquire) == applied
-        {
-            // No insert of this key pending, and the core seen by the fast path is current.
+        if self.cell(hash).miss_stands(hash, applied) {
             self.count(hash, false);
             return None;
         }
@@ -423,11 +428,7 @@ where
             let fl = cell.flights.lock();
             // Read under the flights lock: a leader stores its value before it removes its
             // flight under this lock, so a value whose flight is gone is seen here.
-            let current = searched.take().is_some_and(|applied| {
-                cell.pending_len.load(Ordering::Acquire) == 0
-                    && cell.applied.load(Ordering::Acquire) == applied
-            });
-            if !current {
+            if !searched.take().is_some_and(|applied| cell.miss_stands(hash, applied)) {
                 if let Some(v) = self.get_slow(hash, q, V::clone) {
                     drop(fl);
                     self.count(hash, true);
