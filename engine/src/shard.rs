@@ -384,6 +384,13 @@ impl<K, V> Shard<K, V> {
         (work, freed, work < budget)
     }
 
+    /// Whether [`Shard::maintain`] at `now` could find an expired or stale entry: a tick
+    /// boundary passed, or the wheel's backlog or the queue of retired generations holds work.
+    /// O(1); lets the worker skip taking the write lock of a shard with nothing to reclaim.
+    pub(crate) fn maintenance_due(&self, now: u64) -> bool {
+        !self.wheel.idle(&self.links, now) || !self.retired.is_empty()
+    }
+
     /// Queues the entries stored under retired generation `g` for reclamation.
     pub(crate) fn schedule_reclaim(&mut self, g: u64) {
         if (self.gen_lists[0].contains_key(&g) || self.gen_lists[1].contains_key(&g))

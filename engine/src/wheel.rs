@@ -103,6 +103,12 @@ impl Wheel {
         self.now_tick = to;
     }
 
+    /// Whether advancing to `now` and draining the backlog would find nothing: no tick boundary
+    /// passed since the last advance and the backlog is empty. O(1).
+    pub(crate) fn idle(&self, links: &Links, now: u64) -> bool {
+        now / self.tick <= self.now_tick && links.is_empty(self.backlog)
+    }
+
     /// Takes the next entry to look at (it may or may not be expired: the caller checks and
     /// either removes it or calls [`Wheel::schedule`] again).
     pub(crate) fn pop_backlog(&self, links: &mut Links) -> Option<u32> {
@@ -179,5 +185,27 @@ mod tests {
                 assert!(gone || d.div_ceil(10) > now / 10, "entry {i} overdue at {now}");
             }
         }
+    }
+
+    /// `idle` is exact: whenever it says so, advancing and draining the backlog finds nothing;
+    /// whenever it does not, there is a tick boundary or a backlog to handle.
+    #[test]
+    fn idle_means_advance_finds_nothing() {
+        let mut links = Links::default();
+        let mut w = Wheel::new(&mut links, 10, 0);
+        assert!(w.idle(&links, 9), "nothing scheduled, no boundary passed");
+        w.schedule(&mut links, 0, 15);
+        assert!(w.idle(&links, 9));
+        assert!(!w.idle(&links, 10), "a tick boundary passed");
+        w.advance(&mut links, 20);
+        assert!(!w.idle(&links, 20), "entry 0 is on the backlog");
+        assert_eq!(w.pop_backlog(&mut links), Some(0));
+        assert!(w.idle(&links, 29));
+        // Due now but already expired: still waits for the boundary, like `advance` does.
+        w.schedule(&mut links, 1, 21);
+        assert!(w.idle(&links, 25));
+        w.advance(&mut links, 25);
+        assert_eq!(w.pop_backlog(&mut links), None);
+        assert!(!w.idle(&links, 30));
     }
 }

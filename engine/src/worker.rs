@@ -326,6 +326,11 @@ fn settle<K, V>(shared: &Shared<K, V>, mine: &[usize], first: usize) {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             return;
         }
+        // Checked under the read lock: a shard with nothing to reclaim costs no write lock (at
+        // capacity every batch of new keys comes here, and one worker owns all the shards).
+        if !shared.cells[i].core.read().maintenance_due(now) {
+            continue;
+        }
         let mut garbage = Vec::new();
         {
             let mut core = write_lock(&shared.cells[i]);
