@@ -2,13 +2,17 @@
 //!
 //! Each shard is a [`Cell`]: the core ([`Shard`]) behind a `parking_lot::RwLock`, the *pending*
 //! table of stores and removes handed to the worker but not yet applied, and the table of running
-//! computations. Lock order, always: `flights` → `pending` → `core`.
+//! computations. Lock order: `flights` → `pending`, and `flights` → `core`; `pending` and
+//! `core` are taken in either order, but never waited for in the wrong one: the worker takes
+//! `pending` while holding the core's write lock, and a caller holding `pending` only *tries*
+//! the core's read lock (letting go of `pending` to wait when the worker holds the core).
 //!
 //! - **Hit:** one hash, the core's read lock, one probe, one deadline comparison against the
 //!   coarse clock, the generation check, the access mark, one value clone. Nothing else.
-//! - **Miss:** the pending table is consulted under its mutex, then the core again (the worker
-//!   applies a batch while holding both `pending` and the core's write lock, so the two are
-//!   always seen consistently).
+//! - **Miss:** the pending table is consulted under its mutex, then the core again. The worker
+//!   swaps a batch out of the pending table and applies it within one hold of the core's write
+//!   lock, so a key missing from the pending table is in the core by the time the core's read
+//!   lock is granted (if it was handed over before the lookup began).
 //! - **Store / remove:** under `pending`, the current core entry for the key (if any) is hidden
 //!   (its `HIDDEN` flag set, an atomic store under the read lock) and the operation is recorded;
 //!   the worker is woken unless a wake-up is already outstanding. So a value handed over is
@@ -27,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::clock::Clock;
 use crate::entry::{gens_live, NEVER};
@@ -46,6 +50,10 @@ pub(crate) const PENDING_LIMIT: usize = 4096;
 /// throughput, and up to a tick of slow-path hits on freshly stored keys.)
 pub(crate) const SIGNAL_BATCH: usize = 1;
 
+/// Attempts a reader makes, with a spin hint between them, to take a shard's read lock while
+/// the worker holds it, before it queues (and may sleep) like any reader.
+const READ_SPINS: u32 = 1000;
+
 /// Words of a shard's pending-insert filter (256 bits).
 pub(crate) const PENDING_WORDS: usize = 4;
 
@@ -57,12 +65,22 @@ pub(crate) fn pending_bit(hash: u64) -> (usize, u64) {
     (b / 64, 1 << (b % 64))
 }
 
+/// The pending table and a read lock of the core, held together.
+pub(crate) type PendingAndCore<'a, K, V> =
+    (MutexGuard<'a, Pending<K, V>>, RwLockReadGuard<'a, Shard<K, V>>);
+
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// Stores and removes handed to the worker, not yet applied.
 pub(crate) struct Pending<K, V> {
     pub(crate) inserts: hashbrown::HashTable<(NewEntry<K, V>, Option<Handle>)>,
     pub(crate) removes: Vec<Handle>,
+}
+
+impl<K, V> Default for Pending<K, V> {
+    fn default() -> Self {
+        Pending { inserts: hashbrown::HashTable::new(), removes: Vec::new() }
+    }
 }
 
 impl<K, V> Pending<K, V> {
@@ -80,6 +98,10 @@ pub(crate) struct Cell<K, V> {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) pending: Mutex<Pending<K, V>>,
+    /// The batch the worker is applying: swapped with `pending` under the core's write lock,
+    /// so the pending tables keep their capacity and `pending` is held only for the swap.
+    /// Only the worker holding the write lock touches it.
+    pub(crate) batch: Mutex<Pending<K, V>>,
     pub(crate) drained: Condvar,
     pub(crate) flights: Mutex<Flights<K, V>>,
     /// `flights.len()`, published after each change under the lock: lets a store skip the
@@ -130,6 +152,45 @@ impl<K, V> Cell<K, V> {
             && self.applied.load(Ordering::Acquire) == applied
     }
 
+    /// The pending table and a read lock of the core, both held. A thread holding `pending`
+    /// never waits for the core (the worker takes `pending` while holding the core's write
+    /// lock): when the core is write-locked, this lets go of `pending`, waits for the worker's
+    /// batch to finish, and tries again.
+    #[inline]
+    pub(crate) fn lock_pending_and_core(&self) -> PendingAndCore<'_, K, V> {
+        loop {
+            let p = self.pending.lock();
+            if let Some(core) = self.core.try_read() {
+                return (p, core);
+            }
+            drop(p);
+            drop(self.read_core());
+        }
+    }
+
+    /// The core's read lock. While the worker holds the write lock (a batch: microseconds),
+    /// this spins rather than sleeps: a sleep and a wake-up cost the reader and the worker
+    /// more than the wait, and the worker's unlock a system call.
+    #[inline]
+    pub(crate) fn read_core(&self) -> RwLockReadGuard<'_, Shard<K, V>> {
+        match self.core.try_read() {
+            Some(core) => core,
+            None => self.read_core_slow(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_core_slow(&self) -> RwLockReadGuard<'_, Shard<K, V>> {
+        for _ in 0..READ_SPINS {
+            std::hint::spin_loop();
+            if let Some(core) = self.core.try_read() {
+                return core;
+            }
+        }
+        self.core.read()
+    }
+
     /// Clears the pending-insert filter (the worker, under the pending lock, after counting
     /// the batch in `applied`).
     pub(crate) fn clear_pending_keys(&self) {
@@ -159,10 +220,8 @@ impl<K, V> Shared<K, V> {
                 core: RwLock::new(Shard::new(share, tick_nanos, now)),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
-                pending: Mutex::new(Pending {
-                    inserts: hashbrown::HashTable::new(),
-                    removes: Vec::new(),
-                }),
+                pending: Mutex::new(Pending::default()),
+                batch: Mutex::new(Pending::default()),
                 drained: Condvar::new(),
                 flights: Mutex::new(Flights::new()),
                 flight_count: AtomicUsize::new(0),
@@ -233,7 +292,7 @@ where
         read: F,
     ) -> Result<R, (F, u64)> {
         let cell = self.cell(hash);
-        let core = cell.core.read();
+        let core = cell.read_core();
         let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else {
             return Err((read, cell.applied.load(Ordering::Acquire)));
         };
@@ -262,7 +321,11 @@ where
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
             return live.then(|| read(&n.value));
         }
-        let core = cell.core.read();
+        // Not pending: then it is in the core, or was not stored before this lookup began. A
+        // batch the worker has taken from the pending table is in the core by the time this
+        // read lock is granted (the worker takes and applies it under one write lock).
+        drop(p);
+        let core = cell.read_core();
         let (_, e) = core.find(hash, |k| q.equivalent(k))?;
         if !e.is_visible(now, &self.gens, core.stamps()) {
             return None;
@@ -311,20 +374,18 @@ where
             && gens_live(&gens, &self.gens);
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
-        let mut p = cell.pending.lock();
+        let (mut p, core) = cell.lock_pending_and_core();
         // Checked under the pending lock: shutdown sets the flag before it empties each
         // shard under this lock, so a store either lands before that emptying (and is
         // dropped by it) or sees the flag.
         let storable = storable && !self.is_shut_down();
         // Probe both tables (user `Eq`) before changing anything.
         let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
-        let found = {
-            let core = cell.core.read();
-            core.find(hash, |k| *k == key).map(|(h, e)| {
-                e.hide();
-                h
-            })
-        };
+        let found = core.find(hash, |k| *k == key).map(|(h, e)| {
+            e.hide();
+            h
+        });
+        drop(core);
         let replaced = old.map(|o| o.remove().0);
         if storable {
             let n =
@@ -380,15 +441,13 @@ where
         let cell = &self.cells[index];
         let mut fl = cell.flights.lock();
         let detached = fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0);
-        let mut p = cell.pending.lock();
+        let (mut p, core) = cell.lock_pending_and_core();
         let old = p.inserts.find_entry(hash, |(n, _)| q.equivalent(&n.key)).ok();
-        let found = {
-            let core = cell.core.read();
-            core.find(hash, |k| q.equivalent(k)).map(|(h, e)| {
-                e.hide();
-                h
-            })
-        };
+        let found = core.find(hash, |k| q.equivalent(k)).map(|(h, e)| {
+            e.hide();
+            h
+        });
+        drop(core);
         let replaced = old.map(|o| o.remove().0);
         if let Some(h) = found {
             p.removes.push(h);

@@ -2,9 +2,9 @@
 //!
 //! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
 //! operations (a caller sends it unless one is already outstanding; the worker also drains
-//! every shard at each tick): the worker takes them all under the shard's `pending` mutex and
-//! applies them under one write lock (removes first, then stores), and drops the displaced keys
-//! and values after releasing both locks. If the engine is then over capacity it first
+//! every shard at each tick): under the shard's write lock, the worker swaps them all out of
+//! the `pending` table (held only for the swap) and applies them (removes first, then stores)
+//! before releasing the lock, and drops the displaced keys and values after. If the engine is then over capacity it first
 //! reclaims expired and stale entries of its shards, and only then lets the policy evict live
 //! ones (`settle`). With the real clock, a worker also wakes every `tick` for maintenance:
 //! advance the wheel (expire) and reclaim entries of retired generations, in slices of
@@ -185,39 +185,45 @@ where
     }
 }
 
-/// Applies a shard's pending operations in one batch.
+/// Applies a shard's pending operations in one batch. The write lock comes first, without
+/// holding `pending` (so callers are not held up while the worker waits for readers to leave);
+/// the batch is then swapped out of `pending` and applied before the write lock is released,
+/// so a lookup that misses the pending table finds the batch in the core.
 pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    let mut garbage = Vec::new();
-    let mut p = cell.pending.lock();
-    cell.signaled.store(false, Ordering::Release);
-    if p.len() == 0 {
-        return;
-    }
+    let mut core = write_lock(cell);
+    let mut batch = cell.batch.lock();
     {
-        let p = &mut *p;
-        let mut core = write_lock(cell);
-        let before = core.weight();
-        // Drained in place: the pending tables keep their capacity for the next batch.
-        for h in p.removes.drain(..) {
-            core.remove_handle(h, &shared.gens, &mut garbage);
+        let mut p = cell.pending.lock();
+        cell.signaled.store(false, Ordering::Release);
+        if p.len() == 0 {
+            return;
         }
-        for (n, replaces) in p.inserts.drain() {
-            core.insert(n, replaces, &shared.gens, &mut garbage);
-        }
-        let after = core.weight();
-        if after >= before {
-            shared.weight.fetch_add(after - before, Ordering::AcqRel);
-        } else {
-            shared.weight.fetch_sub(before - after, Ordering::AcqRel);
-        }
+        std::mem::swap(&mut *p, &mut *batch);
         // Lookups that started before this batch must not take an empty pending table for a
         // definitive miss: count the batch first, then publish the empty table.
         cell.applied.fetch_add(1, Ordering::Release);
         cell.pending_len.store(0, Ordering::Release);
         cell.clear_pending_keys();
+        cell.drained.notify_all();
     }
-    cell.drained.notify_all();
-    drop(p);
+    let mut garbage = Vec::new();
+    let before = core.weight();
+    // Drained in place: the tables keep their capacity for a later batch.
+    let b = &mut *batch;
+    for h in b.removes.drain(..) {
+        core.remove_handle(h, &shared.gens, &mut garbage);
+    }
+    for (n, replaces) in b.inserts.drain() {
+        core.insert(n, replaces, &shared.gens, &mut garbage);
+    }
+    let after = core.weight();
+    if after >= before {
+        shared.weight.fetch_add(after - before, Ordering::AcqRel);
+    } else {
+        shared.weight.fetch_sub(before - after, Ordering::AcqRel);
+    }
+    drop(batch);
+    drop(core);
     drop_outside(garbage);
 }
 
@@ -353,18 +359,18 @@ fn settle<K, V>(shared: &Shared<K, V>, mine: &[usize], first: usize) {
 /// Removes everything from one shard, pending operations included.
 pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     let mut garbage = Vec::new();
-    let mut p = cell.pending.lock();
-    let inserts = std::mem::take(&mut p.inserts);
-    p.removes.clear();
-    {
+    let inserts = {
         let mut core = write_lock(cell);
+        let mut p = cell.pending.lock();
+        let inserts = std::mem::take(&mut p.inserts);
+        p.removes.clear();
         let freed = core.clear(&shared.gens, &mut garbage);
         shared.weight.fetch_sub(freed, Ordering::AcqRel);
         cell.applied.fetch_add(1, Ordering::Release);
         cell.pending_len.store(0, Ordering::Release);
         cell.clear_pending_keys();
-    }
-    cell.drained.notify_all();
-    drop(p);
+        cell.drained.notify_all();
+        inserts
+    };
     drop_outside((garbage, inserts));
 }
