@@ -161,7 +161,7 @@ where
         }
     }
 
-    fn shared(&self) -> &Shared<K, V> {
+    pub(crate) fn shared(&self) -> &Shared<K, V> {
         &self.inner.shared
     }
 

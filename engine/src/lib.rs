@@ -84,6 +84,7 @@ mod flight;
 mod generation;
 mod list;
 mod options;
+mod pending;
 mod policy;
 mod shard;
 mod shared;

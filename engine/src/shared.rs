@@ -31,14 +31,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use crate::clock::Clock;
 use crate::entry::{gens_live, NEVER};
 use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
 use crate::generation::Registry;
 use crate::options::{Equivalent, InsertOptions};
-use crate::shard::{Handle, NewEntry, Shard};
+use crate::pending::{assert_may_wait_for_core, pending_bit, Pending, PendingGuard, PENDING_WORDS};
+use crate::shard::{NewEntry, Shard};
 use crate::worker::Command;
 
 /// Operations a shard may hold pending before callers wait for the worker.
@@ -54,40 +55,11 @@ pub(crate) const SIGNAL_BATCH: usize = 1;
 /// the worker holds it, before it queues (and may sleep) like any reader.
 const READ_SPINS: u32 = 1000;
 
-/// Words of a shard's pending-insert filter (256 bits).
-pub(crate) const PENDING_WORDS: usize = 4;
-
-/// The word and bit of a hash in the pending-insert filter (bits 24..32 of the hash: not the
-/// ones that choose the shard).
-#[inline]
-pub(crate) fn pending_bit(hash: u64) -> (usize, u64) {
-    let b = (hash >> 24) as usize & (PENDING_WORDS * 64 - 1);
-    (b / 64, 1 << (b % 64))
-}
-
 /// The pending table and a read lock of the core, held together.
 pub(crate) type PendingAndCore<'a, K, V> =
-    (MutexGuard<'a, Pending<K, V>>, RwLockReadGuard<'a, Shard<K, V>>);
+    (PendingGuard<'a, K, V>, RwLockReadGuard<'a, Shard<K, V>>);
 
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
-
-/// Stores and removes handed to the worker, not yet applied.
-pub(crate) struct Pending<K, V> {
-    pub(crate) inserts: hashbrown::HashTable<(NewEntry<K, V>, Option<Handle>)>,
-    pub(crate) removes: Vec<Handle>,
-}
-
-impl<K, V> Default for Pending<K, V> {
-    fn default() -> Self {
-        Pending { inserts: hashbrown::HashTable::new(), removes: Vec::new() }
-    }
-}
-
-impl<K, V> Pending<K, V> {
-    pub(crate) fn len(&self) -> usize {
-        self.inserts.len() + self.removes.len()
-    }
-}
 
 /// One shard with its concurrent wrapping.
 #[repr(align(128))]
@@ -152,6 +124,12 @@ impl<K, V> Cell<K, V> {
             && self.applied.load(Ordering::Acquire) == applied
     }
 
+    /// Locks the pending table.
+    #[inline]
+    pub(crate) fn lock_pending(&self) -> PendingGuard<'_, K, V> {
+        PendingGuard::lock(&self.pending)
+    }
+
     /// The pending table and a read lock of the core, both held. A thread holding `pending`
     /// never waits for the core (the worker takes `pending` while holding the core's write
     /// lock): when the core is write-locked, this lets go of `pending`, waits for the worker's
@@ -159,7 +137,7 @@ impl<K, V> Cell<K, V> {
     #[inline]
     pub(crate) fn lock_pending_and_core(&self) -> PendingAndCore<'_, K, V> {
         loop {
-            let p = self.pending.lock();
+            let p = self.lock_pending();
             if let Some(core) = self.core.try_read() {
                 return (p, core);
             }
@@ -173,6 +151,8 @@ impl<K, V> Cell<K, V> {
     /// more than the wait, and the worker's unlock a system call.
     #[inline]
     pub(crate) fn read_core(&self) -> RwLockReadGuard<'_, Shard<K, V>> {
+        // Checked on every call (debug builds), not only when the lock is contended.
+        assert_may_wait_for_core();
         match self.core.try_read() {
             Some(core) => core,
             None => self.read_core_slow(),
@@ -315,7 +295,7 @@ where
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
         let cell = self.cell(hash);
-        let p = cell.pending.lock();
+        let p = cell.lock_pending();
         let now = self.clock.coarse();
         if let Some((n, _)) = p.inserts.find(hash, |(n, _)| q.equivalent(&n.key)) {
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
@@ -407,12 +387,12 @@ where
         drop(replaced);
     }
 
-    fn wait_drained(&self, cell: &Cell<K, V>, p: &mut parking_lot::MutexGuard<'_, Pending<K, V>>) {
+    fn wait_drained(&self, cell: &Cell<K, V>, p: &mut PendingGuard<'_, K, V>) {
         while p.len() >= PENDING_LIMIT / 2
             && !self.is_shut_down()
             && !self.worker_died.load(Ordering::Acquire)
         {
-            cell.drained.wait_for(p, Duration::from_millis(50));
+            cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
         }
     }
 

@@ -97,6 +97,7 @@ impl<K, V> Drop for DeathNotice<'_, K, V> {
 fn write_lock<K, V>(
     cell: &Cell<K, V>,
 ) -> parking_lot::RwLockWriteGuard<'_, crate::shard::Shard<K, V>> {
+    crate::pending::assert_may_wait_for_core();
     for attempt in 0..WRITE_ATTEMPTS {
         if let Some(g) = cell.core.try_write() {
             return g;
@@ -193,7 +194,7 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     let mut core = write_lock(cell);
     let mut batch = cell.batch.lock();
     {
-        let mut p = cell.pending.lock();
+        let mut p = cell.lock_pending();
         cell.signaled.store(false, Ordering::Release);
         if p.len() == 0 {
             return;
@@ -361,7 +362,7 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     let mut garbage = Vec::new();
     let inserts = {
         let mut core = write_lock(cell);
-        let mut p = cell.pending.lock();
+        let mut p = cell.lock_pending();
         let inserts = std::mem::take(&mut p.inserts);
         p.removes.clear();
         let freed = core.clear(&shared.gens, &mut garbage);

@@ -1,0 +1,131 @@
+//! The pending table of a shard: stores and removes handed to the worker and not yet applied,
+//! the filter of keys with a pending insert, and the lock-order check around them.
+//!
+//! Why: read-your-writes. A caller records its operation here (under the shard's `pending`
+//! mutex) and returns; lookups consult this table before trusting a miss in the core, until
+//! the worker swaps the table out and applies it within one hold of the core's write lock.
+//!
+//! Invariant (checked in debug builds by [`assert_may_wait_for_core`]): a thread holding a
+//! pending table never waits for a core, because the worker takes `pending` while holding the
+//! core's write lock. The check counts the pending tables each thread holds ([`PendingGuard`])
+//! and runs wherever a thread may wait for a core. Cost: none in release builds (the guard is
+//! the mutex guard); one thread-local counter update per lock in debug builds.
+
+use parking_lot::MutexGuard;
+
+use crate::shard::{Handle, NewEntry};
+
+/// Words of a shard's pending-insert filter (256 bits).
+pub(crate) const PENDING_WORDS: usize = 4;
+
+/// The word and bit of a hash in the pending-insert filter (bits 24..32 of the hash: not the
+/// ones that choose the shard).
+#[inline]
+pub(crate) fn pending_bit(hash: u64) -> (usize, u64) {
+    let b = (hash >> 24) as usize & (PENDING_WORDS * 64 - 1);
+    (b / 64, 1 << (b % 64))
+}
+
+/// Stores and removes handed to the worker, not yet applied.
+pub(crate) struct Pending<K, V> {
+    pub(crate) inserts: hashbrown::HashTable<(NewEntry<K, V>, Option<Handle>)>,
+    pub(crate) removes: Vec<Handle>,
+}
+
+impl<K, V> Default for Pending<K, V> {
+    fn default() -> Self {
+        Pending { inserts: hashbrown::HashTable::new(), removes: Vec::new() }
+    }
+}
+
+impl<K, V> Pending<K, V> {
+    pub(crate) fn len(&self) -> usize {
+        self.inserts.len() + self.removes.len()
+    }
+}
+
+/// The pending table, locked. Debug builds count, per thread, the pending tables held, so that
+/// the lock-order rule (never wait for a core while holding `pending`) is checked wherever a
+/// thread may wait for a core: `Cell::read_core` and the worker's write lock.
+pub(crate) struct PendingGuard<'a, K, V> {
+    pub(crate) guard: MutexGuard<'a, Pending<K, V>>,
+}
+
+#[cfg(debug_assertions)]
+thread_local! {
+    static PENDING_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Debug builds: panics if this thread holds a pending table (it is about to wait for a core,
+/// which the worker may hold while it waits for that pending table).
+#[inline]
+pub(crate) fn assert_may_wait_for_core() {
+    #[cfg(debug_assertions)]
+    PENDING_HELD.with(|n| {
+        assert!(
+            n.get() == 0,
+            "memokit-engine bug: waiting for a shard's core while holding its pending table"
+        )
+    });
+}
+
+impl<'a, K, V> PendingGuard<'a, K, V> {
+    /// Locks a shard's pending table.
+    #[inline]
+    pub(crate) fn lock(m: &'a parking_lot::Mutex<Pending<K, V>>) -> Self {
+        let guard = m.lock();
+        #[cfg(debug_assertions)]
+        PENDING_HELD.with(|n| n.set(n.get() + 1));
+        PendingGuard { guard }
+    }
+}
+
+impl<K, V> std::ops::Deref for PendingGuard<'_, K, V> {
+    type Target = Pending<K, V>;
+    fn deref(&self) -> &Pending<K, V> {
+        &self.guard
+    }
+}
+
+impl<K, V> std::ops::DerefMut for PendingGuard<'_, K, V> {
+    fn deref_mut(&mut self) -> &mut Pending<K, V> {
+        &mut self.guard
+    }
+}
+
+impl<K, V> Drop for PendingGuard<'_, K, V> {
+    fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        PENDING_HELD.with(|n| n.set(n.get() - 1));
+    }
+}
+
+#[cfg(all(test, debug_assertions))]
+mod tests {
+    use crate::{Engine, ManualClock};
+
+    fn engine() -> Engine<u64, u64> {
+        Engine::builder().clock(ManualClock::new()).build().expect("engine")
+    }
+
+    #[test]
+    #[should_panic(expected = "while holding its pending table")]
+    fn reading_a_core_while_holding_pending_is_caught() {
+        let e = engine();
+        let cell = &e.shared().cells[0];
+        let _p = cell.lock_pending();
+        drop(cell.read_core());
+    }
+
+    #[test]
+    fn the_check_follows_the_guard() {
+        let e = engine();
+        let cell = &e.shared().cells[0];
+        drop(cell.lock_pending());
+        drop(cell.read_core());
+        let (p, core) = cell.lock_pending_and_core();
+        drop(core);
+        drop(p);
+        super::assert_may_wait_for_core();
+    }
+}
