@@ -4,12 +4,12 @@
 //! operations (a caller sends it unless one is already outstanding; the worker also drains
 //! every shard at each tick): under the shard's write lock, the worker swaps them all out of
 //! the `pending` table (held only for the swap) and applies them (removes first, then stores)
-//! before releasing the lock, and drops the displaced keys and values after. If the engine is then over capacity it first
-//! reclaims expired and stale entries of its shards, and only then lets the policy evict live
-//! ones (`settle`). With the real clock, a worker also wakes every `tick` for maintenance:
-//! advance the wheel (expire) and reclaim entries of retired generations, in slices of
-//! [`SLICE`] entries per write lock, each taken by trying and released fairly so that readers
-//! never queue behind the worker. Background maintenance is paced by time: a burst of at most
+//! before releasing the lock, and drops the displaced keys and values after. If the engine is
+//! then over capacity it first reclaims expired and stale entries of its shards, and only then
+//! lets the policy evict live ones (`settle`). With the real clock, a worker also wakes every
+//! `tick` for maintenance: advance the wheel (expire) and reclaim entries of retired
+//! generations, in slices of [`SLICE`] entries per write lock, each taken by trying and
+//! released fairly so that readers never queue behind the worker. Background maintenance is paced by time: a burst of at most
 //! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile),
 //! so reclaiming a large retired generation takes at most a seventh of a core and leaves the
 //! shards' locks free to readers six sevenths of the time: 1M stale entries are reclaimed in
@@ -191,6 +191,12 @@ where
 /// the batch is then swapped out of `pending` and applied before the write lock is released,
 /// so a lookup that misses the pending table finds the batch in the core.
 pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    // Nothing pending and no wake-up to reset (every tick and flush comes here for every
+    // shard): no lock at all. A store publishes `pending_len` before it returns and signals
+    // after, so one that this check misses sends a `Work` of its own.
+    if cell.pending_len.load(Ordering::Acquire) == 0 && !cell.signaled.load(Ordering::Acquire) {
+        return;
+    }
     let mut core = write_lock(cell);
     let mut batch = cell.batch.lock();
     {
