@@ -96,6 +96,12 @@ impl<K, V> Entry<K, V> {
         }
     }
 
+    /// Whether a store or remove has hidden the entry.
+    #[inline]
+    pub(crate) fn is_hidden(&self) -> bool {
+        self.flags.load(Ordering::Acquire) & HIDDEN != 0
+    }
+
     /// Hides the entry from lookups until the worker replaces or removes it.
     pub(crate) fn hide(&self) {
         self.flags.fetch_or(HIDDEN, Ordering::Release);

@@ -115,9 +115,11 @@ pub(crate) struct Shared<K, V> {
 impl<K, V> Cell<K, V> {
     /// Whether a core search for a key with this `hash` that saw `applied` batches still holds:
     /// no insert of the key may be pending and no batch was applied since. Then a miss in that
-    /// search is definitive, found without the pending mutex.
+    /// search is definitive, found without the pending mutex. `None` (the search found the
+    /// entry hidden) never stands.
     #[inline]
-    pub(crate) fn miss_stands(&self, hash: u64, applied: u64) -> bool {
+    pub(crate) fn miss_stands(&self, hash: u64, applied: Option<u64>) -> bool {
+        let Some(applied) = applied else { return false };
         let (word, bit) = pending_bit(hash);
         (self.pending_len.load(Ordering::Acquire) == 0
             || self.pending_keys[word].load(Ordering::Acquire) & bit == 0)
@@ -263,21 +265,26 @@ where
 {
     /// The hit path: `read` sees the value in place, under the read lock. `Err` is not yet a
     /// miss: it gives `read` back with the number of batches applied to the core it searched
-    /// (read under the read lock, so exact), for [`Shared::get`] to decide.
+    /// (read under the read lock, so exact), for [`Cell::miss_stands`] to decide; `None` when
+    /// the entry was found hidden. A store hides the core's entry before it publishes its
+    /// pending insert (filter bit, `pending_len`), so a hidden entry may stand for a value
+    /// that is being handed over right now: only the slow path, which sees both tables at one
+    /// instant, may call that a miss.
     #[inline]
     pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>, R, F: FnOnce(&V) -> R>(
         &self,
         hash: u64,
         q: &Q,
         read: F,
-    ) -> Result<R, (F, u64)> {
+    ) -> Result<R, (F, Option<u64>)> {
         let cell = self.cell(hash);
         let core = cell.read_core();
         let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else {
-            return Err((read, cell.applied.load(Ordering::Acquire)));
+            return Err((read, Some(cell.applied.load(Ordering::Acquire))));
         };
         if !e.is_visible(self.clock.coarse(), &self.gens, core.stamps()) {
-            return Err((read, cell.applied.load(Ordering::Acquire)));
+            let searched = (!e.is_hidden()).then(|| cell.applied.load(Ordering::Acquire));
+            return Err((read, searched));
         }
         e.mark();
         let r = read(&e.value);
@@ -295,17 +302,17 @@ where
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
         let cell = self.cell(hash);
-        let p = cell.lock_pending();
+        // Both tables at one instant: `pending` stays locked through the core probe, so a
+        // store cannot move the key's value from the core (hidden) to the pending table
+        // between the two probes and leave this lookup with neither. A batch the worker has
+        // taken from the pending table is in the core by the time the read lock is granted
+        // (the worker takes and applies it under one write lock).
+        let (p, core) = cell.lock_pending_and_core();
         let now = self.clock.coarse();
         if let Some((n, _)) = p.inserts.find(hash, |(n, _)| q.equivalent(&n.key)) {
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
             return live.then(|| read(&n.value));
         }
-        // Not pending: then it is in the core, or was not stored before this lookup began. A
-        // batch the worker has taken from the pending table is in the core by the time this
-        // read lock is granted (the worker takes and applies it under one write lock).
-        drop(p);
-        let core = cell.read_core();
         let (_, e) = core.find(hash, |k| q.equivalent(k))?;
         if !e.is_visible(now, &self.gens, core.stamps()) {
             return None;
@@ -459,7 +466,7 @@ where
         // nothing is pending, that search still holds and the slow path can be skipped.
         let mut searched = match self.get_fast(hash, q, V::clone) {
             Ok(v) => return Ok(v),
-            Err((_, applied)) => Some(applied),
+            Err((_, searched)) => Some(searched),
         };
         let cell = self.cell(hash);
         let gens = opts.raw_gens();
@@ -467,7 +474,7 @@ where
             let fl = cell.flights.lock();
             // Read under the flights lock: a leader stores its value before it removes its
             // flight under this lock, so a value whose flight is gone is seen here.
-            if !searched.take().is_some_and(|applied| cell.miss_stands(hash, applied)) {
+            if !searched.take().is_some_and(|searched| cell.miss_stands(hash, searched)) {
                 if let Some(v) = self.get_slow(hash, q, V::clone) {
                     drop(fl);
                     self.count(hash, true);
