@@ -123,7 +123,9 @@ pub struct EngineStats {
     pub hits: u64,
     /// Lookups that found none (a `get_or_insert_with` leader counts one).
     pub misses: u64,
-    /// Values stored by the workers.
+    /// Values stored: by the workers, or replaced in place by the caller (see
+    /// [`Engine::insert`]). A store superseded by a later store of the same key before a worker
+    /// applied it is not counted.
     pub inserts: u64,
     /// Values evicted by the policy to stay within capacity.
     pub evictions: u64,
@@ -165,7 +167,22 @@ where
         &self.inner.shared
     }
 
-    /// Stores `value` for `key` with no deadline, replacing any previous value.
+    /// Stores `value` for `key` with no deadline, replacing any previous value. Visible at once
+    /// to every later lookup, on any thread.
+    ///
+    /// Cost: a new key is handed to the shard's worker (a pending table, a wake-up, a batch).
+    /// A new value for a key already resident without a deadline, under the same generations
+    /// and of the same weight, is swapped in place under the shard's write lock instead, which
+    /// costs about a lookup.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, &str> = Engine::new(100);
+    /// cache.insert(1, "one");
+    /// cache.insert(1, "uno");
+    /// assert_eq!(cache.get(&1), Some("uno"));
+    /// ```
     pub fn insert(&self, key: K, value: V) {
         self.insert_with_options(key, value, InsertOptions::new());
     }

@@ -55,6 +55,8 @@ use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
 use crate::wheel::Wheel;
 
+mod validate;
+
 /// A slab index with the slot's reuse count and 16 bits of the entry's hash at the time it was
 /// taken. The count is 16 bits (to keep [`Meta`] at 40 bytes) and wraps, so the hash bits are
 /// checked too: a stale handle passes for valid only if its slot was reused a multiple of
@@ -280,6 +282,37 @@ impl<K, V> Shard<K, V> {
         u64::from(n.weight)
     }
 
+    /// Replaces the value of the visible entry for `key` in place when the store changes
+    /// nothing else the worker keeps: no deadline before or after, the same generations
+    /// (`gens`), the same `weight`. Counts an insert and an access. Returns the new key and
+    /// the old value, to drop outside the lock; gives `key` and `value` back, untouched,
+    /// when the store must go through the worker. Calls the user's `Eq`.
+    pub(crate) fn replace_value(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        gens: &Gens,
+        weight: u32,
+    ) -> Result<(K, V), (K, V)>
+    where
+        K: Eq,
+    {
+        let versioned = *gens != [0; 2];
+        let Some(e) = self.map.find_mut(hash, |e| e.key == key) else { return Err((key, value)) };
+        let idx = e.idx as usize;
+        let same = *e.flags.get_mut() == if versioned { VERSIONED } else { 0 }
+            && self.metas[idx].weight == weight
+            && (!versioned || self.stamps.get(idx).is_some_and(|s| s.gens == *gens));
+        if !same {
+            return Err((key, value));
+        }
+        let old = std::mem::replace(&mut e.value, value);
+        e.mark();
+        self.counts.inserts += 1;
+        Ok((key, old))
+    }
+
     /// Removes slot `idx` entirely; returns its weight.
     fn remove_idx(
         &mut self,
@@ -410,93 +443,6 @@ impl<K, V> Shard<K, V> {
         }
         self.retired.clear();
         freed
-    }
-
-    /// Checks every structural invariant; `Err` describes the first one broken.
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        self.links.validate()?;
-        for kind in [Kind::Queue, Kind::Timer, Kind::Gen0, Kind::Gen1] {
-            // Link arrays grow only to cover slots that are linked, so never past the slab.
-            if self.links.covered(kind) > self.metas.len() {
-                return Err(format!("{kind:?} links cover slots the slab does not have"));
-            }
-        }
-        if self.stamps.len() > self.metas.len() {
-            return Err("the stamp slab covers slots the slab does not have".into());
-        }
-        let occupied = self.metas.iter().filter(|m| m.occupied).count();
-        if self.map.len() != occupied {
-            return Err(format!("map has {} entries, slab {occupied}", self.map.len()));
-        }
-        if occupied + self.free.len() != self.metas.len() {
-            return Err("free list does not match the free slots".into());
-        }
-        let mut weight = 0;
-        for e in self.map.iter() {
-            let i = e.idx;
-            let m = self.metas.get(i as usize).filter(|m| m.occupied);
-            let Some(m) = m else { return Err(format!("entry names free slot {i}")) };
-            if !self.map.find(m.hash, |x| x.idx == i).is_some_and(|x| std::ptr::eq(x, e)) {
-                return Err(format!("entry {i} not found in the map under its stored hash"));
-            }
-            weight += u64::from(m.weight);
-            let m = self.stamp(i);
-            if self.links.is_linked(Kind::Timer, i) != (m.deadline != NEVER) {
-                return Err(format!("entry {i}: wheel membership does not match its deadline"));
-            }
-            let flags = e.flags.load(std::sync::atomic::Ordering::Relaxed);
-            if (flags & TIMED != 0) != (m.deadline != NEVER)
-                || (flags & VERSIONED != 0) != (m.gens != [0; 2])
-            {
-                return Err(format!("entry {i}: flags do not match its deadline or generations"));
-            }
-            for (k, &g) in m.gens.iter().enumerate() {
-                if self.links.is_linked(GEN_KINDS[k], i) != (g != 0) {
-                    return Err(format!("entry {i}: generation list membership wrong"));
-                }
-            }
-        }
-        if weight != self.weight {
-            return Err(format!("weight {} but entries sum to {weight}", self.weight));
-        }
-        let queued = self.policy.validate(&self.links, &self.metas)?;
-        if queued != occupied {
-            return Err(format!("{queued} entries queued, {occupied} stored"));
-        }
-        let scheduled = self.wheel.validate(&self.links, |i| {
-            ((i as usize) < self.metas.len()).then(|| self.stamp(i).deadline)
-        })?;
-        if scheduled.len() != self.links.linked(Kind::Timer) {
-            return Err("timer links outside the wheel".into());
-        }
-        for i in scheduled {
-            if self.at(i).is_none() {
-                return Err(format!("wheel holds free slot {i}"));
-            }
-        }
-        if self.links.linked(Kind::Queue) != occupied {
-            return Err("queue links outside the policy's queues".into());
-        }
-        for (k, lists) in self.gen_lists.iter().enumerate() {
-            let mut linked = 0;
-            for (&g, &list) in lists {
-                let members = self.links.validate_list(GEN_KINDS[k], list)?;
-                linked += members.len();
-                if members.is_empty() {
-                    return Err(format!("empty generation list kept for {g}"));
-                }
-                for i in members {
-                    let occupied = self.metas.get(i as usize).is_some_and(|m| m.occupied);
-                    if !occupied || self.stamp(i).gens[k] != g {
-                        return Err(format!("entry {i} in the list of generation {g} wrongly"));
-                    }
-                }
-            }
-            if linked != self.links.linked(GEN_KINDS[k]) {
-                return Err(format!("{:?} links outside the generation lists", GEN_KINDS[k]));
-            }
-        }
-        Ok(())
     }
 }
 

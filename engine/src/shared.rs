@@ -9,15 +9,23 @@
 //!
 //! - **Hit:** one hash, the core's read lock, one probe, one deadline comparison against the
 //!   coarse clock, the generation check, the access mark, one value clone. Nothing else.
-//! - **Miss:** the pending table is consulted under its mutex, then the core again. The worker
-//!   swaps a batch out of the pending table and applies it within one hold of the core's write
-//!   lock, so a key missing from the pending table is in the core by the time the core's read
-//!   lock is granted (if it was handed over before the lookup began).
+//! - **Miss:** unless the fast path's miss is definitive (nothing of the key pending, no batch
+//!   applied since, the entry absent rather than hidden), the pending table and the core are
+//!   probed together: the core under its read lock while `pending` is still held, so no store
+//!   can move the key's value between the two. The worker swaps a batch out of the pending
+//!   table and applies it within one hold of the core's write lock, so a key missing from the
+//!   pending table is in the core by the time the core's read lock is granted.
 //! - **Store / remove:** under `pending`, the current core entry for the key (if any) is hidden
 //!   (its `HIDDEN` flag set, an atomic store under the read lock) and the operation is recorded;
 //!   the worker is woken unless a wake-up is already outstanding. So a value handed over is
 //!   visible at once to every later lookup (read-your-writes), and a superseded or removed one
 //!   never again; the engine may briefly hold more than its capacity until the workers catch up.
+//! - **Replacing a resident value** (an explicit insert of a key whose visible entry has no
+//!   deadline, the same generations and the same weight as the new value, and nothing of the
+//!   key pending): the caller swaps the value under the core's write lock itself. Nothing the
+//!   worker keeps changes (slot, queue, wheel, generation lists, weight), so the worker's
+//!   ownership of the structure stands, and such a store costs a write lock and a probe instead
+//!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
 //! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
 //!   shard waits until the worker has drained it.
 //!
@@ -31,10 +39,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::clock::Clock;
-use crate::entry::{gens_live, NEVER};
+use crate::entry::{gens_live, Gens, NEVER};
 use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
 use crate::generation::Registry;
 use crate::options::{Equivalent, InsertOptions};
@@ -50,6 +58,9 @@ pub(crate) const PENDING_LIMIT: usize = 4096;
 /// woken once per batch anyway. (Batching 64 before waking was measured: no gain in write
 /// throughput, and up to a tick of slow-path hits on freshly stored keys.)
 pub(crate) const SIGNAL_BATCH: usize = 1;
+
+/// Attempts a caller makes to take a shard's write lock for an in-place store.
+const WRITE_TRIES: u32 = 16;
 
 /// Attempts a reader makes, with a spin hint between them, to take a shard's read lock while
 /// the worker holds it, before it queues (and may sleep) like any reader.
@@ -171,6 +182,19 @@ impl<K, V> Cell<K, V> {
             }
         }
         self.core.read()
+    }
+
+    /// The core's write lock, if it comes within a few tries (a caller's in-place store; a
+    /// busy shard sends the store through the worker instead of waiting).
+    #[inline]
+    fn try_write_core(&self) -> Option<RwLockWriteGuard<'_, Shard<K, V>>> {
+        for _ in 0..WRITE_TRIES {
+            if let Some(core) = self.core.try_write() {
+                return Some(core);
+            }
+            std::hint::spin_loop();
+        }
+        None
     }
 
     /// Clears the pending-insert filter (the worker, under the pending lock, after counting
@@ -348,8 +372,10 @@ where
     }
 
     /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
-    /// drops whatever was stored for the key).
-    pub(crate) fn store(&self, key: K, hash: u64, value: V, opts: &InsertOptions) {
+    /// drops whatever was stored for the key). With `in_place`, first tries
+    /// [`Shared::replace_resident`] (callers pass it when the key is likely resident: an
+    /// explicit insert, not the store after a miss).
+    pub(crate) fn store(&self, key: K, hash: u64, value: V, opts: &InsertOptions, in_place: bool) {
         let weight = match &self.weigher {
             Some(w) => w(&key, &value),
             None => 1,
@@ -361,6 +387,18 @@ where
             && gens_live(&gens, &self.gens);
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
+        let (key, value) = if in_place && storable && deadline == Some(NEVER) {
+            match self.replace_resident(cell, key, hash, value, &gens, weight) {
+                Ok(garbage) => {
+                    // Dropped after the write lock (a user's `Drop` may be slow or panic).
+                    drop(garbage);
+                    return;
+                }
+                Err(back) => back,
+            }
+        } else {
+            (key, value)
+        };
         let (mut p, core) = cell.lock_pending_and_core();
         // Checked under the pending lock: shutdown sets the flag before it empties each
         // shard under this lock, so a store either lands before that emptying (and is
@@ -394,6 +432,30 @@ where
         drop(replaced);
     }
 
+    /// The one store a caller applies itself: a new value for a resident, visible key whose
+    /// deadline (none), generations and weight stay the same changes no structure the worker
+    /// keeps (slot, queue, wheel, generation lists, weight), so the caller swaps the value
+    /// under the core's write lock, without the pending table, a wake-up or a batch. Refused
+    /// (key and value given back) when the write lock is busy, the engine is shut down, or an
+    /// operation on the key may be pending: its filter bit is set, or the entry is hidden
+    /// (a pending store or remove hides it under the read lock, before this write lock).
+    fn replace_resident(
+        &self,
+        cell: &Cell<K, V>,
+        key: K,
+        hash: u64,
+        value: V,
+        gens: &Gens,
+        weight: u32,
+    ) -> Result<(K, V), (K, V)> {
+        let Some(mut core) = cell.try_write_core() else { return Err((key, value)) };
+        let (word, bit) = pending_bit(hash);
+        if self.is_shut_down() || cell.pending_keys[word].load(Ordering::Acquire) & bit != 0 {
+            return Err((key, value));
+        }
+        core.replace_value(hash, key, value, gens, weight)
+    }
+
     fn wait_drained(&self, cell: &Cell<K, V>, p: &mut PendingGuard<'_, K, V>) {
         while p.len() >= PENDING_LIMIT / 2
             && !self.is_shut_down()
@@ -411,12 +473,12 @@ where
         if cell.flight_count.load(Ordering::Acquire) == 0 {
             // Nothing computing in this shard (a computation registered before this call
             // began is seen here).
-            return self.store(key, hash, value, opts);
+            return self.store(key, hash, value, opts, true);
         }
         let mut fl = cell.flights.lock();
         let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
         cell.flight_count.store(fl.len(), Ordering::Release);
-        self.store(key, hash, value, opts);
+        self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
     }
@@ -558,7 +620,7 @@ where
         if let Some(slot) = mine.map(|o| o.remove().0) {
             cell.flight_count.store(fl.len(), Ordering::Release);
             if opts.stores() {
-                self.store(slot.key, hash, v.clone(), opts);
+                self.store(slot.key, hash, v.clone(), opts, false);
             }
         }
         drop(fl);
