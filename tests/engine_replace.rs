@@ -150,7 +150,8 @@ fn the_replaced_value_is_dropped() {
 /// value from the core to the pending table): in the slow path between its two probes, and in
 /// the fast path's "definitive miss" on an entry found hidden. Model:
 /// each thread's own store is visible to it at once unless a remove of that key may have come
-/// after it; after everyone stops and the engine is flushed, every key holds one of the values
+/// after it; a key that is never removed is found by every lookup (a reader thread, and its
+/// `get_or_insert_with` never computes); after everyone stops and the engine is flushed, every key holds one of the values
 /// stored for it (or nothing, if it was removed), and `validate()` holds.
 #[test]
 fn concurrent_replacements_agree_with_the_worker_path() {
@@ -194,10 +195,26 @@ fn concurrent_replacements_agree_with_the_worker_path() {
                 }
             })
         };
+        // Keys below 60 hold a value at every instant: a lookup never misses and a
+        // `get_or_insert_with` never computes.
+        let reader = {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                for i in 0..40_000u64 {
+                    let k = (i * 13) % 60;
+                    if i % 2 == 0 {
+                        assert!(e.get(&k).is_some(), "reader: key {k} missed");
+                    } else {
+                        e.get_or_insert_with(k, || panic!("reader: key {k} computed"));
+                    }
+                }
+            })
+        };
         for w in writers {
             w.join().unwrap();
         }
         remover.join().unwrap();
+        reader.join().unwrap();
         e.flush();
         e.validate().unwrap();
         for k in 0..60 {
