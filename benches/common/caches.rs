@@ -2,7 +2,7 @@
 //!
 //! | name          | what                                                                   |
 //! |---------------|------------------------------------------------------------------------|
-//! | `memokit`     | `memokit_engine::Engine`, `shards()` shards, default workers             |
+//! | `memokit`     | `memokit_engine::Engine`, default shards and workers                     |
 //! | `rwlock_map`  | baseline: `shards()` × `parking_lot::RwLock<HashMap<u64, V, ahash>>`, unbounded, no policy |
 //! | `quick_cache` | `quick_cache::sync::Cache` with its default options                    |
 //! | `moka`        | `moka::sync::Cache` with its default options                           |
@@ -32,13 +32,7 @@ pub(crate) struct Memokit<V>(pub(crate) Engine<u64, V>);
 
 impl<V: Clone + Send + Sync + 'static> Memokit<V> {
     pub(crate) fn new(capacity: u64) -> Self {
-        Memokit(
-            Engine::builder()
-                .max_capacity(capacity)
-                .shards(shards())
-                .build()
-                .expect("build the memokit engine"),
-        )
+        Memokit(Engine::builder().max_capacity(capacity).build().expect("build the memokit engine"))
     }
 }
 

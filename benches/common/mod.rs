@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use rand::{rngs::StdRng, SeedableRng};
 
-/// Shards of memokit and of the `RwLock<HashMap>` baseline: 4 × cores rounded up to a power of
-/// two, the default of both memokit and quick_cache (8 on our 2-core machine).
+/// Shards of the `RwLock<HashMap>` baseline (and of the retire bench's engine): 4 × cores
+/// rounded up to a power of two, quick_cache's default (8 on our 2-core machine). memokit's
+/// engine in the other benches uses its own default (4-8 per core, chosen by capacity).
 pub(crate) fn shards() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (4 * cores).next_power_of_two()

@@ -53,7 +53,7 @@ impl std::error::Error for BuildError {
 /// |---|---|---|
 /// | `max_capacity` | 10 000 | entries (or total weight with a weigher); 0 stores nothing |
 /// | `weigher` | none (every entry weighs 1) | `Fn(&K, &V) -> u32`, run on the inserting thread |
-/// | `shards` | 4 × cores, a power of two | rounded up to a power of two |
+/// | `shards` | 4–8 × cores, chosen to fill the tables well at capacity | at most 65,536 |
 /// | `workers` | cores / 2, at least 1 | threads that own the shards |
 /// | `tick` | 1 s | how often workers expire and reclaim (pacing only, never correctness) |
 /// | `clock_resolution` | 1 ms | how far behind real time the lookups' clock may be |
@@ -126,7 +126,12 @@ where
         self
     }
 
-    /// Number of shards (rounded up to a power of two).
+    /// Number of shards (at most 65,536; more are treated as 65,536). The default is between 4
+    /// and 8 per core: of those counts, the one whose share of `max_capacity` fills its hash
+    /// table best once the engine is full (a table has a power-of-two number of buckets and
+    /// grows at 7/8 load, so a share just past a threshold leaves it half empty: 1M entries in
+    /// 8 shards fill 48% of their buckets, in 9 shards 85%). With a weigher, 4 per core
+    /// rounded up to a power of two.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);
         self
@@ -164,11 +169,11 @@ where
     /// for those settings, [`BuildError::Spawn`] if a thread cannot be started.
     pub fn build(self) -> Result<Engine<K, V>, BuildError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = self.shards.unwrap_or(4 * cores);
-        if shards == 0 {
-            return Err(BuildError::ZeroShards);
-        }
-        let shards = shards.checked_next_power_of_two().unwrap_or(1 << 16).min(1 << 16);
+        let shards = match self.shards {
+            Some(0) => return Err(BuildError::ZeroShards),
+            Some(n) => n.min(MAX_SHARDS),
+            None => default_shards(cores, self.capacity, self.weigher.is_some()),
+        };
         let workers = self.workers.unwrap_or(cores.div_ceil(2));
         if workers == 0 {
             return Err(BuildError::ZeroWorkers);
@@ -220,5 +225,61 @@ where
             inner.threads.lock().push(t);
         }
         Ok(Engine { inner: Arc::new(inner) })
+    }
+}
+
+/// The most shards an engine has.
+const MAX_SHARDS: usize = 1 << 16;
+
+/// The default shard count for `cores` cores and `capacity` entries (see
+/// [`EngineBuilder::shards`]): from `base` (4 × cores, a power of two) to `2 × base - 1`, the
+/// count with the fullest tables at capacity, keeping room for shards that get a few more
+/// entries than their share (four standard deviations of a uniform spread); a larger count only
+/// for a table at least 15% fuller. Weighted capacities say nothing about entries: `base`.
+fn default_shards(cores: usize, capacity: u64, weighted: bool) -> usize {
+    let base = (4 * cores).checked_next_power_of_two().unwrap_or(MAX_SHARDS).min(MAX_SHARDS);
+    // Beyond 2^40 entries the capacity only means "unbounded".
+    if weighted || capacity == 0 || capacity > 1 << 40 {
+        return base;
+    }
+    let load = |n: usize| {
+        let share = capacity.div_ceil(n as u64);
+        let crowded = share + 4 * (share as f64).sqrt() as u64;
+        // hashbrown: 7/8 of a power-of-two bucket count (at least 8 buckets) is usable.
+        let buckets = crowded.saturating_mul(8).div_ceil(7).max(8).checked_next_power_of_two();
+        buckets.map_or(0, |b| share.saturating_mul(1 << 20) / b)
+    };
+    // Each shard has fixed costs (its locks, wheel, policy): more shards only for a table at
+    // least 15% fuller.
+    let mut best = base;
+    for n in base..(2 * base).min(MAX_SHARDS + 1) {
+        if load(n) > load(best) + load(best) * 15 / 100 {
+            best = n;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_shards;
+
+    #[test]
+    fn default_shards_fill_the_tables() {
+        // 1M entries on 2 cores: 8 shards of 125k need 2^18 buckets each (48% full), 9 shards
+        // of 111k fit 2^17 (85% full).
+        assert_eq!(default_shards(2, 1_000_000, false), 9);
+        // Already well filled at 8: stays.
+        assert_eq!(default_shards(2, 800_000, false), 8);
+        assert_eq!(default_shards(2, 1_000_000, true), 8, "weighted: entries unknown");
+        assert_eq!(default_shards(2, 0, false), 8);
+        assert_eq!(default_shards(3, u64::MAX, false), 16);
+        for cores in [1, 2, 3, 8, 64] {
+            for cap in [1, 10, 1_000, 10_000, 100_000, 123_457, 1 << 20, 50_000_000] {
+                let n = default_shards(cores, cap, false);
+                let base = (4 * cores).next_power_of_two();
+                assert!((base..2 * base).contains(&n), "{cores} cores, {cap}: {n}");
+            }
+        }
     }
 }

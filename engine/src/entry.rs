@@ -42,11 +42,22 @@ pub(crate) struct Entry<K, V> {
     pub(crate) flags: AtomicU8,
 }
 
-/// Per-slot data in a slab, read by the worker only (16 bytes). Written only by the worker,
+/// The hash a shard's table, policy and handles use: the low 32 bits of the key's hash,
+/// repeated in both halves. A slot keeps only those 4 bytes ([`Meta::hash`]); repeating them
+/// gives the table's bucket index (low bits) and its 7-bit tags (top bits) from different
+/// bits, as long as a shard has fewer than 2^25 buckets. The shard index comes from the hash's
+/// high half, so it does not correlate with either.
+#[inline]
+pub(crate) fn slot_hash(low: u32) -> u64 {
+    u64::from(low) | (u64::from(low) << 32)
+}
+
+/// Per-slot data in a slab, read by the worker only (12 bytes). Written only by the worker,
 /// under the write lock.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
-    pub(crate) hash: u64,
+    /// The key's hash, low 32 bits (see [`slot_hash`]).
+    pub(crate) hash: u32,
     pub(crate) weight: u32,
     /// Reuse count of the slot (wrapping), so a stale [`crate::shard::Handle`] is detected.
     pub(crate) reuse: u16,

@@ -16,26 +16,27 @@
 //! a caller is detected as stale, never dereferenced.
 //!
 //! Cost per entry, `u64` keys and `Arc` values, as `benches/memory.rs` measures it (1M entries
-//! in 8 shards of 125k; B/entry beyond the `Vec<(u64, Arc)>` floor, whose 16 B are the key and
-//! the value):
+//! in the default 9 shards of 111k; B/entry beyond the `Vec<(u64, Arc)>` floor, whose 16 B are
+//! the key and the value):
 //!
 //! | part | bytes per slot | B/entry at 1M |
 //! |---|--:|--:|
-//! | table bucket: `Entry` 24 + control byte 1 | 25 | 52.4 (262,144 buckets a shard) |
-//! | `Meta`: hash 8, weight 4, reuse 2, queue 1, occupied 1 | 16 | 16.3 |
+//! | table bucket: `Entry` 24 + control byte 1 | 25 | 29.5 (131,072 buckets a shard, 85% full) |
+//! | `Meta`: hash (low half) 4, weight 4, reuse 2, queue 1, occupied 1 | 12 | 12.3 |
 //! | `Stamp`: deadline 8, gens 16 (only once an entry has a deadline or generations) | 24 | 0 here |
 //! | queue links (timer, generation links: only once used, see [`crate::list`]) | 8 | 8.2 |
+//! | policy: frequency sketch and ghost table | | 2.7 |
 //!
 //! The slab and the link arrays grow by [`reserve_slots`]: doubling up to the shard's share
 //! of the capacity, never past it, then in small steps (plain doubling left a 125k shard with
-//! room for 131,072). Measured: 61-63 B/entry of heap beyond the floor, 65-68 of RSS (88-91 and
-//! 91-94.5 with the deadline and generations in `Meta`; 97-99 with a 48-byte `Meta`, a 32-bit
-//! reuse count and doubling). An engine whose entries all have a deadline or generations (the
-//! memoizer's) pays the 24-byte stamp per slot on top, as it did inside `Meta`. The
-//! hashbrown table is the largest part and out of our hands at this size: 125k entries are just
-//! over 7/8 of 131,072 buckets, so the table doubles and sits half empty (48% load); at other
-//! sizes its load is 44-88%.
-//! The rest (2-4 B/entry) is the pending tables (`shared.rs`), which keep their capacity.
+//! room for 131,072). Measured: 36.7 B/entry of heap beyond the floor (quick_cache 36.5), 44 of
+//! RSS (the allocator keeps the tables freed while growing). The hashbrown table is the
+//! largest part: it has a power-of-two number of buckets and doubles at 7/8 load, so the
+//! default shard count is chosen from the capacity to leave each shard's share just under a
+//! threshold (8 shards of 125k sat just over one: 48% full, 61-63 B/entry). A slot keeps only
+//! the low half of its key's hash ([`slot_hash`]): that saved 4 bytes of `Meta`. An engine
+//! whose entries all have a deadline or generations (the memoizer's) pays the 24-byte stamp
+//! per slot on top. The pending tables (`shared.rs`) keep their capacity between batches.
 //!
 //! Invariants ([`Shard::validate`]): the map holds exactly the occupied slots, each under its
 //! stored hash; every occupied entry is in exactly one policy queue, in the wheel iff it has a
@@ -49,7 +50,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
-use crate::entry::{Entry, Gens, Meta, Queue, Stamp, NEVER, TIMED, VERSIONED};
+use crate::entry::{slot_hash, Entry, Gens, Meta, Queue, Stamp, NEVER, TIMED, VERSIONED};
 use crate::generation::{Generation, Registry};
 use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
@@ -77,8 +78,8 @@ pub(crate) struct Handle {
 }
 
 /// The hash bits a [`Handle`] keeps.
-fn tag(hash: u64) -> u16 {
-    (hash >> 48) as u16
+fn tag(low: u32) -> u16 {
+    (low >> 16) as u16
 }
 
 /// What a caller hands to the worker to store.
@@ -192,14 +193,15 @@ impl<K, V> Shard<K, V> {
         hash: u64,
         mut eq: impl FnMut(&K) -> bool,
     ) -> Option<(Handle, &Entry<K, V>)> {
-        let e = self.map.find(hash, |e| eq(&e.key))?;
-        Some((Handle { idx: e.idx, gen: self.metas[e.idx as usize].reuse, tag: tag(hash) }, e))
+        let e = self.map.find(slot_hash(hash as u32), |e| eq(&e.key))?;
+        let gen = self.metas[e.idx as usize].reuse;
+        Some((Handle { idx: e.idx, gen, tag: tag(hash as u32) }, e))
     }
 
     /// The entry in slot `idx`.
     fn at(&self, idx: u32) -> Option<&Entry<K, V>> {
         let m = self.metas.get(idx as usize).filter(|m| m.occupied)?;
-        self.map.find(m.hash, |e| e.idx == idx)
+        self.map.find(slot_hash(m.hash), |e| e.idx == idx)
     }
 
     fn valid(&self, h: Handle) -> bool {
@@ -258,7 +260,7 @@ impl<K, V> Shard<K, V> {
         let stamp = Stamp { deadline: n.deadline, gens: n.gens };
         self.set_stamp(idx, stamp);
         let m = &mut self.metas[idx as usize];
-        m.hash = n.hash;
+        m.hash = n.hash as u32;
         m.weight = n.weight;
         m.occupied = true;
         self.policy.on_insert(&mut self.links, idx, m);
@@ -276,7 +278,8 @@ impl<K, V> Shard<K, V> {
             | if n.gens != [0; 2] { VERSIONED } else { 0 };
         let e = Entry { key: n.key, value: n.value, idx, freq: 0.into(), flags: flags.into() };
         let metas = &self.metas;
-        self.map.insert_unique(n.hash, e, |e| metas[e.idx as usize].hash);
+        self.map
+            .insert_unique(slot_hash(n.hash as u32), e, |e| slot_hash(metas[e.idx as usize].hash));
         self.weight += u64::from(n.weight);
         self.counts.inserts += 1;
         u64::from(n.weight)
@@ -299,7 +302,9 @@ impl<K, V> Shard<K, V> {
         K: Eq,
     {
         let versioned = *gens != [0; 2];
-        let Some(e) = self.map.find_mut(hash, |e| e.key == key) else { return Err((key, value)) };
+        let Some(e) = self.map.find_mut(slot_hash(hash as u32), |e| e.key == key) else {
+            return Err((key, value));
+        };
         let idx = e.idx as usize;
         let same = *e.flags.get_mut() == if versioned { VERSIONED } else { 0 }
             && self.metas[idx].weight == weight
@@ -324,7 +329,9 @@ impl<K, V> Shard<K, V> {
         let Some(m) = self.metas.get(idx as usize).copied().filter(|m| m.occupied) else {
             return 0;
         };
-        let Ok(found) = self.map.find_entry(m.hash, |e| e.idx == idx) else { return 0 };
+        let Ok(found) = self.map.find_entry(slot_hash(m.hash), |e| e.idx == idx) else {
+            return 0;
+        };
         let (e, _) = found.remove();
         self.policy.on_remove(&mut self.links, idx, &m);
         Wheel::cancel(&mut self.links, idx);
@@ -508,7 +515,7 @@ mod tests {
         use std::mem::size_of;
         // The figures the module docs and BENCHMARKS.md count with.
         assert_eq!(size_of::<Entry<u64, std::sync::Arc<[u8; 64]>>>(), 24);
-        assert_eq!(size_of::<Meta>(), 16);
+        assert_eq!(size_of::<Meta>(), 12);
         assert_eq!(size_of::<Stamp>(), 24);
         assert_eq!(size_of::<Option<Handle>>(), 12);
     }
@@ -533,7 +540,7 @@ mod tests {
         s.validate().unwrap();
         assert_eq!((s.len(), s.metas.len()), (1, 1));
         assert_eq!(s.metas[h.idx as usize].reuse, h.gen);
-        assert_ne!(tag(current), h.tag);
+        assert_ne!(tag(current as u32), h.tag);
         // Same slot, same (wrapped) reuse count, another entry: the hash tells them apart.
         s.remove_handle(h, &reg, &mut garbage);
         assert_eq!(s.len(), 1);

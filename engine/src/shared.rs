@@ -108,7 +108,6 @@ pub(crate) struct Cell<K, V> {
 
 pub(crate) struct Shared<K, V> {
     pub(crate) cells: Box<[Cell<K, V>]>,
-    shard_mask: usize,
     pub(crate) hasher: ahash::RandomState,
     pub(crate) clock: Clock,
     pub(crate) gens: Registry,
@@ -240,7 +239,6 @@ impl<K, V> Shared<K, V> {
             .collect();
         Shared {
             cells,
-            shard_mask: shards - 1,
             hasher: ahash::RandomState::new(),
             clock,
             gens: Registry::new(),
@@ -263,7 +261,7 @@ impl<K, V> Shared<K, V> {
 
     #[inline]
     pub(crate) fn cell(&self, hash: u64) -> &Cell<K, V> {
-        &self.cells[(hash >> 32) as usize & self.shard_mask]
+        &self.cells[self.cell_index(hash)]
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -277,8 +275,13 @@ impl<K, V> Shared<K, V> {
         }
     }
 
+    /// The shard of a key: the hash's high half scaled to the shard count (a multiply and a
+    /// shift, so any count works, not only powers of two). Inside a shard everything (table
+    /// bucket and tags, handle tags, policy, the pending filter) uses the low half
+    /// ([`crate::entry::slot_hash`]), so the two do not correlate.
+    #[inline]
     pub(crate) fn cell_index(&self, hash: u64) -> usize {
-        (hash >> 32) as usize & self.shard_mask
+        (((hash >> 32) * self.cells.len() as u64) >> 32) as usize
     }
 }
 
