@@ -52,17 +52,48 @@ pub(crate) fn slot_hash(low: u32) -> u64 {
     u64::from(low) | (u64::from(low) << 32)
 }
 
-/// Per-slot data in a slab, read by the worker only (12 bytes). Written only by the worker,
-/// under the write lock.
+/// Per-slot data in a slab, read by the worker only (8 bytes). Written only by the worker,
+/// under the write lock. A slot's weight is in [`Weights`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     /// The key's hash, low 32 bits (see [`slot_hash`]).
     pub(crate) hash: u32,
-    pub(crate) weight: u32,
     /// Reuse count of the slot (wrapping), so a stale [`crate::shard::Handle`] is detected.
     pub(crate) reuse: u16,
     pub(crate) queue: Queue,
     pub(crate) occupied: bool,
+}
+
+/// Slot weights, in a slab a shard allocates only once an entry weighs other than 1 (so an
+/// engine without a weigher never does); slots beyond its length weigh 1. Written only by the
+/// worker, under the write lock.
+#[derive(Debug, Default)]
+pub(crate) struct Weights(Vec<u32>);
+
+impl Weights {
+    /// Slot `i`'s weight.
+    #[inline]
+    pub(crate) fn get(&self, i: u32) -> u32 {
+        self.0.get(i as usize).copied().unwrap_or(1)
+    }
+
+    /// Records slot `i`'s weight, growing the slab (as [`crate::list::reserve_slots`] does, up
+    /// to `share` slots) only for a weight other than 1.
+    pub(crate) fn set(&mut self, i: u32, weight: u32, share: usize) {
+        let i = i as usize;
+        if i < self.0.len() {
+            self.0[i] = weight;
+        } else if weight != 1 {
+            crate::list::reserve_slots(&mut self.0, i + 1, share);
+            self.0.resize(i + 1, 1);
+            self.0[i] = weight;
+        }
+    }
+
+    /// Slots the slab covers.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// A slot's deadline and generations, in a second slab that a shard allocates only once an

@@ -95,7 +95,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::entry::{slot_hash, Meta, Queue};
+use crate::entry::{slot_hash, Meta, Queue, Weights};
 use crate::list::{Kind, Links, List};
 
 /// Small's initial target, in percent of the shard's share.
@@ -161,25 +161,25 @@ impl Policy {
     }
 
     /// Links a new entry into small; sets `e.queue`.
-    pub(crate) fn on_insert(&mut self, links: &mut Links, i: u32, e: &mut Meta) {
+    pub(crate) fn on_insert(&mut self, links: &mut Links, i: u32, e: &mut Meta, weight: u32) {
         self.sketch.increment(slot_hash(e.hash));
         match self.ghost.take(slot_hash(e.hash)) {
             Some(Tag::Small) => {
                 let step = (self.ghost.main / self.ghost.small.max(1)).max(1);
-                let step = step.saturating_mul(u64::from(e.weight).max(1));
+                let step = step.saturating_mul(u64::from(weight).max(1));
                 self.small_target =
                     self.small_target.saturating_add(step).min(pct(self.share, SMALL_MAX_PCT));
             }
             Some(Tag::Main) => {
                 let step = (self.ghost.small / self.ghost.main.max(1)).max(1);
-                let step = step.saturating_mul(u64::from(e.weight).max(1));
+                let step = step.saturating_mul(u64::from(weight).max(1));
                 self.small_target =
                     self.small_target.saturating_sub(step).max(pct(self.share, SMALL_MIN_PCT));
             }
             None => {}
         }
         e.queue = Queue::Small;
-        self.small_weight += u64::from(e.weight);
+        self.small_weight += u64::from(weight);
         links.push_back(Kind::Queue, self.small, i);
         if self.small_weight + self.main_weight < self.full_weight / 2 {
             self.filling = true;
@@ -187,11 +187,11 @@ impl Policy {
     }
 
     /// Unlinks an entry that leaves the shard for any reason.
-    pub(crate) fn on_remove(&mut self, links: &mut Links, i: u32, e: &Meta) {
+    pub(crate) fn on_remove(&mut self, links: &mut Links, i: u32, e: &Meta, weight: u32) {
         links.unlink(Kind::Queue, i);
         match e.queue {
-            Queue::Small => self.small_weight -= u64::from(e.weight),
-            Queue::Main => self.main_weight -= u64::from(e.weight),
+            Queue::Small => self.small_weight -= u64::from(weight),
+            Queue::Main => self.main_weight -= u64::from(weight),
         }
     }
 
@@ -201,6 +201,7 @@ impl Policy {
         &mut self,
         links: &mut Links,
         metas: &mut [Meta],
+        weights: &Weights,
         freq: impl Fn(u32, u64) -> Option<&'a AtomicU8>,
     ) -> Option<u32> {
         if !self.sketch.is_ready() {
@@ -229,7 +230,7 @@ impl Policy {
             if links.is_empty(self.main) || (self.filling && drained < DRAIN_STEP) {
                 // Room in main: no competition, and the access mark stays for main's CLOCK.
                 drained += 1;
-                self.promote(links, c, &mut metas[c as usize]);
+                self.promote(links, c, &mut metas[c as usize], weights.get(c));
                 continue;
             }
             let hash = slot_hash(metas[c as usize].hash);
@@ -238,13 +239,13 @@ impl Policy {
                 // Read while in small: counted once more, and into main.
                 self.sketch.increment(hash);
                 mark.store(0, Ordering::Relaxed);
-                self.promote(links, c, &mut metas[c as usize]);
+                self.promote(links, c, &mut metas[c as usize], weights.get(c));
                 continue;
             }
             let v = self.clock(links, metas, &freq)?;
             if self.sketch.estimate(hash) > self.sketch.estimate(slot_hash(metas[v as usize].hash))
             {
-                self.promote(links, c, &mut metas[c as usize]);
+                self.promote(links, c, &mut metas[c as usize], weights.get(c));
                 self.ghost.add(slot_hash(metas[v as usize].hash), Tag::Main);
                 return Some(v);
             }
@@ -262,10 +263,10 @@ impl Policy {
         self.warm_left = metas.len();
     }
 
-    fn promote(&mut self, links: &mut Links, i: u32, e: &mut Meta) {
+    fn promote(&mut self, links: &mut Links, i: u32, e: &mut Meta, weight: u32) {
         links.unlink(Kind::Queue, i);
-        self.small_weight -= u64::from(e.weight);
-        self.main_weight += u64::from(e.weight);
+        self.small_weight -= u64::from(weight);
+        self.main_weight += u64::from(weight);
         e.queue = Queue::Main;
         links.push_back(Kind::Queue, self.main, i);
     }
@@ -293,7 +294,12 @@ impl Policy {
     }
 
     /// Checks queue membership and weights against the entries, and the side tables.
-    pub(crate) fn validate(&self, links: &Links, metas: &[Meta]) -> Result<usize, String> {
+    pub(crate) fn validate(
+        &self,
+        links: &Links,
+        metas: &[Meta],
+        weights: &Weights,
+    ) -> Result<usize, String> {
         let mut n = 0;
         for (q, list, weight) in [
             (Queue::Small, self.small, self.small_weight),
@@ -308,7 +314,7 @@ impl Policy {
                 if e.queue != q {
                     return Err(format!("policy: entry {i} in {q:?} but marked {:?}", e.queue));
                 }
-                w += u64::from(e.weight);
+                w += u64::from(weights.get(i));
                 n += 1;
             }
             if w != weight {

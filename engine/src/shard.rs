@@ -7,7 +7,8 @@
 //! Layout: `map` is a `hashbrown::HashTable<Entry>` holding what every hit reads (key, value,
 //! access mark, flags) inline, so a hit on an entry without deadline or generations touches the
 //! table and the value only. Each entry also names its *slot* in `metas`, a slab of what only
-//! the worker reads (hash, weight, queue, reuse count), and in `stamps`, a slab of deadlines and
+//! the worker reads (hash, queue, reuse count), in `weights` (allocated only for weights
+//! other than 1), and in `stamps`, a slab of deadlines and
 //! generations that exists only once an entry has either (read by a hit only when the entry's
 //! flags say it has them; see [`Stamp`]); the intrusive lists (policy queue, timer
 //! bucket, one list per generation and link kind) link slots in `links`. The worker finds an
@@ -22,19 +23,21 @@
 //! | part | bytes per slot | B/entry at 1M |
 //! |---|--:|--:|
 //! | table bucket: `Entry` 24 + control byte 1 | 25 | 29.5 (131,072 buckets a shard, 85% full) |
-//! | `Meta`: hash (low half) 4, weight 4, reuse 2, queue 1, occupied 1 | 12 | 12.3 |
+//! | `Meta`: hash (low half) 4, reuse 2, queue 1, occupied 1 | 8 | 8.2 |
+//! | weights 4 (only once an entry weighs other than 1: never without a weigher) | 4 | 0 here |
 //! | `Stamp`: deadline 8, gens 16 (only once an entry has a deadline or generations) | 24 | 0 here |
 //! | queue links (timer, generation links: only once used, see [`crate::list`]) | 8 | 8.2 |
 //! | policy: frequency sketch and ghost table | | 2.7 |
 //!
 //! The slab and the link arrays grow by [`reserve_slots`]: doubling up to the shard's share
 //! of the capacity, never past it, then in small steps (plain doubling left a 125k shard with
-//! room for 131,072). Measured: 36.7 B/entry of heap beyond the floor (quick_cache 36.5), 44 of
-//! RSS (the allocator keeps the tables freed while growing). The hashbrown table is the
+//! room for 131,072). Measured: 32-33 B/entry of heap beyond the floor (quick_cache 36.5), 37-38
+//! of RSS (quick_cache 35; the allocator keeps the tables freed while growing). The hashbrown table is the
 //! largest part: it has a power-of-two number of buckets and doubles at 7/8 load, so the
 //! default shard count is chosen from the capacity to leave each shard's share just under a
 //! threshold (8 shards of 125k sat just over one: 48% full, 61-63 B/entry). A slot keeps only
-//! the low half of its key's hash ([`slot_hash`]): that saved 4 bytes of `Meta`. An engine
+//! the low half of its key's hash ([`slot_hash`]) and its weight only when it is not 1: `Meta`
+//! went from 16 to 8 bytes. An engine
 //! whose entries all have a deadline or generations (the memoizer's) pays the 24-byte stamp
 //! per slot on top. The pending tables (`shared.rs`) keep their capacity between batches.
 //!
@@ -50,7 +53,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
-use crate::entry::{slot_hash, Entry, Gens, Meta, Queue, Stamp, NEVER, TIMED, VERSIONED};
+use crate::entry::{slot_hash, Entry, Gens, Meta, Queue, Stamp, Weights, NEVER, TIMED, VERSIONED};
 use crate::generation::{Generation, Registry};
 use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
@@ -117,6 +120,8 @@ const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 pub(crate) struct Shard<K, V> {
     map: HashTable<Entry<K, V>>,
     metas: Vec<Meta>,
+    /// Weights by slot; empty while every entry weighs 1 (see [`Weights`]).
+    weights: Weights,
     /// Deadlines and generations by slot; empty until the first entry that has either, then
     /// grown to cover every slot such an entry takes (see [`Stamp`]).
     stamps: Vec<Stamp>,
@@ -142,6 +147,7 @@ impl<K, V> Shard<K, V> {
         Shard {
             map: HashTable::new(),
             metas: Vec::new(),
+            weights: Weights::default(),
             stamps: Vec::new(),
             free: Vec::new(),
             links,
@@ -247,23 +253,17 @@ impl<K, V> Shard<K, V> {
             None => {
                 let len = self.metas.len() + 1;
                 reserve_slots(&mut self.metas, len, self.share);
-                self.metas.push(Meta {
-                    hash: 0,
-                    weight: 0,
-                    reuse: 0,
-                    queue: Queue::Small,
-                    occupied: false,
-                });
+                self.metas.push(Meta { hash: 0, reuse: 0, queue: Queue::Small, occupied: false });
                 (self.metas.len() - 1) as u32
             }
         };
         let stamp = Stamp { deadline: n.deadline, gens: n.gens };
         self.set_stamp(idx, stamp);
+        self.weights.set(idx, n.weight, self.share);
         let m = &mut self.metas[idx as usize];
         m.hash = n.hash as u32;
-        m.weight = n.weight;
         m.occupied = true;
-        self.policy.on_insert(&mut self.links, idx, m);
+        self.policy.on_insert(&mut self.links, idx, m, n.weight);
         if n.deadline != NEVER {
             self.wheel.schedule(&mut self.links, idx, n.deadline);
         }
@@ -307,7 +307,7 @@ impl<K, V> Shard<K, V> {
         };
         let idx = e.idx as usize;
         let same = *e.flags.get_mut() == if versioned { VERSIONED } else { 0 }
-            && self.metas[idx].weight == weight
+            && self.weights.get(e.idx) == weight
             && (!versioned || self.stamps.get(idx).is_some_and(|s| s.gens == *gens));
         if !same {
             return Err((key, value));
@@ -333,7 +333,8 @@ impl<K, V> Shard<K, V> {
             return 0;
         };
         let (e, _) = found.remove();
-        self.policy.on_remove(&mut self.links, idx, &m);
+        let weight = self.weights.get(idx);
+        self.policy.on_remove(&mut self.links, idx, &m, weight);
         Wheel::cancel(&mut self.links, idx);
         let stamp = self.stamp(idx);
         for (k, &g) in stamp.gens.iter().enumerate() {
@@ -355,7 +356,7 @@ impl<K, V> Shard<K, V> {
         slot.occupied = false;
         slot.reuse = slot.reuse.wrapping_add(1);
         self.free.push(idx);
-        self.weight -= u64::from(m.weight);
+        self.weight -= u64::from(weight);
         match cause {
             Cause::Removed => {}
             Cause::Evicted => self.counts.evictions += 1,
@@ -363,16 +364,16 @@ impl<K, V> Shard<K, V> {
             Cause::Stale => self.counts.stale_reclaimed += 1,
         }
         garbage.push((e.key, e.value));
-        u64::from(m.weight)
+        u64::from(weight)
     }
 
     /// The entry the policy would evict next, with its weight (`None` when empty). Choosing
     /// may reorder the queues (promotions, second chances) but removes nothing.
     pub(crate) fn victim(&mut self) -> Option<(u32, u64)> {
-        let Shard { map, metas, links, policy, .. } = self;
-        let i = policy
-            .victim(links, metas, |i, hash| map.find(hash, |e| e.idx == i).map(|e| &e.freq))?;
-        Some((i, u64::from(self.metas[i as usize].weight)))
+        let Shard { map, metas, weights, links, policy, .. } = self;
+        let freq = |i, hash| map.find(hash, |e: &Entry<K, V>| e.idx == i).map(|e| &e.freq);
+        let i = policy.victim(links, metas, weights, freq)?;
+        Some((i, u64::from(self.weights.get(i))))
     }
 
     /// Evicts slot `idx` (a victim named by [`Shard::victim`]); returns the weight freed.
@@ -515,7 +516,7 @@ mod tests {
         use std::mem::size_of;
         // The figures the module docs and BENCHMARKS.md count with.
         assert_eq!(size_of::<Entry<u64, std::sync::Arc<[u8; 64]>>>(), 24);
-        assert_eq!(size_of::<Meta>(), 12);
+        assert_eq!(size_of::<Meta>(), 8);
         assert_eq!(size_of::<Stamp>(), 24);
         assert_eq!(size_of::<Option<Handle>>(), 12);
     }

@@ -15,8 +15,8 @@ impl<K, V> Shard<K, V> {
                 return Err(format!("{kind:?} links cover slots the slab does not have"));
             }
         }
-        if self.stamps.len() > self.metas.len() {
-            return Err("the stamp slab covers slots the slab does not have".into());
+        if self.stamps.len() > self.metas.len() || self.weights.len() > self.metas.len() {
+            return Err("the stamp or weight slab covers slots the slab does not have".into());
         }
         let occupied = self.metas.iter().filter(|m| m.occupied).count();
         if self.map.len() != occupied {
@@ -37,7 +37,7 @@ impl<K, V> Shard<K, V> {
             {
                 return Err(format!("entry {i} not found in the map under its stored hash"));
             }
-            weight += u64::from(m.weight);
+            weight += u64::from(self.weights.get(i));
             let m = self.stamp(i);
             if self.links.is_linked(Kind::Timer, i) != (m.deadline != NEVER) {
                 return Err(format!("entry {i}: wheel membership does not match its deadline"));
@@ -57,7 +57,7 @@ impl<K, V> Shard<K, V> {
         if weight != self.weight {
             return Err(format!("weight {} but entries sum to {weight}", self.weight));
         }
-        let queued = self.policy.validate(&self.links, &self.metas)?;
+        let queued = self.policy.validate(&self.links, &self.metas, &self.weights)?;
         if queued != occupied {
             return Err(format!("{queued} entries queued, {occupied} stored"));
         }
