@@ -395,17 +395,16 @@ fn no_deadline_outlives_a_saturated_clock() {
 }
 
 /// Expired entries the wheel has not reclaimed yet still weigh on the capacity; when a store
-/// takes the engine over it, the worker reclaims the dead entries of *every* shard it owns
-/// before the policy evicts a live one. So while fewer live entries than the capacity are
-/// held, none is evicted (engine.md: nothing is evicted below capacity), whichever of its
-/// shards the dead ones are in. The manual clock runs no timers: only that rule reclaims them.
-///
-/// Known gap, not asserted: with several workers, a worker over capacity reclaims only its own
-/// shards, so dead entries owned by another worker can cost live ones until that worker's next
-/// tick (with 2 workers this test's loop then loses live keys).
+/// takes the engine over it, the dead entries of *every* shard are reclaimed before the policy
+/// evicts a live one: a worker reclaims its own shards', and asks any other worker whose shards
+/// may hold dead ones to reclaim them (and evict if still needed) instead of evicting itself.
+/// So while fewer live entries than the capacity are held, none is evicted (engine.md: nothing
+/// is evicted below capacity), whichever shard or worker the dead ones are in. The manual
+/// clock runs no timers: only that rule reclaims them. With 2 workers this failed (live keys
+/// lost) while a worker reclaimed only its own shards.
 #[test]
 fn expired_entries_in_any_shard_go_before_live_ones() {
-    for workers in [1] {
+    for workers in [1, 2, 3] {
         let clock = ManualClock::new();
         let e: Engine<u64, u64> = Engine::builder()
             .max_capacity(100)

@@ -135,6 +135,8 @@ pub(crate) struct Shard<K, V> {
     share: usize,
     weight: u64,
     pub(crate) counts: ShardCounts,
+    /// Entries with a deadline (in the wheel).
+    timed: usize,
 }
 
 impl<K, V> Shard<K, V> {
@@ -158,6 +160,7 @@ impl<K, V> Shard<K, V> {
             share: slots,
             weight: 0,
             counts: ShardCounts::default(),
+            timed: 0,
         }
     }
 
@@ -266,6 +269,7 @@ impl<K, V> Shard<K, V> {
         self.policy.on_insert(&mut self.links, idx, m, n.weight);
         if n.deadline != NEVER {
             self.wheel.schedule(&mut self.links, idx, n.deadline);
+            self.timed += 1;
         }
         for (k, &g) in n.gens.iter().enumerate() {
             if g != 0 {
@@ -337,6 +341,9 @@ impl<K, V> Shard<K, V> {
         self.policy.on_remove(&mut self.links, idx, &m, weight);
         Wheel::cancel(&mut self.links, idx);
         let stamp = self.stamp(idx);
+        if stamp.deadline != NEVER {
+            self.timed -= 1;
+        }
         for (k, &g) in stamp.gens.iter().enumerate() {
             if g == 0 {
                 continue;
@@ -430,6 +437,21 @@ impl<K, V> Shard<K, V> {
     /// O(1); lets the worker skip taking the write lock of a shard with nothing to reclaim.
     pub(crate) fn maintenance_due(&self, now: u64) -> bool {
         !self.wheel.idle(&self.links, now) || !self.retired.is_empty()
+    }
+
+    /// From when [`Shard::maintain`] could find an expired or stale entry (nanoseconds, as the
+    /// clock): 0 (now) while retired generations or the wheel's backlog hold work, the next
+    /// tick while some entry has a deadline, never (`u64::MAX`) otherwise. Published by the
+    /// worker for the others (`Cell::due_at`), so that a worker over capacity leaves live
+    /// entries alone while another worker may still reclaim dead ones. O(1).
+    pub(crate) fn dead_possible_from(&self) -> u64 {
+        if !self.retired.is_empty() {
+            0
+        } else if self.timed > 0 {
+            self.wheel.busy_from(&self.links)
+        } else {
+            NEVER
+        }
     }
 
     /// Queues the entries stored under retired generation `g` for reclamation.

@@ -103,6 +103,10 @@ pub(crate) struct Cell<K, V> {
     pub(crate) pending_keys: [AtomicU64; PENDING_WORDS],
     pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
+    /// [`Shard::dead_possible_from`], published by the worker each time it lets go of the
+    /// write lock: lets another worker see without a lock whether this shard may hold dead
+    /// entries to reclaim.
+    pub(crate) due_at: AtomicU64,
     pub(crate) worker: usize,
 }
 
@@ -118,6 +122,8 @@ pub(crate) struct Shared<K, V> {
     pub(crate) mailboxes: Vec<Sender<Command>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) worker_died: AtomicBool,
+    /// Per worker: a `Settle` it has not begun yet was sent to it.
+    pub(crate) settle_asked: Box<[AtomicBool]>,
     pub(crate) tick: Duration,
     pub(crate) resolution: Duration,
 }
@@ -234,6 +240,7 @@ impl<K, V> Shared<K, V> {
                 pending_keys: Default::default(),
                 applied: AtomicU64::new(0),
                 signaled: AtomicBool::new(false),
+                due_at: AtomicU64::new(u64::MAX),
                 worker: i % workers,
             })
             .collect();
@@ -249,6 +256,7 @@ impl<K, V> Shared<K, V> {
             mailboxes,
             shut_down: AtomicBool::new(false),
             worker_died: AtomicBool::new(false),
+            settle_asked: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             tick,
             resolution,
         }

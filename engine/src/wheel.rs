@@ -109,6 +109,16 @@ impl Wheel {
         now / self.tick <= self.now_tick && links.is_empty(self.backlog)
     }
 
+    /// When [`Wheel::idle`] stops holding by itself: the start of the next tick (nanoseconds),
+    /// or 0 while the backlog holds entries.
+    pub(crate) fn busy_from(&self, links: &Links) -> u64 {
+        if links.is_empty(self.backlog) {
+            self.now_tick.saturating_add(1).saturating_mul(self.tick)
+        } else {
+            0
+        }
+    }
+
     /// Takes the next entry to look at (it may or may not be expired: the caller checks and
     /// either removes it or calls [`Wheel::schedule`] again).
     pub(crate) fn pop_backlog(&self, links: &mut Links) -> Option<u32> {

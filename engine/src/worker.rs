@@ -6,7 +6,9 @@
 //! the `pending` table (held only for the swap) and applies them (removes first, then stores)
 //! before releasing the lock, and drops the displaced keys and values after. If the engine is
 //! then over capacity it first reclaims expired and stale entries of its shards, and only then
-//! lets the policy evict live ones (`settle`). With the real clock, a worker also wakes every
+//! lets the policy evict live ones (`settle`); if another worker's shards may still hold dead
+//! entries (each worker publishes, per shard, from when that can be: `Cell::due_at`), it asks
+//! that worker to settle instead, so live entries never make room for dead ones. With the real clock, a worker also wakes every
 //! `tick` for maintenance: advance the wheel (expire) and reclaim entries of retired
 //! generations, in slices of [`SLICE`] entries per write lock, each taken by trying and
 //! released fairly so that readers never queue behind the worker. Background maintenance is paced by time: a burst of at most
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::shard::Shard;
 use crate::shared::{Cell, Shared};
 
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
@@ -71,6 +74,9 @@ pub(crate) enum Command {
     Flush(Sender<()>),
     /// Apply everything pending, run one maintenance step, then acknowledge.
     Maintain(Sender<()>),
+    /// Another worker is over capacity while this one may hold dead entries: reclaim them,
+    /// then evict if still over (see `settle`).
+    Settle,
     /// Remove everything, then acknowledge.
     Clear(Sender<()>),
     /// Stop.
@@ -94,13 +100,11 @@ impl<K, V> Drop for DeathNotice<'_, K, V> {
 /// nanoseconds, so trying (with a spin hint, then a yield) finds a gap quickly; after
 /// [`WRITE_ATTEMPTS`] attempts (a few milliseconds of yields) the worker queues like any writer
 /// so it cannot starve.
-fn write_lock<K, V>(
-    cell: &Cell<K, V>,
-) -> parking_lot::RwLockWriteGuard<'_, crate::shard::Shard<K, V>> {
+fn write_lock<K, V>(cell: &Cell<K, V>) -> WorkerLock<'_, K, V> {
     crate::pending::assert_may_wait_for_core();
     for attempt in 0..WRITE_ATTEMPTS {
-        if let Some(g) = cell.core.try_write() {
-            return g;
+        if let Some(guard) = cell.core.try_write() {
+            return WorkerLock { cell, guard: Some(guard) };
         }
         if attempt < 64 {
             std::hint::spin_loop();
@@ -108,7 +112,46 @@ fn write_lock<K, V>(
             std::thread::yield_now();
         }
     }
-    cell.core.write()
+    WorkerLock { cell, guard: Some(cell.core.write()) }
+}
+
+/// The worker's write lock of a shard. Letting go of it publishes the shard's
+/// [`Shard::dead_possible_from`] in `Cell::due_at`, for the other workers (see `settle`).
+struct WorkerLock<'a, K, V> {
+    cell: &'a Cell<K, V>,
+    guard: Option<parking_lot::RwLockWriteGuard<'a, Shard<K, V>>>,
+}
+
+impl<K, V> WorkerLock<'_, K, V> {
+    /// Lets go fairly: a reader waiting meanwhile gets the lock before this worker can take
+    /// it again.
+    fn unlock_fair(mut self) {
+        if let Some(g) = self.guard.take() {
+            self.cell.due_at.store(g.dead_possible_from(), Ordering::Release);
+            parking_lot::RwLockWriteGuard::unlock_fair(g);
+        }
+    }
+}
+
+impl<K, V> std::ops::Deref for WorkerLock<'_, K, V> {
+    type Target = Shard<K, V>;
+    fn deref(&self) -> &Shard<K, V> {
+        self.guard.as_deref().expect("held until dropped")
+    }
+}
+
+impl<K, V> std::ops::DerefMut for WorkerLock<'_, K, V> {
+    fn deref_mut(&mut self) -> &mut Shard<K, V> {
+        self.guard.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl<K, V> Drop for WorkerLock<'_, K, V> {
+    fn drop(&mut self) {
+        if let Some(g) = &self.guard {
+            self.cell.due_at.store(g.dead_possible_from(), Ordering::Release);
+        }
+    }
 }
 
 fn drop_outside<T>(garbage: T) {
@@ -156,7 +199,13 @@ where
             }
             Some(Command::Work(i)) => {
                 apply(&shared, &shared.cells[i]);
-                settle(&shared, &mine, i);
+                settle(&shared, me, &mine, i);
+            }
+            Some(Command::Settle) => {
+                shared.settle_asked[me].store(false, Ordering::Release);
+                if let Some(&first) = mine.first() {
+                    settle(&shared, me, &mine, first);
+                }
             }
             Some(Command::Retire(g)) => {
                 for &i in &mine {
@@ -166,7 +215,7 @@ where
             Some(Command::Flush(ack)) => {
                 mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
                 if let Some(&first) = mine.first() {
-                    settle(&shared, &mine, first);
+                    settle(&shared, me, &mine, first);
                 }
                 let _ = ack.send(());
             }
@@ -255,7 +304,7 @@ fn maintain<K, V>(
                 let mut core = write_lock(cell);
                 let r = core.maintain(now, SLICE, &shared.gens, &mut garbage);
                 // Hand the lock to waiting readers before taking it again for the next slice.
-                parking_lot::RwLockWriteGuard::unlock_fair(core);
+                core.unlock_fair();
                 r
             };
             shared.weight.fetch_sub(freed, Ordering::AcqRel);
@@ -328,9 +377,12 @@ fn evict_while_over<K, V>(
 
 /// Brings the engine back within capacity after a batch: first every shard of this worker
 /// gives up entries that are expired or of retired generations (so a live entry is never
-/// evicted while dead ones take its place, even with a manual clock that runs no timers), then
-/// the policy evicts from shard `first`, and from the others if it cannot.
-fn settle<K, V>(shared: &Shared<K, V>, mine: &[usize], first: usize) {
+/// evicted while dead ones take its place, even with a manual clock that runs no timers); if
+/// another worker's shard may still hold dead entries (its published `due_at` has come), that
+/// worker is asked to settle instead (it reclaims, then evicts if the engine is still over),
+/// and this one evicts nothing; otherwise the policy evicts from shard `first`, and from the
+/// others if it cannot.
+fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize) {
     if shared.weight.load(Ordering::Acquire) <= shared.capacity {
         return;
     }
@@ -353,6 +405,9 @@ fn settle<K, V>(shared: &Shared<K, V>, mine: &[usize], first: usize) {
         }
         drop_outside(garbage);
     }
+    if ask_others_to_reclaim(shared, me, now) {
+        return;
+    }
     for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             return;
@@ -361,6 +416,27 @@ fn settle<K, V>(shared: &Shared<K, V>, mine: &[usize], first: usize) {
         evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
         drop_outside(garbage);
     }
+}
+
+/// Sends `Settle` to every other worker that owns a shard whose published `due_at` has come
+/// (one outstanding request per worker); returns whether any such worker exists. Reads only
+/// atomics: no other worker's lock.
+fn ask_others_to_reclaim<K, V>(shared: &Shared<K, V>, me: usize, now: u64) -> bool {
+    let mut any = false;
+    for (w, mailbox) in shared.mailboxes.iter().enumerate() {
+        if w == me {
+            continue;
+        }
+        let due =
+            shared.cells.iter().any(|c| c.worker == w && c.due_at.load(Ordering::Acquire) <= now);
+        if due {
+            any = true;
+            if !shared.settle_asked[w].swap(true, Ordering::AcqRel) {
+                let _ = mailbox.send(Command::Settle);
+            }
+        }
+    }
+    any
 }
 
 /// Removes everything from one shard, pending operations included.

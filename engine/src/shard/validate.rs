@@ -54,6 +54,13 @@ impl<K, V> Shard<K, V> {
                 }
             }
         }
+        let timed = self.map.iter().filter(|e| self.stamp(e.idx).deadline != NEVER).count();
+        if timed != self.timed {
+            return Err(format!(
+                "{} entries counted as timed, {timed} have a deadline",
+                self.timed
+            ));
+        }
         if weight != self.weight {
             return Err(format!("weight {} but entries sum to {weight}", self.weight));
         }
