@@ -210,9 +210,10 @@ where
 
     /// Reads the value stored for `key` in place: `read` runs on it under the shard's read lock
     /// and its result is returned, which saves cloning `V` (e.g. the atomic increment and
-    /// decrement of an `Arc` when only something inside it is wanted). Keep `read` short: it
-    /// delays the shard's worker (never other readers), and must not call back into this
-    /// engine's `flush`, `clear` or `shutdown` (they wait for the worker).
+    /// decrement of an `Arc` when only something inside it is wanted). Keep `read` short: while
+    /// it runs, the shard's worker waits for the lock, and lookups of the shard that arrive
+    /// after the worker wait too. `read` must not call into this engine (a lookup in the same
+    /// shard could wait behind the worker, which waits for `read`).
     ///
     /// Guarantee (the memoizer's `unsafe` relies on it): `read` sees only the value stored
     /// together with a key that `key` was found [`Equivalent`] to, by one insert; the engine
