@@ -194,8 +194,12 @@ impl<K, V> Cell<K, V> {
     #[inline]
     fn try_write_core(&self) -> Option<RwLockWriteGuard<'_, Shard<K, V>>> {
         for _ in 0..WRITE_TRIES {
-            if let Some(core) = self.core.try_write() {
-                return Some(core);
+            // Test before test-and-set: a plain load while the lock is held keeps its cache
+            // line shared with the readers instead of taking it from them.
+            if !self.core.is_locked() {
+                if let Some(core) = self.core.try_write() {
+                    return Some(core);
+                }
             }
             std::hint::spin_loop();
         }
@@ -277,7 +281,9 @@ impl<K, V> Shared<K, V> {
     }
 
     pub(crate) fn signal(&self, cell: &Cell<K, V>, index: usize) {
-        if !cell.signaled.swap(true, Ordering::AcqRel) {
+        // A plain load first: while a wake-up is outstanding (a busy worker), no
+        // read-modify-write on a cache line the worker writes too.
+        if !cell.signaled.load(Ordering::Acquire) && !cell.signaled.swap(true, Ordering::AcqRel) {
             // A closed mailbox means the engine is shut down: nothing to do.
             let _ = self.mailboxes[cell.worker].send(Command::Work(index));
         }
