@@ -369,9 +369,32 @@ where
     }
 
     /// Returns once every operation issued before it has been applied by the workers (after
-    /// it, [`len`](Engine::len) is exact). Returns at once after shutdown.
+    /// it, [`len`](Engine::len) is exact, and within the capacity). Returns at once after
+    /// shutdown.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(2);
+    /// for k in 0..10 {
+    ///     cache.insert(k, k);
+    /// }
+    /// cache.flush();
+    /// assert_eq!(cache.len(), 2);
+    /// ```
     pub fn flush(&self) {
-        self.broadcast(Command::Flush);
+        let s = self.shared();
+        // A worker over capacity may have asked another worker to reclaim dead entries (and
+        // evict) instead of evicting itself. Mailboxes are FIFO: one more round is answered only
+        // after every request sent before it. Each request reclaims the requested worker's
+        // dead entries first, so requests stop after a few rounds; the bound only rules out a
+        // loop while the real clock keeps making new entries due.
+        for _ in 0..=2 * s.mailboxes.len() {
+            self.broadcast(Command::Flush);
+            if !s.settle_asked.iter().any(|a| a.load(Ordering::Acquire)) {
+                break;
+            }
+        }
     }
 
     /// [`flush`](Engine::flush), then one maintenance step on every worker: expire what the
