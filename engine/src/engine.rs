@@ -385,13 +385,15 @@ where
     pub fn flush(&self) {
         let s = self.shared();
         // A worker over capacity may have asked another worker to reclaim dead entries (and
-        // evict) instead of evicting itself. Mailboxes are FIFO: one more round is answered only
-        // after every request sent before it. Each request reclaims the requested worker's
-        // dead entries first, so requests stop after a few rounds; the bound only rules out a
-        // loop while the real clock keeps making new entries due.
-        for _ in 0..=2 * s.mailboxes.len() {
+        // evict) instead of evicting itself, and that one may pass an excess back: `Settle`
+        // requests, counted from before they are sent until they are served. Mailboxes are
+        // FIFO, so another round is answered only after every request sent before it. Each
+        // request reclaims the requested worker's dead entries first and passes back at most
+        // once, so requests stop after a few rounds; the bound only rules out a loop while the
+        // real clock keeps making new entries due.
+        for _ in 0..64 {
             self.broadcast(Command::Flush);
-            if !s.settle_asked.iter().any(|a| a.load(Ordering::Acquire)) {
+            if s.settles_in_flight.load(Ordering::SeqCst) == 0 {
                 break;
             }
         }

@@ -124,6 +124,12 @@ pub(crate) struct Shared<K, V> {
     pub(crate) worker_died: AtomicBool,
     /// Per worker: a `Settle` it has not begun yet was sent to it.
     pub(crate) settle_asked: Box<[AtomicBool]>,
+    /// Per worker: the worker to pass an excess it cannot cover back to (`usize::MAX`: none),
+    /// taken when it begins a `Settle`.
+    pub(crate) settle_reply: Box<[AtomicUsize]>,
+    /// `Settle` requests sent and not yet finished (a request sent while serving one is
+    /// counted before that one finishes, so this is 0 only when none is left anywhere).
+    pub(crate) settles_in_flight: AtomicUsize,
     pub(crate) tick: Duration,
     pub(crate) resolution: Duration,
 }
@@ -261,6 +267,8 @@ impl<K, V> Shared<K, V> {
             shut_down: AtomicBool::new(false),
             worker_died: AtomicBool::new(false),
             settle_asked: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            settle_reply: (0..workers).map(|_| AtomicUsize::new(usize::MAX)).collect(),
+            settles_in_flight: AtomicUsize::new(0),
             tick,
             resolution,
         }

@@ -74,7 +74,8 @@ pub(crate) enum Command {
     /// Apply everything pending, run one maintenance step, then acknowledge.
     Maintain(Sender<()>),
     /// Another worker is over capacity while this one may hold dead entries: reclaim them,
-    /// then evict if still over (see `settle`).
+    /// then evict if still over; if this worker's shards cannot cover the excess, pass it back
+    /// to the asker recorded in `Shared::settle_reply` (see `settle`).
     Settle,
     /// Remove everything, then acknowledge.
     Clear(Sender<()>),
@@ -196,13 +197,16 @@ where
             }
             Some(Command::Work(i)) => {
                 apply(&shared, &shared.cells[i]);
-                settle(&shared, me, &mine, i);
+                settle(&shared, me, &mine, i, Settle::MayDefer);
             }
             Some(Command::Settle) => {
-                shared.settle_asked[me].store(false, Ordering::Release);
+                shared.settle_asked[me].store(false, Ordering::SeqCst);
+                let asker = shared.settle_reply[me].swap(usize::MAX, Ordering::SeqCst);
+                let reply_to = (asker != usize::MAX).then_some(asker);
                 if let Some(&first) = mine.first() {
-                    settle(&shared, me, &mine, first);
+                    settle(&shared, me, &mine, first, Settle::Asked { reply_to });
                 }
+                shared.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             Some(Command::Retire(g)) => {
                 for &i in &mine {
@@ -212,7 +216,7 @@ where
             Some(Command::Flush(ack)) => {
                 mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
                 if let Some(&first) = mine.first() {
-                    settle(&shared, me, &mine, first);
+                    settle(&shared, me, &mine, first, Settle::MayDefer);
                 }
                 let _ = ack.send(());
             }
@@ -372,14 +376,25 @@ fn evict_while_over<K, V>(
     }
 }
 
-/// Brings the engine back within capacity after a batch: first every shard of this worker
-/// gives up entries that are expired or of retired generations (so a live entry is never
-/// evicted while dead ones take its place, even with a manual clock that runs no timers); if
-/// another worker's shard may still hold dead entries (its published `due_at` has come), that
-/// worker is asked to settle instead (it reclaims, then evicts if the engine is still over),
-/// and this one evicts nothing; otherwise the policy evicts from shard `first`, and from the
-/// others if it cannot.
-fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize) {
+/// Why a worker settles.
+#[derive(Clone, Copy)]
+enum Settle {
+    /// After its own batch: it may leave the eviction to workers that may hold dead entries.
+    MayDefer,
+    /// Asked by another worker (`reply_to`: the asker, which then evicts what this worker's
+    /// shards could not cover) or answered by one (`None`).
+    Asked { reply_to: Option<usize> },
+}
+
+/// Brings the engine back within capacity: first every shard of this worker gives up entries
+/// that are expired or of retired generations (so a live entry is never evicted while dead
+/// ones take its place, even with a manual clock that runs no timers). After its own batch
+/// (`MayDefer`), if another worker's shard may still hold dead entries (its published `due_at`
+/// has come), that worker is asked to settle instead, and this one evicts nothing. Otherwise
+/// the policy evicts from shard `first`, and from the others if it cannot; a worker that was
+/// asked and whose shards cannot cover the excess passes it back to the asker (once: the
+/// answer is not answered). So at most two hops, and `flush` waits for them.
+fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize, why: Settle) {
     if shared.weight.load(Ordering::Acquire) <= shared.capacity {
         return;
     }
@@ -402,7 +417,7 @@ fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize) 
         }
         drop_outside(garbage);
     }
-    if ask_others_to_reclaim(shared, me, now) {
+    if matches!(why, Settle::MayDefer) && ask_others_to_reclaim(shared, me, now) {
         return;
     }
     for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
@@ -413,6 +428,27 @@ fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize) 
         evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
         drop_outside(garbage);
     }
+    if let Settle::Asked { reply_to: Some(asker) } = why {
+        if shared.weight.load(Ordering::Acquire) > shared.capacity {
+            ask(shared, asker, None);
+        }
+    }
+}
+
+/// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
+/// when a `Settle` it has not begun yet is outstanding (that one reads the record). The record
+/// is written before the flag is read, and the worker clears the flag before it takes the
+/// record, so an asker either finds the flag set and its record taken later, or sends anew.
+fn ask<K, V>(shared: &Shared<K, V>, w: usize, reply_to: Option<usize>) {
+    if let Some(asker) = reply_to {
+        shared.settle_reply[w].store(asker, Ordering::SeqCst);
+    }
+    if !shared.settle_asked[w].swap(true, Ordering::SeqCst) {
+        shared.settles_in_flight.fetch_add(1, Ordering::SeqCst);
+        if shared.mailboxes[w].send(Command::Settle).is_err() {
+            shared.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Sends `Settle` to every other worker that owns a shard whose published `due_at` has come
@@ -420,17 +456,12 @@ fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize) 
 /// atomics: no other worker's lock.
 fn ask_others_to_reclaim<K, V>(shared: &Shared<K, V>, me: usize, now: u64) -> bool {
     let mut any = false;
-    for (w, mailbox) in shared.mailboxes.iter().enumerate() {
-        if w == me {
-            continue;
-        }
+    for w in (0..shared.mailboxes.len()).filter(|&w| w != me) {
         let due =
             shared.cells.iter().any(|c| c.worker == w && c.due_at.load(Ordering::Acquire) <= now);
         if due {
             any = true;
-            if !shared.settle_asked[w].swap(true, Ordering::AcqRel) {
-                let _ = mailbox.send(Command::Settle);
-            }
+            ask(shared, w, Some(me));
         }
     }
     any
