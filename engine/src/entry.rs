@@ -53,7 +53,7 @@ pub(crate) fn slot_hash(low: u32) -> u64 {
 }
 
 /// Per-slot data in a slab, read by the worker only (8 bytes). Written only by the worker,
-/// under the write lock. A slot's weight is in [`Weights`].
+/// under the write lock. A slot's weight is in a [`SparseSlab`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Meta {
     /// The key's hash, low 32 bits (see [`slot_hash`]).
@@ -64,35 +64,59 @@ pub(crate) struct Meta {
     pub(crate) occupied: bool,
 }
 
-/// Slot weights, in a slab a shard allocates only once an entry weighs other than 1 (so an
-/// engine without a weigher never does); slots beyond its length weigh 1. Written only by the
-/// worker, under the write lock.
-#[derive(Debug, Default)]
-pub(crate) struct Weights(Vec<u32>);
-
-impl Weights {
-    /// Slot `i`'s weight.
+impl Meta {
+    /// The slot's key hash as the table and the policy use it ([`slot_hash`]).
     #[inline]
-    pub(crate) fn get(&self, i: u32) -> u32 {
-        self.0.get(i as usize).copied().unwrap_or(1)
+    pub(crate) fn slot_hash(&self) -> u64 {
+        slot_hash(self.hash)
+    }
+}
+
+/// A slab of per-slot values that most slots leave at a default, allocated only once a slot
+/// holds something else; slots beyond its length read as the default. A shard keeps two: the
+/// [`Stamp`]s (so an engine used without deadlines or generations pays nothing for them) and
+/// the weights (default 1: an engine without a weigher never allocates it). Written only by
+/// the worker, under the write lock.
+#[derive(Debug)]
+pub(crate) struct SparseSlab<T> {
+    slots: Vec<T>,
+    default: T,
+}
+
+impl<T: Copy + PartialEq> SparseSlab<T> {
+    /// An empty slab whose slots read as `default`.
+    pub(crate) fn new(default: T) -> Self {
+        SparseSlab { slots: Vec::new(), default }
     }
 
-    /// Records slot `i`'s weight, growing the slab (as [`crate::list::reserve_slots`] does, up
-    /// to `share` slots) only for a weight other than 1.
-    pub(crate) fn set(&mut self, i: u32, weight: u32, share: usize) {
+    /// Slot `i`'s value.
+    #[inline]
+    pub(crate) fn get(&self, i: u32) -> T {
+        self.slots.get(i as usize).copied().unwrap_or(self.default)
+    }
+
+    /// Records slot `i`'s value, growing the slab (as [`crate::list::reserve_slots`] does, up
+    /// to `share` slots) only for a value other than the default.
+    pub(crate) fn set(&mut self, i: u32, value: T, share: usize) {
         let i = i as usize;
-        if i < self.0.len() {
-            self.0[i] = weight;
-        } else if weight != 1 {
-            crate::list::reserve_slots(&mut self.0, i + 1, share);
-            self.0.resize(i + 1, 1);
-            self.0[i] = weight;
+        if i < self.slots.len() {
+            self.slots[i] = value;
+        } else if value != self.default {
+            crate::list::reserve_slots(&mut self.slots, i + 1, share);
+            self.slots.resize(i + 1, self.default);
+            self.slots[i] = value;
         }
+    }
+
+    /// The allocated slots (the hit path reads stamps through this).
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[T] {
+        &self.slots
     }
 
     /// Slots the slab covers.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.slots.len()
     }
 }
 

@@ -95,7 +95,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::entry::{slot_hash, Meta, Queue, Weights};
+use crate::entry::{Meta, Queue, SparseSlab};
 use crate::list::{Kind, Links, List};
 
 /// Small's initial target, in percent of the shard's share.
@@ -162,8 +162,8 @@ impl Policy {
 
     /// Links a new entry into small; sets `e.queue`.
     pub(crate) fn on_insert(&mut self, links: &mut Links, i: u32, e: &mut Meta, weight: u32) {
-        self.sketch.increment(slot_hash(e.hash));
-        match self.ghost.take(slot_hash(e.hash)) {
+        self.sketch.increment(e.slot_hash());
+        match self.ghost.take(e.slot_hash()) {
             Some(Tag::Small) => {
                 let step = (self.ghost.main / self.ghost.small.max(1)).max(1);
                 let step = step.saturating_mul(u64::from(weight).max(1));
@@ -201,7 +201,7 @@ impl Policy {
         &mut self,
         links: &mut Links,
         metas: &mut [Meta],
-        weights: &Weights,
+        weights: &SparseSlab<u32>,
         freq: impl Fn(u32, u64) -> Option<&'a AtomicU8>,
     ) -> Option<u32> {
         if !self.sketch.is_ready() {
@@ -211,7 +211,7 @@ impl Policy {
             let end = self.warm_left.min(metas.len());
             let start = end.saturating_sub(WARM_STEP);
             for m in metas[start..end].iter().filter(|m| m.occupied) {
-                self.sketch.increment(slot_hash(m.hash));
+                self.sketch.increment(m.slot_hash());
             }
             self.warm_left = start;
         }
@@ -223,7 +223,7 @@ impl Policy {
             }
             if self.small_weight <= self.small_target && !links.is_empty(self.main) {
                 let v = self.clock(links, metas, &freq)?;
-                self.ghost.add(slot_hash(metas[v as usize].hash), Tag::Main);
+                self.ghost.add(metas[v as usize].slot_hash(), Tag::Main);
                 return Some(v);
             }
             let c = links.front(Kind::Queue, self.small)?;
@@ -233,7 +233,7 @@ impl Policy {
                 self.promote(links, c, &mut metas[c as usize], weights.get(c));
                 continue;
             }
-            let hash = slot_hash(metas[c as usize].hash);
+            let hash = metas[c as usize].slot_hash();
             let mark = freq(c, hash)?;
             if mark.load(Ordering::Relaxed) > 0 {
                 // Read while in small: counted once more, and into main.
@@ -243,10 +243,9 @@ impl Policy {
                 continue;
             }
             let v = self.clock(links, metas, &freq)?;
-            if self.sketch.estimate(hash) > self.sketch.estimate(slot_hash(metas[v as usize].hash))
-            {
+            if self.sketch.estimate(hash) > self.sketch.estimate(metas[v as usize].slot_hash()) {
                 self.promote(links, c, &mut metas[c as usize], weights.get(c));
-                self.ghost.add(slot_hash(metas[v as usize].hash), Tag::Main);
+                self.ghost.add(metas[v as usize].slot_hash(), Tag::Main);
                 return Some(v);
             }
             self.ghost.add(hash, Tag::Small);
@@ -280,7 +279,7 @@ impl Policy {
     ) -> Option<u32> {
         loop {
             let i = links.front(Kind::Queue, self.main)?;
-            let hash = slot_hash(metas[i as usize].hash);
+            let hash = metas[i as usize].slot_hash();
             let mark = freq(i, hash)?;
             let f = mark.load(Ordering::Relaxed);
             if f == 0 {
@@ -298,7 +297,7 @@ impl Policy {
         &self,
         links: &Links,
         metas: &[Meta],
-        weights: &Weights,
+        weights: &SparseSlab<u32>,
     ) -> Result<usize, String> {
         let mut n = 0;
         for (q, list, weight) in [

@@ -29,17 +29,17 @@
 //! | queue links (timer, generation links: only once used, see [`crate::list`]) | 8 | 8.2 |
 //! | policy: frequency sketch and ghost table | | 2.7 |
 //!
-//! The slab and the link arrays grow by [`reserve_slots`]: doubling up to the shard's share
-//! of the capacity, never past it, then in small steps (plain doubling left a 125k shard with
-//! room for 131,072). Measured: 32-33 B/entry of heap beyond the floor (quick_cache 36.5), 37-38
-//! of RSS (quick_cache 35; the allocator keeps the tables freed while growing). The hashbrown table is the
-//! largest part: it has a power-of-two number of buckets and doubles at 7/8 load, so the
-//! default shard count is chosen from the capacity to leave each shard's share just under a
-//! threshold (8 shards of 125k sat just over one: 48% full, 61-63 B/entry). A slot keeps only
-//! the low half of its key's hash ([`slot_hash`]) and its weight only when it is not 1: `Meta`
-//! went from 16 to 8 bytes. An engine
-//! whose entries all have a deadline or generations (the memoizer's) pays the 24-byte stamp
-//! per slot on top. The pending tables (`shared.rs`) keep their capacity between batches.
+//! The slab and the link arrays grow by [`reserve_slots`]: doubling up to the shard's share of the
+//! capacity, never past it, then in small steps (plain doubling left a 125k shard with room for
+//! 131,072). Measured: 32-33 B/entry of heap beyond the floor (quick_cache 36.5), 37-38 of RSS
+//! (quick_cache 35; the allocator keeps the tables freed while growing). The hashbrown table is the
+//! largest part: it has a power-of-two number of buckets and doubles at 7/8 load, so the default
+//! shard count is chosen from the capacity to leave each shard's share just under a threshold (8
+//! shards of 125k sat just over one: 48% full, 61-63 B/entry). A slot keeps only the low half of
+//! its key's hash ([`slot_hash`]) and its weight only when it is not 1: `Meta` went from 16 to 8
+//! bytes. An engine whose entries all have a deadline or generations (the memoizer's) pays the
+//! 24-byte stamp per slot on top. The pending tables (`shared.rs`) keep their capacity between
+//! batches.
 //!
 //! Invariants ([`Shard::validate`]): the map holds exactly the occupied slots, each under its
 //! stored hash; every occupied entry is in exactly one policy queue, in the wheel iff it has a
@@ -53,7 +53,9 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 use hashbrown::HashTable;
 
-use crate::entry::{slot_hash, Entry, Gens, Meta, Queue, Stamp, Weights, NEVER, TIMED, VERSIONED};
+use crate::entry::{
+    slot_hash, Entry, Gens, Meta, Queue, SparseSlab, Stamp, NEVER, TIMED, VERSIONED,
+};
 use crate::generation::{Generation, Registry};
 use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
@@ -121,10 +123,10 @@ pub(crate) struct Shard<K, V> {
     map: HashTable<Entry<K, V>>,
     metas: Vec<Meta>,
     /// Weights by slot; empty while every entry weighs 1 (see [`Weights`]).
-    weights: Weights,
+    weights: SparseSlab<u32>,
     /// Deadlines and generations by slot; empty until the first entry that has either, then
     /// grown to cover every slot such an entry takes (see [`Stamp`]).
-    stamps: Vec<Stamp>,
+    stamps: SparseSlab<Stamp>,
     free: Vec<u32>,
     links: Links,
     policy: Policy,
@@ -149,8 +151,8 @@ impl<K, V> Shard<K, V> {
         Shard {
             map: HashTable::new(),
             metas: Vec::new(),
-            weights: Weights::default(),
-            stamps: Vec::new(),
+            weights: SparseSlab::new(1),
+            stamps: SparseSlab::new(Stamp::NONE),
             free: Vec::new(),
             links,
             policy,
@@ -175,24 +177,17 @@ impl<K, V> Shard<K, V> {
     /// The slab that [`Entry::is_visible`] reads.
     #[inline]
     pub(crate) fn stamps(&self) -> &[Stamp] {
-        &self.stamps
+        self.stamps.as_slice()
     }
 
     /// Slot `idx`'s deadline and generations ([`Stamp::NONE`] beyond the stamp slab).
     fn stamp(&self, idx: u32) -> Stamp {
-        self.stamps.get(idx as usize).copied().unwrap_or(Stamp::NONE)
+        self.stamps.get(idx)
     }
 
     /// Records slot `idx`'s stamp, growing the stamp slab only for a stamp other than `NONE`.
     fn set_stamp(&mut self, idx: u32, stamp: Stamp) {
-        let i = idx as usize;
-        if i < self.stamps.len() {
-            self.stamps[i] = stamp;
-        } else if stamp != Stamp::NONE {
-            reserve_slots(&mut self.stamps, i + 1, self.share);
-            self.stamps.resize(i + 1, Stamp::NONE);
-            self.stamps[i] = stamp;
-        }
+        self.stamps.set(idx, stamp, self.share);
     }
 
     /// The entry stored for a key that `eq` accepts, visible or not.
@@ -210,7 +205,7 @@ impl<K, V> Shard<K, V> {
     /// The entry in slot `idx`.
     fn at(&self, idx: u32) -> Option<&Entry<K, V>> {
         let m = self.metas.get(idx as usize).filter(|m| m.occupied)?;
-        self.map.find(slot_hash(m.hash), |e| e.idx == idx)
+        self.map.find(m.slot_hash(), |e| e.idx == idx)
     }
 
     fn valid(&self, h: Handle) -> bool {
@@ -282,8 +277,7 @@ impl<K, V> Shard<K, V> {
             | if n.gens != [0; 2] { VERSIONED } else { 0 };
         let e = Entry { key: n.key, value: n.value, idx, freq: 0.into(), flags: flags.into() };
         let metas = &self.metas;
-        self.map
-            .insert_unique(slot_hash(n.hash as u32), e, |e| slot_hash(metas[e.idx as usize].hash));
+        self.map.insert_unique(slot_hash(n.hash as u32), e, |e| metas[e.idx as usize].slot_hash());
         self.weight += u64::from(n.weight);
         self.counts.inserts += 1;
         u64::from(n.weight)
@@ -309,10 +303,9 @@ impl<K, V> Shard<K, V> {
         let Some(e) = self.map.find_mut(slot_hash(hash as u32), |e| e.key == key) else {
             return Err((key, value));
         };
-        let idx = e.idx as usize;
         let same = *e.flags.get_mut() == if versioned { VERSIONED } else { 0 }
             && self.weights.get(e.idx) == weight
-            && (!versioned || self.stamps.get(idx).is_some_and(|s| s.gens == *gens));
+            && (!versioned || self.stamps.get(e.idx).gens == *gens);
         if !same {
             return Err((key, value));
         }
@@ -333,7 +326,7 @@ impl<K, V> Shard<K, V> {
         let Some(m) = self.metas.get(idx as usize).copied().filter(|m| m.occupied) else {
             return 0;
         };
-        let Ok(found) = self.map.find_entry(slot_hash(m.hash), |e| e.idx == idx) else {
+        let Ok(found) = self.map.find_entry(m.slot_hash(), |e| e.idx == idx) else {
             return 0;
         };
         let (e, _) = found.remove();
@@ -500,7 +493,7 @@ mod tests {
         }
         assert_eq!(s.links.covered(Kind::Queue), 1000);
         // Nor any stamp slab (deadlines and generations).
-        assert!(s.stamps.is_empty());
+        assert_eq!(s.stamps.len(), 0);
         // Doubling stops at the share, then grows by steps of 1/32 of it.
         assert_eq!(s.metas.capacity(), 1000);
         s.insert(entry(1000, 50, [0; 2]), None, &reg, &mut garbage);

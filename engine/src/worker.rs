@@ -1,23 +1,23 @@
 //! Worker threads: each owns a set of shards and is the only one to change their structure.
 //!
 //! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
-//! operations (a caller sends it unless one is already outstanding; the worker also drains
-//! every shard at each tick): under the shard's write lock, the worker swaps them all out of
-//! the `pending` table (held only for the swap) and applies them (removes first, then stores)
-//! before releasing the lock, and drops the displaced keys and values after. If the engine is
-//! then over capacity it first reclaims expired and stale entries of its shards, and only then
-//! lets the policy evict live ones (`settle`); if another worker's shards may still hold dead
-//! entries (each worker publishes, per shard, from when that can be: `Cell::due_at`), it asks
-//! that worker to settle instead, so live entries never make room for dead ones. With the real clock, a worker also wakes every
-//! `tick` for maintenance: advance the wheel (expire) and reclaim entries of retired
-//! generations, in slices of [`SLICE`] entries per write lock, each released fairly so that
+//! operations (a caller sends it unless one is already outstanding; the worker also drains every
+//! shard at each tick): under the shard's write lock, the worker swaps them all out of the
+//! `pending` table (held only for the swap) and applies them (removes first, then stores) before
+//! releasing the lock, and drops the displaced keys and values after. If the engine is then over
+//! capacity it first reclaims expired and stale entries of its shards, and only then lets the
+//! policy evict live ones (`settle`); if another worker's shards may still hold dead entries (each
+//! worker publishes, per shard, from when that can be: `Cell::due_at`), it asks that worker to
+//! settle instead, so live entries never make room for dead ones. With the real clock, a worker
+//! also wakes every `tick` for maintenance: advance the wheel (expire) and reclaim entries of
+//! retired generations, in slices of [`SLICE`] entries per write lock, each released fairly so that
 //! readers waiting meanwhile go first. Background maintenance is paced by time: a burst of at most
-//! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile),
-//! so reclaiming a large retired generation takes at most a seventh of a core and leaves the
-//! shards' locks free to readers six sevenths of the time: 1M stale entries are reclaimed in
-//! about 3 s (3 ticks) while a reader keeps ~87% of its throughput (`benches/retire.rs`). With a manual
-//! clock the worker never wakes on its own; `run_maintenance` sends `Maintain`, which works up
-//! to [`TICK_BUDGET`] entries per shard, unpaced.
+//! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile), so
+//! reclaiming a large retired generation takes at most a seventh of a core and leaves the shards'
+//! locks free to readers six sevenths of the time: 1M stale entries are reclaimed in about 3 s (3
+//! ticks) while a reader keeps ~87% of its throughput (`benches/retire.rs`). With a manual clock
+//! the worker never wakes on its own; `run_maintenance` sends `Maintain`, which works up to
+//! [`TICK_BUDGET`] entries per shard, unpaced.
 //!
 //! Workers never wait on callers beyond a lock hold: they block only on their mailbox and,
 //! briefly, for a shard's write lock while readers finish; they take a shard's locks only for a

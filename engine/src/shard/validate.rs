@@ -30,11 +30,7 @@ impl<K, V> Shard<K, V> {
             let i = e.idx;
             let m = self.metas.get(i as usize).filter(|m| m.occupied);
             let Some(m) = m else { return Err(format!("entry names free slot {i}")) };
-            if !self
-                .map
-                .find(crate::entry::slot_hash(m.hash), |x| x.idx == i)
-                .is_some_and(|x| std::ptr::eq(x, e))
-            {
+            if !self.map.find(m.slot_hash(), |x| x.idx == i).is_some_and(|x| std::ptr::eq(x, e)) {
                 return Err(format!("entry {i} not found in the map under its stored hash"));
             }
             weight += u64::from(self.weights.get(i));
