@@ -220,7 +220,9 @@ impl MemoizerBuilder {
     /// # drop(m);
     /// ```
     pub fn build(self) -> Result<Memoizer, Error> {
-        let mut eb = Engine::builder().max_capacity(self.capacity);
+        // Hits and misses are counted per function (`stats.rs`); the engine's own count would
+        // be an atomic add per call that nothing reads.
+        let mut eb = Engine::builder().max_capacity(self.capacity).count_lookups(false);
         if let Some(t) = self.tick {
             eb = eb.tick(t);
         }

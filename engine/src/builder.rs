@@ -58,6 +58,7 @@ impl std::error::Error for BuildError {
 /// | `tick` | 1 s | how often workers expire and reclaim (pacing only, never correctness) |
 /// | `clock_resolution` | 1 ms | how far behind real time the lookups' clock may be |
 /// | `clock` | the real monotonic clock | a [`ManualClock`] for tests |
+/// | `count_lookups` | true | count hits and misses in [`Engine::stats`] |
 ///
 /// # Example
 /// ```
@@ -78,6 +79,7 @@ pub struct EngineBuilder<K, V> {
     tick: Duration,
     resolution: Duration,
     clock: Option<ManualClock>,
+    count_lookups: bool,
 }
 
 impl<K, V> fmt::Debug for EngineBuilder<K, V> {
@@ -90,6 +92,7 @@ impl<K, V> fmt::Debug for EngineBuilder<K, V> {
             .field("tick", &self.tick)
             .field("clock_resolution", &self.resolution)
             .field("manual_clock", &self.clock.is_some())
+            .field("count_lookups", &self.count_lookups)
             .finish()
     }
 }
@@ -104,6 +107,7 @@ impl<K, V> Default for EngineBuilder<K, V> {
             tick: Duration::from_secs(1),
             resolution: Duration::from_millis(1),
             clock: None,
+            count_lookups: true,
         }
     }
 }
@@ -162,6 +166,26 @@ where
         self
     }
 
+    /// Whether lookups are counted in [`EngineStats::hits`](crate::EngineStats::hits) and
+    /// [`misses`](crate::EngineStats::misses) (default `true`). A caller that counts its own
+    /// lookups turns this off and saves an atomic add per lookup (the memoizer counts per
+    /// function, so its engine does not); both fields then stay 0. Nothing else changes.
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::Engine;
+    /// let e: Engine<u32, u32> = Engine::builder().count_lookups(false).build()?;
+    /// e.insert(1, 10);
+    /// assert_eq!(e.get(&1), Some(10));
+    /// assert_eq!(e.get(&2), None);
+    /// assert_eq!((e.stats().hits, e.stats().misses), (0, 0));
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
+    pub fn count_lookups(mut self, on: bool) -> Self {
+        self.count_lookups = on;
+        self
+    }
+
     /// Builds the engine and starts its threads.
     ///
     /// # Errors
@@ -191,7 +215,7 @@ where
         };
         let (txs, rxs): (Vec<_>, Vec<_>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             shards,
             workers,
             self.capacity,
@@ -200,7 +224,9 @@ where
             self.tick,
             self.resolution,
             txs,
-        ));
+        );
+        shared.count_lookups = self.count_lookups;
+        let shared = Arc::new(shared);
         let inner = Inner {
             shared: shared.clone(),
             threads: Mutex::new(Vec::new()),

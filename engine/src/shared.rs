@@ -119,6 +119,8 @@ pub(crate) struct Shared<K, V> {
     pub(crate) weight: AtomicU64,
     pub(crate) capacity: u64,
     pub(crate) weigher: Option<Weigher<K, V>>,
+    /// Whether lookups count hits and misses ([`crate::EngineBuilder::count_lookups`]).
+    pub(crate) count_lookups: bool,
     pub(crate) mailboxes: Vec<Sender<Command>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) worker_died: AtomicBool,
@@ -263,6 +265,7 @@ impl<K, V> Shared<K, V> {
             weight: AtomicU64::new(0),
             capacity,
             weigher,
+            count_lookups: true,
             mailboxes,
             shut_down: AtomicBool::new(false),
             worker_died: AtomicBool::new(false),
@@ -338,7 +341,9 @@ where
         e.mark();
         let r = read(&e.value);
         drop(core);
-        cell.hits.fetch_add(1, Ordering::Relaxed);
+        if self.count_lookups {
+            cell.hits.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(r)
     }
 
@@ -392,6 +397,9 @@ where
     /// Counts a lookup that went through the slow path.
     #[cold]
     fn count(&self, hash: u64, hit: bool) {
+        if !self.count_lookups {
+            return;
+        }
         let c = self.cell(hash);
         if hit { &c.hits } else { &c.misses }.fetch_add(1, Ordering::Relaxed);
     }
