@@ -31,8 +31,8 @@
 //!
 //! Supporting pieces: `generation.rs` (O(1) retirement: an entry is visible only while every
 //! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
-//! and [`ManualClock`]), `stats.rs` ([`StripedCounters`], per-thread counters for callers such as
-//! the memoizer; the engine itself counts per shard).
+//! and [`ManualClock`]). The engine counts hits and misses per shard, on the cache line of the
+//! shard's lock (see [`EngineBuilder::count_lookups`] for callers that count their own).
 //!
 //! ## Cost of a hit
 //! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
@@ -88,7 +88,6 @@ mod pending;
 mod policy;
 mod shard;
 mod shared;
-mod stats;
 mod wheel;
 mod worker;
 
@@ -97,4 +96,3 @@ pub use crate::clock::ManualClock;
 pub use crate::engine::{Engine, EngineStats};
 pub use crate::generation::Generation;
 pub use crate::options::{Equivalent, InsertOptions};
-pub use crate::stats::{StripedCounters, STRIPED_COUNTERS};
