@@ -10,29 +10,34 @@
 //! The two hash identically because every owned argument type `O` is `Borrow<B>` of its borrowed
 //! form `B` (`String: Borrow<str>`, `Vec<T>: Borrow<[T]>`, `T: Borrow<T>`), and `Borrow`
 //! requires equal hashing; tuples hash element by element. Equality compares the function id,
-//! then the key's type tag, then the arguments element by element through `Borrow`. So a hit
-//! clones no argument; [`KeyView::to_owned_key`] runs only when a result is stored.
+//! then the arguments element by element through `Borrow`. So a hit clones no argument;
+//! [`KeyView::to_owned_key`] runs only when a result is stored.
 //!
 //! | piece | stored in the engine | hashed as |
 //! |---|---|---|
 //! | function | `fn_id: u64` inline in [`ErasedKey`] (checked first) | `u64` |
-//! | types | `tag: TypeId` of (owned arguments, stored value type), inline | not hashed |
 //! | arguments | `Box<dyn StoredArgs>` holding an `OwnedKey<(O1, O2, ..)>` | the tuple `(O1, O2, ..)` |
 //!
-//! ## Why a type tag, and the one `unsafe` of the crate
+//! ## One type per function, and the one `unsafe` of the crate
 //! Downcasting a `dyn Any` calls its `type_id` through the vtable; a hit needed two (the key's
 //! arguments and the value), about a fifth of a memoized hit (`benches/memoize.rs`: 27 → 22 ns
-//! without them; see BENCHMARKS.md). The tag makes both checks one inline comparison with a
-//! constant. Invariant (private fields, two constructors): a key's tag is `tag::<O, S>()` only if
-//! its arguments are an `OwnedKey<O>`, and a key with a real value type `S` is built only by
-//! [`HitKey::get_or_try_insert_with`], together with the `Arc<S>` stored under it (keys made
-//! for [`CacheKey`] name a private value type that nothing stores). The engine keeps a key and
-//! its value as one entry and never pairs a key with another value, so a value found through a
-//! `HitKey<V, S>` holds an `S`. This module is the only one allowed `unsafe` (the crate denies
-//! `unsafe_code`); debug builds check every cast with the dynamic type check it replaces. The casts that rely on
-//! this are in [`HitKey::get`], [`Found`] and `HitKey`'s `Equivalent`, each with its `SAFETY`
-//! proof; every other path (deletes, `make_cache_key`, comparing two stored keys, the value a
-//! miss returns) uses checked downcasts.
+//! without them; see BENCHMARKS.md). Instead, a function's [`FnKeys`] records the type tag
+//! (owned arguments, stored value type) of its first call, and a [`HitKey`] is made only for
+//! calls with that tag: one comparison per call against the function's own state, none per
+//! entry (an entry's key is 24 bytes: the id and the box). Invariant (private fields, one
+//! constructor each): every key stored under a function id `id` was built by
+//! [`HitKey::get_or_try_insert_with`] of a `HitKey` of the [`FnKeys`] with that id, together
+//! with the `Arc<S>` stored under it, so its arguments are an `OwnedKey<O>` and its value an
+//! `S` for the one `(O, S)` that `FnKeys` admits. Ids are process-unique; keys made for
+//! [`CacheKey`] carry the id with [`UNSTORED`] set, which no `FnKeys` has. The engine keeps a
+//! key and its value as one entry and never pairs a key with another value, so a value found
+//! through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one signature, a
+//! generic `impl` being a compile error; the runtime check keeps this sound even if that
+//! failed.) This module is the only one allowed `unsafe` (the crate denies `unsafe_code`);
+//! debug builds check every cast with the dynamic type check it replaces. The casts that rely
+//! on this are in [`HitKey::get`], [`Found`] and `HitKey`'s `Equivalent`, each with its
+//! `SAFETY` proof; every other path (deletes, `make_cache_key`, comparing two stored keys, the
+//! value a miss returns) uses checked downcasts.
 //!
 //! Versions (the function's generation and the receiver's) are not part of the in-process key:
 //! the engine stores them with each entry and hides entries whose generation is retired. A
@@ -46,7 +51,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use memokit_engine::{Engine, InsertOptions};
 
@@ -149,44 +154,76 @@ impl<O: Hash + Eq + Send + Sync + 'static> StoredArgs for OwnedKey<O> {
     }
 }
 
-/// The type tag of a stored key: its owned argument type `O` and the concrete type `S` of the
-/// value stored with it (what the `Arc<dyn Any>` of the value holds).
+/// The type tag of a function's keys: its owned argument type `O` and the concrete type `S` of
+/// the values stored with them (what the `Arc<dyn Any>` of a value holds).
 #[inline(always)]
 fn tag<O: 'static, S: 'static>() -> TypeId {
     TypeId::of::<(OwnedKey<O>, S)>()
 }
 
-/// The value type named by the tag of a key that is never stored (private: no value has it).
-struct Unstored;
+/// Set in the function id of keys that are never stored ([`ErasedKey::unstored`]); process-unique
+/// ids are counted from 1 and never reach it.
+const UNSTORED: u64 = 1 << 63;
+
+/// The key space of one memoized function: its process-unique id and the one type tag its keys
+/// and values have, fixed by its first call (see the module docs).
+pub(crate) struct FnKeys {
+    id: u64,
+    tag: OnceLock<TypeId>,
+}
+
+impl FnKeys {
+    /// The key space of a new function; `id` is process-unique and below [`UNSTORED`].
+    pub(crate) fn new(id: u64) -> Self {
+        debug_assert!(id & UNSTORED == 0);
+        FnKeys { id: id & !UNSTORED, tag: OnceLock::new() }
+    }
+
+    /// The function's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The key of a call with arguments `view` whose results are stored as `S`; `None` when
+    /// this function's keys have other types (never for generated code: one signature per
+    /// function). The first call fixes the types.
+    #[inline(always)]
+    pub(crate) fn hit_key<'v, V: KeyView, S: 'static>(
+        &self,
+        view: &'v V,
+    ) -> Option<HitKey<'v, V, S>> {
+        let t = tag::<V::Owned, S>();
+        (*self.tag.get_or_init(|| t) == t).then_some(HitKey {
+            fn_id: self.id,
+            view,
+            value: PhantomData,
+        })
+    }
+}
 
 /// The key type of the memoizer's engine: function id + owned arguments, type-erased.
 ///
-/// `tag` names the types behind `args` and behind the value stored with this key (see
-/// [`tag`]). Invariant, kept by the private fields and the two constructors: `tag ==
-/// tag::<O, S>()` only if `args` is an `OwnedKey<O>`, and keys built by
-/// [`ErasedKey::stored`] go into the engine only with a value whose concrete type is `S`
-/// (from [`HitKey::get_or_try_insert_with`]; `unstored` keys name the private `Unstored`).
-/// Two stored keys are equal only if their tags are, so an entry's value always has the type
-/// its key's tag names. [`HitKey`] relies on this to skip both dynamic type checks.
+/// Invariant, kept by the private fields and the two constructors: a key built by
+/// [`ErasedKey::stored`] goes into the engine only from [`HitKey::get_or_try_insert_with`],
+/// with the `Arc<S>` of that `HitKey`, and its function's [`FnKeys`] admits only that `(O, S)`;
+/// [`ErasedKey::unstored`] keys carry the id with [`UNSTORED`] set. So every entry of function
+/// id `id` has an `OwnedKey<O>` and an `S`: [`HitKey`] relies on this to skip both dynamic
+/// type checks.
 pub(crate) struct ErasedKey {
     fn_id: u64,
-    tag: TypeId,
     args: Box<dyn StoredArgs>,
 }
 
 impl ErasedKey {
-    /// The key stored with a value of concrete type `S` (only [`HitKey`] stores).
-    fn stored<V: KeyView, S: 'static>(fn_id: u64, view: &V) -> Self {
-        ErasedKey {
-            fn_id,
-            tag: tag::<V::Owned, S>(),
-            args: Box::new(OwnedKey { args: view.to_owned_key() }),
-        }
+    /// The key stored with a value (only [`HitKey`] stores).
+    fn stored<V: KeyView>(fn_id: u64, view: &V) -> Self {
+        ErasedKey { fn_id, args: Box::new(OwnedKey { args: view.to_owned_key() }) }
     }
 
-    /// A key that is never stored (the one [`CacheKey`] wraps); its tag names no value type.
+    /// A key that is never stored (the one [`CacheKey`] wraps): equal to another such key
+    /// exactly when a call's keys would be, found by no [`HitKey`].
     pub(crate) fn unstored<V: KeyView>(fn_id: u64, view: &V) -> Self {
-        Self::stored::<V, Unstored>(fn_id, view)
+        Self::stored(fn_id | UNSTORED, view)
     }
 }
 
@@ -200,7 +237,7 @@ impl Hash for ErasedKey {
 
 impl PartialEq for ErasedKey {
     fn eq(&self, other: &Self) -> bool {
-        self.fn_id == other.fn_id && self.tag == other.tag && self.args.eq_dyn(&*other.args)
+        self.fn_id == other.fn_id && self.args.eq_dyn(&*other.args)
     }
 }
 
@@ -232,8 +269,9 @@ impl<V: KeyView> memokit_engine::Equivalent<ErasedKey> for LookupKey<'_, V> {
     }
 }
 
-/// The key of a call whose stored value type is `S`: finds only keys stored through a
-/// `HitKey<V, S>`, with one comparison of the type tag and no virtual call.
+/// The key of a call whose stored value type is `S`, made only by [`FnKeys::hit_key`] (so
+/// only for the `(V::Owned, S)` its function admits): finds that function's keys with no type
+/// check and no virtual call.
 ///
 /// This type is the only way results enter the memoizer's engine
 /// ([`get_or_try_insert_with`](HitKey::get_or_try_insert_with): the key and the `Arc<S>`
@@ -244,12 +282,7 @@ pub(crate) struct HitKey<'v, V, S> {
     value: PhantomData<fn() -> S>,
 }
 
-impl<'v, V: KeyView, S: Send + Sync + 'static> HitKey<'v, V, S> {
-    #[inline(always)]
-    pub(crate) fn new(fn_id: u64, view: &'v V) -> Self {
-        HitKey { fn_id, view, value: PhantomData }
-    }
-
+impl<V: KeyView, S: Send + Sync + 'static> HitKey<'_, V, S> {
     /// The hit path: `read` sees the stored `S` in place.
     #[inline(always)]
     pub(crate) fn get<R>(
@@ -259,21 +292,22 @@ impl<'v, V: KeyView, S: Send + Sync + 'static> HitKey<'v, V, S> {
     ) -> Option<R> {
         engine.get_map(self, |v| {
             // SAFETY: the engine hands `read` only the value of an entry whose key `k` this
-            // `HitKey` found equivalent, so `k.tag == tag::<V::Owned, S>()` (checked in
-            // `equivalent`). `ErasedKey::stored` (private to this module) has two callers:
-            // `unstored`, whose tag names the private `Unstored`, which no codec stores and so no
-            // `HitKey` carries; and `get_or_try_insert_with` below, whose key goes into the
-            // engine only with that call's `compute` value, an `Arc<S>`. The engine stores a key
-            // and its value as one entry and never pairs a key with another value (documented
-            // on `Engine::get_map` and `Engine::get_or_try_insert_with_ref`). So the `dyn Any`
-            // behind `v` is an `S`.
+            // `HitKey` found equivalent, so `k.fn_id == self.fn_id` (checked in `equivalent`).
+            // `ErasedKey::stored` (private to this module) has two callers: `unstored`, whose
+            // ids have `UNSTORED` set, which no `FnKeys` id has; and `get_or_try_insert_with`
+            // below, whose key goes into the engine only with that call's `compute` value, an
+            // `Arc<S'>` for a `HitKey<V', S'>` of the same function. `FnKeys::hit_key` (the only
+            // constructor) makes `HitKey`s of one function for one tag `(V::Owned, S)` only, so
+            // `S' == S`. The engine stores a key and its value as one entry and never pairs a
+            // key with another value (documented on `Engine::get_map` and
+            // `Engine::get_or_try_insert_with_ref`). So the `dyn Any` behind `v` is an `S`.
             read(unsafe { Found::new_unchecked(v) })
         })
     }
 
     /// The miss path: the engine's single flight for this key; a computed `Arc<S>` is stored
-    /// under `ErasedKey::stored::<V, S>` (the invariant [`get`](HitKey::get) relies on). The
-    /// value returned is checked like any other.
+    /// under `ErasedKey::stored` with this function's id (the invariant [`get`](HitKey::get)
+    /// relies on). The value returned is checked like any other.
     pub(crate) fn get_or_try_insert_with<E>(
         &self,
         engine: &Engine<ErasedKey, ErasedValue>,
@@ -283,7 +317,7 @@ impl<'v, V: KeyView, S: Send + Sync + 'static> HitKey<'v, V, S> {
         engine.get_or_try_insert_with_ref(
             self,
             opts,
-            |k| ErasedKey::stored::<V, S>(k.fn_id, k.view),
+            |k| ErasedKey::stored(k.fn_id, k.view),
             || compute().map(|a| a as ErasedValue),
         )
     }
@@ -340,13 +374,14 @@ impl<V: KeyView, S> Hash for HitKey<'_, V, S> {
 impl<V: KeyView, S: 'static> memokit_engine::Equivalent<ErasedKey> for HitKey<'_, V, S> {
     #[inline]
     fn equivalent(&self, key: &ErasedKey) -> bool {
-        if self.fn_id != key.fn_id || key.tag != tag::<V::Owned, S>() {
+        if self.fn_id != key.fn_id {
             return false;
         }
         debug_assert!(key.args.as_any().is::<OwnedKey<V::Owned>>());
-        // SAFETY: the tag names `OwnedKey<V::Owned>` as the type behind `key.args` (invariant
-        // of `ErasedKey`: the tag is set only by `ErasedKey::stored` from the type it boxes),
-        // so the data pointer of the box points to an `OwnedKey<V::Owned>`, borrowed with `key`.
+        // SAFETY: every stored key of this function id boxes an `OwnedKey<V::Owned>` (invariant
+        // of `ErasedKey`: stored only through a `HitKey` of this function, and `FnKeys::hit_key`
+        // admits one `V::Owned` per function), so the data pointer of the box points to an
+        // `OwnedKey<V::Owned>`, borrowed with `key`.
         let owned = unsafe { &*(&*key.args as *const dyn StoredArgs).cast::<OwnedKey<V::Owned>>() };
         self.view.eq_owned(&owned.args)
     }
@@ -407,28 +442,34 @@ mod tests {
         Engine::builder().max_capacity(100).build().expect("engine")
     }
 
-    /// The unchecked hit path finds only keys stored with its own value type: same function id
-    /// and arguments under another value type is another entry, never a reinterpreted value.
+    /// A function's first call fixes its key and value types: a call with another value type
+    /// or another argument type gets no `HitKey`, so nothing of another type is ever read
+    /// unchecked; another function with the same arguments has its own entries.
     #[test]
-    fn a_hit_key_finds_only_values_of_its_type() {
+    fn a_function_admits_only_the_types_of_its_first_call() {
         let e = engine();
         let view = (&7u64,);
-        let k_u64 = HitKey::<_, u64>::new(1, &view);
-        let k_str = HitKey::<_, String>::new(1, &view);
+        let f = FnKeys::new(1);
+        let k_u64 = f.hit_key::<_, u64>(&view).expect("the first call fixes the types");
+        assert!(f.hit_key::<_, String>(&view).is_none(), "another value type");
+        assert!(f.hit_key::<_, u64>(&(&7u32,)).is_none(), "another argument type");
+        assert!(f.hit_key::<_, u64>(&(&8u64,)).is_some(), "same types, other arguments");
         let v =
             k_u64.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new(49)));
         assert!(v.is_ok());
         e.flush();
         assert_eq!(k_u64.get(&e, |f| *f.get()), Some(49));
+        assert_eq!(k_u64.get(&e, |f| *f.to_arc()), Some(49));
+        // Another function, same arguments, another value type: its own entry.
+        let g = FnKeys::new(2);
+        let k_str = g.hit_key::<_, String>(&view).expect("first call of g");
         assert_eq!(k_str.get(&e, |f| f.get().clone()), None);
         let s = k_str
             .get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new("x".into())));
         assert!(s.as_ref().is_ok_and(|s| Found::<String>::checked(s).is_some()));
         e.flush();
         assert_eq!(k_str.get(&e, |f| f.to_arc()).as_deref().map(String::as_str), Some("x"));
-        assert_eq!(k_u64.get(&e, |f| *f.to_arc()), Some(49));
-        // Another function id, same arguments and type: not found.
-        assert_eq!(HitKey::<_, u64>::new(2, &view).get(&e, |f| *f.get()), None);
+        assert_eq!(k_u64.get(&e, |f| *f.get()), Some(49));
     }
 
     #[test]
@@ -470,23 +511,29 @@ mod tests {
         }
     }
 
+    /// Keys that hash alike (so they meet in one bucket) of two functions with different
+    /// argument types: each function finds only its own, in the pending table and in the core.
     #[test]
-    fn a_hit_key_checks_the_argument_type_too() {
+    fn functions_with_colliding_keys_of_other_types_stay_apart() {
         let e = engine();
+        let (f, g) = (FnKeys::new(1), FnKeys::new(2));
         for flush in [false, true] {
             for i in 0..64u64 {
                 let v = AsU64(i);
-                let k = HitKey::<_, u64>::new(1, &v);
+                let k = f.hit_key::<_, u64>(&v).expect("f's types");
                 let _ =
                     k.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new(i)));
             }
             if flush {
                 e.flush();
             }
+            assert!(f.hit_key::<_, u64>(&AsString(0)).is_none(), "f's argument type is fixed");
             for i in 0..64u64 {
-                // Same fn id, same value type, same hash, another owned argument type.
-                assert_eq!(HitKey::<_, u64>::new(1, &AsString(i)).get(&e, |f| *f.get()), None);
-                assert_eq!(HitKey::<_, u64>::new(1, &AsU64(i)).get(&e, |f| *f.get()), Some(i));
+                let (vs, vu) = (AsString(i), AsU64(i));
+                let k = g.hit_key::<_, u64>(&vs).expect("g's types");
+                assert_eq!(k.get(&e, |f| *f.get()), None);
+                let k = f.hit_key::<_, u64>(&vu).expect("f's types");
+                assert_eq!(k.get(&e, |f| *f.get()), Some(i));
             }
             e.clear();
         }
@@ -497,9 +544,11 @@ mod tests {
         let e = engine();
         let view = (&7u64,);
         e.insert(ErasedKey::unstored(1, &view), Arc::new(String::from("not a u64")) as ErasedValue);
-        assert_eq!(HitKey::<_, u64>::new(1, &view).get(&e, |f| *f.get()), None);
+        let f = FnKeys::new(1);
+        let k = f.hit_key::<_, u64>(&view).expect("f's types");
+        assert_eq!(k.get(&e, |f| *f.get()), None);
         e.flush();
-        assert_eq!(HitKey::<_, u64>::new(1, &view).get(&e, |f| *f.get()), None);
+        assert_eq!(k.get(&e, |f| *f.get()), None);
     }
 
     #[test]
@@ -510,7 +559,8 @@ mod tests {
         let e = engine();
         let view = (&1u8,);
         let orig = Arc::new(Wide([1, 2, 3]));
-        let k = HitKey::<_, Wide>::new(3, &view);
+        let fk = FnKeys::new(3);
+        let k = fk.hit_key::<_, Wide>(&view).expect("first call");
         let o2 = Arc::clone(&orig);
         let _ = k.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(o2));
         e.flush();
@@ -530,10 +580,12 @@ mod tests {
         struct Wide(u8);
         let s = String::from("ab");
         let view = (&*s, &3u64);
-        let k = ErasedKey::stored::<_, Wide>(9, &view);
-        assert!(HitKey::<_, Wide>::new(9, &view).equivalent(&k));
-        assert!(!HitKey::<_, u8>::new(9, &view).equivalent(&k));
-        assert!(!HitKey::<_, Wide>::new(9, &(&*s, &4u64)).equivalent(&k));
+        let k = ErasedKey::stored(9, &view);
+        let fk = FnKeys::new(9);
+        assert!(fk.hit_key::<_, Wide>(&view).is_some_and(|h| h.equivalent(&k)));
+        assert!(fk.hit_key::<_, u8>(&view).is_none());
+        assert!(fk.hit_key::<_, Wide>(&(&*s, &4u64)).is_some_and(|h| !h.equivalent(&k)));
+        assert!(!FnKeys::new(8).hit_key::<_, Wide>(&view).is_some_and(|h| h.equivalent(&k)));
         let v: ErasedValue = Arc::new(Wide(5));
         // SAFETY: `v` was made from an `Arc<Wide>` just above.
         let f = unsafe { Found::<Wide>::new_unchecked(&v) };

@@ -36,7 +36,7 @@ use memokit_engine::{Engine, Generation, InsertOptions};
 use parking_lot::{Mutex, RwLock};
 
 use crate::dispatch::Codec;
-use crate::key::{CacheKey, ErasedKey, Found, HitKey, KeyView, LookupKey, OwnedView};
+use crate::key::{CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, OwnedView};
 use crate::memoizer::{ErasedValue, Registered};
 use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
@@ -105,7 +105,8 @@ struct Receivers {
 
 /// The state of one memoized function.
 pub struct FnState {
-    id: u64,
+    /// The function's id and the types of its keys.
+    keys: FnKeys,
     name: String,
     memoizer: &'static Memoizer,
     engine: Engine<ErasedKey, ErasedValue>,
@@ -118,7 +119,7 @@ pub struct FnState {
 
 impl std::fmt::Debug for FnState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnState").field("id", &self.id).field("name", &self.name).finish()
+        f.debug_struct("FnState").field("id", &self.keys.id()).field("name", &self.name).finish()
     }
 }
 
@@ -156,7 +157,7 @@ fn init<A: 'static>(
             },
         );
         FnState {
-            id: NEXT_FN_ID.fetch_add(1, Relaxed),
+            keys: FnKeys::new(NEXT_FN_ID.fetch_add(1, Relaxed)),
             name,
             memoizer,
             engine: memoizer.inner.engine.clone(),
@@ -218,12 +219,23 @@ impl FnState {
         V: KeyView,
         C: Codec<T>,
     {
-        let key = HitKey::<V, C::Stored>::new(self.id, view);
+        let Some(key) = self.keys.hit_key::<V, C::Stored>(view) else {
+            return self.mismatched(f);
+        };
         if let Some(t) = key.get(&self.engine, C::unerase) {
             self.counters.hit();
             return Ok(t);
         }
-        self.compute::<V, T, E, C>(view, receiver, f)
+        self.compute::<V, T, E, C>(key, receiver, f)
+    }
+
+    /// A call whose key or value types are not the ones this function's first call had: never
+    /// made by generated code (one signature per function). Runs the function uncached.
+    #[cold]
+    #[inline(never)]
+    fn mismatched<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.counters.miss();
+        f()
     }
 
     /// The miss path: versions, timeout, then the engine's single flight.
@@ -231,7 +243,7 @@ impl FnState {
     #[inline(never)]
     fn compute<V, T, E, C>(
         &self,
-        view: &V,
+        key: HitKey<'_, V, C::Stored>,
         receiver: Recv<'_>,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E>
@@ -248,7 +260,6 @@ impl FnState {
             opts = opts.ttl(t);
         }
         let mut ran = false;
-        let key = HitKey::<V, C::Stored>::new(self.id, view);
         let r = key.get_or_try_insert_with(&self.engine, opts, || {
             ran = true;
             f().map(C::erase)
@@ -399,11 +410,11 @@ impl FnState {
         match op {
             KeyOp::Delete => {
                 event!(debug, function = %self.name, "delete one result");
-                self.engine.remove(&LookupKey { fn_id: self.id, view });
+                self.engine.remove(&LookupKey { fn_id: self.keys.id(), view });
                 None
             }
             KeyOp::Make => {
-                Some(CacheKey { name: self.name(), key: ErasedKey::unstored(self.id, view) })
+                Some(CacheKey { name: self.name(), key: ErasedKey::unstored(self.keys.id(), view) })
             }
         }
     }
