@@ -5,7 +5,7 @@
 //!
 //! | tier | impl for | when | does |
 //! |---|---|---|---|
-//! | 1 | `&&Probe<V, Arc<U>>` | the key is a [`KeyView`], the result an `Arc<U>` | stores the `Arc<U>` itself as the engine value; a hit is one `Arc` clone (its type known from the key's tag, see `key.rs`), no second allocation or reference count |
+//! | 1 | `&&Probe<V, Arc<U>>` | the key is a [`KeyView`], the result an `Arc<U>` | stores the `Arc<U>` itself as the engine value; a hit is one `Arc` clone (its type known from the function's key types, see `key.rs`), no second allocation or reference count |
 //! | 2 | `&Probe<V, T>` | the key is a [`KeyView`], `T: Clone + Send + Sync + 'static` | stores `Arc<T>`; a hit clones `T` out of it |
 //! | 3 | `Probe<V, T>` | otherwise | runs the function uncached |
 //!

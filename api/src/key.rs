@@ -28,10 +28,11 @@
 //! constructor each): every key stored under a function id `id` was built by
 //! [`HitKey::get_or_try_insert_with`] of a `HitKey` of the [`FnKeys`] with that id, together
 //! with the `Arc<S>` stored under it, so its arguments are an `OwnedKey<O>` and its value an
-//! `S` for the one `(O, S)` that `FnKeys` admits. Ids are process-unique; keys made for
-//! [`CacheKey`] carry the id with [`UNSTORED`] set, which no `FnKeys` has. The engine keeps a
-//! key and its value as one entry and never pairs a key with another value, so a value found
-//! through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one signature, a
+//! `S` for the one `(O, S)` that `FnKeys` admits. Ids are process-unique (`FnKeys::new` is
+//! their only source); keys made for [`CacheKey`] carry the id with [`UNSTORED`] set, which no
+//! `FnKeys` has. The engine holds a value only with a key `Eq` to the one it was stored with
+//! (a replacement in place keeps the resident key), and equal keys have equal ids, so a value
+//! found through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one signature, a
 //! generic `impl` being a compile error; the runtime check keeps this sound even if that
 //! failed.) This module is the only one allowed `unsafe` (the crate denies `unsafe_code`);
 //! debug builds check every cast with the dynamic type check it replaces. The casts that rely
@@ -51,6 +52,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use memokit_engine::{Engine, InsertOptions};
@@ -165,18 +167,27 @@ fn tag<O: 'static, S: 'static>() -> TypeId {
 /// ids are counted from 1 and never reach it.
 const UNSTORED: u64 = 1 << 63;
 
+/// The next function id, process-wide (ids stay below [`UNSTORED`]).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The key space of one memoized function: its process-unique id and the one type tag its keys
-/// and values have, fixed by its first call (see the module docs).
+/// and values have, fixed by its first call (see the module docs). Deliberately neither
+/// `Clone` nor `Default`, and the only source of ids: an id belongs to one `FnKeys`, which
+/// [`HitKey`]'s unchecked reads rely on.
 pub(crate) struct FnKeys {
     id: u64,
     tag: OnceLock<TypeId>,
 }
 
 impl FnKeys {
-    /// The key space of a new function; `id` is process-unique and below [`UNSTORED`].
-    pub(crate) fn new(id: u64) -> Self {
-        debug_assert!(id & UNSTORED == 0);
-        FnKeys { id: id & !UNSTORED, tag: OnceLock::new() }
+    /// The key space of a new function, with a fresh id.
+    ///
+    /// # Panics
+    /// After 2^63 functions (ids are one per memoized definition: never in practice).
+    pub(crate) fn new() -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        assert!(id < UNSTORED, "memokit: function ids exhausted");
+        FnKeys { id, tag: OnceLock::new() }
     }
 
     /// The function's id.
@@ -293,14 +304,16 @@ impl<V: KeyView, S: Send + Sync + 'static> HitKey<'_, V, S> {
         engine.get_map(self, |v| {
             // SAFETY: the engine hands `read` only the value of an entry whose key `k` this
             // `HitKey` found equivalent, so `k.fn_id == self.fn_id` (checked in `equivalent`).
+            // The engine holds a value only with a key `Eq` to the one it was stored with (a
+            // replacement in place keeps the resident key; documented on `Engine::get_map`),
+            // and `Eq` keys have equal ids, so `v` was stored with a key of id `self.fn_id`.
             // `ErasedKey::stored` (private to this module) has two callers: `unstored`, whose
             // ids have `UNSTORED` set, which no `FnKeys` id has; and `get_or_try_insert_with`
             // below, whose key goes into the engine only with that call's `compute` value, an
-            // `Arc<S'>` for a `HitKey<V', S'>` of the same function. `FnKeys::hit_key` (the only
-            // constructor) makes `HitKey`s of one function for one tag `(V::Owned, S)` only, so
-            // `S' == S`. The engine stores a key and its value as one entry and never pairs a
-            // key with another value (documented on `Engine::get_map` and
-            // `Engine::get_or_try_insert_with_ref`). So the `dyn Any` behind `v` is an `S`.
+            // `Arc<S'>` for a `HitKey<V', S'>` of the `FnKeys` with that id (ids come only from
+            // `FnKeys::new`, one per `FnKeys`, which is not `Clone`). `FnKeys::hit_key` (the
+            // only constructor) makes `HitKey`s of one `FnKeys` for one tag `(V::Owned, S)`
+            // only, so `S' == S` and the `dyn Any` behind `v` is an `S`.
             read(unsafe { Found::new_unchecked(v) })
         })
     }
@@ -449,7 +462,7 @@ mod tests {
     fn a_function_admits_only_the_types_of_its_first_call() {
         let e = engine();
         let view = (&7u64,);
-        let f = FnKeys::new(1);
+        let f = FnKeys::new();
         let k_u64 = f.hit_key::<_, u64>(&view).expect("the first call fixes the types");
         assert!(f.hit_key::<_, String>(&view).is_none(), "another value type");
         assert!(f.hit_key::<_, u64>(&(&7u32,)).is_none(), "another argument type");
@@ -461,7 +474,7 @@ mod tests {
         assert_eq!(k_u64.get(&e, |f| *f.get()), Some(49));
         assert_eq!(k_u64.get(&e, |f| *f.to_arc()), Some(49));
         // Another function, same arguments, another value type: its own entry.
-        let g = FnKeys::new(2);
+        let g = FnKeys::new();
         let k_str = g.hit_key::<_, String>(&view).expect("first call of g");
         assert_eq!(k_str.get(&e, |f| f.get().clone()), None);
         let s = k_str
@@ -516,7 +529,7 @@ mod tests {
     #[test]
     fn functions_with_colliding_keys_of_other_types_stay_apart() {
         let e = engine();
-        let (f, g) = (FnKeys::new(1), FnKeys::new(2));
+        let (f, g) = (FnKeys::new(), FnKeys::new());
         for flush in [false, true] {
             for i in 0..64u64 {
                 let v = AsU64(i);
@@ -543,8 +556,11 @@ mod tests {
     fn an_unstored_key_is_never_read_unchecked() {
         let e = engine();
         let view = (&7u64,);
-        e.insert(ErasedKey::unstored(1, &view), Arc::new(String::from("not a u64")) as ErasedValue);
-        let f = FnKeys::new(1);
+        let f = FnKeys::new();
+        e.insert(
+            ErasedKey::unstored(f.id(), &view),
+            Arc::new(String::from("not a u64")) as ErasedValue,
+        );
         let k = f.hit_key::<_, u64>(&view).expect("f's types");
         assert_eq!(k.get(&e, |f| *f.get()), None);
         e.flush();
@@ -559,7 +575,7 @@ mod tests {
         let e = engine();
         let view = (&1u8,);
         let orig = Arc::new(Wide([1, 2, 3]));
-        let fk = FnKeys::new(3);
+        let fk = FnKeys::new();
         let k = fk.hit_key::<_, Wide>(&view).expect("first call");
         let o2 = Arc::clone(&orig);
         let _ = k.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(o2));
@@ -580,12 +596,12 @@ mod tests {
         struct Wide(u8);
         let s = String::from("ab");
         let view = (&*s, &3u64);
-        let k = ErasedKey::stored(9, &view);
-        let fk = FnKeys::new(9);
+        let fk = FnKeys::new();
+        let k = ErasedKey::stored(fk.id(), &view);
         assert!(fk.hit_key::<_, Wide>(&view).is_some_and(|h| h.equivalent(&k)));
         assert!(fk.hit_key::<_, u8>(&view).is_none());
         assert!(fk.hit_key::<_, Wide>(&(&*s, &4u64)).is_some_and(|h| !h.equivalent(&k)));
-        assert!(!FnKeys::new(8).hit_key::<_, Wide>(&view).is_some_and(|h| h.equivalent(&k)));
+        assert!(!FnKeys::new().hit_key::<_, Wide>(&view).is_some_and(|h| h.equivalent(&k)));
         let v: ErasedValue = Arc::new(Wide(5));
         // SAFETY: `v` was made from an `Arc<Wide>` just above.
         let f = unsafe { Found::<Wide>::new_unchecked(&v) };

@@ -140,10 +140,11 @@
 //!
 //! # Design
 //! One engine per [`Memoizer`], shared by all its functions, with type-erased keys (function
-//! id + a type tag + owned argument tuple) looked up by a borrowed key built on the stack, and
-//! `Arc<dyn Any + Send + Sync>` values. The tag names the argument and value types, so a hit
-//! checks both with one inline comparison instead of two virtual `type_id` calls (the crate's
-//! one `unsafe`, with its proof in the `key` module). A function returning `Arc<T>` has its
+//! id + owned argument tuple) looked up by a borrowed key built on the stack, and
+//! `Arc<dyn Any + Send + Sync>` values. A function's first call fixes its argument and value
+//! types; a call checks its own against them with one inline comparison, then reads entries
+//! of its function id without the two virtual `type_id` calls of a downcast (the crate's one
+//! `unsafe`, with its proof in the `key` module). A function returning `Arc<T>` has its
 //! `Arc` stored as the engine value itself (a hit is one reference-count increment); other
 //! values are stored in an `Arc` and cloned out on a hit. Versions are engine generations.
 //! The hit path is a lookup that never waits; waiting happens only inside the engine's single

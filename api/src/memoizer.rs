@@ -24,8 +24,8 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The default capacity of a memoizer, in results.
 const DEFAULT_CAPACITY: u64 = 10_000;
 
-/// The value type of the engine: any function's result, shared; a hit knows its type from the
-/// key's tag (see `key.rs`).
+/// The value type of the engine: any function's result, shared; a hit knows its type from its
+/// function's key types (see `key.rs`).
 pub(crate) type ErasedValue = Arc<dyn Any + Send + Sync>;
 
 /// A registry entry: enough to find and type-check a function before its state exists.

@@ -28,7 +28,6 @@
 //! call; everything else here is shared.
 
 use std::any::{Any, TypeId};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -85,8 +84,6 @@ impl FnSlot {
         self.0.get()
     }
 }
-
-static NEXT_FN_ID: AtomicU64 = AtomicU64::new(1);
 
 struct RecvRecord {
     id: Box<dyn Any + Send + Sync>,
@@ -157,7 +154,7 @@ fn init<A: 'static>(
             },
         );
         FnState {
-            keys: FnKeys::new(NEXT_FN_ID.fetch_add(1, Relaxed)),
+            keys: FnKeys::new(),
             name,
             memoizer,
             engine: memoizer.inner.engine.clone(),
@@ -425,5 +422,55 @@ impl FnState {
         A: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
         self.key_op(&OwnedView(args), op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::CloneCodec;
+    use std::cell::Cell;
+    use std::sync::LazyLock;
+
+    static MEMO: LazyLock<Memoizer> =
+        LazyLock::new(|| Memoizer::builder().build().expect("memoizer"));
+
+    /// One function slot called with two value types (generated code never does: one
+    /// signature per function): the first call fixes the types, calls with the other type run
+    /// the function uncached every time, and the first type's result stays cached.
+    #[test]
+    fn a_call_with_other_types_runs_uncached() {
+        static SLOT: FnSlot = FnSlot::new();
+        let spec = || FnSpec {
+            name: "state::tests::twice".into(),
+            make_name: None,
+            memoizer: Some(|| &*MEMO),
+            timeout: Timeout::Never,
+        };
+        let m = handle::<(u64,)>(&SLOT, spec, |_, _, _| None);
+        let view = (&1u64,);
+        let runs = Cell::new(0);
+        let run = || runs.set(runs.get() + 1);
+        let as_u64 = || {
+            m.state.call::<_, u64, (), CloneCodec>(&view, None, || {
+                run();
+                Ok(7)
+            })
+        };
+        let as_str = || {
+            m.state.call::<_, String, (), CloneCodec>(&view, None, || {
+                run();
+                Ok("x".to_string())
+            })
+        };
+        assert_eq!(as_u64(), Ok(7));
+        MEMO.flush();
+        assert_eq!(as_u64(), Ok(7));
+        assert_eq!(runs.get(), 1);
+        assert_eq!(as_str().as_deref(), Ok("x"));
+        assert_eq!(as_str().as_deref(), Ok("x"));
+        assert_eq!(runs.get(), 3, "the other type runs uncached, every time");
+        assert_eq!(as_u64(), Ok(7));
+        assert_eq!(runs.get(), 3, "the first type's result is still cached");
     }
 }

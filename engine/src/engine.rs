@@ -215,9 +215,10 @@ where
     /// after the worker wait too. `read` must not call into this engine (a lookup in the same
     /// shard could wait behind the worker, which waits for `read`).
     ///
-    /// Guarantee (the memoizer's `unsafe` relies on it): `read` sees only the value stored
-    /// together with a key that `key` was found [`Equivalent`] to, by one insert; the engine
-    /// keeps a key and its value as one entry and never pairs a key with another value.
+    /// Guarantee (the memoizer's `unsafe` relies on it): `read` sees only a value held with a
+    /// key that `key` was found [`Equivalent`] to, and the engine holds a value only with a key
+    /// `Eq` to the one it was stored with (a store that replaces a resident value in place
+    /// keeps the resident key, equal to the new one).
     ///
     /// # Example
     /// ```

@@ -86,13 +86,20 @@ struct Cell {
     live: AtomicU64,
 }
 
+/// The registry's inline chunk 0, on cache lines of its own: workers write a cell's `live`
+/// count at every versioned store and removal, which must not invalidate the line of the
+/// read-mostly fields around the registry (the hasher, the clock) that every lookup reads.
+#[derive(Debug)]
+#[repr(align(128))]
+struct FirstChunk([Cell; FIRST_CHUNK as usize]);
+
 /// The engine's generation registry.
 #[derive(Debug)]
 pub(crate) struct Registry {
     /// Chunk 0 (the first [`FIRST_CHUNK`] slots), inline: the generations a process keeps
     /// live at once are mostly these (slots are recycled), and the hit path then reads one
     /// cell at a fixed place instead of a chunk pointer first.
-    first: [Cell; FIRST_CHUNK as usize],
+    first: FirstChunk,
     /// Chunks 1.. (`chunks[0]` stays empty).
     chunks: [OnceLock<Box<[Cell]>>; CHUNKS],
     alloc: Mutex<Alloc>,
@@ -119,7 +126,7 @@ fn locate(slot: u64) -> (usize, usize) {
 impl Registry {
     pub(crate) fn new() -> Self {
         Registry {
-            first: std::array::from_fn(|_| Cell::default()),
+            first: FirstChunk(std::array::from_fn(|_| Cell::default())),
             chunks: std::array::from_fn(|_| OnceLock::new()),
             alloc: Mutex::default(),
         }
@@ -127,7 +134,7 @@ impl Registry {
 
     #[inline]
     fn cell(&self, slot: u64) -> Option<&Cell> {
-        if let Some(c) = self.first.get(slot as usize) {
+        if let Some(c) = self.first.0.get(slot as usize) {
             return Some(c);
         }
         let (k, i) = locate(slot);
@@ -135,7 +142,7 @@ impl Registry {
     }
 
     fn cell_or_init(&self, slot: u64) -> &Cell {
-        if let Some(c) = self.first.get(slot as usize) {
+        if let Some(c) = self.first.0.get(slot as usize) {
             return c;
         }
         let (k, i) = locate(slot);
