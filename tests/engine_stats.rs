@@ -185,3 +185,52 @@ fn backpressure_loses_nothing() {
     assert_eq!(e.len(), 30_000);
     assert_eq!(e.stats().evictions, 0);
 }
+
+/// A value whose drop, when gated, tells `entered` and waits for `open` (a worker dropping it
+/// is stuck until then); clones are never gated.
+struct Gated(Option<(crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>)>);
+
+impl Clone for Gated {
+    fn clone(&self) -> Self {
+        Gated(None)
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        if let Some((entered, open)) = self.0.take() {
+            let _ = entered.send(());
+            let _ = open.recv();
+        }
+    }
+}
+
+/// While the worker is stuck (in a value's `Drop` after an eviction), stores pile up in the
+/// pending table; at `HELP_AT` (32) the storing thread applies the batch itself, so the shard
+/// takes them in without the worker. The worker, once free, still settles: after `flush` the
+/// engine is within capacity again.
+#[test]
+fn a_storing_thread_applies_the_batch_when_the_worker_is_behind() {
+    let e: Engine<u64, Gated> =
+        Engine::builder().max_capacity(1).shards(1).workers(1).build().unwrap();
+    let (entered_tx, entered) = crossbeam_channel::unbounded();
+    let (open, open_rx) = crossbeam_channel::unbounded::<()>();
+    let gated = || Gated(Some((entered_tx.clone(), open_rx.clone())));
+    e.insert(1, gated());
+    e.flush();
+    e.insert(2, gated()); // over capacity: the worker evicts one and blocks in its drop
+    entered.recv_timeout(Duration::from_secs(20)).expect("the worker dropped an evicted value");
+    let before = e.stats().inserts;
+    assert_eq!(before, 2);
+    for k in 100..140u64 {
+        e.insert(k, Gated(None));
+    }
+    let applied = e.stats().inserts - before;
+    assert!(applied >= 32, "only {applied} of 40 stores applied while the worker was stuck");
+    for k in 100..140u64 {
+        assert!(e.get(&k).is_some(), "key {k}");
+    }
+    drop(open);
+    e.flush();
+    assert!(e.len() <= 1, "after flush: {} entries in a capacity of 1", e.len());
+}

@@ -58,6 +58,9 @@ pub(crate) const PENDING_LIMIT: usize = 4096;
 /// woken once per batch anyway. (Batching 64 before waking was measured: no gain in write
 /// throughput, and up to a tick of slow-path hits on freshly stored keys.)
 pub(crate) const SIGNAL_BATCH: usize = 1;
+/// A storing thread that leaves this many operations pending in a shard applies them itself
+/// when the shard's write lock is free ([`crate::worker::help_apply`]).
+pub(crate) const HELP_AT: usize = 32;
 
 /// Attempts a caller makes to take a shard's write lock for an in-place store.
 const WRITE_TRIES: u32 = 16;
@@ -407,8 +410,18 @@ where
     /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
     /// drops whatever was stored for the key). With `in_place`, first tries
     /// [`Shared::replace_resident`] (callers pass it when the key is likely resident: an
-    /// explicit insert, not the store after a miss).
-    pub(crate) fn store(&self, key: K, hash: u64, value: V, opts: &InsertOptions, in_place: bool) {
+    /// explicit insert, not the store after a miss). Returns whether the shard's pending table
+    /// has grown to [`HELP_AT`]: the caller then passes it to [`Shared::help`] once it holds no
+    /// lock.
+    #[must_use]
+    pub(crate) fn store(
+        &self,
+        key: K,
+        hash: u64,
+        value: V,
+        opts: &InsertOptions,
+        in_place: bool,
+    ) -> bool {
         let weight = match &self.weigher {
             Some(w) => w(&key, &value),
             None => 1,
@@ -425,7 +438,7 @@ where
                 Ok(garbage) => {
                     // Dropped after the write lock (a user's `Drop` may be slow or panic).
                     drop(garbage);
-                    return;
+                    return false;
                 }
                 Err(back) => back,
             }
@@ -461,8 +474,18 @@ where
         if p.len() >= PENDING_LIMIT {
             self.wait_drained(cell, &mut p);
         }
+        let help = p.len() >= HELP_AT;
         drop(p);
         drop(replaced);
+        help
+    }
+
+    /// After a store that returned `true`, with no lock held: applies the shard's pending
+    /// batch on this thread if its write lock is free ([`crate::worker::help_apply`]).
+    pub(crate) fn help(&self, hash: u64, wanted: bool) {
+        if wanted {
+            crate::worker::help_apply(self, self.cell(hash));
+        }
     }
 
     /// The one store a caller applies itself: a new value for a resident, visible key whose
@@ -506,14 +529,16 @@ where
         if cell.flight_count.load(Ordering::Acquire) == 0 {
             // Nothing computing in this shard (a computation registered before this call
             // began is seen here).
-            return self.store(key, hash, value, opts, true);
+            let help = self.store(key, hash, value, opts, true);
+            return self.help(hash, help);
         }
         let mut fl = cell.flights.lock();
         let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
         cell.flight_count.store(fl.len(), Ordering::Release);
-        self.store(key, hash, value, opts, true);
+        let help = self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
+        self.help(hash, help);
     }
 
     /// Hides and drops the value of `q`, and detaches its running computation.
@@ -650,14 +675,16 @@ where
         let complete = Complete(&flight, Some(v.clone()));
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
+        let mut help = false;
         if let Some(slot) = mine.map(|o| o.remove().0) {
             cell.flight_count.store(fl.len(), Ordering::Release);
             if opts.stores() {
-                self.store(slot.key, hash, v.clone(), opts, false);
+                help = self.store(slot.key, hash, v.clone(), opts, false);
             }
         }
         drop(fl);
         drop(complete);
+        self.help(hash, help);
         Ok(v)
     }
 }

@@ -247,11 +247,30 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     if cell.pending_len.load(Ordering::Acquire) == 0 && !cell.signaled.load(Ordering::Acquire) {
         return;
     }
-    let mut core = write_lock(cell);
+    apply_locked(shared, cell, write_lock(cell), true);
+}
+
+/// A caller's help: when a shard's pending table has grown to [`crate::shared::HELP_AT`]
+/// operations (its worker is behind), the storing thread applies the batch itself if the write
+/// lock is free at once, and never waits for it. The worker's wake-up stays outstanding, so the
+/// worker still settles (evicts) after this batch.
+pub(crate) fn help_apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    let Some(guard) = cell.core.try_write() else { return };
+    apply_locked(shared, cell, WorkerLock { cell, guard: Some(guard) }, false);
+}
+
+fn apply_locked<K, V>(
+    shared: &Shared<K, V>,
+    cell: &Cell<K, V>,
+    mut core: WorkerLock<'_, K, V>,
+    worker: bool,
+) {
     let mut batch = cell.batch.lock();
     {
         let mut p = cell.lock_pending();
-        cell.signaled.store(false, Ordering::Release);
+        if worker {
+            cell.signaled.store(false, Ordering::Release);
+        }
         if p.len() == 0 {
             return;
         }
