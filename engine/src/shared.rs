@@ -26,8 +26,10 @@
 //!   worker keeps changes (slot, queue, wheel, generation lists, weight), so the worker's
 //!   ownership of the structure stands, and such a store costs a write lock and a probe instead
 //!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
-//! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
-//!   shard waits until the worker has drained it.
+//! - **Help and backpressure:** a caller that leaves [`HELP_AT`] operations pending in a shard
+//!   applies the batch itself if the shard's write lock is free at once (after letting go of
+//!   every lock it holds); one that finds more than [`PENDING_LIMIT`] waiting waits until the
+//!   worker has drained them.
 //!
 //! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
 //! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the

@@ -1,4 +1,8 @@
-//! Worker threads: each owns a set of shards and is the only one to change their structure.
+//! Worker threads: each owns a set of shards and is the only one to change their structure,
+//! with one exception: a storing thread that finds its shard's worker behind (32 operations
+//! pending) applies the batch itself if the write lock is free ([`help_apply`]: the same code,
+//! under the same lock; the worker still settles after it). Under sustained writes on two cores
+//! this turned the storing threads' idle time into batches applied (50/50: +15–25%).
 //!
 //! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
 //! operations (a caller sends it unless one is already outstanding; the worker also drains every
