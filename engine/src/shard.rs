@@ -122,7 +122,7 @@ const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 pub(crate) struct Shard<K, V> {
     map: HashTable<Entry<K, V>>,
     metas: Vec<Meta>,
-    /// Weights by slot; empty while every entry weighs 1 (see [`Weights`]).
+    /// Weights by slot; empty while every entry weighs 1 (a [`SparseSlab`] defaulting to 1).
     weights: SparseSlab<u32>,
     /// Deadlines and generations by slot; empty until the first entry that has either, then
     /// grown to cover every slot such an entry takes (see [`Stamp`]).
