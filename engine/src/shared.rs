@@ -26,11 +26,8 @@
 //!   worker keeps changes (slot, queue, wheel, generation lists, weight), so the worker's
 //!   ownership of the structure stands, and such a store costs a write lock and a probe instead
 //!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
-//! - **Help and backpressure:** an explicit insert that leaves [`HELP_AT`] operations pending
-//!   in a shard applies the batch itself if the shard's write lock is free at once (after
-//!   letting go of every lock it holds; a single-flight leader's store does not, measured
-//!   slower); a caller that finds more than [`PENDING_LIMIT`] waiting waits until the worker
-//!   has drained them.
+//! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
+//!   shard waits until the worker has drained it.
 //!
 //! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
 //! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the
@@ -61,9 +58,6 @@ pub(crate) const PENDING_LIMIT: usize = 4096;
 /// woken once per batch anyway. (Batching 64 before waking was measured: no gain in write
 /// throughput, and up to a tick of slow-path hits on freshly stored keys.)
 pub(crate) const SIGNAL_BATCH: usize = 1;
-/// A storing thread that leaves this many operations pending in a shard applies them itself
-/// when the shard's write lock is free ([`crate::worker::help_apply`]).
-pub(crate) const HELP_AT: usize = 32;
 
 /// Attempts a caller makes to take a shard's write lock for an in-place store.
 const WRITE_TRIES: u32 = 16;
@@ -413,18 +407,8 @@ where
     /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
     /// drops whatever was stored for the key). With `in_place`, first tries
     /// [`Shared::replace_resident`] (callers pass it when the key is likely resident: an
-    /// explicit insert, not the store after a miss). Returns whether the shard's pending table
-    /// has grown to [`HELP_AT`]: the caller then passes it to [`Shared::help`] once it holds no
-    /// lock.
-    #[must_use]
-    pub(crate) fn store(
-        &self,
-        key: K,
-        hash: u64,
-        value: V,
-        opts: &InsertOptions,
-        in_place: bool,
-    ) -> bool {
+    /// explicit insert, not the store after a miss).
+    pub(crate) fn store(&self, key: K, hash: u64, value: V, opts: &InsertOptions, in_place: bool) {
         let weight = match &self.weigher {
             Some(w) => w(&key, &value),
             None => 1,
@@ -441,7 +425,7 @@ where
                 Ok(garbage) => {
                     // Dropped after the write lock (a user's `Drop` may be slow or panic).
                     drop(garbage);
-                    return false;
+                    return;
                 }
                 Err(back) => back,
             }
@@ -477,18 +461,8 @@ where
         if p.len() >= PENDING_LIMIT {
             self.wait_drained(cell, &mut p);
         }
-        let help = p.len() >= HELP_AT;
         drop(p);
         drop(replaced);
-        help
-    }
-
-    /// After a store that returned `true`, with no lock held: applies the shard's pending
-    /// batch on this thread if its write lock is free ([`crate::worker::help_apply`]).
-    pub(crate) fn help(&self, hash: u64, wanted: bool) {
-        if wanted {
-            crate::worker::help_apply(self, self.cell(hash));
-        }
     }
 
     /// The one store a caller applies itself: a new value for a resident, visible key whose
@@ -532,16 +506,14 @@ where
         if cell.flight_count.load(Ordering::Acquire) == 0 {
             // Nothing computing in this shard (a computation registered before this call
             // began is seen here).
-            let help = self.store(key, hash, value, opts, true);
-            return self.help(hash, help);
+            return self.store(key, hash, value, opts, true);
         }
         let mut fl = cell.flights.lock();
         let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
         cell.flight_count.store(fl.len(), Ordering::Release);
-        let help = self.store(key, hash, value, opts, true);
+        self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
-        self.help(hash, help);
     }
 
     /// Hides and drops the value of `q`, and detaches its running computation.
@@ -681,10 +653,7 @@ where
         if let Some(slot) = mine.map(|o| o.remove().0) {
             cell.flight_count.store(fl.len(), Ordering::Release);
             if opts.stores() {
-                // A leader does not help the worker (`Shared::help`): with it,
-                // `get_or_insert_with` under two-thread contention measured ~30% slower
-                // (criterion, 4 interleaved runs: 411-683 vs 300-389 ns/op without).
-                let _ = self.store(slot.key, hash, v.clone(), opts, false);
+                self.store(slot.key, hash, v.clone(), opts, false);
             }
         }
         drop(fl);

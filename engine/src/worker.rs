@@ -1,8 +1,4 @@
-//! Worker threads: each owns a set of shards and is the only one to change their structure,
-//! with one exception: a storing thread that finds its shard's worker behind (32 operations
-//! pending) applies the batch itself if the write lock is free ([`help_apply`]: the same code,
-//! under the same lock; the worker still settles after it). Under sustained writes on two cores
-//! this turned the storing threads' idle time into batches applied (50/50: +15–25%).
+//! Worker threads: each owns a set of shards and is the only one to change their structure.
 //!
 //! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
 //! operations (a caller sends it unless one is already outstanding; the worker also drains every
@@ -251,30 +247,11 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     if cell.pending_len.load(Ordering::Acquire) == 0 && !cell.signaled.load(Ordering::Acquire) {
         return;
     }
-    apply_locked(shared, cell, write_lock(cell), true);
-}
-
-/// A caller's help: when a shard's pending table has grown to [`crate::shared::HELP_AT`]
-/// operations (its worker is behind), the storing thread applies the batch itself if the write
-/// lock is free at once, and never waits for it. The worker's wake-up stays outstanding, so the
-/// worker still settles (evicts) after this batch.
-pub(crate) fn help_apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    let Some(guard) = cell.core.try_write() else { return };
-    apply_locked(shared, cell, WorkerLock { cell, guard: Some(guard) }, false);
-}
-
-fn apply_locked<K, V>(
-    shared: &Shared<K, V>,
-    cell: &Cell<K, V>,
-    mut core: WorkerLock<'_, K, V>,
-    worker: bool,
-) {
+    let mut core = write_lock(cell);
     let mut batch = cell.batch.lock();
     {
         let mut p = cell.lock_pending();
-        if worker {
-            cell.signaled.store(false, Ordering::Release);
-        }
+        cell.signaled.store(false, Ordering::Release);
         if p.len() == 0 {
             return;
         }
