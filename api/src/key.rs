@@ -32,13 +32,13 @@
 //! their only source); keys made for [`CacheKey`] carry the id with [`UNSTORED`] set, which no
 //! `FnKeys` has. The engine holds a value only with a key `Eq` to the one it was stored with
 //! (a replacement in place keeps the resident key), and equal keys have equal ids, so a value
-//! found through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one signature, a
-//! generic `impl` being a compile error; the runtime check keeps this sound even if that
-//! failed.) This module is the only one allowed `unsafe` (the crate denies `unsafe_code`);
-//! debug builds check every cast with the dynamic type check it replaces. The casts that rely
-//! on this are in [`HitKey::get`], [`Found`] and `HitKey`'s `Equivalent`, each with its
-//! `SAFETY` proof; every other path (deletes, `make_cache_key`, comparing two stored keys, the
-//! value a miss returns) uses checked downcasts.
+//! found through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one
+//! signature, a generic `impl` being a compile error; the runtime check keeps this sound even
+//! if that failed.) This module is the only one allowed `unsafe` (the crate denies
+//! `unsafe_code`); debug builds check every cast with the dynamic type check it replaces. The
+//! casts that rely on this are in [`HitKey::get`], [`Found`] and `HitKey`'s `Equivalent`, each
+//! with its `SAFETY` proof; every other path (deletes, `make_cache_key`, comparing two stored
+//! keys, the value a miss returns) uses checked downcasts.
 //!
 //! Versions (the function's generation and the receiver's) are not part of the in-process key:
 //! the engine stores them with each entry and hides entries whose generation is retired. A

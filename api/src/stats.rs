@@ -108,6 +108,17 @@ fn take_lease() -> usize {
     i
 }
 
+/// Adds one to `c`: a plain load and store on a leased stripe (its only writer), an atomic add
+/// on the shared one.
+#[inline(always)]
+fn bump(c: &AtomicU64, lease: usize) {
+    if lease < STRIPES {
+        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+    } else {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
 impl Counters {
     /// Counts one event in the calling thread's stripe. The common case (a leased stripe) is a
     /// thread-local load, one comparison and a plain increment; a thread's first count and
@@ -116,8 +127,7 @@ impl Counters {
     fn count(&self, pick: impl Fn(&Stripe) -> &AtomicU64) {
         let lease = LEASE.try_with(Cell::get).unwrap_or(STRIPES);
         if lease < STRIPES {
-            let c = pick(&self.stripes[lease]);
-            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+            bump(pick(&self.stripes[lease]), lease);
         } else {
             self.count_cold(lease, pick);
         }
@@ -127,12 +137,7 @@ impl Counters {
     #[inline(never)]
     fn count_cold(&self, lease: usize, pick: impl Fn(&Stripe) -> &AtomicU64) {
         let lease = if lease == usize::MAX { take_lease() } else { lease };
-        let c = pick(&self.stripes[lease.min(STRIPES)]);
-        if lease < STRIPES {
-            c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-        } else {
-            c.fetch_add(1, Relaxed);
-        }
+        bump(pick(&self.stripes[lease.min(STRIPES)]), lease);
     }
 
     #[inline(always)]

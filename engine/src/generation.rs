@@ -142,7 +142,7 @@ impl Registry {
     }
 
     fn cell_or_init(&self, slot: u64) -> &Cell {
-        if let Some(c) = self.first.0.get(slot as usize) {
+        if let Some(c) = self.cell(slot) {
             return c;
         }
         let (k, i) = locate(slot);

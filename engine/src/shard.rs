@@ -190,14 +190,21 @@ impl<K, V> Shard<K, V> {
         self.stamps.set(idx, stamp, self.share);
     }
 
-    /// The entry stored for a key that `eq` accepts, visible or not.
+    /// The entry stored for a key that `eq` accepts, visible or not (a lookup: no handle, so
+    /// no read of the slot's metadata).
+    #[inline]
+    pub(crate) fn entry(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<&Entry<K, V>> {
+        self.map.find(slot_hash(hash as u32), |e| eq(&e.key))
+    }
+
+    /// [`Shard::entry`] with the handle a store or remove records for the worker.
     #[inline]
     pub(crate) fn find(
         &self,
         hash: u64,
-        mut eq: impl FnMut(&K) -> bool,
+        eq: impl FnMut(&K) -> bool,
     ) -> Option<(Handle, &Entry<K, V>)> {
-        let e = self.map.find(slot_hash(hash as u32), |e| eq(&e.key))?;
+        let e = self.entry(hash, eq)?;
         let gen = self.metas[e.idx as usize].reuse;
         Some((Handle { idx: e.idx, gen, tag: tag(hash as u32) }, e))
     }

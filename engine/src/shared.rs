@@ -144,10 +144,16 @@ impl<K, V> Cell<K, V> {
     #[inline]
     pub(crate) fn miss_stands(&self, hash: u64, applied: Option<u64>) -> bool {
         let Some(applied) = applied else { return false };
-        let (word, bit) = pending_bit(hash);
-        (self.pending_len.load(Ordering::Acquire) == 0
-            || self.pending_keys[word].load(Ordering::Acquire) & bit == 0)
+        (self.pending_len.load(Ordering::Acquire) == 0 || !self.may_be_pending(hash))
             && self.applied.load(Ordering::Acquire) == applied
+    }
+
+    /// Whether an operation on a key with this `hash` may be pending: its bit in the pending
+    /// filter is set (false positives only).
+    #[inline]
+    fn may_be_pending(&self, hash: u64) -> bool {
+        let (word, bit) = pending_bit(hash);
+        self.pending_keys[word].load(Ordering::Acquire) & bit != 0
     }
 
     /// Locks the pending table.
@@ -331,7 +337,7 @@ where
     ) -> Result<R, (F, Option<u64>)> {
         let cell = self.cell(hash);
         let core = cell.read_core();
-        let Some((_, e)) = core.find(hash, |k| q.equivalent(k)) else {
+        let Some(e) = core.entry(hash, |k| q.equivalent(k)) else {
             return Err((read, Some(cell.applied.load(Ordering::Acquire))));
         };
         if !e.is_visible(self.clock.coarse(), &self.gens, core.stamps()) {
@@ -367,7 +373,7 @@ where
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
             return live.then(|| read(&n.value));
         }
-        let (_, e) = core.find(hash, |k| q.equivalent(k))?;
+        let e = core.entry(hash, |k| q.equivalent(k))?;
         if !e.is_visible(now, &self.gens, core.stamps()) {
             return None;
         }
@@ -482,8 +488,7 @@ where
         weight: u32,
     ) -> Result<(K, V), (K, V)> {
         let Some(mut core) = cell.try_write_core() else { return Err((key, value)) };
-        let (word, bit) = pending_bit(hash);
-        if self.is_shut_down() || cell.pending_keys[word].load(Ordering::Acquire) & bit != 0 {
+        if self.is_shut_down() || cell.may_be_pending(hash) {
             return Err((key, value));
         }
         core.replace_value(hash, key, value, gens, weight)
