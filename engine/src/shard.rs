@@ -432,18 +432,12 @@ impl<K, V> Shard<K, V> {
         (work, freed, work < budget)
     }
 
-    /// Whether [`Shard::maintain`] at `now` could find an expired or stale entry: a tick
-    /// boundary passed, or the wheel's backlog or the queue of retired generations holds work.
-    /// O(1); lets the worker skip taking the write lock of a shard with nothing to reclaim.
-    pub(crate) fn maintenance_due(&self, now: u64) -> bool {
-        !self.wheel.idle(&self.links, now) || !self.retired.is_empty()
-    }
-
     /// From when [`Shard::maintain`] could find an expired or stale entry (nanoseconds, as the
     /// clock): 0 (now) while retired generations or the wheel's backlog hold work, the next
     /// tick while some entry has a deadline, never (`u64::MAX`) otherwise. Published by the
     /// worker for the others (`Cell::due_at`), so that a worker over capacity leaves live
-    /// entries alone while another worker may still reclaim dead ones. O(1).
+    /// entries alone while another worker may still reclaim dead ones, and read by the shard's own
+    /// worker to skip a shard with nothing to reclaim without taking its lock. O(1).
     pub(crate) fn dead_possible_from(&self) -> u64 {
         if !self.retired.is_empty() {
             0

@@ -103,14 +103,9 @@ impl Wheel {
         self.now_tick = to;
     }
 
-    /// Whether advancing to `now` and draining the backlog would find nothing: no tick boundary
-    /// passed since the last advance and the backlog is empty. O(1).
-    pub(crate) fn idle(&self, links: &Links, now: u64) -> bool {
-        now / self.tick <= self.now_tick && links.is_empty(self.backlog)
-    }
-
-    /// When [`Wheel::idle`] stops holding by itself: the start of the next tick (nanoseconds),
-    /// or 0 while the backlog holds entries.
+    /// From when advancing and draining the backlog could find something: the start of the
+    /// next tick (nanoseconds), or 0 while the backlog holds entries. Before it, neither a tick
+    /// boundary has passed since the last advance nor is the backlog holding work. O(1).
     pub(crate) fn busy_from(&self, links: &Links) -> u64 {
         if links.is_empty(self.backlog) {
             self.now_tick.saturating_add(1).saturating_mul(self.tick)
@@ -197,25 +192,26 @@ mod tests {
         }
     }
 
-    /// `idle` is exact: whenever it says so, advancing and draining the backlog finds nothing;
-    /// whenever it does not, there is a tick boundary or a backlog to handle.
+    /// `busy_from` is exact: before it, advancing and draining the backlog finds nothing; from
+    /// it on, there is a tick boundary or a backlog to handle.
     #[test]
-    fn idle_means_advance_finds_nothing() {
+    fn before_busy_from_advance_finds_nothing() {
+        let idle = |w: &Wheel, links: &Links, now: u64| now < w.busy_from(links);
         let mut links = Links::default();
         let mut w = Wheel::new(&mut links, 10, 0);
-        assert!(w.idle(&links, 9), "nothing scheduled, no boundary passed");
+        assert!(idle(&w, &links, 9), "nothing scheduled, no boundary passed");
         w.schedule(&mut links, 0, 15);
-        assert!(w.idle(&links, 9));
-        assert!(!w.idle(&links, 10), "a tick boundary passed");
+        assert!(idle(&w, &links, 9));
+        assert!(!idle(&w, &links, 10), "a tick boundary passed");
         w.advance(&mut links, 20);
-        assert!(!w.idle(&links, 20), "entry 0 is on the backlog");
+        assert!(!idle(&w, &links, 20), "entry 0 is on the backlog");
         assert_eq!(w.pop_backlog(&mut links), Some(0));
-        assert!(w.idle(&links, 29));
+        assert!(idle(&w, &links, 29));
         // Due now but already expired: still waits for the boundary, like `advance` does.
         w.schedule(&mut links, 1, 21);
-        assert!(w.idle(&links, 25));
+        assert!(idle(&w, &links, 25));
         w.advance(&mut links, 25);
         assert_eq!(w.pop_backlog(&mut links), None);
-        assert!(!w.idle(&links, 30));
+        assert!(!idle(&w, &links, 30));
     }
 }
