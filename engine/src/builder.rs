@@ -2,11 +2,10 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::{unbounded, AtomicBool, Mutex};
 
 use crate::clock::{Clock, ManualClock};
 use crate::engine::{Engine, Inner};
@@ -213,8 +212,7 @@ where
             Some(m) => Clock::manual(m),
             None => Clock::real(),
         };
-        let (txs, rxs): (Vec<_>, Vec<_>) =
-            (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| unbounded()).unzip();
         let mut shared = Shared::new(
             shards,
             workers,
@@ -235,7 +233,7 @@ where
         // From here on, dropping `inner` on an error stops what was started.
         for (i, rx) in rxs.into_iter().enumerate() {
             let s = shared.clone();
-            let t = std::thread::Builder::new()
+            let t = crate::sync::thread::Builder::new()
                 .name(format!("memokit-worker-{i}"))
                 .spawn(move || worker::run(s, i, rx))
                 .map_err(BuildError::Spawn)?;
@@ -244,7 +242,7 @@ where
         if !shared.clock.is_manual() {
             let s = shared.clone();
             let stop = inner.stop_clock.clone();
-            let t = std::thread::Builder::new()
+            let t = crate::sync::thread::Builder::new()
                 .name("memokit-clock".into())
                 .spawn(move || s.clock.refresh_loop(s.resolution, &stop))
                 .map_err(BuildError::Spawn)?;

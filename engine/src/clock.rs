@@ -14,12 +14,12 @@
 //!
 //! With a [`ManualClock`] there is no refresher: the manual clock's cell *is* the coarse clock.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::Thread;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::thread::{self, Thread};
+use crate::sync::{AtomicBool, AtomicU64, Mutex};
 
 /// A clock that moves only when told to, for deterministic tests of deadlines.
 ///
@@ -86,6 +86,8 @@ pub(crate) struct Clock {
 }
 
 #[derive(Debug)]
+// Shuttle's mutex (`--cfg memokit_shuttle` only) is large; this enum is made once per engine.
+#[cfg_attr(memokit_shuttle, allow(clippy::large_enum_variant))]
 enum Source {
     Manual,
     Real { clock: quanta::Clock, origin: u64, refresher: Mutex<Option<Thread>> },
@@ -145,18 +147,18 @@ impl Clock {
     /// The refresher's loop; returns when `stop` is set (and the thread unparked).
     pub(crate) fn refresh_loop(&self, resolution: Duration, stop: &AtomicBool) {
         if let Source::Real { refresher, .. } = &self.source {
-            *refresher.lock() = Some(std::thread::current());
+            *refresher.lock() = Some(thread::current());
         }
         let per_second = (1_000_000_000 / resolution.as_nanos().max(1)).max(1) as u64;
         let mut n = 0u64;
         while !stop.load(Ordering::Acquire) {
             self.cell.now.fetch_max(self.precise(), Ordering::AcqRel);
-            std::thread::park_timeout(resolution);
+            thread::park_timeout(resolution);
             n += 1;
             if n % per_second == 0 && !self.cell.touched.swap(false, Ordering::AcqRel) {
                 // Nobody read for a second: sleep until a reader (or shutdown) wakes us.
                 while !self.cell.touched.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
-                    std::thread::park();
+                    thread::park();
                 }
             }
         }

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::thread::JoinHandle;
+use crate::sync::{AtomicBool, Mutex};
 
 use crate::builder::EngineBuilder;
 use crate::generation::Generation;
@@ -85,7 +85,7 @@ fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, s
     }
     stop.store(true, Ordering::Release);
     shared.clock.unpark_refresher();
-    let me = std::thread::current().id();
+    let me = crate::sync::thread::current().id();
     for t in threads.lock().drain(..) {
         if t.thread().id() != me {
             let _ = t.join();
@@ -352,9 +352,9 @@ where
         self.shared().gens.live_entries(generation)
     }
 
-    fn broadcast(&self, make: impl Fn(crossbeam_channel::Sender<()>) -> Command) {
+    fn broadcast(&self, make: impl Fn(crate::sync::Sender<()>) -> Command) {
         let s = self.shared();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crate::sync::unbounded();
         let mut sent = 0;
         for mb in &s.mailboxes {
             if mb.send(make(tx.clone())).is_ok() {

@@ -1,7 +1,8 @@
 //! A stored entry and the pieces of it the hit path reads.
 
 use crate::generation::{Generation, Registry};
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::AtomicU8;
+use std::sync::atomic::Ordering;
 
 /// Deadline of an entry with no deadline.
 pub(crate) const NEVER: u64 = u64::MAX;

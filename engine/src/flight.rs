@@ -17,9 +17,9 @@
 //! it panics with a message instead.
 
 use std::sync::Arc;
-use std::thread::ThreadId;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::thread::ThreadId;
+use crate::sync::{Condvar, Mutex};
 
 use crate::entry::Gens;
 
@@ -44,7 +44,7 @@ impl<V: Clone> Flight<V> {
         Arc::new(Flight {
             state: Mutex::new(State::Running),
             cv: Condvar::new(),
-            leader: std::thread::current().id(),
+            leader: crate::sync::thread::current().id(),
             gens,
         })
     }

@@ -22,8 +22,8 @@
 //! `OnceLock` load beyond; `retire` one CAS plus a mutex only when the slot can be freed at
 //! once.
 
-use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Mutex};
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 const SLOT_BITS: u32 = 24;

@@ -31,8 +31,12 @@
 //!
 //! Supporting pieces: `generation.rs` (O(1) retirement: an entry is visible only while every
 //! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
-//! and [`ManualClock`]). The engine counts hits and misses per shard, on the cache line of the
-//! shard's lock (see [`EngineBuilder::count_lookups`] for callers that count their own).
+//! and [`ManualClock`]), `sync.rs` (every lock, atomic, channel and thread the engine uses, named
+//! in one place: built with `RUSTFLAGS="--cfg memokit_shuttle"` they become
+//! [shuttle](https://docs.rs/shuttle)'s, and `tests/shuttle.rs` model-checks the hand-over to
+//! the workers, single flight, retirement, eviction across workers and shutdown). The engine
+//! counts hits and misses per shard, on the cache line of the shard's lock (see
+//! [`EngineBuilder::count_lookups`] for callers that count their own).
 //!
 //! ## Cost of a hit
 //! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
@@ -88,6 +92,7 @@ mod pending;
 mod policy;
 mod shard;
 mod shared;
+mod sync;
 mod wheel;
 mod worker;
 

@@ -11,7 +11,7 @@
 //! and runs wherever a thread may wait for a core. Cost: none in release builds (the guard is
 //! the mutex guard); one thread-local counter update per lock in debug builds.
 
-use parking_lot::MutexGuard;
+use crate::sync::{thread_local, Mutex, MutexGuard};
 
 use crate::shard::{Handle, NewEntry};
 
@@ -72,7 +72,7 @@ pub(crate) fn assert_may_wait_for_core() {
 impl<'a, K, V> PendingGuard<'a, K, V> {
     /// Locks a shard's pending table.
     #[inline]
-    pub(crate) fn lock(m: &'a parking_lot::Mutex<Pending<K, V>>) -> Self {
+    pub(crate) fn lock(m: &'a Mutex<Pending<K, V>>) -> Self {
         let guard = m.lock();
         #[cfg(debug_assertions)]
         PENDING_HELD.with(|n| n.set(n.get() + 1));

@@ -93,7 +93,8 @@
 //! moves at most [`DRAIN_STEP`] entries per eviction, so no eviction holds the shard's lock
 //! for more than a few microseconds.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::sync::AtomicU8;
+use std::sync::atomic::Ordering;
 
 use crate::entry::{Meta, Queue, SparseSlab};
 use crate::list::{Kind, Links, List};

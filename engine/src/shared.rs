@@ -34,12 +34,14 @@
 //! user's `Drop`, outside every lock, under `catch_unwind`.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
-use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use crate::sync::{
+    spin_loop, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, RwLockReadGuard,
+    RwLockWriteGuard, Sender,
+};
 
 use crate::clock::Clock;
 use crate::entry::{gens_live, Gens, NEVER};
@@ -195,7 +197,7 @@ impl<K, V> Cell<K, V> {
     #[inline(never)]
     fn read_core_slow(&self) -> RwLockReadGuard<'_, Shard<K, V>> {
         for _ in 0..READ_SPINS {
-            std::hint::spin_loop();
+            spin_loop();
             if let Some(core) = self.core.try_read() {
                 return core;
             }
@@ -215,7 +217,7 @@ impl<K, V> Cell<K, V> {
                     return Some(core);
                 }
             }
-            std::hint::spin_loop();
+            spin_loop();
         }
         None
     }
@@ -585,7 +587,7 @@ where
             match running {
                 Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
                     drop(fl);
-                    if f.leader == std::thread::current().id() {
+                    if f.leader == crate::sync::thread::current().id() {
                         panic!("{SELF_WAIT}");
                     }
                     self.waits.fetch_add(1, Ordering::Relaxed);

@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crate::sync::{spin_loop, Receiver, RecvTimeoutError, Sender};
 
 use crate::shard::Shard;
 use crate::shared::{Cell, Shared};
@@ -87,7 +87,7 @@ struct DeathNotice<'a, K, V>(&'a Shared<K, V>);
 
 impl<K, V> Drop for DeathNotice<'_, K, V> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if crate::sync::thread::panicking() {
             event!(error, "an engine worker died (a bug): its shards are no longer maintained");
             self.0.worker_died.store(true, Ordering::Release);
         }
@@ -108,7 +108,7 @@ fn write_lock<K, V>(cell: &Cell<K, V>) -> WorkerLock<'_, K, V> {
         if let Some(guard) = cell.core.try_write() {
             return WorkerLock { cell, guard: Some(guard) };
         }
-        std::hint::spin_loop();
+        spin_loop();
     }
     WorkerLock { cell, guard: Some(cell.core.write()) }
 }
@@ -117,7 +117,7 @@ fn write_lock<K, V>(cell: &Cell<K, V>) -> WorkerLock<'_, K, V> {
 /// [`Shard::dead_possible_from`] in `Cell::due_at`, for the other workers (see `settle`).
 struct WorkerLock<'a, K, V> {
     cell: &'a Cell<K, V>,
-    guard: Option<parking_lot::RwLockWriteGuard<'a, Shard<K, V>>>,
+    guard: Option<crate::sync::RwLockWriteGuard<'a, Shard<K, V>>>,
 }
 
 impl<K, V> WorkerLock<'_, K, V> {
@@ -126,7 +126,7 @@ impl<K, V> WorkerLock<'_, K, V> {
     fn unlock_fair(mut self) {
         if let Some(g) = self.guard.take() {
             self.cell.due_at.store(g.dead_possible_from(), Ordering::Release);
-            parking_lot::RwLockWriteGuard::unlock_fair(g);
+            crate::sync::unlock_fair(g);
         }
     }
 }

@@ -1,0 +1,349 @@
+//! Model-checked tests: the whole engine, its worker threads included, under
+//! [shuttle](https://docs.rs/shuttle), which runs the threads one at a time and switches
+//! between them at every lock, atomic, channel and spin operation of the engine
+//! (`src/sync.rs`), exploring a different interleaving in each iteration. A thread that waits
+//! forever fails the test as a deadlock.
+//!
+//! Run with `RUSTFLAGS="--cfg memokit_shuttle" cargo test -p memokit-engine --test shuttle`
+//! (`.ci/run` does, in its own target directory); ordinary builds compile nothing here.
+//! `MEMOKIT_SHUTTLE_ITERATIONS` sets the iterations per scheduler (default 1000).
+//!
+//! What each test checks, against which model:
+//! - the caller-to-worker hand-over: a value is visible to its writer at once and to every
+//!   lookup that starts after its store returned (read-your-writes), on any thread, while the
+//!   worker applies batches; overwrites of one key are never seen out of order; a remove that
+//!   starts after a store returned is never undone;
+//! - single flight: one computation per key, however the callers interleave; a panicking
+//!   computation wakes its waiters, which then compute for themselves;
+//! - retirement: once `retire` returns, no lookup returns a value of that generation, even
+//!   one whose computation was running during the retirement;
+//! - eviction with several workers (the settle requests between them) and shutdown while
+//!   callers store: never a wrong value, never over capacity after `flush`, never a hang.
+#![cfg(memokit_shuttle)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use memokit_engine::{Engine, InsertOptions, ManualClock};
+use shuttle::scheduler::{PctScheduler, RandomScheduler};
+use shuttle::sync::atomic::{AtomicUsize, Ordering};
+use shuttle::sync::Arc;
+use shuttle::thread;
+
+fn iterations() -> usize {
+    std::env::var("MEMOKIT_SHUTTLE_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000)
+}
+
+/// Runs `f` under shuttle's random scheduler and under PCT (which favours the few
+/// preemptions that most bugs need; depth 3), both seeded so that a failure replays.
+fn check(f: impl Fn() + Send + Sync + 'static) {
+    let f = std::sync::Arc::new(f);
+    let mut config = shuttle::Config::new();
+    // The engine's debug-build frames (hashbrown, the worker loop) outgrow shuttle's default
+    // coroutine stacks.
+    config.stack_size = 1 << 20;
+    let n = iterations();
+    let g = f.clone();
+    shuttle::Runner::new(RandomScheduler::new_from_seed(0x5eed, n), config.clone())
+        .run(move || g());
+    shuttle::Runner::new(PctScheduler::new_from_seed(0x5eed, 3, n), config).run(move || f());
+}
+
+fn engine(capacity: u64, shards: usize, workers: usize) -> Engine<u64, u64> {
+    Engine::builder()
+        .max_capacity(capacity)
+        .shards(shards)
+        .workers(workers)
+        .clock(ManualClock::new())
+        .build()
+        .expect("build")
+}
+
+#[test]
+fn a_store_is_visible_to_every_later_lookup() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        // How many of the writer's stores have returned.
+        let stored = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (e, stored) = (e.clone(), stored.clone());
+            thread::spawn(move || {
+                for k in 0..3u64 {
+                    e.insert(k, k * 10);
+                    assert_eq!(e.get(&k), Some(k * 10), "the writer's own lookup");
+                    stored.store(k as usize + 1, Ordering::SeqCst);
+                }
+            })
+        };
+        let reader = {
+            let (e, stored) = (e.clone(), stored.clone());
+            thread::spawn(move || {
+                for round in 0..3u64 {
+                    // Stores of its own keep the worker applying batches meanwhile.
+                    e.insert(100 + round, round);
+                    let n = stored.load(Ordering::SeqCst) as u64;
+                    for k in 0..n {
+                        assert_eq!(e.get(&k), Some(k * 10), "a store that had returned");
+                    }
+                }
+            })
+        };
+        writer.join().unwrap();
+        reader.join().unwrap();
+        e.flush();
+        for k in 0..3u64 {
+            assert_eq!(e.get(&k), Some(k * 10));
+        }
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn overwrites_are_never_seen_out_of_order() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let writer = {
+            let e = e.clone();
+            thread::spawn(move || {
+                for v in 1..=3u64 {
+                    // The first goes through the worker; later ones may replace in place.
+                    e.insert(0, v);
+                    assert_eq!(e.get(&0), Some(v));
+                }
+            })
+        };
+        let reader = {
+            let e = e.clone();
+            thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..4 {
+                    if let Some(v) = e.get(&0) {
+                        assert!(v >= last, "saw {v} after {last}");
+                        last = v;
+                    }
+                }
+            })
+        };
+        writer.join().unwrap();
+        reader.join().unwrap();
+        assert_eq!(e.get(&0), Some(3));
+        e.flush();
+        assert_eq!(e.get(&0), Some(3));
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn a_remove_after_a_store_is_never_undone() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        e.insert(1, 1); // resident: the store below may take the in-place path
+        e.flush();
+        let stored = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (e, stored) = (e.clone(), stored.clone());
+            thread::spawn(move || {
+                e.insert(0, 10);
+                e.insert(1, 11);
+                stored.store(1, Ordering::SeqCst);
+            })
+        };
+        let remover = {
+            let (e, stored) = (e.clone(), stored.clone());
+            thread::spawn(move || {
+                let after = stored.load(Ordering::SeqCst) == 1;
+                e.remove(&0);
+                e.remove(&1);
+                if after {
+                    // Otherwise a store may still land after the remove, legitimately.
+                    assert_eq!((e.get(&0), e.get(&1)), (None, None), "the remover's own lookup");
+                }
+                after
+            })
+        };
+        writer.join().unwrap();
+        let after = remover.join().unwrap();
+        let (zero, one) = (e.get(&0), e.get(&1));
+        if after {
+            assert_eq!((zero, one), (None, None), "removes that began after the stores");
+        }
+        assert!(zero.is_none() || zero == Some(10));
+        assert!(one.is_none() || one == Some(11));
+        e.flush();
+        assert_eq!((e.get(&0), e.get(&1)), (zero, one), "applying changed the answer");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn single_flight_computes_each_key_once() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let computed = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, computed) = (e.clone(), computed.clone());
+                thread::spawn(move || {
+                    e.get_or_insert_with(7, || {
+                        computed.fetch_add(1, Ordering::SeqCst);
+                        70
+                    })
+                })
+            })
+            .collect();
+        for c in callers {
+            assert_eq!(c.join().unwrap(), 70);
+        }
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        assert_eq!(e.get(&7), Some(70));
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn a_panicking_computation_wakes_its_waiters() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let failing = {
+            let e = e.clone();
+            thread::spawn(move || {
+                catch_unwind(AssertUnwindSafe(|| e.get_or_insert_with(7, || panic!("compute"))))
+                    .is_err()
+            })
+        };
+        let waiting = {
+            let e = e.clone();
+            thread::spawn(move || e.get_or_insert_with(7, || 70))
+        };
+        let panicked = failing.join().unwrap();
+        assert_eq!(waiting.join().unwrap(), 70);
+        // The panicking call either ran its computation or found 70.
+        assert_eq!(e.get(&7), Some(70));
+        let _ = panicked;
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn nothing_of_a_retired_generation_is_returned() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let g = e.new_generation();
+        e.insert_with_options(1, 10, InsertOptions::new().generations(g, None));
+        let computing = {
+            let e = e.clone();
+            thread::spawn(move || {
+                e.get_or_insert_with_options(7, InsertOptions::new().generations(g, None), || 70)
+            })
+        };
+        let retiring = {
+            let e = e.clone();
+            thread::spawn(move || {
+                e.retire(g);
+                assert_eq!(e.get(&1), None, "stored before the retirement");
+                assert_eq!(e.get(&7), None, "computed during the retirement");
+            })
+        };
+        assert_eq!(computing.join().unwrap(), 70, "the caller still gets its value");
+        retiring.join().unwrap();
+        e.run_maintenance();
+        assert_eq!((e.get(&1), e.get(&7)), (None, None));
+        assert_eq!(e.generation_entries(g), 0);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn eviction_across_workers_stays_in_bounds() {
+    check(|| {
+        // Two shards on two workers: a worker over capacity may ask the other to settle.
+        let e = engine(2, 2, 2);
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let e = e.clone();
+                thread::spawn(move || {
+                    for k in (0..3u64).map(|i| t * 100 + i) {
+                        e.insert(k, k * 10);
+                        if let Some(v) = e.get(&(t * 100)) {
+                            assert_eq!(v, t * 1000, "a wrong value");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        e.flush();
+        assert!(e.len() <= 2, "{} entries after flush, capacity 2", e.len());
+        for k in [0, 1, 2, 100, 101, 102] {
+            assert!(e.get(&k).is_none_or(|v| v == k * 10));
+        }
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn dead_entries_go_before_live_ones_across_workers() {
+    check(|| {
+        // Two workers; two expired entries, wherever they landed, are never reclaimed by a
+        // timer (manual clock): a worker over capacity must reclaim its own and ask the other
+        // worker to reclaim its, before any live entry is evicted, and `flush` waits for
+        // those requests.
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(4)
+            .shards(2)
+            .workers(2)
+            .clock(clock.clone())
+            .build()
+            .expect("build");
+        for k in [1000, 1001] {
+            e.insert_with_ttl(k, k, Duration::from_secs(1));
+        }
+        e.flush();
+        clock.advance(Duration::from_secs(2));
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let e = e.clone();
+                thread::spawn(move || {
+                    for k in [t * 10, t * 10 + 1] {
+                        e.insert(k, k);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        e.flush();
+        for k in [0, 1, 10, 11] {
+            assert_eq!(e.get(&k), Some(k), "live key {k} evicted while dead entries remained");
+        }
+        assert_eq!(e.len(), 4);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn shutdown_while_callers_store_never_hangs() {
+    check(|| {
+        let e = engine(100, 2, 2);
+        let callers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let e = e.clone();
+                thread::spawn(move || {
+                    e.insert(t, t);
+                    let _ = e.get(&t);
+                    e.get_or_insert_with(10 + t, || t)
+                })
+            })
+            .collect();
+        e.shutdown();
+        for (t, c) in callers.into_iter().enumerate() {
+            assert_eq!(c.join().unwrap(), t as u64, "computed without storing, if need be");
+        }
+        assert_eq!(e.get(&0), None, "lookups after shutdown miss");
+        e.flush(); // returns at once after shutdown
+    });
+}
