@@ -658,10 +658,13 @@ where
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
-            cell.flight_count.store(fl.len(), Ordering::Release);
             if opts.stores() {
                 self.store(slot.key, hash, v.clone(), opts, false);
             }
+            // Published only once the value is stored: an explicit insert that finds no flight
+            // skips the flights lock, so until then it must see this one and wait for the lock
+            // (held through the store), or this store could land over its value.
+            cell.flight_count.store(fl.len(), Ordering::Release);
         }
         drop(fl);
         drop(complete);

@@ -224,6 +224,104 @@ fn a_panicking_computation_wakes_its_waiters() {
     });
 }
 
+/// Waits (yielding to the scheduler) until `flag` is set.
+fn wait_for(flag: &AtomicUsize) {
+    while flag.load(Ordering::SeqCst) == 0 {
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn a_computation_running_when_its_key_is_removed_is_not_stored() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let started = Arc::new(AtomicUsize::new(0));
+        let computing = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                e.get_or_insert_with(7, || {
+                    started.store(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    70
+                })
+            })
+        };
+        let removing = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                wait_for(&started);
+                e.remove(&7);
+                assert_eq!(e.get(&7), None, "the remover's own lookup");
+            })
+        };
+        assert_eq!(computing.join().unwrap(), 70, "the computing caller gets its value");
+        removing.join().unwrap();
+        e.flush();
+        assert_eq!(e.get(&7), None, "stored although removed while computing");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn an_insert_supersedes_a_running_computation() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let started = Arc::new(AtomicUsize::new(0));
+        let computing = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                e.get_or_insert_with(7, || {
+                    started.store(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    70
+                })
+            })
+        };
+        let inserting = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                wait_for(&started);
+                e.insert(7, 700);
+                assert_eq!(e.get(&7), Some(700), "the inserter's own lookup");
+            })
+        };
+        assert_eq!(computing.join().unwrap(), 70);
+        inserting.join().unwrap();
+        e.flush();
+        assert_eq!(e.get(&7), Some(700), "the computation's value was stored over the insert");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn clear_racing_stores_leaves_a_consistent_engine() {
+    check(|| {
+        let e = engine(100, 2, 1);
+        let stored = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (e, stored) = (e.clone(), stored.clone());
+            thread::spawn(move || {
+                e.insert(1, 10);
+                e.insert(2, 20);
+                stored.store(1, Ordering::SeqCst);
+            })
+        };
+        let after = stored.load(Ordering::SeqCst) == 1;
+        e.clear();
+        if after {
+            assert_eq!((e.get(&1), e.get(&2)), (None, None), "stores that returned before");
+        }
+        writer.join().unwrap();
+        let seen = (e.get(&1), e.get(&2));
+        assert!(seen.0.is_none() || seen.0 == Some(10));
+        assert!(seen.1.is_none() || seen.1 == Some(20));
+        e.flush();
+        assert_eq!((e.get(&1), e.get(&2)), seen, "applying changed the answer");
+        assert_eq!(e.len(), u64::from(seen.0.is_some()) + u64::from(seen.1.is_some()));
+        e.validate().unwrap();
+    });
+}
+
 #[test]
 fn nothing_of_a_retired_generation_is_returned() {
     check(|| {
