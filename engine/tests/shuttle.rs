@@ -323,6 +323,144 @@ fn clear_racing_stores_leaves_a_consistent_engine() {
 }
 
 #[test]
+fn waiters_of_a_removed_computation_never_store_its_value() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let started = Arc::new(AtomicUsize::new(0));
+        let leader = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                e.get_or_insert_with(7, || {
+                    started.store(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    thread::yield_now();
+                    70
+                })
+            })
+        };
+        let other = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                wait_for(&started);
+                e.get_or_insert_with(7, || 71)
+            })
+        };
+        let remover = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                wait_for(&started);
+                e.remove(&7);
+            })
+        };
+        assert_eq!(leader.join().unwrap(), 70);
+        let got = other.join().unwrap();
+        assert!(got == 70 || got == 71, "joined the running computation or computed its own");
+        remover.join().unwrap();
+        e.flush();
+        // 70 was computed when the remove began: never stored; 71 may have been (after it).
+        assert_ne!(e.get(&7), Some(70), "a removed computation's value was stored");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn callers_after_a_retirement_never_join_its_computation() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let g = e.new_generation();
+        let started = Arc::new(AtomicUsize::new(0));
+        let leader = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                e.get_or_insert_with_options(7, InsertOptions::new().generations(g, None), || {
+                    started.store(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    70
+                })
+            })
+        };
+        let late = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                wait_for(&started);
+                e.retire(g);
+                // Under the retired generation: computed here, never joined, never stored.
+                let v = e.get_or_insert_with_options(
+                    7,
+                    InsertOptions::new().generations(g, None),
+                    || 71,
+                );
+                assert_eq!(v, 71, "joined a computation of a retired generation");
+                assert_eq!(e.get(&7), None);
+            })
+        };
+        assert_eq!(leader.join().unwrap(), 70);
+        late.join().unwrap();
+        e.flush();
+        assert_eq!(e.get(&7), None);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn a_failed_computation_stores_nothing_and_its_waiters_retry() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let failing = {
+            let e = e.clone();
+            thread::spawn(move || {
+                e.get_or_try_insert_with_ref(&7, InsertOptions::new(), |k| *k, || Err::<u64, _>(()))
+            })
+        };
+        let waiting = {
+            let e = e.clone();
+            thread::spawn(move || {
+                e.get_or_try_insert_with_ref(&7, InsertOptions::new(), |k| *k, || Ok::<_, ()>(70))
+            })
+        };
+        let failed = failing.join().unwrap();
+        assert!(failed.is_err() || failed == Ok(70), "an error, or the other's value");
+        assert_eq!(waiting.join().unwrap(), Ok(70), "a waiter retries after the error");
+        assert_eq!(e.get(&7), Some(70));
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
+    check(|| {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .clock(clock.clone())
+            .build()
+            .expect("build");
+        let stored = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let (e, stored) = (e.clone(), stored.clone());
+            thread::spawn(move || {
+                e.insert_with_ttl(1, 10, Duration::from_secs(1));
+                stored.store(1, Ordering::SeqCst);
+            })
+        };
+        let before = stored.load(Ordering::SeqCst) == 1;
+        clock.advance(Duration::from_secs(2));
+        let seen = e.get(&1);
+        if before {
+            assert_eq!(seen, None, "served past its deadline");
+        }
+        writer.join().unwrap();
+        e.run_maintenance();
+        // Otherwise it may have been stored after the advance (deadline 3 s, still ahead).
+        let after = e.get(&1);
+        assert!(after.is_none() || (!before && after == Some(10)), "{after:?}");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn nothing_of_a_retired_generation_is_returned() {
     check(|| {
         let e = engine(100, 1, 1);
