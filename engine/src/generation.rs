@@ -34,7 +34,10 @@ const CHUNKS: usize = 19; // 64 * (2^19 - 1) >= 2^24 slots
 const FIRST_CHUNK: u64 = 64;
 
 /// The next epoch to issue, process-wide (0 is never issued: it marks "no generation").
-static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
+/// Always a std atomic, even under the model checker (`crate::sync`): a unique counter shared
+/// by every engine of the process, not part of any engine's protocol, and a model checker's
+/// atomic must not outlive the one execution it belongs to.
+static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A version under which entries are stored; retiring it hides them all at once.
 ///

@@ -31,8 +31,9 @@
 //!
 //! Shuttle runs threads one at a time under sequential consistency: it explores
 //! interleavings, not weak-memory reorderings, and its timed waits never time out (a wait
-//! that only a timeout would end shows up as a deadlock). Normal builds pay nothing for any
-//! of this.
+//! that only a timeout would end shows up as a deadlock). A `static` must stay a std type (the
+//! epoch counter in `generation.rs`): shuttle's primitives belong to one execution, and tests
+//! run executions on several threads at once. Normal builds pay nothing for any of this.
 
 #[cfg(not(memokit_shuttle))]
 pub(crate) use real::*;

@@ -490,6 +490,37 @@ fn nothing_of_a_retired_generation_is_returned() {
 }
 
 #[test]
+fn a_retirement_racing_stores_on_two_workers_leaves_nothing_behind() {
+    check(|| {
+        let e = engine(100, 2, 2);
+        let g = e.new_generation();
+        let storing = {
+            let e = e.clone();
+            thread::spawn(move || {
+                for k in 0..3u64 {
+                    e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
+                }
+            })
+        };
+        let retiring = {
+            let e = e.clone();
+            thread::spawn(move || {
+                e.retire(g);
+                for k in 0..3u64 {
+                    assert_eq!(e.get(&k), None, "key {k} of a retired generation");
+                }
+            })
+        };
+        storing.join().unwrap();
+        retiring.join().unwrap();
+        e.run_maintenance();
+        assert_eq!(e.generation_entries(g), 0);
+        assert_eq!(e.len(), 0, "entries of the retired generation left behind");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn eviction_across_workers_stays_in_bounds() {
     check(|| {
         // Two shards on two workers: a worker over capacity may ask the other to settle.
