@@ -461,6 +461,61 @@ fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
 }
 
 #[test]
+fn clear_detaches_a_running_computation() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let started = Arc::new(AtomicUsize::new(0));
+        let computing = {
+            let (e, started) = (e.clone(), started.clone());
+            thread::spawn(move || {
+                e.get_or_insert_with(7, || {
+                    started.store(1, Ordering::SeqCst);
+                    thread::yield_now();
+                    70
+                })
+            })
+        };
+        wait_for(&started);
+        e.clear();
+        assert_eq!(computing.join().unwrap(), 70);
+        e.flush();
+        assert_eq!(e.get(&7), None, "stored although cleared while computing");
+        assert_eq!(e.len(), 0);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
+fn an_insert_that_cannot_be_kept_still_drops_the_previous_value() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        e.insert(1, 10);
+        e.flush();
+        let dropping = {
+            let e = e.clone();
+            thread::spawn(move || {
+                // A zero TTL stores nothing; the resident value must go all the same.
+                e.insert_with_ttl(1, 11, Duration::ZERO);
+                assert_eq!(e.get(&1), None, "the previous value survived");
+            })
+        };
+        let reading = {
+            let e = e.clone();
+            thread::spawn(move || {
+                let v = e.get(&1);
+                assert!(v.is_none() || v == Some(10), "{v:?}");
+            })
+        };
+        dropping.join().unwrap();
+        reading.join().unwrap();
+        e.flush();
+        assert_eq!(e.get(&1), None);
+        assert_eq!(e.len(), 0);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn nothing_of_a_retired_generation_is_returned() {
     check(|| {
         let e = engine(100, 1, 1);
