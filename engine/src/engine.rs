@@ -94,7 +94,6 @@ fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, s
     for cell in shared.cells.iter() {
         let mut fl = cell.flights.lock();
         let flights = std::mem::take(&mut *fl);
-        cell.flight_count.store(0, Ordering::Release);
         drop(fl);
         worker::clear(shared, cell);
         drop(flights);
@@ -413,7 +412,6 @@ where
         for cell in self.shared().cells.iter() {
             let mut fl = cell.flights.lock();
             let flights = std::mem::take(&mut *fl);
-            cell.flight_count.store(0, Ordering::Release);
             drop(fl);
             drop(flights);
         }

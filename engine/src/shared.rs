@@ -89,9 +89,6 @@ pub(crate) struct Cell<K, V> {
     pub(crate) batch: Mutex<Pending<K, V>>,
     pub(crate) drained: Condvar,
     pub(crate) flights: Mutex<Flights<K, V>>,
-    /// `flights.len()`, published after each change under the lock: lets a store skip the
-    /// flights lock when nothing is computing in this shard.
-    pub(crate) flight_count: AtomicUsize,
     /// `pending.len()`, published after each change under the lock, and the number of batches
     /// the worker has applied (incremented before it publishes an empty pending table): a
     /// lookup that misses in the core while nothing is pending and no batch was applied since
@@ -255,7 +252,6 @@ impl<K, V> Shared<K, V> {
                 batch: Mutex::new(Pending::default()),
                 drained: Condvar::new(),
                 flights: Mutex::new(Flights::new()),
-                flight_count: AtomicUsize::new(0),
                 pending_len: AtomicUsize::new(0),
                 pending_keys: Default::default(),
                 applied: AtomicU64::new(0),
@@ -506,18 +502,17 @@ where
     }
 
     /// An explicit store by the user: supersedes a running computation of the key (which then
-    /// hands its value to its own waiters only), then stores.
+    /// hands its value to its own waiters only), then stores. Always under the flights lock:
+    /// a computation whose lookup missed before this value landed registers its flight under
+    /// that lock and stores under it too, so it is either detached here or stored before this
+    /// store. (Skipping the lock while no flight was registered let a computation that
+    /// registered just after the check store over this value once the insert had returned:
+    /// found by `engine/tests/shuttle.rs`.)
     pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
         let hash = self.hash(&key);
         let cell = self.cell(hash);
-        if cell.flight_count.load(Ordering::Acquire) == 0 {
-            // Nothing computing in this shard (a computation registered before this call
-            // began is seen here).
-            return self.store(key, hash, value, opts, true);
-        }
         let mut fl = cell.flights.lock();
         let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
-        cell.flight_count.store(fl.len(), Ordering::Release);
         self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
@@ -545,7 +540,6 @@ where
             }
         }
         cell.pending_len.store(p.len(), Ordering::Release);
-        cell.flight_count.store(fl.len(), Ordering::Release);
         drop(p);
         drop(fl);
         drop(detached);
@@ -574,8 +568,8 @@ where
         let gens = opts.raw_gens();
         let (mut fl, running) = loop {
             let fl = cell.flights.lock();
-            // Read under the flights lock: a leader stores its value before it removes its
-            // flight under this lock, so a value whose flight is gone is seen here.
+            // Read under the flights lock: a leader removes its flight and stores its value
+            // within one hold of this lock, so a value whose flight is gone is seen here.
             if !searched.take().is_some_and(|searched| cell.miss_stands(hash, searched)) {
                 if let Some(v) = self.get_slow(hash, q, V::clone) {
                     drop(fl);
@@ -609,7 +603,6 @@ where
         let key = to_owned(q);
         let flight = Flight::new(gens);
         fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
-        cell.flight_count.store(fl.len(), Ordering::Release);
         drop(fl);
         drop(stale);
         self.count(hash, false);
@@ -634,7 +627,6 @@ where
                 let mut fl = self.cell.flights.lock();
                 let mine = fl.find_entry(self.hash, |s| Arc::ptr_eq(&s.flight, self.flight)).ok();
                 let slot = mine.map(|o| o.remove().0);
-                self.cell.flight_count.store(fl.len(), Ordering::Release);
                 drop(fl);
                 self.flight.abandon();
                 drop(slot);
@@ -661,10 +653,6 @@ where
             if opts.stores() {
                 self.store(slot.key, hash, v.clone(), opts, false);
             }
-            // Published only once the value is stored: an explicit insert that finds no flight
-            // skips the flights lock, so until then it must see this one and wait for the lock
-            // (held through the store), or this store could land over its value.
-            cell.flight_count.store(fl.len(), Ordering::Release);
         }
         drop(fl);
         drop(complete);

@@ -294,6 +294,30 @@ fn an_insert_supersedes_a_running_computation() {
 }
 
 #[test]
+fn a_computation_is_never_stored_over_an_insert_it_raced() {
+    check(|| {
+        // No flag: the insert may land before the computation starts (then the computation
+        // finds 700 and returns it, or runs and is superseded), or after its value (then 700
+        // replaces it). Either way the insert, which ends before `flush`, is what remains.
+        let e = engine(100, 1, 1);
+        let computing = {
+            let e = e.clone();
+            thread::spawn(move || e.get_or_insert_with(7, || 70))
+        };
+        let inserting = {
+            let e = e.clone();
+            thread::spawn(move || e.insert(7, 700))
+        };
+        let got = computing.join().unwrap();
+        assert!(got == 70 || got == 700, "{got}");
+        inserting.join().unwrap();
+        e.flush();
+        assert_eq!(e.get(&7), Some(700), "a computation stored over a completed insert");
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn clear_racing_stores_leaves_a_consistent_engine() {
     check(|| {
         let e = engine(100, 2, 1);
