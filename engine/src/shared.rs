@@ -262,7 +262,7 @@ impl<K, V> Shared<K, V> {
             .collect();
         Shared {
             cells,
-            hasher: ahash::RandomState::new(),
+            hasher: crate::sync::key_hasher(),
             clock,
             gens: Registry::new(),
             waits: AtomicU64::new(0),

@@ -14,6 +14,7 @@
 //! | `crossbeam_channel::{unbounded, Sender, Receiver}` | `shuttle::sync::mpsc` behind the same API |
 //! | `std::thread`, `std::thread_local!` | `shuttle::thread`, `shuttle::thread_local!` |
 //! | `std::hint::spin_loop` | `shuttle::hint::spin_loop` (a scheduling point) |
+//! | `ahash::RandomState::new()` for the keys (which shard a key falls in) | fixed seeds, so that a failing schedule replays |
 //!
 //! # Why
 //!
@@ -31,7 +32,13 @@
 //!
 //! Shuttle runs threads one at a time under sequential consistency: it explores
 //! interleavings, not weak-memory reorderings, and its timed waits never time out (a wait
-//! that only a timeout would end shows up as a deadlock). A `static` must stay a std type (the
+//! that only a timeout would end shows up as a deadlock; only the backpressure wait and the
+//! real clock's waits have timeouts, and neither is modelled). Its reader-writer lock is
+//! unfair and lets readers in while a writer waits, where parking_lot holds new readers back:
+//! a deadlock that needs a reader queued behind a waiting writer would not be found (the lock
+//! order in `shared.rs` and the debug-build check in `pending.rs` rule one out). The
+//! generation registry's chunks (`OnceLock`, initialised under the registry's mutex) stay
+//! std. A `static` must stay a std type (the
 //! epoch counter in `generation.rs`): shuttle's primitives belong to one execution, and tests
 //! run executions on several threads at once. Normal builds pay nothing for any of this.
 
@@ -56,6 +63,11 @@ mod real {
     #[inline]
     pub(crate) fn unlock_fair<T>(guard: RwLockWriteGuard<'_, T>) {
         RwLockWriteGuard::unlock_fair(guard);
+    }
+
+    /// The hasher of an engine's keys: randomly seeded per engine.
+    pub(crate) fn key_hasher() -> ahash::RandomState {
+        ahash::RandomState::new()
     }
 }
 
@@ -192,6 +204,12 @@ mod model {
 
     pub(crate) fn unlock_fair<T>(guard: RwLockWriteGuard<'_, T>) {
         drop(guard);
+    }
+
+    /// Fixed seeds: which shard a key falls in must not change from one execution to the
+    /// next, or a failing schedule would not replay.
+    pub(crate) fn key_hasher() -> ahash::RandomState {
+        ahash::RandomState::with_seeds(1, 2, 3, 4)
     }
 
     /// An unbounded channel with crossbeam-channel's API over shuttle's `mpsc`.

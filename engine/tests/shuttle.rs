@@ -59,6 +59,30 @@ fn engine(capacity: u64, shards: usize, workers: usize) -> Engine<u64, u64> {
         .expect("build")
 }
 
+/// Both outcomes of an [`observe`], counted over all the executions of one test.
+#[derive(Default)]
+struct Seen([std::sync::atomic::AtomicUsize; 2]);
+
+impl Seen {
+    /// Fails unless both outcomes occurred, so that no conditional assertion goes untested.
+    fn assert_both(&self) {
+        let [no, yes] = [0, 1].map(|i| self.0[i].load(std::sync::atomic::Ordering::SeqCst));
+        assert!(no > 0 && yes > 0, "outcomes seen: {yes} finished, {no} not: widen the test");
+    }
+}
+
+/// Whether the other thread has set `flag` (finished its part), read after giving the
+/// scheduler a few chances to run it: without them the random scheduler almost never lets it
+/// finish first, and the assertions that depend on it would go unchecked.
+fn observe(flag: &AtomicUsize, seen: &Seen) -> bool {
+    for _ in 0..4 {
+        thread::yield_now();
+    }
+    let done = flag.load(Ordering::SeqCst) == 1;
+    seen.0[usize::from(done)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    done
+}
+
 #[test]
 fn a_store_is_visible_to_every_later_lookup() {
     check(|| {
@@ -135,7 +159,10 @@ fn overwrites_are_never_seen_out_of_order() {
 
 #[test]
 fn a_remove_after_a_store_is_never_undone() {
-    check(|| {
+    let seen = std::sync::Arc::new(Seen::default());
+    let outcomes = seen.clone();
+    check(move || {
+        let seen = outcomes.clone();
         let e = engine(100, 1, 1);
         e.insert(1, 1); // resident: the store below may take the in-place path
         e.flush();
@@ -151,7 +178,7 @@ fn a_remove_after_a_store_is_never_undone() {
         let remover = {
             let (e, stored) = (e.clone(), stored.clone());
             thread::spawn(move || {
-                let after = stored.load(Ordering::SeqCst) == 1;
+                let after = observe(&stored, &seen);
                 e.remove(&0);
                 e.remove(&1);
                 if after {
@@ -173,6 +200,7 @@ fn a_remove_after_a_store_is_never_undone() {
         assert_eq!((e.get(&0), e.get(&1)), (zero, one), "applying changed the answer");
         e.validate().unwrap();
     });
+    seen.assert_both();
 }
 
 #[test]
@@ -319,7 +347,10 @@ fn a_computation_is_never_stored_over_an_insert_it_raced() {
 
 #[test]
 fn clear_racing_stores_leaves_a_consistent_engine() {
-    check(|| {
+    let seen = std::sync::Arc::new(Seen::default());
+    let outcomes = seen.clone();
+    check(move || {
+        let seen = outcomes.clone();
         let e = engine(100, 2, 1);
         let stored = Arc::new(AtomicUsize::new(0));
         let writer = {
@@ -330,7 +361,7 @@ fn clear_racing_stores_leaves_a_consistent_engine() {
                 stored.store(1, Ordering::SeqCst);
             })
         };
-        let after = stored.load(Ordering::SeqCst) == 1;
+        let after = observe(&stored, &seen);
         e.clear();
         if after {
             assert_eq!((e.get(&1), e.get(&2)), (None, None), "stores that returned before");
@@ -344,6 +375,7 @@ fn clear_racing_stores_leaves_a_consistent_engine() {
         assert_eq!(e.len(), u64::from(seen.0.is_some()) + u64::from(seen.1.is_some()));
         e.validate().unwrap();
     });
+    seen.assert_both();
 }
 
 #[test]
@@ -452,7 +484,10 @@ fn a_failed_computation_stores_nothing_and_its_waiters_retry() {
 
 #[test]
 fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
-    check(|| {
+    let seen = std::sync::Arc::new(Seen::default());
+    let outcomes = seen.clone();
+    check(move || {
+        let seen = outcomes.clone();
         let clock = ManualClock::new();
         let e: Engine<u64, u64> = Engine::builder()
             .max_capacity(100)
@@ -469,7 +504,7 @@ fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
                 stored.store(1, Ordering::SeqCst);
             })
         };
-        let before = stored.load(Ordering::SeqCst) == 1;
+        let before = observe(&stored, &seen);
         clock.advance(Duration::from_secs(2));
         let seen = e.get(&1);
         if before {
@@ -482,6 +517,7 @@ fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
         assert!(after.is_none() || (!before && after == Some(10)), "{after:?}");
         e.validate().unwrap();
     });
+    seen.assert_both();
 }
 
 #[test]
