@@ -708,6 +708,58 @@ fn dead_entries_go_before_live_ones_across_workers() {
 }
 
 #[test]
+fn shutdown_while_callers_wait_for_one_computation_never_hangs() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let e = e.clone();
+                thread::spawn(move || e.get_or_insert_with(7, || 70))
+            })
+            .collect();
+        e.shutdown();
+        for c in callers {
+            assert_eq!(c.join().unwrap(), 70);
+        }
+        assert_eq!(e.get(&7), None, "lookups after shutdown miss");
+    });
+}
+
+#[test]
+fn maintenance_racing_lookups_serves_nothing_dead() {
+    check(|| {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .clock(clock.clone())
+            .build()
+            .expect("build");
+        let g = e.new_generation();
+        e.insert_with_ttl(1, 10, Duration::from_secs(1));
+        e.insert_with_options(2, 20, InsertOptions::new().generations(g, None));
+        e.insert(3, 30);
+        e.flush();
+        clock.advance(Duration::from_secs(2));
+        e.retire(g);
+        let reader = {
+            let e = e.clone();
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    assert_eq!((e.get(&1), e.get(&2), e.get(&3)), (None, None, Some(30)));
+                }
+            })
+        };
+        e.run_maintenance();
+        reader.join().unwrap();
+        assert_eq!(e.len(), 1, "expired and retired entries reclaimed");
+        assert_eq!(e.generation_entries(g), 0);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn shutdown_while_callers_store_never_hangs() {
     check(|| {
         let e = engine(100, 2, 2);
