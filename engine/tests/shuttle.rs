@@ -259,21 +259,30 @@ fn wait_for(flag: &AtomicUsize) {
     }
 }
 
+/// Spawns a caller computing key 7 (value 70) through single flight under `opts`; the returned
+/// flag is set once its computation runs, which then yields twice before returning.
+fn spawn_computation(
+    e: &Engine<u64, u64>,
+    opts: InsertOptions,
+) -> (thread::JoinHandle<u64>, Arc<AtomicUsize>) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let (e, flag) = (e.clone(), started.clone());
+    let handle = thread::spawn(move || {
+        e.get_or_insert_with_options(7, opts, || {
+            flag.store(1, Ordering::SeqCst);
+            thread::yield_now();
+            thread::yield_now();
+            70
+        })
+    });
+    (handle, started)
+}
+
 #[test]
 fn a_computation_running_when_its_key_is_removed_is_not_stored() {
     check(|| {
         let e = engine(100, 1, 1);
-        let started = Arc::new(AtomicUsize::new(0));
-        let computing = {
-            let (e, started) = (e.clone(), started.clone());
-            thread::spawn(move || {
-                e.get_or_insert_with(7, || {
-                    started.store(1, Ordering::SeqCst);
-                    thread::yield_now();
-                    70
-                })
-            })
-        };
+        let (computing, started) = spawn_computation(&e, InsertOptions::new());
         let removing = {
             let (e, started) = (e.clone(), started.clone());
             thread::spawn(move || {
@@ -294,17 +303,7 @@ fn a_computation_running_when_its_key_is_removed_is_not_stored() {
 fn an_insert_supersedes_a_running_computation() {
     check(|| {
         let e = engine(100, 1, 1);
-        let started = Arc::new(AtomicUsize::new(0));
-        let computing = {
-            let (e, started) = (e.clone(), started.clone());
-            thread::spawn(move || {
-                e.get_or_insert_with(7, || {
-                    started.store(1, Ordering::SeqCst);
-                    thread::yield_now();
-                    70
-                })
-            })
-        };
+        let (computing, started) = spawn_computation(&e, InsertOptions::new());
         let inserting = {
             let (e, started) = (e.clone(), started.clone());
             thread::spawn(move || {
@@ -382,18 +381,7 @@ fn clear_racing_stores_leaves_a_consistent_engine() {
 fn waiters_of_a_removed_computation_never_store_its_value() {
     check(|| {
         let e = engine(100, 1, 1);
-        let started = Arc::new(AtomicUsize::new(0));
-        let leader = {
-            let (e, started) = (e.clone(), started.clone());
-            thread::spawn(move || {
-                e.get_or_insert_with(7, || {
-                    started.store(1, Ordering::SeqCst);
-                    thread::yield_now();
-                    thread::yield_now();
-                    70
-                })
-            })
-        };
+        let (leader, started) = spawn_computation(&e, InsertOptions::new());
         let other = {
             let (e, started) = (e.clone(), started.clone());
             thread::spawn(move || {
@@ -424,17 +412,7 @@ fn callers_after_a_retirement_never_join_its_computation() {
     check(|| {
         let e = engine(100, 1, 1);
         let g = e.new_generation();
-        let started = Arc::new(AtomicUsize::new(0));
-        let leader = {
-            let (e, started) = (e.clone(), started.clone());
-            thread::spawn(move || {
-                e.get_or_insert_with_options(7, InsertOptions::new().generations(g, None), || {
-                    started.store(1, Ordering::SeqCst);
-                    thread::yield_now();
-                    70
-                })
-            })
-        };
+        let (leader, started) = spawn_computation(&e, InsertOptions::new().generations(g, None));
         let late = {
             let (e, started) = (e.clone(), started.clone());
             thread::spawn(move || {
@@ -524,17 +502,7 @@ fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
 fn clear_detaches_a_running_computation() {
     check(|| {
         let e = engine(100, 1, 1);
-        let started = Arc::new(AtomicUsize::new(0));
-        let computing = {
-            let (e, started) = (e.clone(), started.clone());
-            thread::spawn(move || {
-                e.get_or_insert_with(7, || {
-                    started.store(1, Ordering::SeqCst);
-                    thread::yield_now();
-                    70
-                })
-            })
-        };
+        let (computing, started) = spawn_computation(&e, InsertOptions::new());
         wait_for(&started);
         e.clear();
         assert_eq!(computing.join().unwrap(), 70);
