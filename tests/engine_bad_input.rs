@@ -360,3 +360,89 @@ fn panicking_to_owned_leaves_nothing_behind() {
     assert_eq!(v, 2);
     assert_eq!(e.get("k"), Some(2));
 }
+
+/// A key whose `Eq` panics once a countdown runs out, and whose `Drop` may run a hook.
+struct Hooked {
+    id: u32,
+    /// `Eq` calls left before one panics (`usize::MAX`: never).
+    eq_left: Arc<AtomicUsize>,
+    on_drop: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Hooked {
+    fn new(id: u32) -> Self {
+        Hooked { id, eq_left: Arc::new(AtomicUsize::new(usize::MAX)), on_drop: Default::default() }
+    }
+}
+
+impl Hash for Hooked {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Hooked {
+    fn eq(&self, other: &Self) -> bool {
+        for k in [self, other] {
+            let left = k.eq_left.fetch_sub(1, Ordering::SeqCst);
+            assert!(left != 1, "evil eq of key {}", k.id);
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Hooked {}
+
+impl Drop for Hooked {
+    fn drop(&mut self) {
+        if let Some(hook) = self.on_drop.get_mut().take() {
+            hook();
+        }
+    }
+}
+
+/// User `Drop`s run outside the engine's locks even when a store unwinds: an insert that
+/// supersedes a running computation and then panics in the user's `Eq` drops that
+/// computation's key after letting go of the flights lock, so a `Drop` that calls back into
+/// the engine (here, another insert into the same shard) does not deadlock.
+#[test]
+fn a_drop_while_an_insert_unwinds_may_call_into_the_engine() {
+    let clock = ManualClock::new();
+    let e: Engine<Hooked, u64> =
+        Engine::builder().max_capacity(100).shards(1).clock(clock.clone()).build().expect("build");
+    // Resident but expired (no maintenance with a manual clock): a lookup misses, and a store
+    // of the same key compares with it.
+    e.insert_with_ttl(Hooked::new(1), 1, Duration::from_millis(1));
+    e.flush();
+    clock.advance(Duration::from_millis(10));
+    let gate = Gate::new();
+    let leader_key = Hooked::new(1);
+    let hook_engine = e.clone();
+    *leader_key.on_drop.lock() = Some(Box::new(move || hook_engine.insert(Hooked::new(2), 2)));
+    let leader = {
+        let (e, gate) = (e.clone(), gate.clone());
+        std::thread::spawn(move || {
+            e.get_or_insert_with(leader_key, || {
+                gate.enter_and_wait();
+                11
+            })
+        })
+    };
+    gate.wait_entered();
+    let e2 = e.clone();
+    let inserted =
+        no_hang("an insert whose unwinding drops a key that calls into the engine", move || {
+            let key = Hooked::new(1);
+            // The first `Eq` (finding the running computation) passes; the next, against the
+            // resident entry while storing, panics.
+            key.eq_left.store(2, Ordering::SeqCst);
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e2.insert(key, 12)))
+                .map_err(|p| common::panic_message(&*p))
+        });
+    assert!(inserted.as_ref().is_err_and(|m| m.contains("evil eq")), "{inserted:?}");
+    gate.open();
+    assert_eq!(no_hang("the superseded leader", move || leader.join().unwrap()), 11);
+    assert_eq!(e.get(&Hooked::new(2)), Some(2), "the hook's insert landed");
+    e.flush();
+    e.validate().unwrap();
+}

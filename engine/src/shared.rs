@@ -511,8 +511,11 @@ where
     pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
         let hash = self.hash(&key);
         let cell = self.cell(hash);
+        // Declared before the lock, so that it is dropped after it even when the store
+        // unwinds (a user's `Eq` or weigher panicking): user `Drop`s run outside the locks.
+        let detached;
         let mut fl = cell.flights.lock();
-        let detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
+        detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
         self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
@@ -523,8 +526,9 @@ where
         let hash = self.hash(q);
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
+        let detached; // dropped after the locks, even on unwinding (see `insert`)
         let mut fl = cell.flights.lock();
-        let detached = fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0);
+        detached = fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0);
         let (mut p, core) = cell.lock_pending_and_core();
         let old = p.inserts.find_entry(hash, |(n, _)| q.equivalent(&n.key)).ok();
         let found = core.find(hash, |k| q.equivalent(k)).map(|(h, e)| {
