@@ -53,7 +53,9 @@ use crate::shard::{NewEntry, Shard};
 use crate::worker::Command;
 
 /// Operations a shard may hold pending before callers wait for the worker.
-pub(crate) const PENDING_LIMIT: usize = 4096;
+/// Under the model checker (`--cfg memokit_shuttle`) it is 4, so that its tests reach the
+/// backpressure wait with a handful of stores.
+pub(crate) const PENDING_LIMIT: usize = if cfg!(memokit_shuttle) { 4 } else { 4096 };
 /// Operations a shard gathers before its worker is woken. One: a lookup of a pending key takes
 /// the slow path (the pending table's mutex), so pending operations should not linger; while a
 /// wake-up is outstanding (`signaled`), further operations send nothing, so a busy worker is

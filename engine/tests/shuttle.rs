@@ -204,6 +204,36 @@ fn a_remove_after_a_store_is_never_undone() {
 }
 
 #[test]
+fn callers_held_back_by_a_full_pending_table_are_let_go() {
+    check(|| {
+        // Under the model checker a shard holds at most 4 pending operations before storing
+        // callers wait for its worker to drain it (down to 2): twelve stores from two threads
+        // into one shard reach that wait, and a lost wake-up would be a deadlock here (the
+        // real build also wakes every 50 ms, which would hide it).
+        let e = engine(100, 1, 1);
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let e = e.clone();
+                thread::spawn(move || {
+                    for k in (0..6u64).map(|i| t * 100 + i) {
+                        e.insert(k, k);
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        for k in (0..6u64).flat_map(|i| [i, 100 + i]) {
+            assert_eq!(e.get(&k), Some(k));
+        }
+        e.flush();
+        assert_eq!(e.len(), 12);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn single_flight_computes_each_key_once() {
     check(|| {
         let e = engine(100, 1, 1);
