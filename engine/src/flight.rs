@@ -7,7 +7,12 @@
 //! generations that were retired since is never joined: the newcomer replaces it in the table,
 //! and the old leader, finding itself unregistered, hands its value to its own waiters only.
 //! `remove` and `clear` unregister flights the same way, so a computation that began before a
-//! delete is never stored or handed to a caller that arrived after it.
+//! delete is never stored or handed to a caller that arrived after it. An explicit `insert`
+//! does too, and it always takes the flights lock: a leader checks for the key, registers, and
+//! later unregisters and stores, each under that lock, so an insert either detaches the flight
+//! or lands after the leader's store, never under it (the model-checked tests in
+//! `tests/shuttle.rs` found both ways it once could: an insert that skipped the lock while no
+//! flight was registered, and a leader that published "no flight" before its store).
 //!
 //! Waiting is the only blocking operation: [`Flight::wait`] parks on a condition variable. The
 //! state machine (`Running` → `Done(v)` | `Abandoned`) is independent of how one waits, so an
