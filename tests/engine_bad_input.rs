@@ -401,10 +401,11 @@ impl Drop for Hooked {
     }
 }
 
-/// User `Drop`s run outside the engine's locks even when a store unwinds: an insert that
-/// supersedes a running computation and then panics in the user's `Eq` drops that
-/// computation's key after letting go of the flights lock, so a `Drop` that calls back into
-/// the engine (here, another insert into the same shard) does not deadlock.
+/// The key of a computation that an insert supersedes is dropped after the flights lock even
+/// when the insert then unwinds (the user's `Eq` panics), so a `Drop` that calls back into the
+/// engine (here, another insert into the same shard) does not deadlock. (The key and value
+/// being inserted are dropped during that unwinding under the shard's lock; the docs of
+/// `Engine::insert_with_options` say so.)
 #[test]
 fn a_drop_while_an_insert_unwinds_may_call_into_the_engine() {
     let clock = ManualClock::new();
@@ -444,5 +445,40 @@ fn a_drop_while_an_insert_unwinds_may_call_into_the_engine() {
     assert_eq!(no_hang("the superseded leader", move || leader.join().unwrap()), 11);
     assert_eq!(e.get(&Hooked::new(2)), Some(2), "the hook's insert landed");
     e.flush();
+    e.validate().unwrap();
+}
+
+/// The keys and values a store displaces are dropped after every lock of the engine, on the
+/// normal path too: the key kept out of the core by an in-place replacement, and a pending
+/// store superseded by a later one. A `Drop` that calls back into the same shard must not
+/// deadlock (it did for a few commits, when an explicit insert began to hold the flights lock
+/// across its store; found by a review).
+#[test]
+fn what_a_store_displaces_is_dropped_outside_the_locks() {
+    let e: Engine<Hooked, u64> =
+        Engine::builder().max_capacity(100).shards(1).build().expect("build");
+    let hooked = |id: u32, then: u32| {
+        let key = Hooked::new(id);
+        let hook_engine = e.clone();
+        *key.on_drop.lock() = Some(Box::new(move || hook_engine.insert(Hooked::new(then), 2)));
+        key
+    };
+    // In place: key 1 is resident, so the new key is dropped and the value swapped.
+    e.insert(Hooked::new(1), 1);
+    e.flush();
+    let (e2, key) = (e.clone(), hooked(1, 2));
+    no_hang("an in-place replacement dropping its key", move || e2.insert(key, 5));
+    assert_eq!((e.get(&Hooked::new(1)), e.get(&Hooked::new(2))), (Some(5), Some(2)));
+    // Through the pending table: a store with a deadline never replaces in place, and the
+    // second one supersedes the first while it is still pending (a manual clock would let
+    // the worker apply it only on `flush`, but a real one applies it soon: either way the
+    // first key is dropped by someone, and only the caller's drop could deadlock).
+    let (e3, first, second) = (e.clone(), hooked(10, 11), Hooked::new(10));
+    no_hang("a superseded pending store", move || {
+        e3.insert_with_ttl(first, 1, Duration::from_secs(100));
+        e3.insert_with_ttl(second, 2, Duration::from_secs(100));
+    });
+    e.flush();
+    assert_eq!((e.get(&Hooked::new(10)), e.get(&Hooked::new(11))), (Some(2), Some(2)));
     e.validate().unwrap();
 }

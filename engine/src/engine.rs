@@ -197,6 +197,16 @@ where
     /// previous value of the key is dropped all the same. A computation of `key` running in
     /// [`get_or_insert_with`](Engine::get_or_insert_with) is superseded: its value goes to its
     /// own waiters only and is not stored over this one.
+    ///
+    /// The keys and values this displaces (the previous value, a superseded computation's key)
+    /// are dropped after the engine has let go of its locks, so their `Drop` may call into
+    /// the engine.
+    ///
+    /// # Panics
+    /// Propagates a panic of the key's `Eq` or of the weigher; the engine stays usable. The
+    /// key and value being stored are then dropped during that unwinding, while a lock of
+    /// the key's shard is still held: a `Drop` that calls into the engine from there would
+    /// deadlock.
     pub fn insert_with_options(&self, key: K, value: V, opts: InsertOptions) {
         self.shared().insert(key, value, &opts);
     }

@@ -111,6 +111,16 @@ pub(crate) struct Cell<K, V> {
     pub(crate) worker: usize,
 }
 
+/// What a store leaves behind: the user's keys and values it displaced (a value replaced in
+/// place, a pending store it superseded) or could not keep. Whoever called the store drops it
+/// after letting go of every lock it holds, since a user's `Drop` may be slow, panic, or call
+/// back into the engine.
+#[must_use = "dropped by the caller after its locks"]
+pub(crate) struct Leftovers<K, V> {
+    _kv: Option<(K, V)>,
+    _replaced: Option<(NewEntry<K, V>, Option<crate::shard::Handle>)>,
+}
+
 pub(crate) struct Shared<K, V> {
     pub(crate) cells: Box<[Cell<K, V>]>,
     pub(crate) hasher: ahash::RandomState,
@@ -413,8 +423,16 @@ where
     /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
     /// drops whatever was stored for the key). With `in_place`, first tries
     /// [`Shared::replace_resident`] (callers pass it when the key is likely resident: an
-    /// explicit insert, not the store after a miss).
-    pub(crate) fn store(&self, key: K, hash: u64, value: V, opts: &InsertOptions, in_place: bool) {
+    /// explicit insert, not the store after a miss). Returns the user keys and values it
+    /// displaced or could not keep, for the caller to drop after its own locks.
+    pub(crate) fn store(
+        &self,
+        key: K,
+        hash: u64,
+        value: V,
+        opts: &InsertOptions,
+        in_place: bool,
+    ) -> Leftovers<K, V> {
         let weight = match &self.weigher {
             Some(w) => w(&key, &value),
             None => 1,
@@ -428,11 +446,7 @@ where
         let cell = &self.cells[index];
         let (key, value) = if in_place && storable && deadline == Some(NEVER) {
             match self.replace_resident(cell, key, hash, value, &gens, weight) {
-                Ok(garbage) => {
-                    // Dropped after the write lock (a user's `Drop` may be slow or panic).
-                    drop(garbage);
-                    return;
-                }
+                Ok(garbage) => return Leftovers { _kv: Some(garbage), _replaced: None },
                 Err(back) => back,
             }
         } else {
@@ -451,15 +465,19 @@ where
         });
         drop(core);
         let replaced = old.map(|o| o.remove().0);
-        if storable {
+        let kv = if storable {
             let n =
                 NewEntry { key, value, hash, deadline: deadline.unwrap_or(NEVER), gens, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
             let (word, bit) = pending_bit(hash);
             cell.pending_keys[word].fetch_or(bit, Ordering::Release);
-        } else if let Some(h) = found {
-            p.removes.push(h);
-        }
+            None
+        } else {
+            if let Some(h) = found {
+                p.removes.push(h);
+            }
+            Some((key, value))
+        };
         cell.pending_len.store(p.len(), Ordering::Release);
         if p.len() >= SIGNAL_BATCH {
             self.signal(cell, index);
@@ -468,7 +486,7 @@ where
             self.wait_drained(cell, &mut p);
         }
         drop(p);
-        drop(replaced);
+        Leftovers { _kv: kv, _replaced: replaced }
     }
 
     /// The one store a caller applies itself: a new value for a resident, visible key whose
@@ -518,9 +536,10 @@ where
         let detached;
         let mut fl = cell.flights.lock();
         detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
-        self.store(key, hash, value, opts, true);
+        let leftovers = self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
+        drop(leftovers);
     }
 
     /// Hides and drops the value of `q`, and detaches its running computation.
@@ -653,15 +672,17 @@ where
             }
         }
         let complete = Complete(&flight, Some(v.clone()));
+        let mut leftovers = None;
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
             if opts.stores() {
-                self.store(slot.key, hash, v.clone(), opts, false);
+                leftovers = Some(self.store(slot.key, hash, v.clone(), opts, false));
             }
         }
         drop(fl);
         drop(complete);
+        drop(leftovers);
         Ok(v)
     }
 }
