@@ -470,15 +470,73 @@ fn what_a_store_displaces_is_dropped_outside_the_locks() {
     no_hang("an in-place replacement dropping its key", move || e2.insert(key, 5));
     assert_eq!((e.get(&Hooked::new(1)), e.get(&Hooked::new(2))), (Some(5), Some(2)));
     // Through the pending table: a store with a deadline never replaces in place, and the
-    // second one supersedes the first while it is still pending (a manual clock would let
-    // the worker apply it only on `flush`, but a real one applies it soon: either way the
-    // first key is dropped by someone, and only the caller's drop could deadlock).
-    let (e3, first, second) = (e.clone(), hooked(10, 11), Hooked::new(10));
-    no_hang("a superseded pending store", move || {
-        e3.insert_with_ttl(first, 1, Duration::from_secs(100));
-        e3.insert_with_ttl(second, 2, Duration::from_secs(100));
-    });
+    // second one supersedes the first if the worker has not applied it yet (then the caller
+    // drops the first key; otherwise the worker does, which never deadlocked). Repeated until
+    // the caller's case has happened, which is nearly always at once.
+    let on_caller = Arc::new(AtomicUsize::new(0));
+    for round in 0..50u32 {
+        let id = 10 + 2 * round;
+        let key = Hooked::new(id);
+        let (hook_engine, counted, caller) =
+            (e.clone(), on_caller.clone(), std::thread::current().id());
+        *key.on_drop.lock() = Some(Box::new(move || {
+            if std::thread::current().id() == caller {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            hook_engine.insert(Hooked::new(id + 1), 2);
+        }));
+        let e3 = e.clone();
+        // On this thread (not in `no_hang`'s) so that the hook can tell who ran it.
+        e3.insert_with_ttl(key, 1, Duration::from_secs(100));
+        e3.insert_with_ttl(Hooked::new(id), 2, Duration::from_secs(100));
+        if on_caller.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+    }
+    assert!(on_caller.load(Ordering::SeqCst) > 0, "the superseded store was never the caller's");
     e.flush();
-    assert_eq!((e.get(&Hooked::new(10)), e.get(&Hooked::new(11))), (Some(2), Some(2)));
+    e.validate().unwrap();
+}
+
+/// A single-flight computation whose value is not stored (a zero TTL: the memoizer's
+/// `timeout = 0`) drops its owned key after the flights lock.
+#[test]
+fn an_unstored_computation_drops_its_key_outside_the_locks() {
+    let e: Engine<Hooked, u64> =
+        Engine::builder().max_capacity(100).shards(1).build().expect("build");
+    let key = Hooked::new(1);
+    let hook_engine = e.clone();
+    *key.on_drop.lock() = Some(Box::new(move || hook_engine.insert(Hooked::new(2), 2)));
+    let e2 = e.clone();
+    let v = no_hang("a computation stored nowhere dropping its key", move || {
+        e2.get_or_insert_with_options(key, InsertOptions::new().ttl(Duration::ZERO), || 7)
+    });
+    assert_eq!(v, 7);
+    assert_eq!((e.get(&Hooked::new(1)), e.get(&Hooked::new(2))), (None, Some(2)));
+}
+
+/// A user's `Drop` running on a worker (a removed key, dropped after the batch) may store,
+/// even past the pending table's limit: a worker never waits for itself to drain it.
+#[test]
+fn a_drop_on_a_worker_may_store_past_the_pending_limit() {
+    let e: Engine<Hooked, u64> =
+        Engine::builder().max_capacity(10_000).shards(1).build().expect("build");
+    let key = Hooked::new(0);
+    let hook_engine = e.clone();
+    *key.on_drop.lock() = Some(Box::new(move || {
+        for id in 1..=5000 {
+            hook_engine.insert(Hooked::new(id), u64::from(id));
+        }
+    }));
+    e.insert(key, 0);
+    e.flush();
+    let e2 = e.clone();
+    no_hang("a worker storing 5000 keys from a Drop", move || {
+        e2.remove(&Hooked::new(0));
+        e2.flush(); // the worker drops the key, whose hook stores
+        e2.flush(); // what the hook stored
+    });
+    assert_eq!(e.len(), 5000);
+    assert_eq!(e.get(&Hooked::new(4321)), Some(4321));
     e.validate().unwrap();
 }

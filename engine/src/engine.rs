@@ -199,8 +199,11 @@ where
     /// own waiters only and is not stored over this one.
     ///
     /// The keys and values this displaces (the previous value, a superseded computation's key)
-    /// are dropped after the engine has let go of its locks, so their `Drop` may call into
-    /// the engine.
+    /// are dropped after the engine has let go of its locks, here or on a worker (which also
+    /// drops what it evicts, expires and removes), so their `Drop` may look up and store
+    /// values of this engine. It must not wait for the engine ([`flush`](Engine::flush),
+    /// [`clear`](Engine::clear), [`run_maintenance`](Engine::run_maintenance),
+    /// [`shutdown`](Engine::shutdown)): on a worker, that would wait for itself.
     ///
     /// # Panics
     /// Propagates a panic of the key's `Eq` or of the weigher; the engine stays usable. The

@@ -482,7 +482,9 @@ where
         if p.len() >= SIGNAL_BATCH {
             self.signal(cell, index);
         }
-        if p.len() >= PENDING_LIMIT {
+        // Never on a worker thread (a user's `Drop` running there may store): it would wait
+        // for itself.
+        if p.len() >= PENDING_LIMIT && !crate::worker::on_worker_thread() {
             self.wait_drained(cell, &mut p);
         }
         drop(p);
@@ -591,6 +593,8 @@ where
         };
         let cell = self.cell(hash);
         let gens = opts.raw_gens();
+        // Declared before the flights lock: dropped after it, even if `to_owned` panics.
+        let stale;
         let (mut fl, running) = loop {
             let fl = cell.flights.lock();
             // Read under the flights lock: a leader removes its flight and stores its value
@@ -620,7 +624,7 @@ where
         };
         // Lead a new flight, replacing one that may not be joined. `q` is not used after
         // `to_owned`, which may consume it.
-        let stale = if running {
+        stale = if running {
             fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0)
         } else {
             None
@@ -672,17 +676,21 @@ where
             }
         }
         let complete = Complete(&flight, Some(v.clone()));
-        let mut leftovers = None;
+        // The user's `Clone` before the lock; the user's keys and values left over are
+        // dropped after it (declared first, so even when unwinding).
+        let mut to_store = opts.stores().then(|| v.clone());
+        let (mut leftovers, mut unstored) = (None, None);
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
-            if opts.stores() {
-                leftovers = Some(self.store(slot.key, hash, v.clone(), opts, false));
+            match to_store.take() {
+                Some(value) => leftovers = Some(self.store(slot.key, hash, value, opts, false)),
+                None => unstored = Some(slot),
             }
         }
         drop(fl);
         drop(complete);
-        drop(leftovers);
+        drop((leftovers, unstored, to_store));
         Ok(v)
     }
 }

@@ -152,6 +152,16 @@ impl<K, V> Drop for WorkerLock<'_, K, V> {
     }
 }
 
+crate::sync::thread_local! {
+    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is an engine's worker (a caller's backpressure wait would be a
+/// worker waiting for itself: a user's `Drop` that stores runs on workers).
+pub(crate) fn on_worker_thread() -> bool {
+    ON_WORKER.with(|w| w.get())
+}
+
 fn drop_outside<T>(garbage: T) {
     // A panicking `Drop` of a user's key or value must not kill the worker.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(garbage)));
@@ -163,6 +173,7 @@ where
     V: Send + Sync + 'static,
 {
     let _notice = DeathNotice(&shared);
+    ON_WORKER.with(|w| w.set(true));
     let mine: Vec<usize> =
         (0..shared.cells.len()).filter(|&i| shared.cells[i].worker == me).collect();
     let auto = !shared.clock.is_manual();
