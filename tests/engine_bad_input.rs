@@ -473,27 +473,29 @@ fn what_a_store_displaces_is_dropped_outside_the_locks() {
     // second one supersedes the first if the worker has not applied it yet (then the caller
     // drops the first key; otherwise the worker does, which never deadlocked). Repeated until
     // the caller's case has happened, which is nearly always at once.
-    let on_caller = Arc::new(AtomicUsize::new(0));
-    for round in 0..50u32 {
-        let id = 10 + 2 * round;
-        let key = Hooked::new(id);
-        let (hook_engine, counted, caller) =
-            (e.clone(), on_caller.clone(), std::thread::current().id());
-        *key.on_drop.lock() = Some(Box::new(move || {
-            if std::thread::current().id() == caller {
-                counted.fetch_add(1, Ordering::SeqCst);
+    let e3 = e.clone();
+    let on_caller = no_hang("a superseded pending store", move || {
+        let on_caller = Arc::new(AtomicUsize::new(0));
+        let caller = std::thread::current().id();
+        for round in 0..50u32 {
+            let id = 10 + 2 * round;
+            let key = Hooked::new(id);
+            let (hook_engine, counted) = (e3.clone(), on_caller.clone());
+            *key.on_drop.lock() = Some(Box::new(move || {
+                if std::thread::current().id() == caller {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                hook_engine.insert(Hooked::new(id + 1), 2);
+            }));
+            e3.insert_with_ttl(key, 1, Duration::from_secs(100));
+            e3.insert_with_ttl(Hooked::new(id), 2, Duration::from_secs(100));
+            if on_caller.load(Ordering::SeqCst) > 0 {
+                break;
             }
-            hook_engine.insert(Hooked::new(id + 1), 2);
-        }));
-        let e3 = e.clone();
-        // On this thread (not in `no_hang`'s) so that the hook can tell who ran it.
-        e3.insert_with_ttl(key, 1, Duration::from_secs(100));
-        e3.insert_with_ttl(Hooked::new(id), 2, Duration::from_secs(100));
-        if on_caller.load(Ordering::SeqCst) > 0 {
-            break;
         }
-    }
-    assert!(on_caller.load(Ordering::SeqCst) > 0, "the superseded store was never the caller's");
+        on_caller.load(Ordering::SeqCst)
+    });
+    assert!(on_caller > 0, "the superseded store was never the caller's to drop");
     e.flush();
     e.validate().unwrap();
 }
@@ -539,4 +541,82 @@ fn a_drop_on_a_worker_may_store_past_the_pending_limit() {
     assert_eq!(e.len(), 5000);
     assert_eq!(e.get(&Hooked::new(4321)), Some(4321));
     e.validate().unwrap();
+}
+
+/// A value whose `clone` panics when its shared countdown reaches 1.
+#[derive(Debug)]
+struct PanicClone(u64, Arc<AtomicUsize>);
+
+impl Clone for PanicClone {
+    fn clone(&self) -> Self {
+        let left = self.1.fetch_sub(1, Ordering::SeqCst);
+        assert!(left != 1, "evil clone");
+        PanicClone(self.0, self.1.clone())
+    }
+}
+
+/// A computation whose value's `Clone` panics (for its waiters, or for the store) abandons its
+/// flight like a panicking computation: later callers compute again instead of joining a
+/// finished flight for good (the store's clone, for one commit of session 6) or hanging (the
+/// waiters' clone, before). Both found by a review.
+#[test]
+fn a_panicking_clone_of_a_computed_value_leaves_no_flight_behind() {
+    for clones_before_panic in [1, 2] {
+        let e: Engine<u64, PanicClone> =
+            Engine::builder().max_capacity(100).shards(1).build().expect("build");
+        let opts = InsertOptions::new().ttl(Duration::from_secs(100));
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            e.get_or_insert_with_options(1, opts, || {
+                PanicClone(1, Arc::new(AtomicUsize::new(clones_before_panic)))
+            })
+        }));
+        assert!(first.is_err(), "the clone's panic reaches the caller");
+        let e2 = e.clone();
+        let (computed, v) = no_hang("a later caller on another thread", move || {
+            let computed = AtomicBool::new(false);
+            let v = e2.get_or_insert_with_options(1, opts, || {
+                computed.store(true, Ordering::SeqCst);
+                PanicClone(2, Arc::new(AtomicUsize::new(usize::MAX)))
+            });
+            (computed.load(Ordering::SeqCst), v.0)
+        });
+        assert!(computed && v == 2, "joined an orphaned flight: got {v}");
+        e.validate().unwrap();
+    }
+}
+
+/// A user's `Drop` running on a worker may store while a caller of the same shard is held
+/// back by a full pending table: the caller waits holding no engine lock (it used to wait
+/// holding the shard's flights lock, which the worker's store then waited for).
+#[test]
+fn a_drop_on_a_worker_may_store_while_a_caller_is_held_back() {
+    let e: Engine<Hooked, u64> =
+        Engine::builder().max_capacity(100_000).shards(1).workers(1).build().expect("build");
+    let issued = Arc::new(AtomicUsize::new(0));
+    let in_hook = Arc::new(AtomicBool::new(false));
+    let key = Hooked::new(0);
+    let (hook_engine, seen, entered) = (e.clone(), issued.clone(), in_hook.clone());
+    *key.on_drop.lock() = Some(Box::new(move || {
+        entered.store(true, Ordering::SeqCst);
+        // Until the caller has filled the pending table (4,096) and is held back.
+        common::wait_until("the caller filled the pending table", || {
+            seen.load(Ordering::SeqCst) >= 4095
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        hook_engine.insert(Hooked::new(1_000_000), 1);
+    }));
+    e.insert(key, 0);
+    e.flush();
+    e.remove(&Hooked::new(0)); // the worker drops the key after the batch: the hook runs there
+    common::wait_until("the hook runs", || in_hook.load(Ordering::SeqCst));
+    let e2 = e.clone();
+    no_hang("a caller held back while a worker's Drop stores", move || {
+        for id in 1..=5000u32 {
+            e2.insert_with_ttl(Hooked::new(id), 1, Duration::from_secs(100));
+            issued.fetch_add(1, Ordering::SeqCst);
+        }
+        e2.flush();
+    });
+    assert_eq!(e.get(&Hooked::new(1_000_000)), Some(1));
+    assert_eq!(e.len(), 5001);
 }

@@ -64,14 +64,18 @@ use crate::wheel::Wheel;
 mod validate;
 
 /// A slab index with the slot's reuse count and 16 bits of the entry's hash at the time it was
-/// taken. The count is 16 bits (to keep [`Meta`] at 40 bytes) and wraps, so the hash bits are
+/// taken. The count is 16 bits (to keep [`Meta`] at 8 bytes) and wraps, so the hash bits are
 /// checked too: a stale handle passes for valid only if its slot was reused a multiple of
 /// 65,536 times and now holds an entry whose hash has the same top 16 bits. Neither happens:
 /// a handle waits in the pending table for one batch, a slot is reused only by an insert, and
 /// inserts happen only when a batch is applied, so between a handle's capture and its use its
 /// slot is reused at most once per insert of that batch, which holds fewer than
-/// `PENDING_LIMIT` (4096) plus one per storing thread (asserted below). 8 bytes, like the
-/// handle of a 32-bit count.
+/// `PENDING_LIMIT` (4096) plus one per storing thread (asserted below), callers being held
+/// back at the limit. Stores made on a worker thread (by a user's `Drop` running there) are
+/// not held back, so only a `Drop` that stores 65,536 values into one shard before its worker
+/// applies them could make a batch that large; even then a handle mistaken for valid removes
+/// the unrelated entry now in its slot (a spurious eviction), never serves a value. 8 bytes,
+/// like the handle of a 32-bit count.
 const _: () =
     assert!(crate::shared::PENDING_LIMIT <= 1 << 14, "handles rely on batches far below 2^16");
 

@@ -27,7 +27,8 @@
 //!   ownership of the structure stands, and such a store costs a write lock and a probe instead
 //!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
 //! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
-//!   shard waits until the worker has drained it.
+//!   shard waits, once it holds no lock, until the worker has drained it (not on a worker
+//!   thread, where a user's `Drop` may store).
 //!
 //! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
 //! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the
@@ -111,14 +112,17 @@ pub(crate) struct Cell<K, V> {
     pub(crate) worker: usize,
 }
 
-/// What a store leaves behind: the user's keys and values it displaced (a value replaced in
-/// place, a pending store it superseded) or could not keep. Whoever called the store drops it
-/// after letting go of every lock it holds, since a user's `Drop` may be slow, panic, or call
-/// back into the engine.
-#[must_use = "dropped by the caller after its locks"]
+/// What a store leaves for its caller to finish ([`Shared::finish`]) after letting go of every
+/// lock it holds: the user's keys and values it displaced (a value replaced in place, a
+/// pending store it superseded) or could not keep, since a user's `Drop` may be slow, panic,
+/// or call back into the engine; and whether the shard's pending table was full, so that the
+/// caller waits for the worker to drain it (holding no lock that a user's `Drop` running on
+/// that worker might need).
+#[must_use = "finished by the caller after its locks"]
 pub(crate) struct Leftovers<K, V> {
     _kv: Option<(K, V)>,
     _replaced: Option<(NewEntry<K, V>, Option<crate::shard::Handle>)>,
+    full: bool,
 }
 
 pub(crate) struct Shared<K, V> {
@@ -446,7 +450,9 @@ where
         let cell = &self.cells[index];
         let (key, value) = if in_place && storable && deadline == Some(NEVER) {
             match self.replace_resident(cell, key, hash, value, &gens, weight) {
-                Ok(garbage) => return Leftovers { _kv: Some(garbage), _replaced: None },
+                Ok(garbage) => {
+                    return Leftovers { _kv: Some(garbage), _replaced: None, full: false }
+                }
                 Err(back) => back,
             }
         } else {
@@ -482,13 +488,27 @@ where
         if p.len() >= SIGNAL_BATCH {
             self.signal(cell, index);
         }
-        // Never on a worker thread (a user's `Drop` running there may store): it would wait
-        // for itself.
-        if p.len() >= PENDING_LIMIT && !crate::worker::on_worker_thread() {
-            self.wait_drained(cell, &mut p);
-        }
+        let full = p.len() >= PENDING_LIMIT;
         drop(p);
-        Leftovers { _kv: kv, _replaced: replaced }
+        Leftovers { _kv: kv, _replaced: replaced, full }
+    }
+
+    /// Finishes a store once its caller holds no lock: drops what it displaced, then, if the
+    /// shard's pending table was full, waits until its worker has drained it (backpressure).
+    /// Never on a worker thread: a user's `Drop` running there may store, and would wait for
+    /// its own worker (such stores are not held back; see [`crate::shard::Handle`]).
+    fn finish(&self, cell: &Cell<K, V>, stored: Leftovers<K, V>) {
+        let full = stored.full;
+        drop(stored);
+        if full && !crate::worker::on_worker_thread() {
+            let mut p = cell.lock_pending();
+            while p.len() >= PENDING_LIMIT / 2
+                && !self.is_shut_down()
+                && !self.worker_died.load(Ordering::Acquire)
+            {
+                cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
+            }
+        }
     }
 
     /// The one store a caller applies itself: a new value for a resident, visible key whose
@@ -514,15 +534,6 @@ where
         core.replace_value(hash, key, value, gens, weight)
     }
 
-    fn wait_drained(&self, cell: &Cell<K, V>, p: &mut PendingGuard<'_, K, V>) {
-        while p.len() >= PENDING_LIMIT / 2
-            && !self.is_shut_down()
-            && !self.worker_died.load(Ordering::Acquire)
-        {
-            cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
-        }
-    }
-
     /// An explicit store by the user: supersedes a running computation of the key (which then
     /// hands its value to its own waiters only), then stores. Always under the flights lock:
     /// a computation whose lookup missed before this value landed registers its flight under
@@ -541,7 +552,7 @@ where
         let leftovers = self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
-        drop(leftovers);
+        self.finish(cell, leftovers);
     }
 
     /// Hides and drops the value of `q`, and detaches its running computation.
@@ -663,6 +674,9 @@ where
         }
         let guard = Abandon { cell, hash, flight: &flight };
         let v = compute()?; // on Err or panic, the guard abandons the flight
+                            // The user's `Clone`s, while the guard still abandons the flight if one panics.
+        let for_waiters = v.clone();
+        let mut to_store = opts.stores().then(|| v.clone());
         std::mem::forget(guard);
         // Store first, then wake the waiters, so a waiter that reads the key back finds the
         // value. If the store panics (the user's `Eq` or weigher), the guard still hands the
@@ -675,10 +689,9 @@ where
                 }
             }
         }
-        let complete = Complete(&flight, Some(v.clone()));
-        // The user's `Clone` before the lock; the user's keys and values left over are
-        // dropped after it (declared first, so even when unwinding).
-        let mut to_store = opts.stores().then(|| v.clone());
+        let complete = Complete(&flight, Some(for_waiters));
+        // The user's keys and values left over are dropped after the lock (declared first, so
+        // even when unwinding).
         let (mut leftovers, mut unstored) = (None, None);
         let mut fl = cell.flights.lock();
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
@@ -690,7 +703,10 @@ where
         }
         drop(fl);
         drop(complete);
-        drop((leftovers, unstored, to_store));
+        drop((unstored, to_store));
+        if let Some(stored) = leftovers {
+            self.finish(cell, stored);
+        }
         Ok(v)
     }
 }
