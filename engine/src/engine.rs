@@ -203,7 +203,8 @@ where
     /// drops what it evicts, expires and removes), so their `Drop` may look up and store
     /// values of this engine. It must not wait for the engine ([`flush`](Engine::flush),
     /// [`clear`](Engine::clear), [`run_maintenance`](Engine::run_maintenance),
-    /// [`shutdown`](Engine::shutdown)): on a worker, that would wait for itself.
+    /// [`shutdown`](Engine::shutdown), or a [`get_or_insert_with`](Engine::get_or_insert_with)
+    /// that may join another thread's computation): on a worker, that could wait for itself.
     ///
     /// # Panics
     /// Propagates a panic of the key's `Eq` or of the weigher; the engine stays usable. The

@@ -673,8 +673,9 @@ where
             }
         }
         let guard = Abandon { cell, hash, flight: &flight };
-        let v = compute()?; // on Err or panic, the guard abandons the flight
-                            // The user's `Clone`s, while the guard still abandons the flight if one panics.
+        // On `Err` or a panic, of the computation or of the user's `Clone`s below, the guard
+        // abandons the flight.
+        let v = compute()?;
         let for_waiters = v.clone();
         let mut to_store = opts.stores().then(|| v.clone());
         std::mem::forget(guard);
