@@ -26,9 +26,9 @@
 //!   worker keeps changes (slot, queue, wheel, generation lists, weight), so the worker's
 //!   ownership of the structure stands, and such a store costs a write lock and a probe instead
 //!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
-//! - **Backpressure:** a caller that finds more than [`PENDING_LIMIT`] operations waiting for a
-//!   shard waits, once it holds no lock, until the worker has drained it (not on a worker
-//!   thread, where a user's `Drop` may store).
+//! - **Backpressure:** a caller (storing or removing) that finds more than [`PENDING_LIMIT`]
+//!   operations waiting for a shard waits, once it holds no lock, until the worker has
+//!   drained it (not on a worker thread, where a user's `Drop` may store).
 //!
 //! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
 //! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the
@@ -500,14 +500,24 @@ where
     fn finish(&self, cell: &Cell<K, V>, stored: Leftovers<K, V>) {
         let full = stored.full;
         drop(stored);
-        if full && !crate::worker::on_worker_thread() {
-            let mut p = cell.lock_pending();
-            while p.len() >= PENDING_LIMIT / 2
-                && !self.is_shut_down()
-                && !self.worker_died.load(Ordering::Acquire)
-            {
-                cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
-            }
+        if full {
+            self.wait_drained(cell);
+        }
+    }
+
+    /// Backpressure: waits until `cell`'s worker has drained its pending table below half the
+    /// limit (or the engine is shut down or its worker died). The caller holds no lock. Not on
+    /// a worker thread, which would wait for itself.
+    fn wait_drained(&self, cell: &Cell<K, V>) {
+        if crate::worker::on_worker_thread() {
+            return;
+        }
+        let mut p = cell.lock_pending();
+        while p.len() >= PENDING_LIMIT / 2
+            && !self.is_shut_down()
+            && !self.worker_died.load(Ordering::Acquire)
+        {
+            cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
         }
     }
 
@@ -578,10 +588,16 @@ where
             }
         }
         cell.pending_len.store(p.len(), Ordering::Release);
+        // Removes are held back like stores: removing the same key again and again while the
+        // worker is behind pushes a handle each time.
+        let full = p.len() >= PENDING_LIMIT;
         drop(p);
         drop(fl);
         drop(detached);
         drop(replaced);
+        if full {
+            self.wait_drained(cell);
+        }
     }
 
     /// Single flight; see `Engine::get_or_try_insert_with_ref`.

@@ -234,6 +234,35 @@ fn callers_held_back_by_a_full_pending_table_are_let_go() {
 }
 
 #[test]
+fn callers_held_back_by_pending_removes_are_let_go() {
+    check(|| {
+        // Removes count against the pending limit (4 under the model checker) like stores.
+        let e = engine(100, 1, 1);
+        for k in 0..12u64 {
+            e.insert(k, k);
+        }
+        e.flush();
+        let removers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let e = e.clone();
+                thread::spawn(move || {
+                    for k in (0..6u64).map(|i| t * 6 + i) {
+                        e.remove(&k);
+                        assert_eq!(e.get(&k), None);
+                    }
+                })
+            })
+            .collect();
+        for r in removers {
+            r.join().unwrap();
+        }
+        e.flush();
+        assert_eq!(e.len(), 0);
+        e.validate().unwrap();
+    });
+}
+
+#[test]
 fn single_flight_computes_each_key_once() {
     check(|| {
         let e = engine(100, 1, 1);
