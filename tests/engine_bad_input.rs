@@ -373,6 +373,26 @@ impl Hooked {
     fn new(id: u32) -> Self {
         Hooked { id, eq_left: Arc::new(AtomicUsize::new(usize::MAX)), on_drop: Default::default() }
     }
+
+    /// Key `id`, whose `Drop` runs `hook`.
+    fn with_drop(id: u32, hook: impl FnOnce() + Send + 'static) -> Self {
+        let key = Self::new(id);
+        *key.on_drop.lock() = Some(Box::new(hook));
+        key
+    }
+
+    /// Key `id`, whose `Drop` stores `then` (value 2) into `e`: a `Drop` calling back into
+    /// the engine.
+    fn inserting_on_drop(id: u32, e: &Engine<Hooked, u64>, then: u32) -> Self {
+        let e = e.clone();
+        Self::with_drop(id, move || e.insert(Hooked::new(then), 2))
+    }
+}
+
+/// An engine of one shard for `Hooked` keys (so that a hook's store lands in the shard whose
+/// locks the engine may hold).
+fn one_shard(capacity: u64) -> Engine<Hooked, u64> {
+    Engine::builder().max_capacity(capacity).shards(1).build().expect("build")
 }
 
 impl Hash for Hooked {
@@ -417,9 +437,7 @@ fn a_drop_while_an_insert_unwinds_may_call_into_the_engine() {
     e.flush();
     clock.advance(Duration::from_millis(10));
     let gate = Gate::new();
-    let leader_key = Hooked::new(1);
-    let hook_engine = e.clone();
-    *leader_key.on_drop.lock() = Some(Box::new(move || hook_engine.insert(Hooked::new(2), 2)));
+    let leader_key = Hooked::inserting_on_drop(1, &e, 2);
     let leader = {
         let (e, gate) = (e.clone(), gate.clone());
         std::thread::spawn(move || {
@@ -455,18 +473,11 @@ fn a_drop_while_an_insert_unwinds_may_call_into_the_engine() {
 /// across its store; found by a review).
 #[test]
 fn what_a_store_displaces_is_dropped_outside_the_locks() {
-    let e: Engine<Hooked, u64> =
-        Engine::builder().max_capacity(100).shards(1).build().expect("build");
-    let hooked = |id: u32, then: u32| {
-        let key = Hooked::new(id);
-        let hook_engine = e.clone();
-        *key.on_drop.lock() = Some(Box::new(move || hook_engine.insert(Hooked::new(then), 2)));
-        key
-    };
+    let e = one_shard(100);
     // In place: key 1 is resident, so the new key is dropped and the value swapped.
     e.insert(Hooked::new(1), 1);
     e.flush();
-    let (e2, key) = (e.clone(), hooked(1, 2));
+    let (e2, key) = (e.clone(), Hooked::inserting_on_drop(1, &e, 2));
     no_hang("an in-place replacement dropping its key", move || e2.insert(key, 5));
     assert_eq!((e.get(&Hooked::new(1)), e.get(&Hooked::new(2))), (Some(5), Some(2)));
     // Through the pending table: a store with a deadline never replaces in place, and the
@@ -479,14 +490,13 @@ fn what_a_store_displaces_is_dropped_outside_the_locks() {
         let caller = std::thread::current().id();
         for round in 0..50u32 {
             let id = 10 + 2 * round;
-            let key = Hooked::new(id);
             let (hook_engine, counted) = (e3.clone(), on_caller.clone());
-            *key.on_drop.lock() = Some(Box::new(move || {
+            let key = Hooked::with_drop(id, move || {
                 if std::thread::current().id() == caller {
                     counted.fetch_add(1, Ordering::SeqCst);
                 }
                 hook_engine.insert(Hooked::new(id + 1), 2);
-            }));
+            });
             e3.insert_with_ttl(key, 1, Duration::from_secs(100));
             e3.insert_with_ttl(Hooked::new(id), 2, Duration::from_secs(100));
             if on_caller.load(Ordering::SeqCst) > 0 {
@@ -504,11 +514,8 @@ fn what_a_store_displaces_is_dropped_outside_the_locks() {
 /// `timeout = 0`) drops its owned key after the flights lock.
 #[test]
 fn an_unstored_computation_drops_its_key_outside_the_locks() {
-    let e: Engine<Hooked, u64> =
-        Engine::builder().max_capacity(100).shards(1).build().expect("build");
-    let key = Hooked::new(1);
-    let hook_engine = e.clone();
-    *key.on_drop.lock() = Some(Box::new(move || hook_engine.insert(Hooked::new(2), 2)));
+    let e = one_shard(100);
+    let key = Hooked::inserting_on_drop(1, &e, 2);
     let e2 = e.clone();
     let v = no_hang("a computation stored nowhere dropping its key", move || {
         e2.get_or_insert_with_options(key, InsertOptions::new().ttl(Duration::ZERO), || 7)
@@ -521,15 +528,13 @@ fn an_unstored_computation_drops_its_key_outside_the_locks() {
 /// even past the pending table's limit: a worker never waits for itself to drain it.
 #[test]
 fn a_drop_on_a_worker_may_store_past_the_pending_limit() {
-    let e: Engine<Hooked, u64> =
-        Engine::builder().max_capacity(10_000).shards(1).build().expect("build");
-    let key = Hooked::new(0);
+    let e = one_shard(10_000);
     let hook_engine = e.clone();
-    *key.on_drop.lock() = Some(Box::new(move || {
+    let key = Hooked::with_drop(0, move || {
         for id in 1..=5000 {
             hook_engine.insert(Hooked::new(id), u64::from(id));
         }
-    }));
+    });
     e.insert(key, 0);
     e.flush();
     let e2 = e.clone();
@@ -583,40 +588,4 @@ fn a_panicking_clone_of_a_computed_value_leaves_no_flight_behind() {
         assert!(computed && v == 2, "joined an orphaned flight: got {v}");
         e.validate().unwrap();
     }
-}
-
-/// A user's `Drop` running on a worker may store while a caller of the same shard is held
-/// back by a full pending table: the caller waits holding no engine lock (it used to wait
-/// holding the shard's flights lock, which the worker's store then waited for).
-#[test]
-fn a_drop_on_a_worker_may_store_while_a_caller_is_held_back() {
-    let e: Engine<Hooked, u64> =
-        Engine::builder().max_capacity(100_000).shards(1).workers(1).build().expect("build");
-    let issued = Arc::new(AtomicUsize::new(0));
-    let in_hook = Arc::new(AtomicBool::new(false));
-    let key = Hooked::new(0);
-    let (hook_engine, seen, entered) = (e.clone(), issued.clone(), in_hook.clone());
-    *key.on_drop.lock() = Some(Box::new(move || {
-        entered.store(true, Ordering::SeqCst);
-        // Until the caller has filled the pending table (4,096) and is held back.
-        common::wait_until("the caller filled the pending table", || {
-            seen.load(Ordering::SeqCst) >= 4095
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        hook_engine.insert(Hooked::new(1_000_000), 1);
-    }));
-    e.insert(key, 0);
-    e.flush();
-    e.remove(&Hooked::new(0)); // the worker drops the key after the batch: the hook runs there
-    common::wait_until("the hook runs", || in_hook.load(Ordering::SeqCst));
-    let e2 = e.clone();
-    no_hang("a caller held back while a worker's Drop stores", move || {
-        for id in 1..=5000u32 {
-            e2.insert_with_ttl(Hooked::new(id), 1, Duration::from_secs(100));
-            issued.fetch_add(1, Ordering::SeqCst);
-        }
-        e2.flush();
-    });
-    assert_eq!(e.get(&Hooked::new(1_000_000)), Some(1));
-    assert_eq!(e.len(), 5001);
 }

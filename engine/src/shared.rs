@@ -112,12 +112,12 @@ pub(crate) struct Cell<K, V> {
     pub(crate) worker: usize,
 }
 
-/// What a store leaves for its caller to finish ([`Shared::finish`]) after letting go of every
-/// lock it holds: the user's keys and values it displaced (a value replaced in place, a
-/// pending store it superseded) or could not keep, since a user's `Drop` may be slow, panic,
-/// or call back into the engine; and whether the shard's pending table was full, so that the
-/// caller waits for the worker to drain it (holding no lock that a user's `Drop` running on
-/// that worker might need).
+/// What a store or remove leaves for its caller to finish ([`Shared::finish`]) after letting
+/// go of every lock it holds: the user's keys and values it displaced (a value replaced in
+/// place, a pending store it superseded) or could not keep, since a user's `Drop` may be
+/// slow, panic, or call back into the engine; and whether the shard's pending table was full,
+/// so that the caller waits for the worker to drain it (holding no lock that a user's `Drop`
+/// running on that worker might need).
 #[must_use = "finished by the caller after its locks"]
 pub(crate) struct Leftovers<K, V> {
     _kv: Option<(K, V)>,
@@ -493,23 +493,15 @@ where
         Leftovers { _kv: kv, _replaced: replaced, full }
     }
 
-    /// Finishes a store once its caller holds no lock: drops what it displaced, then, if the
-    /// shard's pending table was full, waits until its worker has drained it (backpressure).
+    /// Finishes a store or remove once its caller holds no lock: drops what it displaced,
+    /// then, if the shard's pending table was full, waits until its worker has drained it
+    /// below half the limit, or the engine is shut down or its worker died (backpressure).
     /// Never on a worker thread: a user's `Drop` running there may store, and would wait for
     /// its own worker (such stores are not held back; see [`crate::shard::Handle`]).
     fn finish(&self, cell: &Cell<K, V>, stored: Leftovers<K, V>) {
         let full = stored.full;
         drop(stored);
-        if full {
-            self.wait_drained(cell);
-        }
-    }
-
-    /// Backpressure: waits until `cell`'s worker has drained its pending table below half the
-    /// limit (or the engine is shut down or its worker died). The caller holds no lock. Not on
-    /// a worker thread, which would wait for itself.
-    fn wait_drained(&self, cell: &Cell<K, V>) {
-        if crate::worker::on_worker_thread() {
+        if !full || crate::worker::on_worker_thread() {
             return;
         }
         let mut p = cell.lock_pending();
@@ -588,16 +580,14 @@ where
             }
         }
         cell.pending_len.store(p.len(), Ordering::Release);
-        // Removes are held back like stores: removing the same key again and again while the
-        // worker is behind pushes a handle each time.
-        let full = p.len() >= PENDING_LIMIT;
+        // Finished like a store, so removes are held back too: removing the same key again
+        // and again while the worker is behind pushes a handle each time.
+        let leftovers =
+            Leftovers { _kv: None, _replaced: replaced, full: p.len() >= PENDING_LIMIT };
         drop(p);
         drop(fl);
         drop(detached);
-        drop(replaced);
-        if full {
-            self.wait_drained(cell);
-        }
+        self.finish(cell, leftovers);
     }
 
     /// Single flight; see `Engine::get_or_try_insert_with_ref`.

@@ -50,13 +50,24 @@ fn check(f: impl Fn() + Send + Sync + 'static) {
 }
 
 fn engine(capacity: u64, shards: usize, workers: usize) -> Engine<u64, u64> {
-    Engine::builder()
+    engine_and_clock(capacity, shards, workers).0
+}
+
+/// An engine on a manual clock (no timers: expiry and reclamation only when a test asks).
+fn engine_and_clock(
+    capacity: u64,
+    shards: usize,
+    workers: usize,
+) -> (Engine<u64, u64>, ManualClock) {
+    let clock = ManualClock::new();
+    let e = Engine::builder()
         .max_capacity(capacity)
         .shards(shards)
         .workers(workers)
-        .clock(ManualClock::new())
+        .clock(clock.clone())
         .build()
-        .expect("build")
+        .expect("build");
+    (e, clock)
 }
 
 /// Both outcomes of an [`observe`], counted over all the executions of one test.
@@ -258,6 +269,77 @@ fn callers_held_back_by_pending_removes_are_let_go() {
         }
         e.flush();
         assert_eq!(e.len(), 0);
+        e.validate().unwrap();
+    });
+}
+
+/// A key whose `Drop` may run a hook (once).
+struct HookedKey(u64, std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl HookedKey {
+    fn new(id: u64) -> Self {
+        HookedKey(id, std::sync::Mutex::new(None))
+    }
+}
+
+impl std::hash::Hash for HookedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for HookedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for HookedKey {}
+
+impl Drop for HookedKey {
+    fn drop(&mut self) {
+        if let Some(hook) = self.1.get_mut().ok().and_then(Option::take) {
+            hook();
+        }
+    }
+}
+
+#[test]
+fn a_drop_on_the_worker_may_store_while_a_caller_is_held_back() {
+    check(|| {
+        // The worker drops a removed key whose `Drop` stores, while a caller fills the pending
+        // table (limit 4 here) and is held back: the caller must wait holding no lock the
+        // worker's store needs (it once waited holding the flights lock: a deadlock).
+        let e: Engine<HookedKey, u64> = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("build");
+        let hooked = HookedKey::new(0);
+        let hook_engine = e.clone();
+        *hooked.1.lock().unwrap() =
+            Some(Box::new(move || hook_engine.insert(HookedKey::new(100), 1)));
+        e.insert(hooked, 0);
+        e.flush();
+        let remover = {
+            let e = e.clone();
+            thread::spawn(move || e.remove(&HookedKey::new(0)))
+        };
+        let writer = {
+            let e = e.clone();
+            thread::spawn(move || {
+                for k in 1..=6u64 {
+                    e.insert(HookedKey::new(k), k);
+                }
+            })
+        };
+        remover.join().unwrap();
+        writer.join().unwrap();
+        e.flush();
+        assert_eq!(e.get(&HookedKey::new(100)), Some(1), "the hook's store");
+        assert_eq!(e.len(), 7);
         e.validate().unwrap();
     });
 }
@@ -525,14 +607,7 @@ fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
     let outcomes = seen.clone();
     check(move || {
         let seen = outcomes.clone();
-        let clock = ManualClock::new();
-        let e: Engine<u64, u64> = Engine::builder()
-            .max_capacity(100)
-            .shards(1)
-            .workers(1)
-            .clock(clock.clone())
-            .build()
-            .expect("build");
+        let (e, clock) = engine_and_clock(100, 1, 1);
         let stored = Arc::new(AtomicUsize::new(0));
         let writer = {
             let (e, stored) = (e.clone(), stored.clone());
@@ -699,14 +774,7 @@ fn dead_entries_go_before_live_ones_across_workers() {
         // timer (manual clock): a worker over capacity must reclaim its own and ask the other
         // worker to reclaim its, before any live entry is evicted, and `flush` waits for
         // those requests.
-        let clock = ManualClock::new();
-        let e: Engine<u64, u64> = Engine::builder()
-            .max_capacity(4)
-            .shards(2)
-            .workers(2)
-            .clock(clock.clone())
-            .build()
-            .expect("build");
+        let (e, clock) = engine_and_clock(4, 2, 2);
         for k in [1000, 1001] {
             e.insert_with_ttl(k, k, Duration::from_secs(1));
         }
@@ -755,14 +823,7 @@ fn shutdown_while_callers_wait_for_one_computation_never_hangs() {
 #[test]
 fn maintenance_racing_lookups_serves_nothing_dead() {
     check(|| {
-        let clock = ManualClock::new();
-        let e: Engine<u64, u64> = Engine::builder()
-            .max_capacity(100)
-            .shards(1)
-            .workers(1)
-            .clock(clock.clone())
-            .build()
-            .expect("build");
+        let (e, clock) = engine_and_clock(100, 1, 1);
         let g = e.new_generation();
         e.insert_with_ttl(1, 10, Duration::from_secs(1));
         e.insert_with_options(2, 20, InsertOptions::new().generations(g, None));
