@@ -30,6 +30,9 @@
 //!   operations waiting for a shard waits, once it holds no lock, until the worker has
 //!   drained it (not on a worker thread, where a user's `Drop` may store).
 //!
+//! The lookups and single flight are here; stores and removes (with in-place replacement,
+//! what they leave their caller to drop, and the backpressure wait) in the `store` submodule.
+//!
 //! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
 //! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the
 //! user's `Drop`, outside every lock, under `catch_unwind`.
@@ -40,33 +43,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sync::{
-    spin_loop, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, RwLockReadGuard,
-    RwLockWriteGuard, Sender,
+    spin_loop, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, RwLock, RwLockReadGuard, Sender,
 };
 
 use crate::clock::Clock;
-use crate::entry::{gens_live, Gens, NEVER};
+use crate::entry::gens_live;
 use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
 use crate::generation::Registry;
 use crate::options::{Equivalent, InsertOptions};
 use crate::pending::{assert_may_wait_for_core, pending_bit, Pending, PendingGuard, PENDING_WORDS};
-use crate::shard::{NewEntry, Shard};
+use crate::shard::Shard;
 use crate::worker::Command;
+
+mod store;
 
 /// Operations a shard may hold pending before callers wait for the worker.
 /// Under the model checker (`--cfg memokit_shuttle`) it is 4, so that its tests reach the
 /// backpressure wait with a handful of stores.
 pub(crate) const PENDING_LIMIT: usize = if cfg!(memokit_shuttle) { 4 } else { 4096 };
-/// Operations a shard gathers before its worker is woken. One: a lookup of a pending key takes
-/// the slow path (the pending table's mutex), so pending operations should not linger; while a
-/// wake-up is outstanding (`signaled`), further operations send nothing, so a busy worker is
-/// woken once per batch anyway. (Batching 64 before waking was measured: no gain in write
-/// throughput, and up to a tick of slow-path hits on freshly stored keys.)
-pub(crate) const SIGNAL_BATCH: usize = 1;
-
-/// Attempts a caller makes to take a shard's write lock for an in-place store.
-const WRITE_TRIES: u32 = 16;
-
 /// Attempts a reader makes, with a spin hint between them, to take a shard's read lock while
 /// the worker holds it, before it queues (and may sleep) like any reader.
 const READ_SPINS: u32 = 1000;
@@ -110,19 +104,6 @@ pub(crate) struct Cell<K, V> {
     /// entries to reclaim.
     pub(crate) due_at: AtomicU64,
     pub(crate) worker: usize,
-}
-
-/// What a store or remove leaves for its caller to finish ([`Shared::finish`]) after letting
-/// go of every lock it holds: the user's keys and values it displaced (a value replaced in
-/// place, a pending store it superseded) or could not keep, since a user's `Drop` may be
-/// slow, panic, or call back into the engine; and whether the shard's pending table was full,
-/// so that the caller waits for the worker to drain it (holding no lock that a user's `Drop`
-/// running on that worker might need).
-#[must_use = "finished by the caller after its locks"]
-pub(crate) struct Leftovers<K, V> {
-    _kv: Option<(K, V)>,
-    _replaced: Option<(NewEntry<K, V>, Option<crate::shard::Handle>)>,
-    full: bool,
 }
 
 pub(crate) struct Shared<K, V> {
@@ -216,23 +197,6 @@ impl<K, V> Cell<K, V> {
             }
         }
         self.core.read()
-    }
-
-    /// The core's write lock, if it comes within a few tries (a caller's in-place store; a
-    /// busy shard sends the store through the worker instead of waiting).
-    #[inline]
-    fn try_write_core(&self) -> Option<RwLockWriteGuard<'_, Shard<K, V>>> {
-        for _ in 0..WRITE_TRIES {
-            // Test before test-and-set: a plain load while the lock is held keeps its cache
-            // line shared with the readers instead of taking it from them.
-            if !self.core.is_locked() {
-                if let Some(core) = self.core.try_write() {
-                    return Some(core);
-                }
-            }
-            spin_loop();
-        }
-        None
     }
 
     /// Clears the pending-insert filter (the worker, under the pending lock, after counting
@@ -422,172 +386,6 @@ where
         }
         let c = self.cell(hash);
         if hit { &c.hits } else { &c.misses }.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
-    /// drops whatever was stored for the key). With `in_place`, first tries
-    /// [`Shared::replace_resident`] (callers pass it when the key is likely resident: an
-    /// explicit insert, not the store after a miss). Returns the user keys and values it
-    /// displaced or could not keep, for the caller to drop after its own locks.
-    pub(crate) fn store(
-        &self,
-        key: K,
-        hash: u64,
-        value: V,
-        opts: &InsertOptions,
-        in_place: bool,
-    ) -> Leftovers<K, V> {
-        let weight = match &self.weigher {
-            Some(w) => w(&key, &value),
-            None => 1,
-        };
-        let deadline = opts.deadline(self.clock.coarse());
-        let gens = opts.raw_gens();
-        let storable = deadline.is_some()
-            && u64::from(weight) <= self.capacity
-            && gens_live(&gens, &self.gens);
-        let index = self.cell_index(hash);
-        let cell = &self.cells[index];
-        let (key, value) = if in_place && storable && deadline == Some(NEVER) {
-            match self.replace_resident(cell, key, hash, value, &gens, weight) {
-                Ok(garbage) => {
-                    return Leftovers { _kv: Some(garbage), _replaced: None, full: false }
-                }
-                Err(back) => back,
-            }
-        } else {
-            (key, value)
-        };
-        let (mut p, core) = cell.lock_pending_and_core();
-        // Checked under the pending lock: shutdown sets the flag before it empties each
-        // shard under this lock, so a store either lands before that emptying (and is
-        // dropped by it) or sees the flag.
-        let storable = storable && !self.is_shut_down();
-        // Probe both tables (user `Eq`) before changing anything.
-        let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
-        let found = core.find(hash, |k| *k == key).map(|(h, e)| {
-            e.hide();
-            h
-        });
-        drop(core);
-        let replaced = old.map(|o| o.remove().0);
-        let kv = if storable {
-            let n =
-                NewEntry { key, value, hash, deadline: deadline.unwrap_or(NEVER), gens, weight };
-            p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
-            let (word, bit) = pending_bit(hash);
-            cell.pending_keys[word].fetch_or(bit, Ordering::Release);
-            None
-        } else {
-            if let Some(h) = found {
-                p.removes.push(h);
-            }
-            Some((key, value))
-        };
-        cell.pending_len.store(p.len(), Ordering::Release);
-        if p.len() >= SIGNAL_BATCH {
-            self.signal(cell, index);
-        }
-        let full = p.len() >= PENDING_LIMIT;
-        drop(p);
-        Leftovers { _kv: kv, _replaced: replaced, full }
-    }
-
-    /// Finishes a store or remove once its caller holds no lock: drops what it displaced,
-    /// then, if the shard's pending table was full, waits until its worker has drained it
-    /// below half the limit, or the engine is shut down or its worker died (backpressure).
-    /// Never on a worker thread: a user's `Drop` running there may store, and would wait for
-    /// its own worker (such stores are not held back; see [`crate::shard::Handle`]).
-    fn finish(&self, cell: &Cell<K, V>, stored: Leftovers<K, V>) {
-        let full = stored.full;
-        drop(stored);
-        if !full || crate::worker::on_worker_thread() {
-            return;
-        }
-        let mut p = cell.lock_pending();
-        while p.len() >= PENDING_LIMIT / 2
-            && !self.is_shut_down()
-            && !self.worker_died.load(Ordering::Acquire)
-        {
-            cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
-        }
-    }
-
-    /// The one store a caller applies itself: a new value for a resident, visible key whose
-    /// deadline (none), generations and weight stay the same changes no structure the worker
-    /// keeps (slot, queue, wheel, generation lists, weight), so the caller swaps the value
-    /// under the core's write lock, without the pending table, a wake-up or a batch. Refused
-    /// (key and value given back) when the write lock is busy, the engine is shut down, or an
-    /// operation on the key may be pending: its filter bit is set, or the entry is hidden
-    /// (a pending store or remove hides it under the read lock, before this write lock).
-    fn replace_resident(
-        &self,
-        cell: &Cell<K, V>,
-        key: K,
-        hash: u64,
-        value: V,
-        gens: &Gens,
-        weight: u32,
-    ) -> Result<(K, V), (K, V)> {
-        let Some(mut core) = cell.try_write_core() else { return Err((key, value)) };
-        if self.is_shut_down() || cell.may_be_pending(hash) {
-            return Err((key, value));
-        }
-        core.replace_value(hash, key, value, gens, weight)
-    }
-
-    /// An explicit store by the user: supersedes a running computation of the key (which then
-    /// hands its value to its own waiters only), then stores. Always under the flights lock:
-    /// a computation whose lookup missed before this value landed registers its flight under
-    /// that lock and stores under it too, so it is either detached here or stored before this
-    /// store. (Skipping the lock while no flight was registered let a computation that
-    /// registered just after the check store over this value once the insert had returned:
-    /// found by `engine/tests/shuttle.rs`.)
-    pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
-        let hash = self.hash(&key);
-        let cell = self.cell(hash);
-        // Declared before the lock, so that it is dropped after it even when the store
-        // unwinds (a user's `Eq` or weigher panicking): user `Drop`s run outside the locks.
-        let detached;
-        let mut fl = cell.flights.lock();
-        detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
-        let leftovers = self.store(key, hash, value, opts, true);
-        drop(fl);
-        drop(detached);
-        self.finish(cell, leftovers);
-    }
-
-    /// Hides and drops the value of `q`, and detaches its running computation.
-    pub(crate) fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) {
-        let hash = self.hash(q);
-        let index = self.cell_index(hash);
-        let cell = &self.cells[index];
-        let detached; // dropped after the locks, even on unwinding (see `insert`)
-        let mut fl = cell.flights.lock();
-        detached = fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0);
-        let (mut p, core) = cell.lock_pending_and_core();
-        let old = p.inserts.find_entry(hash, |(n, _)| q.equivalent(&n.key)).ok();
-        let found = core.find(hash, |k| q.equivalent(k)).map(|(h, e)| {
-            e.hide();
-            h
-        });
-        drop(core);
-        let replaced = old.map(|o| o.remove().0);
-        if let Some(h) = found {
-            p.removes.push(h);
-            if p.len() >= SIGNAL_BATCH {
-                self.signal(cell, index);
-            }
-        }
-        cell.pending_len.store(p.len(), Ordering::Release);
-        // Finished like a store, so removes are held back too: removing the same key again
-        // and again while the worker is behind pushes a handle each time.
-        let leftovers =
-            Leftovers { _kv: None, _replaced: replaced, full: p.len() >= PENDING_LIMIT };
-        drop(p);
-        drop(fl);
-        drop(detached);
-        self.finish(cell, leftovers);
     }
 
     /// Single flight; see `Engine::get_or_try_insert_with_ref`.
