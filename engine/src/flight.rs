@@ -11,7 +11,7 @@
 //! does too, and it always takes the flights lock: a leader checks for the key, registers, and
 //! later unregisters and stores, each under that lock, so an insert either detaches the flight
 //! or lands after the leader's store, never under it (the model-checked tests in
-//! `tests/shuttle.rs` found both ways it once could: an insert that skipped the lock while no
+//! `tests/shuttle/` found both ways it once could: an insert that skipped the lock while no
 //! flight was registered, and a leader that published "no flight" before its store).
 //!
 //! Waiting is the only blocking operation: [`Flight::wait`] parks on a condition variable. The

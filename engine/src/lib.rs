@@ -33,7 +33,7 @@
 //! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
 //! and [`ManualClock`]), `sync.rs` (every lock, atomic, channel and thread the engine uses, named
 //! in one place: built with `RUSTFLAGS="--cfg memokit_shuttle"` they become
-//! [shuttle](https://docs.rs/shuttle)'s, and `tests/shuttle.rs` model-checks the hand-over to
+//! [shuttle](https://docs.rs/shuttle)'s, and `tests/shuttle/` model-checks the hand-over to
 //! the workers, single flight, retirement, eviction across workers and shutdown). The engine
 //! counts hits and misses per shard, on the cache line of the shard's lock (see
 //! [`EngineBuilder::count_lookups`] for callers that count their own).

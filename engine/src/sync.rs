@@ -26,7 +26,7 @@
 //! its worker threads included, runs under [shuttle](https://docs.rs/shuttle), which
 //! schedules every thread at every operation listed above and explores many interleavings
 //! per test, reporting a deadlock (every thread blocked) as a failure: see
-//! `engine/tests/shuttle.rs`.
+//! `engine/tests/shuttle/`.
 //!
 //! # Limits of the model
 //!

@@ -194,7 +194,7 @@ where
     /// that lock and stores under it too, so it is either detached here or stored before this
     /// store. (Skipping the lock while no flight was registered let a computation that
     /// registered just after the check store over this value once the insert had returned:
-    /// found by `engine/tests/shuttle.rs`.)
+    /// found by `engine/tests/shuttle/`.)
     pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
         let hash = self.hash(&key);
         let cell = self.cell(hash);
