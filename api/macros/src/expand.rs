@@ -159,7 +159,11 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let (key_binding, view) = match &opts.key {
         Some(k) => {
-            (quote_spanned!(k.span()=> let __memokit_key = #k;), quote!((#id_view &__memokit_key,)))
+            let binding = quote_spanned! {k.span()=>
+                let __memokit_key = #k;
+                #m::assert_key_value(&__memokit_key);
+            };
+            (binding, quote!((#id_view &__memokit_key,)))
         }
         None => {
             let elems = f.params.iter().map(|p| {

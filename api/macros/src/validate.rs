@@ -73,6 +73,9 @@ impl<'ast> Visit<'ast> for FindSelf {
     }
 }
 
+/// The most parts a key built from the arguments may have (std's `Hash` and `Eq` on tuples).
+const MAX_KEY_PARTS: usize = 12;
+
 /// Finds `self` in the `key` expression.
 struct FindSelfValue(Option<Span>);
 
@@ -202,6 +205,21 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
         err.push(
             s,
             "a memoized function's signature cannot mention `Self`: write the type's name instead",
+        );
+    }
+    // The arguments (and a method's receiver id) are the key's parts, hashed and compared as
+    // a tuple: std implements `Hash` and `Eq` for tuples of up to 12.
+    let id_parts = usize::from(matches!(kind, Kind::Method(_)));
+    if opts.key.is_none() && params.len() + id_parts > MAX_KEY_PARTS {
+        let extra = &params[MAX_KEY_PARTS - id_parts];
+        err.push(
+            extra.name.span(),
+            format!(
+                "a memoized {} takes at most {} arguments, because they form its key (a tuple of at most {MAX_KEY_PARTS}{}): pass some of them as one struct that derives `Hash, PartialEq, Eq, Clone`, or choose what identifies a call with `#[memoize(key = ...)]`",
+                if id_parts == 1 { "method" } else { "function" },
+                MAX_KEY_PARTS - id_parts,
+                if id_parts == 1 { ", the receiver's id included" } else { "" },
+            ),
         );
     }
     if let Some(key) = &opts.key {
