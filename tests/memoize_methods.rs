@@ -174,3 +174,81 @@ fn receiver_records_do_not_pile_up() {
     keep.token();
     assert_eq!(Session::token_memo().stats().misses, misses, "still cached");
 }
+
+// Pruning never drops a receiver whose results are live (found by a review: records were
+// dropped in arbitrary order once more of them than the capacity were kept, and a record's
+// deadline ran from the start of the call, not from the store).
+
+static EXCESS: LazyLock<Memoizer> =
+    LazyLock::new(|| Memoizer::builder().capacity(1_000).build().expect("memoizer"));
+static EXCESS_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(MemoIdentity)]
+struct Account(#[memo(id)] u64);
+
+impl Account {
+    #[memoize(memoizer = &EXCESS, timeout = memokit::Timeout::Never)]
+    fn balance(&self) -> Result<u64, ()> {
+        EXCESS_RUNS.fetch_add(1, SeqCst);
+        if self.0 < 10_000 {
+            Ok(self.0)
+        } else {
+            Err(())
+        }
+    }
+}
+
+#[test]
+fn pruning_keeps_receivers_whose_results_are_live() {
+    for i in 0..300 {
+        assert_eq!(Account(i).balance(), Ok(i));
+    }
+    // Many receivers with nothing stored (errors are not stored): their records go.
+    for i in 0..1_800 {
+        assert_eq!(Account(10_000 + i).balance(), Err(()));
+    }
+    EXCESS.flush();
+    let entries = EXCESS.stats().entries;
+    assert!(entries <= 300, "far below capacity: {entries} entries");
+    let before = EXCESS_RUNS.load(SeqCst);
+    for i in 0..300 {
+        assert_eq!(Account(i).balance(), Ok(i));
+    }
+    let recomputed = EXCESS_RUNS.load(SeqCst) - before;
+    assert_eq!(recomputed, 0, "{recomputed} of 300 live results lost ({entries} entries)");
+}
+
+static SLOW: LazyLock<(ManualClock, Memoizer)> = LazyLock::new(|| {
+    let c = ManualClock::new();
+    let m = Memoizer::builder().clock(c.clone()).build().expect("memoizer");
+    (c, m)
+});
+static SLOW_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(MemoIdentity)]
+struct Report(#[memo(id)] u64);
+
+impl Report {
+    #[memoize(memoizer = &SLOW.1, timeout = 10)]
+    fn render(&self) -> u64 {
+        if self.0 == 0 {
+            SLOW_RUNS.fetch_add(1, SeqCst);
+            SLOW.0.advance(Duration::from_secs(5)); // a computation that takes 5 s
+        }
+        self.0
+    }
+}
+
+#[test]
+fn a_slow_computation_keeps_its_result_for_the_whole_timeout() {
+    let clock = &SLOW.0;
+    assert_eq!(Report(0).render(), 0); // starts at t = 0, stored at t = 5, live until t = 15
+    clock.advance(Duration::from_secs(7)); // t = 12
+    assert_eq!(Report(0).render(), 0);
+    assert_eq!(SLOW_RUNS.load(SeqCst), 1, "a hit at t = 12");
+    for i in 1..200 {
+        Report(i).render(); // enough new receivers for pruning to run (twice)
+    }
+    assert_eq!(Report(0).render(), 0);
+    assert_eq!(SLOW_RUNS.load(SeqCst), 1, "live until t = 15, still cached at t = 12");
+}

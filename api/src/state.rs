@@ -14,12 +14,19 @@
 //!
 //! Receiver records are created by misses only (a hit reads no version: the engine checks the
 //! entry's generations). So that they do not pile up, a record remembers the latest deadline
-//! of the results stored under it; when the table has doubled since it was last pruned,
-//! records whose deadline passed are dropped (nothing under them can be live), and if more
-//! records remain than the memoizer's capacity (the most results that can be live), the excess
-//! is dropped too. A dropped record's generation is always retired first, so pruning can only
-//! cost cached results, never serve a stale one.
-//!
+//! of the results stored under it (renewed when a computation under it returns, so that a slow
+//! computation's result keeps its whole timeout); when the table has doubled since it was
+//! last pruned, records whose deadline passed are dropped (nothing under them can be live),
+//! and, if more records remain than the memoizer's capacity (the most results that can be
+//! live), so are those under which the engine holds no entry. Records touched since the last
+//! pruning are kept either way (a computation may still be running under them, or its result
+//! still be on its way to the worker). A dropped record's generation is always retired first,
+//! so pruning can only cost cached results, never serve a stale one; it costs one only when a
+//! result reaches the engine's worker after a whole pruning interval (a doubling of the table)
+//! has gone by. (Dropping the excess in arbitrary order, as an earlier version did, lost live
+//! results far below capacity, and deadlines counted from the start of the call lost a slow
+//! computation's result early: `tests/memoize_methods.rs`.)
+
 //! ## The call path and the waiting seam
 //! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
 //! and, on a miss, `compute` (`#[cold]`): it resolves the timeout and versions and hands the
@@ -90,6 +97,8 @@ struct RecvRecord {
     gen: Generation,
     /// Latest deadline of a result stored under `gen`; `None` = no deadline.
     until: Option<Duration>,
+    /// The `Receivers::epoch` of its last use (a miss, or a result computed under it).
+    touched: u64,
 }
 
 #[derive(Default)]
@@ -98,6 +107,8 @@ struct Receivers {
     map: std::collections::HashMap<u64, Vec<RecvRecord>>,
     len: usize,
     prune_at: usize,
+    /// Pruning passes so far: a record touched since the last one is kept by the next.
+    epoch: u64,
 }
 
 /// The state of one memoized function.
@@ -259,7 +270,13 @@ impl FnState {
         let mut ran = false;
         let r = key.get_or_try_insert_with(&self.engine, opts, || {
             ran = true;
-            f().map(C::erase)
+            let v = f();
+            if let (Ok(_), Some(r)) = (&v, receiver) {
+                // The result is stored from now on, so its deadline runs from now: renew the
+                // record's (and mark it in use, so that pruning keeps it until it is stored).
+                r(self, ttl);
+            }
+            v.map(C::erase)
         });
         if ran {
             self.counters.miss();
@@ -288,6 +305,7 @@ impl FnState {
         let until = ttl.map(|t| now.saturating_add(t));
         let mut r = self.receivers.lock();
         let h = r.hasher.hash_one(id);
+        let epoch = r.epoch;
         if let Some(rec) = r
             .map
             .get_mut(&h)
@@ -297,48 +315,50 @@ impl FnState {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 _ => None,
             };
+            rec.touched = epoch;
             return rec.gen;
         }
         if r.len >= r.prune_at {
             self.prune(&mut r, now);
         }
         let gen = self.engine.new_generation();
-        r.map.entry(h).or_default().push(RecvRecord { id: Box::new(id.clone()), gen, until });
+        let rec = RecvRecord { id: Box::new(id.clone()), gen, until, touched: r.epoch };
+        r.map.entry(h).or_default().push(rec);
         r.len += 1;
         gen
     }
 
+    /// Drops (retiring their versions first) records under which no result can be live any
+    /// more: those whose latest deadline has passed; and, while more records remain than the
+    /// memoizer's capacity, those under which the engine holds no entry (an error, a zero
+    /// timeout, a per-key delete, an eviction). A record touched since the last pass is kept
+    /// by both rules: a computation may still be running under it, or its result still be on
+    /// its way to the engine's worker, which counts it only once applied.
     fn prune(&self, r: &mut Receivers, now: Duration) {
         let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
         let engine = &self.engine;
-        let mut kept = 0usize;
-        r.map.retain(|_, bucket| {
-            bucket.retain(|rec| {
-                let dead = rec.until.is_some_and(|u| u <= now);
-                if dead {
-                    engine.retire(rec.gen);
-                } else {
-                    kept += 1;
-                }
-                !dead
-            });
-            !bucket.is_empty()
-        });
-        if kept > bound {
-            let mut excess = kept - bound / 2;
-            kept -= excess;
+        let epoch = r.epoch;
+        let pass = |r: &mut Receivers, drop: &dyn Fn(&RecvRecord) -> bool| {
+            let mut kept = 0usize;
             r.map.retain(|_, bucket| {
                 bucket.retain(|rec| {
-                    if excess == 0 {
-                        return true;
+                    let keep = rec.touched == epoch || !drop(rec);
+                    if keep {
+                        kept += 1;
+                    } else {
+                        engine.retire(rec.gen);
                     }
-                    excess -= 1;
-                    engine.retire(rec.gen);
-                    false
+                    keep
                 });
                 !bucket.is_empty()
             });
+            kept
+        };
+        let mut kept = pass(r, &|rec| rec.until.is_some_and(|u| u <= now));
+        if kept > bound {
+            kept = pass(r, &|rec| engine.generation_entries(rec.gen) == 0);
         }
+        r.epoch += 1;
         r.len = kept;
         r.prune_at = (2 * kept).max(64);
     }
