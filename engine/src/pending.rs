@@ -11,7 +11,7 @@
 //! and runs wherever a thread may wait for a core. Cost: none in release builds (the guard is
 //! the mutex guard); one thread-local counter update per lock in debug builds.
 
-use crate::sync::{thread_local, Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::shard::{Handle, NewEntry};
 
@@ -52,7 +52,7 @@ pub(crate) struct PendingGuard<'a, K, V> {
 }
 
 #[cfg(debug_assertions)]
-thread_local! {
+crate::sync::thread_local! {
     static PENDING_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
