@@ -26,7 +26,7 @@
 //! has gone by. (Dropping the excess in arbitrary order, as an earlier version did, lost live
 //! results far below capacity, and deadlines counted from the start of the call lost a slow
 //! computation's result early: `tests/memoize_methods.rs`.)
-
+//!
 //! ## The call path and the waiting seam
 //! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
 //! and, on a miss, `compute` (`#[cold]`): it resolves the timeout and versions and hands the
@@ -338,11 +338,11 @@ impl FnState {
         let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
         let engine = &self.engine;
         let epoch = r.epoch;
-        let pass = |r: &mut Receivers, drop: &dyn Fn(&RecvRecord) -> bool| {
+        let pass = |r: &mut Receivers, goes: &dyn Fn(&RecvRecord) -> bool| {
             let mut kept = 0usize;
             r.map.retain(|_, bucket| {
                 bucket.retain(|rec| {
-                    let keep = rec.touched == epoch || !drop(rec);
+                    let keep = rec.touched == epoch || !goes(rec);
                     if keep {
                         kept += 1;
                     } else {

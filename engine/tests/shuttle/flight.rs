@@ -33,17 +33,11 @@ fn single_flight_computes_each_key_once() {
 fn a_panicking_computation_wakes_its_waiters() {
     check(|| {
         let e = engine(100, 1, 1);
-        let failing = {
-            let e = e.clone();
-            thread::spawn(move || {
-                catch_unwind(AssertUnwindSafe(|| e.get_or_insert_with(7, || panic!("compute"))))
-                    .is_err()
-            })
-        };
-        let waiting = {
-            let e = e.clone();
-            thread::spawn(move || e.get_or_insert_with(7, || 70))
-        };
+        let failing = spawn_with(&e, move |e| {
+            catch_unwind(AssertUnwindSafe(|| e.get_or_insert_with(7, || panic!("compute"))))
+                .is_err()
+        });
+        let waiting = spawn_with(&e, move |e| e.get_or_insert_with(7, || 70));
         let panicked = failing.join().unwrap();
         assert_eq!(waiting.join().unwrap(), 70);
         // The panicking call either ran its computation or found 70.
@@ -102,14 +96,8 @@ fn a_computation_is_never_stored_over_an_insert_it_raced() {
         // finds 700 and returns it, or runs and is superseded), or after its value (then 700
         // replaces it). Either way the insert, which ends before `flush`, is what remains.
         let e = engine(100, 1, 1);
-        let computing = {
-            let e = e.clone();
-            thread::spawn(move || e.get_or_insert_with(7, || 70))
-        };
-        let inserting = {
-            let e = e.clone();
-            thread::spawn(move || e.insert(7, 700))
-        };
+        let computing = spawn_with(&e, move |e| e.get_or_insert_with(7, || 70));
+        let inserting = spawn_with(&e, move |e| e.insert(7, 700));
         let got = computing.join().unwrap();
         assert!(got == 70 || got == 700, "{got}");
         inserting.join().unwrap();
@@ -182,18 +170,12 @@ fn callers_after_a_retirement_never_join_its_computation() {
 fn a_failed_computation_stores_nothing_and_its_waiters_retry() {
     check(|| {
         let e = engine(100, 1, 1);
-        let failing = {
-            let e = e.clone();
-            thread::spawn(move || {
-                e.get_or_try_insert_with_ref(&7, InsertOptions::new(), |k| *k, || Err::<u64, _>(()))
-            })
-        };
-        let waiting = {
-            let e = e.clone();
-            thread::spawn(move || {
-                e.get_or_try_insert_with_ref(&7, InsertOptions::new(), |k| *k, || Ok::<_, ()>(70))
-            })
-        };
+        let failing = spawn_with(&e, move |e| {
+            e.get_or_try_insert_with_ref(&7, InsertOptions::new(), |k| *k, || Err::<u64, _>(()))
+        });
+        let waiting = spawn_with(&e, move |e| {
+            e.get_or_try_insert_with_ref(&7, InsertOptions::new(), |k| *k, || Ok::<_, ()>(70))
+        });
         let failed = failing.join().unwrap();
         assert!(failed.is_err() || failed == Ok(70), "an error, or the other's value");
         assert_eq!(waiting.join().unwrap(), Ok(70), "a waiter retries after the error");
@@ -254,21 +236,15 @@ fn an_insert_that_cannot_be_kept_still_drops_the_previous_value() {
         let e = engine(100, 1, 1);
         e.insert(1, 10);
         e.flush();
-        let dropping = {
-            let e = e.clone();
-            thread::spawn(move || {
-                // A zero TTL stores nothing; the resident value must go all the same.
-                e.insert_with_ttl(1, 11, Duration::ZERO);
-                assert_eq!(e.get(&1), None, "the previous value survived");
-            })
-        };
-        let reading = {
-            let e = e.clone();
-            thread::spawn(move || {
-                let v = e.get(&1);
-                assert!(v.is_none() || v == Some(10), "{v:?}");
-            })
-        };
+        let dropping = spawn_with(&e, move |e| {
+            // A zero TTL stores nothing; the resident value must go all the same.
+            e.insert_with_ttl(1, 11, Duration::ZERO);
+            assert_eq!(e.get(&1), None, "the previous value survived");
+        });
+        let reading = spawn_with(&e, move |e| {
+            let v = e.get(&1);
+            assert!(v.is_none() || v == Some(10), "{v:?}");
+        });
         dropping.join().unwrap();
         reading.join().unwrap();
         e.flush();
@@ -284,20 +260,14 @@ fn nothing_of_a_retired_generation_is_returned() {
         let e = engine(100, 1, 1);
         let g = e.new_generation();
         e.insert_with_options(1, 10, InsertOptions::new().generations(g, None));
-        let computing = {
-            let e = e.clone();
-            thread::spawn(move || {
-                e.get_or_insert_with_options(7, InsertOptions::new().generations(g, None), || 70)
-            })
-        };
-        let retiring = {
-            let e = e.clone();
-            thread::spawn(move || {
-                e.retire(g);
-                assert_eq!(e.get(&1), None, "stored before the retirement");
-                assert_eq!(e.get(&7), None, "computed during the retirement");
-            })
-        };
+        let computing = spawn_with(&e, move |e| {
+            e.get_or_insert_with_options(7, InsertOptions::new().generations(g, None), || 70)
+        });
+        let retiring = spawn_with(&e, move |e| {
+            e.retire(g);
+            assert_eq!(e.get(&1), None, "stored before the retirement");
+            assert_eq!(e.get(&7), None, "computed during the retirement");
+        });
         assert_eq!(computing.join().unwrap(), 70, "the caller still gets its value");
         retiring.join().unwrap();
         e.run_maintenance();
@@ -312,23 +282,17 @@ fn a_retirement_racing_stores_on_two_workers_leaves_nothing_behind() {
     check(|| {
         let e = engine(100, 2, 2);
         let g = e.new_generation();
-        let storing = {
-            let e = e.clone();
-            thread::spawn(move || {
-                for k in 0..3u64 {
-                    e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
-                }
-            })
-        };
-        let retiring = {
-            let e = e.clone();
-            thread::spawn(move || {
-                e.retire(g);
-                for k in 0..3u64 {
-                    assert_eq!(e.get(&k), None, "key {k} of a retired generation");
-                }
-            })
-        };
+        let storing = spawn_with(&e, move |e| {
+            for k in 0..3u64 {
+                e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
+            }
+        });
+        let retiring = spawn_with(&e, move |e| {
+            e.retire(g);
+            for k in 0..3u64 {
+                assert_eq!(e.get(&k), None, "key {k} of a retired generation");
+            }
+        });
         storing.join().unwrap();
         retiring.join().unwrap();
         e.run_maintenance();
@@ -345,8 +309,7 @@ fn eviction_across_workers_stays_in_bounds() {
         let e = engine(2, 2, 2);
         let writers: Vec<_> = (0..2u64)
             .map(|t| {
-                let e = e.clone();
-                thread::spawn(move || {
+                spawn_with(&e, move |e| {
                     for k in (0..3u64).map(|i| t * 100 + i) {
                         e.insert(k, k * 10);
                         if let Some(v) = e.get(&(t * 100)) {
@@ -383,8 +346,7 @@ fn dead_entries_go_before_live_ones_across_workers() {
         clock.advance(Duration::from_secs(2));
         let writers: Vec<_> = (0..2u64)
             .map(|t| {
-                let e = e.clone();
-                thread::spawn(move || {
+                spawn_with(&e, move |e| {
                     for k in [t * 10, t * 10 + 1] {
                         e.insert(k, k);
                     }
@@ -407,12 +369,8 @@ fn dead_entries_go_before_live_ones_across_workers() {
 fn shutdown_while_callers_wait_for_one_computation_never_hangs() {
     check(|| {
         let e = engine(100, 1, 1);
-        let callers: Vec<_> = (0..2)
-            .map(|_| {
-                let e = e.clone();
-                thread::spawn(move || e.get_or_insert_with(7, || 70))
-            })
-            .collect();
+        let callers: Vec<_> =
+            (0..2).map(|_| spawn_with(&e, move |e| e.get_or_insert_with(7, || 70))).collect();
         e.shutdown();
         for c in callers {
             assert_eq!(c.join().unwrap(), 70);

@@ -47,28 +47,22 @@ fn a_store_is_visible_to_every_later_lookup() {
 fn overwrites_are_never_seen_out_of_order() {
     check(|| {
         let e = engine(100, 1, 1);
-        let writer = {
-            let e = e.clone();
-            thread::spawn(move || {
-                for v in 1..=3u64 {
-                    // The first goes through the worker; later ones may replace in place.
-                    e.insert(0, v);
-                    assert_eq!(e.get(&0), Some(v));
+        let writer = spawn_with(&e, move |e| {
+            for v in 1..=3u64 {
+                // The first goes through the worker; later ones may replace in place.
+                e.insert(0, v);
+                assert_eq!(e.get(&0), Some(v));
+            }
+        });
+        let reader = spawn_with(&e, move |e| {
+            let mut last = 0;
+            for _ in 0..4 {
+                if let Some(v) = e.get(&0) {
+                    assert!(v >= last, "saw {v} after {last}");
+                    last = v;
                 }
-            })
-        };
-        let reader = {
-            let e = e.clone();
-            thread::spawn(move || {
-                let mut last = 0;
-                for _ in 0..4 {
-                    if let Some(v) = e.get(&0) {
-                        assert!(v >= last, "saw {v} after {last}");
-                        last = v;
-                    }
-                }
-            })
-        };
+            }
+        });
         writer.join().unwrap();
         reader.join().unwrap();
         assert_eq!(e.get(&0), Some(3));
@@ -134,8 +128,7 @@ fn callers_held_back_by_a_full_pending_table_are_let_go() {
         let e = engine(100, 1, 1);
         let writers: Vec<_> = (0..2u64)
             .map(|t| {
-                let e = e.clone();
-                thread::spawn(move || {
+                spawn_with(&e, move |e| {
                     for k in (0..6u64).map(|i| t * 100 + i) {
                         e.insert(k, k);
                     }
@@ -165,8 +158,7 @@ fn callers_held_back_by_pending_removes_are_let_go() {
         e.flush();
         let removers: Vec<_> = (0..2u64)
             .map(|t| {
-                let e = e.clone();
-                thread::spawn(move || {
+                spawn_with(&e, move |e| {
                     for k in (0..6u64).map(|i| t * 6 + i) {
                         e.remove(&k);
                         assert_eq!(e.get(&k), None);
@@ -233,18 +225,12 @@ fn a_drop_on_the_worker_may_store_while_a_caller_is_held_back() {
             Some(Box::new(move || hook_engine.insert(HookedKey::new(100), 1)));
         e.insert(hooked, 0);
         e.flush();
-        let remover = {
-            let e = e.clone();
-            thread::spawn(move || e.remove(&HookedKey::new(0)))
-        };
-        let writer = {
-            let e = e.clone();
-            thread::spawn(move || {
-                for k in 1..=6u64 {
-                    e.insert(HookedKey::new(k), k);
-                }
-            })
-        };
+        let remover = spawn_with(&e, move |e| e.remove(&HookedKey::new(0)));
+        let writer = spawn_with(&e, move |e| {
+            for k in 1..=6u64 {
+                e.insert(HookedKey::new(k), k);
+            }
+        });
         remover.join().unwrap();
         writer.join().unwrap();
         e.flush();
@@ -298,14 +284,11 @@ fn maintenance_racing_lookups_serves_nothing_dead() {
         e.flush();
         clock.advance(Duration::from_secs(2));
         e.retire(g);
-        let reader = {
-            let e = e.clone();
-            thread::spawn(move || {
-                for _ in 0..2 {
-                    assert_eq!((e.get(&1), e.get(&2), e.get(&3)), (None, None, Some(30)));
-                }
-            })
-        };
+        let reader = spawn_with(&e, move |e| {
+            for _ in 0..2 {
+                assert_eq!((e.get(&1), e.get(&2), e.get(&3)), (None, None, Some(30)));
+            }
+        });
         e.run_maintenance();
         reader.join().unwrap();
         assert_eq!(e.len(), 1, "expired and retired entries reclaimed");
@@ -320,8 +303,7 @@ fn shutdown_while_callers_store_never_hangs() {
         let e = engine(100, 2, 2);
         let callers: Vec<_> = (0..2u64)
             .map(|t| {
-                let e = e.clone();
-                thread::spawn(move || {
+                spawn_with(&e, move |e| {
                     e.insert(t, t);
                     let _ = e.get(&t);
                     e.get_or_insert_with(10 + t, || t)

@@ -96,6 +96,19 @@ fn observe(flag: &AtomicUsize, seen: &Seen) -> bool {
     done
 }
 
+/// Runs `f` on a new thread with its own handle of `e`.
+fn spawn_with<K, T>(
+    e: &Engine<K, u64>,
+    f: impl FnOnce(Engine<K, u64>) -> T + Send + 'static,
+) -> thread::JoinHandle<T>
+where
+    K: Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let e = e.clone();
+    thread::spawn(move || f(e))
+}
+
 /// Waits (yielding to the scheduler) until `flag` is set.
 fn wait_for(flag: &AtomicUsize) {
     while flag.load(Ordering::SeqCst) == 0 {
@@ -110,8 +123,8 @@ fn spawn_computation(
     opts: InsertOptions,
 ) -> (thread::JoinHandle<u64>, Arc<AtomicUsize>) {
     let started = Arc::new(AtomicUsize::new(0));
-    let (e, flag) = (e.clone(), started.clone());
-    let handle = thread::spawn(move || {
+    let flag = started.clone();
+    let handle = spawn_with(e, move |e| {
         e.get_or_insert_with_options(7, opts, || {
             flag.store(1, Ordering::SeqCst);
             thread::yield_now();
