@@ -14,8 +14,8 @@ use std::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// `configure` was called after the global memoizer was built (by `global()`, a memoized
-    /// call, an `f_memo()`, or an earlier `configure`).
+    /// `configure` was called too late: after `global()`, any memoized call or `f_memo()`
+    /// (whichever memoizer the function is bound to), or an earlier `configure`.
     AlreadyInitialized,
     /// No function of this memoizer has this name (a function is known from its first call or
     /// its first `f_memo()`).

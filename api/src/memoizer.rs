@@ -9,6 +9,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -453,6 +454,16 @@ impl Memoizer {
 
 static GLOBAL: OnceLock<Memoizer> = OnceLock::new();
 
+/// Set once any memoized function is first used (a call or its `f_memo()`), whichever
+/// memoizer it is bound to: [`configure`] refuses after that (api.md §1). Written once per
+/// function, at its registration, never on the call path.
+static FUNCTION_USED: AtomicBool = AtomicBool::new(false);
+
+/// Records that a memoized function has been used (see [`configure`]).
+pub(crate) fn note_function_used() {
+    FUNCTION_USED.store(true, Ordering::Release);
+}
+
 /// The process-wide default memoizer, built with the defaults (or by [`configure`]) on first use.
 ///
 /// ```
@@ -466,16 +477,17 @@ pub fn global() -> &'static Memoizer {
 /// Sets up the process-wide memoizer. Call it once, before any memoized call.
 ///
 /// # Errors
-/// [`Error::AlreadyInitialized`] once `global()`, any call of a function bound to it, or any
-/// `f_memo()` has run, or after an earlier `configure`; [`Error::Build`] if the engine cannot
-/// be built.
+/// [`Error::AlreadyInitialized`] once `global()`, any memoized call or any `f_memo()` has run
+/// (whichever memoizer the function is bound to: configuring late is a mistake even when the
+/// first calls went elsewhere), or after an earlier `configure`; [`Error::Build`] if the
+/// engine cannot be built.
 ///
 /// ```
 /// memokit::configure(memokit::Memoizer::builder().default_timeout(60)).unwrap();
 /// assert!(memokit::configure(memokit::Memoizer::builder()).is_err());
 /// ```
 pub fn configure(b: MemoizerBuilder) -> Result<(), Error> {
-    if GLOBAL.get().is_some() {
+    if GLOBAL.get().is_some() || FUNCTION_USED.load(Ordering::Acquire) {
         return Err(Error::AlreadyInitialized);
     }
     let m = b.build()?;

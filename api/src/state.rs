@@ -144,6 +144,7 @@ fn init<A: 'static>(
     spec: impl FnOnce() -> FnSpec,
     ops: Ops<A>,
 ) -> &'static FnState {
+    crate::memoizer::note_function_used();
     slot.0.get_or_init(|| {
         let spec = spec();
         let memoizer = match spec.memoizer {
@@ -321,8 +322,11 @@ impl FnState {
         if r.len >= r.prune_at {
             self.prune(&mut r, now);
         }
+        // The id is cloned before the version is made: a `Clone` that panics must not leave
+        // a version that no record owns and nothing will ever retire.
+        let id = Box::new(id.clone());
         let gen = self.engine.new_generation();
-        let rec = RecvRecord { id: Box::new(id.clone()), gen, until, touched: r.epoch };
+        let rec = RecvRecord { id, gen, until, touched: r.epoch };
         r.map.entry(h).or_default().push(rec);
         r.len += 1;
         gen
