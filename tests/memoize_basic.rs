@@ -175,6 +175,52 @@ fn key_replaces_the_arguments() {
     assert_eq!(greeting(&User { id: 7, visits: 99 }, '?'), "hello 7? (99)");
 }
 
+static TENANT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+// The key is one argument, named as it is: a by-value `String` (the body still gets it) ...
+#[memoize(memoizer = &MEMO, key = tenant)]
+fn tenant_quota(tenant: String, request_id: u64) -> usize {
+    TENANT_RUNS.fetch_add(1, SeqCst);
+    tenant.len() + usize::from(request_id == u64::MAX)
+}
+
+// ... or a borrowed `&str`: either way the key is the owned `String`.
+#[memoize(memoizer = &MEMO, key = region)]
+fn region_code(region: &str, _trace: u64) -> String {
+    region.to_uppercase()
+}
+
+// ... or several, in a tuple.
+#[memoize(memoizer = &MEMO, key = (region, tenant))]
+fn region_tenant(region: &str, tenant: String, _trace: u64) -> String {
+    format!("{region}/{tenant}")
+}
+
+#[test]
+fn key_can_name_an_argument_by_value_or_borrowed() {
+    assert_eq!(tenant_quota("acme".to_string(), 1), 4);
+    assert_eq!(tenant_quota("acme".to_string(), 2), 4);
+    assert_eq!(TENANT_RUNS.load(SeqCst), 1, "request_id is not part of the key");
+    tenant_quota_memo().delete(&("acme".to_string(), 99));
+    assert_eq!(tenant_quota("acme".to_string(), 3), 4);
+    assert_eq!(TENANT_RUNS.load(SeqCst), 2, "deleted by the owned arguments");
+
+    assert_eq!(region_code("eu", 1), "EU");
+    let k = region_code_memo().make_cache_key(&("eu".to_string(), 7));
+    assert_eq!(k, region_code_memo().make_cache_key(&("eu".to_string(), 8)));
+    assert_eq!(region_code_memo().stats().misses, 1);
+    assert_eq!(region_code("eu", 2), "EU");
+    assert_eq!(region_code_memo().stats().hits, 1);
+
+    assert_eq!(region_tenant("eu", "acme".to_string(), 1), "eu/acme");
+    assert_eq!(region_tenant("eu", "acme".to_string(), 2), "eu/acme");
+    assert_eq!(region_tenant("us", "acme".to_string(), 3), "us/acme");
+    assert_eq!(region_tenant_memo().stats().hits, 1);
+    region_tenant_memo().delete(&("eu".to_string(), "acme".to_string(), 0));
+    assert_eq!(region_tenant("eu", "acme".to_string(), 4), "eu/acme");
+    assert_eq!(region_tenant_memo().stats().misses, 3, "deleted by the owned arguments");
+}
+
 static BYPASS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 static UNLESS_RUNS: AtomicU64 = AtomicU64::new(0);
 

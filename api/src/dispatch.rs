@@ -12,7 +12,8 @@
 //! Tier 3 is never run: when it is selected, the checks that `#[memoize]` emits at the
 //! offending type (`assert_key_arg`, `assert_value`) already failed to compile. It exists so
 //! that one unsuitable type gives one error, at that type, instead of one more per generated
-//! use. Deletes and `ops` dispatch the same way (tier 2 of them is a no-op).
+//! use. Deletes and `ops` dispatch the same way (tier 2 of them is a no-op), and so does the
+//! owning of a `key =` value (a reference is owned, an owned value kept).
 
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -214,6 +215,39 @@ impl<V: KeyView, R> KeyOpView<V> for &Probe<V, R> {
 impl<V, R> KeyOpNone<V> for Probe<V, R> {
     fn __memokit_key_op(&self, _: &'static FnState, _: V, _: KeyOp) -> Option<CacheKey> {
         None
+    }
+}
+
+/// The probe for the value of a `key =` expression.
+#[inline(always)]
+pub fn probe_key<K>(_: &K) -> Probe<K, ()> {
+    Probe(PhantomData)
+}
+
+/// Tier 1 of owning a `key =` value: a reference (the expression sees the arguments by
+/// reference, so `key = a` is `&A`) is owned with `ToOwned` (`&str` becomes `String`).
+pub trait OwnBorrowed<'a, U: ?Sized + ToOwned> {
+    /// How to own the value.
+    fn __memokit_own(&self) -> fn(&'a U) -> U::Owned;
+}
+
+/// Tier 2 of owning a `key =` value: an owned value is the key as it is.
+pub trait OwnOwned<K> {
+    /// The identity.
+    fn __memokit_own(&self) -> fn(K) -> K;
+}
+
+impl<'a, U: ?Sized + ToOwned> OwnBorrowed<'a, U> for &Probe<&'a U, ()> {
+    #[inline(always)]
+    fn __memokit_own(&self) -> fn(&'a U) -> U::Owned {
+        |u| u.to_owned()
+    }
+}
+
+impl<K> OwnOwned<K> for Probe<K, ()> {
+    #[inline(always)]
+    fn __memokit_own(&self) -> fn(K) -> K {
+        |k| k
     }
 }
 

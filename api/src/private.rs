@@ -14,8 +14,8 @@ pub use std::format;
 pub use std::string::String;
 
 pub use crate::dispatch::{
-    probe, probe_args, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone, IdOf,
-    KeyOpNone, KeyOpView, OpsNone, OpsOwned, Probe,
+    probe, probe_args, probe_key, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone,
+    IdOf, KeyOpNone, KeyOpView, OpsNone, OpsOwned, OwnBorrowed, OwnOwned, Probe,
 };
 pub use crate::identity::MemoIdentity;
 pub use crate::key::{KeyArg, KeyView};

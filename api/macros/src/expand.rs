@@ -36,6 +36,28 @@ fn m() -> TokenStream {
     quote!(::memokit::__private)
 }
 
+/// The value of a `key =` expression, owned: the expression sees the arguments by reference
+/// (in the call as in `ops`, so both give the key the same type), and a reference it returns
+/// (`key = a`) is owned with `ToOwned`, as is each element of a tuple (`key = (a, b)`). See
+/// `OwnBorrowed` in the runtime crate.
+fn own_key(k: &syn::Expr) -> TokenStream {
+    let m = m();
+    if let syn::Expr::Tuple(t) = k {
+        // `key = (a, b)`: each element owned, so it reads as it would for one argument.
+        let elems = t.elems.iter().map(own_key);
+        return quote!((#(#elems,)*));
+    }
+    if let syn::Expr::Paren(p) = k {
+        return own_key(&p.expr);
+    }
+    quote! {{
+        let __memokit_k = #k;
+        #[allow(unused_imports)]
+        use #m::{OwnBorrowed as _, OwnOwned as _};
+        (&&#m::probe_key(&__memokit_k)).__memokit_own()(__memokit_k)
+    }}
+}
+
 /// Attributes copied to companions: conditional compilation and lint levels.
 fn companion_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
     attrs
@@ -159,8 +181,21 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let (key_binding, view) = match &opts.key {
         Some(k) => {
+            let refs = f.params.iter().map(|p| {
+                let n = &p.name;
+                if p.by_ref {
+                    quote!(#n,)
+                } else {
+                    quote!(&#n,)
+                }
+            });
+            let own = own_key(k);
             let binding = quote_spanned! {k.span()=>
-                let __memokit_key = #k;
+                let __memokit_key = {
+                    #[allow(unused_variables)]
+                    let (#(#names,)*) = (#(#refs)*);
+                    #own
+                };
                 #m::assert_key_value(&__memokit_key);
             };
             (binding, quote!((#id_view &__memokit_key,)))
@@ -278,11 +313,12 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
                 Kind::Method(_) => quote!(__memokit_id,),
                 _ => quote!(),
             };
+            let own = own_key(k);
             quote! {
                 |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
                     #[allow(unused_variables)]
                     let (#id_pat #(#names,)*) = __memokit_a;
-                    let __memokit_key = #k;
+                    let __memokit_key = #own;
                     use #m::{KeyOpView as _, KeyOpNone as _};
                     let __memokit_view = (#id_v &__memokit_key,);
                     (&&#m::probe::<_, ()>(&__memokit_view))
