@@ -1,12 +1,15 @@
 //! Generations: retiring hides at once, is idempotent, drops later inserts, and the workers
-//! reclaim the stale entries on maintenance.
+//! reclaim the stale entries on maintenance; a generation's count of entries includes the
+//! stores still on their way to the worker.
 mod common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use common::manual_engine;
-use memokit_engine::{Engine, Generation, InsertOptions};
+use common::{manual_engine, Gate};
+use memokit_engine::{Engine, Generation, InsertOptions, ManualClock};
 
 fn under(g: Generation) -> InsertOptions {
     InsertOptions::new().generations(g, None)
@@ -223,4 +226,124 @@ fn new_generation_after_retire_serves_new_entries() {
         e.retire(old);
     }
     maintain_until_len(&e, 0, 16);
+}
+
+// A store is counted under its generations from the moment it is recorded, not only once the
+// worker has applied it (found by a review: the memoizer drops receiver records whose
+// generation counts no entry, and lost results still on their way to the worker).
+
+/// A value whose last clone, if gated, blocks in its `Drop` until the gate opens: dropped by
+/// the worker (which drops what it removes), it holds the worker there, so that stores stay
+/// recorded and unapplied until the test opens the gate.
+#[derive(Clone)]
+struct Held(u64, #[allow(dead_code)] Option<Arc<Blocker>>); // the blocker is kept for its drop
+
+struct Blocker(Gate);
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        self.0.enter_and_wait();
+    }
+}
+
+/// Opens the gate when dropped: declared after the engine, so a failing test lets the worker
+/// go before the engine's drop joins it.
+struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// An engine with one shard and one worker, so that one blocked drop holds every store back.
+fn one_worker(capacity: u64) -> Engine<u64, Held> {
+    Engine::builder()
+        .max_capacity(capacity)
+        .shards(1)
+        .workers(1)
+        .clock(ManualClock::new())
+        .build()
+        .expect("build an engine of one shard")
+}
+
+/// Holds `e`'s only worker in the drop of a removed value until `gate` opens.
+fn hold_worker(e: &Engine<u64, Held>, gate: &Gate) {
+    const HOLD: u64 = u64::MAX;
+    e.insert(HOLD, Held(0, Some(Arc::new(Blocker(gate.clone())))));
+    e.flush(); // resident: the remove below leaves its value to the worker to drop
+    e.remove(&HOLD);
+    gate.wait_entered();
+}
+
+#[test]
+fn a_store_counts_under_its_generation_before_the_worker_applies_it() {
+    let e = one_worker(100);
+    let gate = Gate::new();
+    let _open = OpenOnDrop(gate.clone());
+    let opts = |a, b| InsertOptions::new().generations(a, b);
+    let [applied, retired, removed, superseded, successor, first, second, zero_ttl] =
+        std::array::from_fn(|_| e.new_generation());
+    hold_worker(&e, &gate);
+
+    e.insert_with_options(1, Held(1, None), opts(applied, None));
+    assert_eq!(e.generation_entries(applied), 1, "a recorded store, not yet applied");
+    e.insert_with_options(2, Held(2, None), opts(retired, None));
+    e.retire(retired);
+    e.insert_with_options(3, Held(3, None), opts(removed, None));
+    assert_eq!(e.generation_entries(removed), 1);
+    e.remove(&3);
+    assert_eq!(e.generation_entries(removed), 0, "a pending store removed");
+    e.insert_with_options(4, Held(4, None), opts(superseded, None));
+    e.insert_with_options(4, Held(40, None), opts(successor, None));
+    assert_eq!(e.generation_entries(superseded), 0, "a pending store superseded");
+    assert_eq!(e.generation_entries(successor), 1);
+    e.insert_with_options(5, Held(5, None), opts(first, Some(second)));
+    assert_eq!((e.generation_entries(first), e.generation_entries(second)), (1, 1));
+    e.insert_with_options(6, Held(6, None), opts(zero_ttl, None).ttl(Duration::ZERO));
+    assert_eq!(e.generation_entries(zero_ttl), 0, "a zero TTL stores nothing");
+    assert_eq!(e.len(), 0, "every store still waits for the worker");
+
+    gate.open();
+    e.flush();
+    assert_eq!(e.len(), 3, "keys 1, 4 and 5 applied");
+    let values: Vec<_> = (1..=6).map(|k| e.get(&k).map(|v| v.0)).collect();
+    assert_eq!(values, [Some(1), None, None, Some(40), Some(5), None]);
+    assert_eq!(e.generation_entries(applied), 1, "applied: counted once");
+    assert_eq!(e.generation_entries(retired), 0, "refused by the worker: retired before");
+    assert_eq!(e.generation_entries(removed), 0);
+    assert_eq!((e.generation_entries(superseded), e.generation_entries(successor)), (0, 1));
+    assert_eq!((e.generation_entries(first), e.generation_entries(second)), (1, 1));
+    e.remove(&1);
+    e.retire(first);
+    e.flush();
+    e.run_maintenance();
+    assert_eq!(e.generation_entries(applied), 0, "removed after it was applied");
+    assert_eq!((e.generation_entries(first), e.generation_entries(second)), (0, 0));
+    e.validate().unwrap();
+}
+
+/// The stores an engine could not keep leave no count: too heavy for the capacity (zero),
+/// made after shutdown; and shutdown gives back the counts of what it drops.
+#[test]
+fn stores_that_are_not_kept_leave_no_count() {
+    let e = one_worker(0);
+    let g = e.new_generation();
+    e.insert_with_options(1, Held(1, None), under(g));
+    assert_eq!(e.generation_entries(g), 0, "capacity zero stores nothing");
+    e.flush();
+    assert_eq!(e.generation_entries(g), 0);
+
+    let e = one_worker(100);
+    let gate = Gate::new();
+    let _open = OpenOnDrop(gate.clone());
+    let g = e.new_generation();
+    hold_worker(&e, &gate);
+    e.insert_with_options(1, Held(1, None), under(g));
+    assert_eq!(e.generation_entries(g), 1);
+    gate.open();
+    e.shutdown();
+    assert_eq!(e.generation_entries(g), 0, "dropped by the shutdown");
+    e.insert_with_options(2, Held(2, None), under(g));
+    assert_eq!(e.generation_entries(g), 0, "a store after shutdown is not kept");
 }

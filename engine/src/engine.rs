@@ -360,7 +360,28 @@ where
         self.shared().gens.is_live(generation)
     }
 
-    /// Values stored under `generation` and not yet reclaimed (all shards).
+    /// Values stored under `generation` and not yet reclaimed (all shards), counted from the
+    /// moment each store is handed over: once an insert under `generation` has returned, the
+    /// count includes its value whether or not a worker has applied it yet, so it is never
+    /// below the number of values of `generation` that lookups can find. A value leaves the
+    /// count when it is discarded: at once when a later store or remove of its key finds it
+    /// still pending; when a worker applies its removal, eviction, expiry, reclamation or
+    /// clearing once it is resident, or refuses it because the generation was retired before
+    /// it was applied (so the count is exact after [`flush`](Engine::flush)). Each value
+    /// counts once; a store that cannot be kept (zero TTL, heavier than the capacity, after
+    /// shutdown, a retired generation) is never counted.
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    /// let e: Engine<u32, u32> = Engine::new(100);
+    /// let g = e.new_generation();
+    /// e.insert_with_options(1, 10, InsertOptions::new().generations(g, None));
+    /// assert_eq!(e.generation_entries(g), 1); // applied by the worker or not
+    /// e.remove(&1);
+    /// e.flush();
+    /// assert_eq!(e.generation_entries(g), 0);
+    /// ```
     pub fn generation_entries(&self, generation: Generation) -> u64 {
         self.shared().gens.live_entries(generation)
     }

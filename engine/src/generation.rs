@@ -8,11 +8,20 @@
 //! is visible only while every one of them is live, so retiring a generation is one
 //! compare-and-swap, whatever the number of entries.
 //!
-//! A slot is recycled only once it is retired *and* no stored entry refers to it (`live` counts
-//! those entries; workers maintain it), so the per-slot entry count always belongs to one
-//! generation. When all 2^24 slots are in use, or after 2^40 generations in one process,
-//! [`Registry::allocate`] hands out a generation that is born retired: values stored under it
-//! are simply not kept (correct, never stale).
+//! A slot is recycled only once it is retired *and* no entry refers to it, so the per-slot entry
+//! count always belongs to one generation. When all 2^24 slots are in use, or after 2^40
+//! generations in one process, [`Registry::allocate`] hands out a generation that is born
+//! retired: values stored under it are simply not kept (correct, never stale).
+//!
+//! `live` counts the entries under the slot's generation from the moment a caller records the
+//! store in a shard's pending table ([`Registry::acquire_all`]), not only once the worker has
+//! applied it, so [`Engine::generation_entries`](crate::Engine::generation_entries) never
+//! reports 0 for a generation whose value is on its way to the worker (the memoizer drops the
+//! versions of receivers whose count is 0). Whoever discards a counted store or entry gives
+//! the count back ([`Registry::release`]): the caller whose store or remove supersedes a
+//! pending store, the worker refusing a store whose generation was retired before it applied
+//! it, the worker removing a resident entry (remove, eviction, expiry, reclamation, clear),
+//! and `clear` or shutdown emptying a pending table.
 //!
 //! The cells sit in a segmented array (chunk `k` holds `64 << k` cells) so that readers index it
 //! without a lock while it grows; chunk 0 is inline in the registry.
@@ -22,6 +31,7 @@
 //! `OnceLock` load beyond; `retire` one CAS plus a mutex only when the slot can be freed at
 //! once.
 
+use crate::entry::Gens;
 use crate::sync::{AtomicU64, Mutex};
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
@@ -85,12 +95,13 @@ impl Generation {
 struct Cell {
     /// The live epoch, or an epoch with `RETIRED`.
     state: AtomicU64,
-    /// Stored entries (in any shard) that carry this slot's current epoch.
+    /// Entries (in any shard) that carry this slot's current epoch: resident, or recorded in a
+    /// pending table and not yet applied or discarded.
     live: AtomicU64,
 }
 
-/// The registry's inline chunk 0, on cache lines of its own: workers write a cell's `live`
-/// count at every versioned store and removal, which must not invalidate the line of the
+/// The registry's inline chunk 0, on cache lines of its own: callers and workers write a cell's
+/// `live` count at every versioned store and removal, which must not invalidate the line of the
 /// read-mostly fields around the registry (the hasher, the clock) that every lookup reads.
 #[derive(Debug)]
 #[repr(align(128))]
@@ -201,8 +212,7 @@ impl Registry {
         true
     }
 
-    /// Called by a worker before storing an entry under `g`: counts it, or refuses when `g` is
-    /// retired (then nothing is counted).
+    /// Counts an entry under `g`, or refuses when `g` is retired (then nothing is counted).
     pub(crate) fn acquire(&self, g: Generation) -> bool {
         let Some(c) = self.cell(g.slot()) else { return false };
         c.live.fetch_add(1, Ordering::SeqCst);
@@ -214,13 +224,38 @@ impl Registry {
         }
     }
 
-    /// Called by a worker when an entry stored under `g` leaves the shard (and by a refused
-    /// [`Registry::acquire`], whose `g` may be an older generation of the same slot).
+    /// Gives back the count of an entry under `g` that leaves: a pending store discarded, an
+    /// entry removed from a shard (and a refused [`Registry::acquire`], whose `g` may be an
+    /// older generation of the same slot).
     pub(crate) fn release(&self, g: Generation) {
         let Some(c) = self.cell(g.slot()) else { return };
         if c.live.fetch_sub(1, Ordering::SeqCst) == 1 && is_retired(c.state.load(Ordering::SeqCst))
         {
             self.try_free(g.slot());
+        }
+    }
+
+    /// Called by a caller as it records a store under `gens` in a pending table: counts it
+    /// under each of them (one atomic add each; none without generations) and returns true,
+    /// or, when one is retired, counts nothing and returns false. Every store in a pending
+    /// table holds these counts until it is applied (the entry then keeps them) or discarded
+    /// ([`Registry::release_all`]).
+    pub(crate) fn acquire_all(&self, gens: &Gens) -> bool {
+        for (taken, &g) in gens.iter().enumerate() {
+            if let Some(gen) = Generation::from_raw(g) {
+                if !self.acquire(gen) {
+                    self.release_all(&gens[..taken]);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Gives back the counts of a store or entry under `gens` (see [`Registry::acquire_all`]).
+    pub(crate) fn release_all(&self, gens: &[u64]) {
+        for gen in gens.iter().filter_map(|&g| Generation::from_raw(g)) {
+            self.release(gen);
         }
     }
 
@@ -235,7 +270,8 @@ impl Registry {
         a.free.push(slot);
     }
 
-    /// Entries stored under `g` right now (all shards).
+    /// Entries under `g` right now (all shards), the stores still on their way to a worker
+    /// included.
     pub(crate) fn live_entries(&self, g: Generation) -> u64 {
         self.cell(g.slot()).map_or(0, |c| c.live.load(Ordering::SeqCst))
     }
@@ -290,6 +326,24 @@ mod tests {
         assert_eq!(c.slot(), a.slot());
         assert_ne!(c, a);
         assert!(r.is_live(c) && !r.is_live(a));
+    }
+
+    /// A caller recording a store under two generations counts it under both or neither, and
+    /// a count held by a pending store keeps a retired generation's slot from being recycled.
+    #[test]
+    fn acquire_all_counts_every_generation_or_none() {
+        let r = Registry::new();
+        let (a, b) = (r.allocate(), r.allocate());
+        assert!(r.acquire_all(&[a.id(), b.id()]));
+        assert_eq!((r.live_entries(a), r.live_entries(b)), (1, 1));
+        assert!(r.acquire_all(&[0, 0]), "no generation: nothing to count");
+        assert!(r.retire(b));
+        assert!(!r.acquire_all(&[a.id(), b.id()]), "b is retired");
+        assert_eq!((r.live_entries(a), r.live_entries(b)), (1, 1), "nothing more counted");
+        assert_ne!(r.allocate().slot(), b.slot(), "b's slot is held by the count");
+        r.release_all(&[a.id(), b.id()]);
+        assert_eq!((r.live_entries(a), r.live_entries(b)), (0, 0));
+        assert_eq!(r.allocate().slot(), b.slot(), "freed with its last count");
     }
 
     #[test]

@@ -62,7 +62,7 @@ use hashbrown::HashMap;
 use hashbrown::HashTable;
 
 use crate::entry::{
-    slot_hash, Entry, Gens, Meta, Queue, SparseSlab, Stamp, NEVER, TIMED, VERSIONED,
+    gens_live, slot_hash, Entry, Gens, Meta, Queue, SparseSlab, Stamp, NEVER, TIMED, VERSIONED,
 };
 use crate::generation::{Generation, Registry};
 use crate::list::{reserve_slots, Kind, Links, List};
@@ -239,8 +239,10 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Stores `n`, replacing the entry behind `replaces` if still valid. Returns the weight
-    /// added (0 when refused because a generation was retired meanwhile).
+    /// Stores `n`, replacing the entry behind `replaces` if still valid. `n` comes counted
+    /// under its generations (by the caller that recorded it: [`Registry::acquire_all`]); the
+    /// entry keeps those counts, or, when a generation was retired meanwhile, the store is
+    /// refused and they are given back. Returns the weight added (0 when refused).
     pub(crate) fn insert(
         &mut self,
         n: NewEntry<K, V>,
@@ -251,19 +253,13 @@ impl<K, V> Shard<K, V> {
         if let Some(h) = replaces {
             self.remove_handle(h, reg, garbage);
         }
-        // Count the entry under its generations first; refuse if one was retired.
-        for (taken, &g) in n.gens.iter().enumerate() {
-            if let Some(gen) = Generation::from_raw(g) {
-                if !reg.acquire(gen) {
-                    for &g2 in &n.gens[..taken] {
-                        if let Some(gen2) = Generation::from_raw(g2) {
-                            reg.release(gen2);
-                        }
-                    }
-                    garbage.push((n.key, n.value));
-                    return 0;
-                }
-            }
+        // `n`'s counts keep its generations' slots from being recycled: each slot still holds
+        // this generation, live or retired. A retirement after this check is followed by a
+        // `Retire` command, which finds the entry in its generation's list.
+        if !gens_live(&n.gens, reg) {
+            reg.release_all(&n.gens);
+            garbage.push((n.key, n.value));
+            return 0;
         }
         let idx = match self.free.pop() {
             Some(i) => i,
@@ -517,6 +513,7 @@ mod tests {
         assert_eq!(s.stamps.len(), 1001);
         s.validate().unwrap();
         let g = reg.allocate();
+        assert!(reg.acquire_all(&[0, g.id()])); // as the caller recording the store does
         s.insert(entry(1001, NEVER, [0, g.id()]), None, &reg, &mut garbage);
         assert_eq!((s.links.covered(Kind::Gen0), s.links.covered(Kind::Gen1)), (0, 1002));
         s.validate().unwrap();
@@ -532,6 +529,7 @@ mod tests {
         s.insert(entry(3000, NEVER, [0; 2]), None, &reg, &mut garbage);
         s.validate().unwrap();
         let g2 = reg.allocate();
+        assert!(reg.acquire_all(&[g2.id(), 0]));
         s.insert(entry(2000, 500, [g2.id(), 0]), None, &reg, &mut garbage);
         s.validate().unwrap();
         assert_eq!(s.stamps.len(), 1002);

@@ -497,5 +497,9 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
         cell.drained.notify_all();
         inserts
     };
+    // Counted when they were recorded (`Registry::acquire_all`), and never applied.
+    for (n, _) in inserts.iter() {
+        shared.gens.release_all(&n.gens);
+    }
     drop_outside((garbage, inserts));
 }

@@ -12,11 +12,15 @@
 //! [`Leftovers`] and is dropped by [`Shared::finish`] once the caller holds no lock); no
 //! caller waits for the worker while holding a lock (the backpressure wait is in `finish`
 //! too); user `Hash`, `Eq` and weigher calls happen before anything changes, so their panics
-//! leave the shard consistent.
+//! leave the shard consistent; every store in a pending table is counted under each of its
+//! generations (taken as it is recorded, after those calls), and whoever takes it out without
+//! applying it (a later store or remove of the key, `clear`, shutdown; the worker when a
+//! generation was retired) gives the counts back.
 //!
 //! Cost: a store of a new key takes the pending mutex and the core's read lock once (one
-//! probe of each table) and wakes the worker unless a wake-up is outstanding; an in-place
-//! replacement takes the write lock and probes once.
+//! probe of each table), makes one atomic add per generation it is stored under, and wakes the
+//! worker unless a wake-up is outstanding; an in-place replacement takes the write lock and
+//! probes once.
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -95,26 +99,25 @@ where
         };
         let deadline = opts.deadline(self.clock.coarse());
         let gens = opts.raw_gens();
-        let storable = deadline.is_some()
-            && u64::from(weight) <= self.capacity
-            && gens_live(&gens, &self.gens);
+        let fits = deadline.is_some() && u64::from(weight) <= self.capacity;
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
-        let (key, value) = if in_place && storable && deadline == Some(NEVER) {
-            match self.replace_resident(cell, key, hash, value, &gens, weight) {
-                Ok(garbage) => {
-                    return Leftovers { _kv: Some(garbage), _replaced: None, full: false }
+        let (key, value) =
+            if in_place && fits && deadline == Some(NEVER) && gens_live(&gens, &self.gens) {
+                match self.replace_resident(cell, key, hash, value, &gens, weight) {
+                    Ok(garbage) => {
+                        return Leftovers { _kv: Some(garbage), _replaced: None, full: false }
+                    }
+                    Err(back) => back,
                 }
-                Err(back) => back,
-            }
-        } else {
-            (key, value)
-        };
+            } else {
+                (key, value)
+            };
         let (mut p, core) = cell.lock_pending_and_core();
         // Checked under the pending lock: shutdown sets the flag before it empties each
         // shard under this lock, so a store either lands before that emptying (and is
         // dropped by it) or sees the flag.
-        let storable = storable && !self.is_shut_down();
+        let storable = fits && !self.is_shut_down();
         // Probe both tables (user `Eq`) before changing anything.
         let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
         let found = core.find(hash, |k| *k == key).map(|(h, e)| {
@@ -123,7 +126,15 @@ where
         });
         drop(core);
         let replaced = old.map(|o| o.remove().0);
-        let kv = if storable {
+        // Counted under its generations as it is recorded (refused if one is retired), so that
+        // `generation_entries` includes it while it waits for the worker. Counted before the
+        // pending store it supersedes gives its counts back: a generation holding both never
+        // reads 0 in between (found by `engine/tests/shuttle/counts.rs`).
+        let counted = storable && self.gens.acquire_all(&gens);
+        if let Some((n, _)) = &replaced {
+            self.gens.release_all(&n.gens);
+        }
+        let kv = if counted {
             let n =
                 NewEntry { key, value, hash, deadline: deadline.unwrap_or(NEVER), gens, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
@@ -225,6 +236,9 @@ where
         });
         drop(core);
         let replaced = old.map(|o| o.remove().0);
+        if let Some((n, _)) = &replaced {
+            self.gens.release_all(&n.gens);
+        }
         if let Some(h) = found {
             p.removes.push(h);
             if p.len() >= SIGNAL_BATCH {

@@ -4,7 +4,7 @@
 //! (`src/sync.rs`), exploring a different interleaving in each iteration. A thread that waits
 //! forever fails the test as a deadlock.
 //!
-//! The tests are in `handoff` and `flight`; this file holds their shared helpers.
+//! The tests are in `handoff`, `flight` and `counts`; this file holds their shared helpers.
 //!
 //! Run with `RUSTFLAGS="--cfg memokit_shuttle" cargo test -p memokit-engine --test shuttle`
 //! (`.ci/run` does, in its own target directory); ordinary builds compile nothing here.
@@ -20,7 +20,9 @@
 //! - retirement: once `retire` returns, no lookup returns a value of that generation, even
 //!   one whose computation was running during the retirement;
 //! - eviction with several workers (the settle requests between them) and shutdown while
-//!   callers store: never a wrong value, never over capacity after `flush`, never a hang.
+//!   callers store: never a wrong value, never over capacity after `flush`, never a hang;
+//! - a generation's entry count: a store counts from the moment it returns, applied or not,
+//!   and once only; racing removes, `clear`, retirement and shutdown leave it exact.
 #![cfg(memokit_shuttle)]
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -135,5 +137,6 @@ fn spawn_computation(
     (handle, started)
 }
 
+mod counts;
 mod flight;
 mod handoff;
