@@ -1,10 +1,12 @@
 //! Memoized `&self` methods: receiver identity, the seed's Adder instances, every
 //! per-instance and per-type delete, `key =` and `Result` on methods, receiver-record pruning.
+mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use common::Gate;
 use memokit::{memoize, ManualClock, MemoIdentity, Memoizer};
 
 static MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
@@ -251,4 +253,69 @@ fn a_slow_computation_keeps_its_result_for_the_whole_timeout() {
     }
     assert_eq!(Report(0).render(), 0);
     assert_eq!(SLOW_RUNS.load(SeqCst), 1, "live until t = 15, still cached at t = 12");
+}
+
+// Pruning keeps a record whose result is still on its way to the engine's worker (found by a
+// review: the engine counted a generation's entries only once its worker had applied them, so
+// a record whose result waited through a whole pruning interval was dropped and its result
+// lost).
+
+static HELD: LazyLock<Memoizer> = LazyLock::new(|| {
+    let clock = ManualClock::new(); // no background work: the worker runs only when asked
+    Memoizer::builder().clock(clock).capacity(64).build().expect("memoizer")
+});
+static HELD_RUNS: AtomicU64 = AtomicU64::new(0);
+static HOLD_GATE: LazyLock<Gate> = LazyLock::new(Gate::new);
+
+/// A result whose last clone, if gated, blocks in its `Drop` until [`HOLD_GATE`] opens: left
+/// to the worker to drop, it holds the worker there.
+#[derive(Clone)]
+struct Ticket(u64, Option<Arc<Blocker>>);
+
+struct Blocker;
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        HOLD_GATE.enter_and_wait();
+    }
+}
+
+#[derive(MemoIdentity)]
+struct Doc(#[memo(id)] u64);
+
+impl Doc {
+    #[memoize(memoizer = &HELD, timeout = memokit::Timeout::Never)]
+    fn render(&self, page: u64) -> Ticket {
+        let run = HELD_RUNS.fetch_add(1, SeqCst);
+        Ticket(self.0 + page, (run == 0).then(|| Arc::new(Blocker)))
+    }
+}
+
+#[test]
+fn pruning_keeps_a_result_the_worker_has_not_applied() {
+    // Doc(0)'s first result is gated: once it is resident and deleted, the worker that owns
+    // its key's shard blocks dropping it. Its recomputation is stored under the same key, so
+    // in that shard too, and waits there for the worker.
+    let doc = Doc(0);
+    let first = doc.render(1);
+    assert!(first.1.is_some() && first.0 == 1);
+    drop(first);
+    HELD.flush();
+    memokit::delete_memoized!(doc.render, 1); // this key only: the record stays
+    HOLD_GATE.wait_entered();
+    let entries = HELD.stats().entries;
+    assert_eq!(doc.render(1).0, 1);
+    assert_eq!(HELD_RUNS.load(SeqCst), 2);
+    assert_eq!(HELD.stats().entries, entries, "the recomputed result waits for the worker");
+    // Enough receivers for two prunings with more records than the capacity: Doc(0)'s record
+    // (touched before the first one) is judged by the second.
+    for i in 1..=150 {
+        assert_eq!(Doc(i).render(1).0, i + 1);
+    }
+    let runs = HELD_RUNS.load(SeqCst);
+    assert_eq!(doc.render(1).0, 1);
+    let lost = HELD_RUNS.load(SeqCst) - runs;
+    HOLD_GATE.open();
+    HELD.flush();
+    assert_eq!(lost, 0, "Doc(0)'s result, waiting for the worker, was lost by pruning");
 }

@@ -19,13 +19,16 @@
 //! last pruned, records whose deadline passed are dropped (nothing under them can be live),
 //! and, if more records remain than the memoizer's capacity (the most results that can be
 //! live), so are those under which the engine holds no entry. Records touched since the last
-//! pruning are kept either way (a computation may still be running under them, or its result
-//! still be on its way to the worker). A dropped record's generation is always retired first,
-//! so pruning can only cost cached results, never serve a stale one; it costs one only when a
-//! result reaches the engine's worker after a whole pruning interval (a doubling of the table)
-//! has gone by. (Dropping the excess in arbitrary order, as an earlier version did, lost live
-//! results far below capacity, and deadlines counted from the start of the call lost a slow
-//! computation's result early: `tests/memoize_methods.rs`.)
+//! pruning are kept either way (a computation may still be running under them). The engine
+//! counts a result under its generations from the moment it is handed over, so a result still
+//! on its way to the engine's worker keeps its record too. A dropped record's generation is
+//! always retired first, so pruning can only cost cached results, never serve a stale one; it
+//! costs one only when a computation runs through a whole pruning interval (a doubling of the
+//! table). (Dropping the excess in arbitrary order, as an earlier version did, lost live
+//! results far below capacity; deadlines counted from the start of the call lost a slow
+//! computation's result early; and while the engine counted a result only once its worker had
+//! applied it, a result that waited that long for the worker was lost:
+//! `tests/memoize_methods.rs`.)
 //!
 //! ## The call path and the waiting seam
 //! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
@@ -336,8 +339,9 @@ impl FnState {
     /// more: those whose latest deadline has passed; and, while more records remain than the
     /// memoizer's capacity, those under which the engine holds no entry (an error, a zero
     /// timeout, a per-key delete, an eviction). A record touched since the last pass is kept
-    /// by both rules: a computation may still be running under it, or its result still be on
-    /// its way to the engine's worker, which counts it only once applied.
+    /// by both rules: a computation may still be running under it. (A result on its way to
+    /// the engine's worker needs no such care: `generation_entries` counts it from the moment
+    /// it is handed over.)
     fn prune(&self, r: &mut Receivers, now: Duration) {
         let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
         let engine = &self.engine;
