@@ -14,10 +14,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// Counters of a memoizer or of one memoized function.
 ///
 /// On a function's handle (`f_memo().stats()`), `hits`, `misses` and `single_flight_waits`
-/// count that function's calls; `entries`, `evictions`, `expirations` and `stale_reclaimed`
-/// are kept by the engine for the whole memoizer and read 0 there. On the memoizer
-/// ([`Memoizer::stats`](crate::Memoizer::stats)), the call counters are summed over its
-/// functions and the entry counters come from the engine.
+/// count that function's calls as they return (every call that returns is counted once, in
+/// one of the three); `entries`, `evictions`, `expirations` and `stale_reclaimed` are kept by
+/// the engine for the whole memoizer and read 0 there. On the memoizer
+/// ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses` are summed over its
+/// functions, and the other counters come from the engine: there `single_flight_waits` counts
+/// callers as they *join* another's computation (so it can be watched while they wait), and
+/// may differ from the sum of the functions' counts (a caller that joined a computation that
+/// panicked runs the function itself: a miss for its function).
 ///
 /// ```
 /// use memokit::memoize;
@@ -45,7 +49,8 @@ pub struct Stats {
     pub expirations: u64,
     /// Results reclaimed after a delete retired their version (memoizer only).
     pub stale_reclaimed: u64,
-    /// Calls that missed and got the value of another caller's computation.
+    /// Calls that missed and did not run the function: they got the value of another
+    /// caller's computation (on the memoizer: callers that joined one; see above).
     pub single_flight_waits: u64,
 }
 
