@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// Counters of a memoizer or of one memoized function.
 ///
 /// On a function's handle (`f_memo().stats()`), `hits`, `misses` and `single_flight_waits`
-/// count that function's calls as they return (every call that returns is counted once, in
-/// one of the three); `entries`, `evictions`, `expirations` and `stale_reclaimed` are kept by
+/// count that function's calls as they return (each cached call that returns is counted once,
+/// in one of the three; calls bypassed by `unless` are not counted); `entries`, `evictions`, `expirations` and `stale_reclaimed` are kept by
 /// the engine for the whole memoizer and read 0 there. On the memoizer
 /// ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses` are summed over its
 /// functions, and the other counters come from the engine: there `single_flight_waits` counts
