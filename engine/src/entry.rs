@@ -141,7 +141,7 @@ impl Stamp {
 impl<K, V> Entry<K, V> {
     /// Whether a reader at coarse time `now` may return this entry; `stamps` is its shard's
     /// slab of [`Stamp`]s (read only for entries with a deadline or generations).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_visible(&self, now: u64, reg: &Registry, stamps: &[Stamp]) -> bool {
         let f = self.flags.load(Ordering::Acquire);
         if f & HIDDEN != 0 {
@@ -175,7 +175,7 @@ impl<K, V> Entry<K, V> {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn gens_live(gens: &Gens, reg: &Registry) -> bool {
     gens.iter().all(|&g| Generation::from_raw(g).is_none_or(|g| reg.is_live(g)))
 }

@@ -189,7 +189,7 @@ impl Registry {
     }
 
     /// Whether `g` is still live. The hit path calls this.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn is_live(&self, g: Generation) -> bool {
         match self.cell(g.slot()) {
             Some(c) => c.state.load(Ordering::Acquire) == g.epoch(),

@@ -306,7 +306,7 @@ where
     /// pending insert (filter bit, `pending_len`), so a hidden entry may stand for a value
     /// that is being handed over right now: only the slow path, which sees both tables at one
     /// instant, may call that a miss.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get_fast<Q: ?Sized + Equivalent<K>, R, F: FnOnce(&V) -> R>(
         &self,
         hash: u64,
@@ -359,6 +359,7 @@ where
         Some(read(&e.value))
     }
 
+    #[inline(always)]
     pub(crate) fn get<Q: ?Sized + Hash + Equivalent<K>, R>(
         &self,
         q: &Q,
