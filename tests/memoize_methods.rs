@@ -319,3 +319,49 @@ fn pruning_keeps_a_result_the_worker_has_not_applied() {
     HELD.flush();
     assert_eq!(lost, 0, "Doc(0)'s result, waiting for the worker, was lost by pruning");
 }
+
+// Pruning keeps the record of a receiver whose computation is still running, however many
+// prunings it runs through (a record touched only at the start of a long computation was
+// dropped by the second pruning after it: its version retired, its result refused).
+
+static LONG: LazyLock<Memoizer> = LazyLock::new(|| {
+    let clock = ManualClock::new();
+    Memoizer::builder().clock(clock).capacity(64).build().expect("memoizer")
+});
+static LONG_RUNS: AtomicU64 = AtomicU64::new(0);
+static LONG_GATE: LazyLock<Gate> = LazyLock::new(Gate::new);
+
+#[derive(MemoIdentity)]
+struct Job(#[memo(id)] u64);
+
+impl Job {
+    /// Job 0 runs until the gate opens; the others fail at once (nothing stored under them).
+    #[memoize(memoizer = &LONG, timeout = memokit::Timeout::Never)]
+    fn run(&self) -> Result<u64, String> {
+        LONG_RUNS.fetch_add(1, SeqCst);
+        if self.0 == 0 {
+            LONG_GATE.enter_and_wait();
+            Ok(42)
+        } else {
+            Err(format!("job {} failed", self.0))
+        }
+    }
+}
+
+#[test]
+fn pruning_keeps_a_receiver_whose_computation_runs_through_prunings() {
+    let long = std::thread::spawn(|| Job(0).run());
+    LONG_GATE.wait_entered();
+    // Records with nothing stored under them, well past the capacity (64): two prunings or
+    // more, each of which may drop records untouched since the one before.
+    for i in 1..=300 {
+        assert!(Job(i).run().is_err());
+    }
+    LONG_GATE.open();
+    assert_eq!(long.join().expect("the long job"), Ok(42));
+    LONG.flush();
+    let runs = LONG_RUNS.load(SeqCst);
+    assert_eq!(Job(0).run(), Ok(42));
+    assert_eq!(LONG_RUNS.load(SeqCst), runs, "job 0's result was lost by pruning");
+    assert!(Job::run_memo().__receiver_records() < 300, "records of failed jobs are still pruned");
+}

@@ -18,17 +18,17 @@
 //! computation's result keeps its whole timeout); when the table has doubled since it was
 //! last pruned, records whose deadline passed are dropped (nothing under them can be live),
 //! and, if more records remain than the memoizer's capacity (the most results that can be
-//! live), so are those under which the engine holds no entry. Records touched since the last
-//! pruning are kept either way (a computation may still be running under them). The engine
-//! counts a result under its generations from the moment it is handed over, so a result still
-//! on its way to the engine's worker keeps its record too. A dropped record's generation is
-//! always retired first, so pruning can only cost cached results, never serve a stale one; it
-//! costs one only when a computation runs through a whole pruning interval (a doubling of the
-//! table). (Dropping the excess in arbitrary order, as an earlier version did, lost live
-//! results far below capacity; deadlines counted from the start of the call lost a slow
-//! computation's result early; and while the engine counted a result only once its worker had
-//! applied it, a result that waited that long for the worker was lost:
-//! `tests/memoize_methods.rs`.)
+//! live), so are those under which the engine holds no entry. Records under which a call is
+//! running (counted from its miss to its end, however it ends) or that were touched since the
+//! last pruning are kept either way. The engine counts a result under its generations from the
+//! moment it is handed over, so a result still on its way to the engine's worker keeps its
+//! record too. A dropped record's generation is always retired first, so pruning can only cost
+//! cached results, never serve a stale one; with the rules above it costs none that is live or
+//! being computed. (Dropping the excess in arbitrary order, as an earlier version did, lost
+//! live results far below capacity; deadlines counted from the start of the call lost a slow
+//! computation's result early; while the engine counted a result only once its worker had
+//! applied it, a result that waited for the worker through a pruning interval was lost; and a
+//! computation running through two prunings lost its result: `tests/memoize_methods.rs`.)
 //!
 //! ## The call path and the waiting seam
 //! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
@@ -51,7 +51,39 @@ use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
 
 /// How a method's call finds the version of its receiver (`None` for functions).
-pub type Recv<'a> = Option<&'a dyn Fn(&FnState, Option<Duration>) -> Generation>;
+/// It returns the version and where the record is (the hash of the receiver's id), so that
+/// the call's end finds the record again without the id's `Hash` or `Eq`.
+pub type Recv<'a> = Option<&'a dyn Fn(&FnState, RecvUse) -> (Generation, u64)>;
+
+/// What a method's miss does with its receiver's record (see [`FnState::receiver_version`]).
+#[derive(Clone, Copy, Debug)]
+pub enum RecvUse {
+    /// A miss begins: the record's version (created if there is none), marked in use by one
+    /// more running call.
+    Begin(Option<Duration>),
+    /// The computation returned a result to store: the record's deadline runs from now.
+    Renew(Option<Duration>),
+}
+
+/// Ends a method call's use of its receiver's record (begun by [`RecvUse::Begin`]) when
+/// dropped: when the call returns, fails or unwinds. Calls no user code (no `Hash` or `Eq` of
+/// the id), so it cannot panic while a panic unwinds.
+struct Running<'a> {
+    s: &'a FnState,
+    gen: Generation,
+    h: u64,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut r = self.s.receivers.lock();
+        let gen = self.gen;
+        if let Some(rec) = r.map.get_mut(&self.h).and_then(|b| b.iter_mut().find(|r| r.gen == gen))
+        {
+            rec.running = rec.running.saturating_sub(1);
+        }
+    }
+}
 
 /// What a generated `ops` function is asked to do with a key.
 #[derive(Clone, Copy, Debug)]
@@ -102,6 +134,8 @@ struct RecvRecord {
     until: Option<Duration>,
     /// The `Receivers::epoch` of its last use (a miss, or a result computed under it).
     touched: u64,
+    /// Calls begun under `gen` and not over yet: pruning keeps the record while any runs.
+    running: u32,
 }
 
 #[derive(Default)]
@@ -266,7 +300,10 @@ impl FnState {
         event!(trace, function = %self.name, "miss");
         let ttl = self.timeout().resolve(self.memoizer.inner.default_timeout);
         let primary = self.version();
-        let secondary = receiver.map(|r| r(self, ttl));
+        let begun = receiver.map(|r| r(self, RecvUse::Begin(ttl)));
+        let secondary = begun.map(|(gen, _)| gen);
+        // Ends the record's use however the call ends, a panic included.
+        let _running = begun.map(|(gen, h)| Running { s: self, gen, h });
         let mut opts = InsertOptions::new().generations(primary, secondary);
         if let Some(t) = ttl {
             opts = opts.ttl(t);
@@ -278,7 +315,7 @@ impl FnState {
             if let (Ok(_), Some(r)) = (&v, receiver) {
                 // The result is stored from now on, so its deadline runs from now: renew the
                 // record's (and mark it in use, so that pruning keeps it until it is stored).
-                r(self, ttl);
+                r(self, RecvUse::Renew(ttl));
             }
             v.map(C::erase)
         });
@@ -300,11 +337,16 @@ impl FnState {
         *self.version.lock().get_or_insert_with(|| self.engine.new_generation())
     }
 
-    /// The version of (this method, receiver `id`), created if there is none.
-    pub(crate) fn receiver_version<I>(&self, id: &I, ttl: Option<Duration>) -> Generation
+    /// The version of (this method, receiver `id`), created if there is none, for `what` a
+    /// miss does (see [`RecvUse`]), and the hash under which its record is kept.
+    pub(crate) fn receiver_version<I>(&self, id: &I, what: RecvUse) -> (Generation, u64)
     where
         I: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
+        let (ttl, begins) = match what {
+            RecvUse::Begin(t) => (t, 1),
+            RecvUse::Renew(t) => (t, 0),
+        };
         let now = self.memoizer.inner.clock.now();
         let until = ttl.map(|t| now.saturating_add(t));
         let mut r = self.receivers.lock();
@@ -320,7 +362,8 @@ impl FnState {
                 _ => None,
             };
             rec.touched = epoch;
-            return rec.gen;
+            rec.running = rec.running.saturating_add(begins);
+            return (rec.gen, h);
         }
         if r.len >= r.prune_at {
             self.prune(&mut r, now);
@@ -329,19 +372,19 @@ impl FnState {
         // a version that no record owns and nothing will ever retire.
         let id = Box::new(id.clone());
         let gen = self.engine.new_generation();
-        let rec = RecvRecord { id, gen, until, touched: r.epoch };
+        let rec = RecvRecord { id, gen, until, touched: r.epoch, running: begins };
         r.map.entry(h).or_default().push(rec);
         r.len += 1;
-        gen
+        (gen, h)
     }
 
     /// Drops (retiring their versions first) records under which no result can be live any
     /// more: those whose latest deadline has passed; and, while more records remain than the
     /// memoizer's capacity, those under which the engine holds no entry (an error, a zero
-    /// timeout, a per-key delete, an eviction). A record touched since the last pass is kept
-    /// by both rules: a computation may still be running under it. (A result on its way to
-    /// the engine's worker needs no such care: `generation_entries` counts it from the moment
-    /// it is handed over.)
+    /// timeout, a per-key delete, an eviction). A record under which a call is running, or
+    /// touched since the last pass, is kept by both rules. (A result on its way to the
+    /// engine's worker needs no such care: `generation_entries` counts it from the moment it
+    /// is handed over.)
     fn prune(&self, r: &mut Receivers, now: Duration) {
         let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
         let engine = &self.engine;
@@ -350,7 +393,7 @@ impl FnState {
             let mut kept = 0usize;
             r.map.retain(|_, bucket| {
                 bucket.retain(|rec| {
-                    let keep = rec.touched == epoch || !goes(rec);
+                    let keep = rec.touched == epoch || rec.running > 0 || !goes(rec);
                     if keep {
                         kept += 1;
                     } else {
