@@ -325,3 +325,105 @@ fn owned_keys_are_exact_under_concurrent_maintenance() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Settings at their extremes.
+// ---------------------------------------------------------------------------------------------
+
+/// A tick too large to add to an `Instant` (the builder refuses only zero): the workers must
+/// not die of it (a dead worker applies nothing: stores stay pending forever, `flush()`
+/// returns at once and `len()` stays 0).
+#[test]
+fn a_huge_tick_does_not_kill_the_workers() {
+    for manual in [true, false] {
+        let b = Engine::<u64, u64>::builder().tick(Duration::MAX).shards(1).workers(1);
+        let b = if manual { b.clock(ManualClock::new()) } else { b };
+        let e = b.build().unwrap();
+        let e2 = e.clone();
+        no_hang("inserts and flush with a huge tick", move || {
+            for i in 0..10 {
+                e2.insert(i, i);
+            }
+            e2.flush();
+        });
+        assert_eq!(e.len(), 10, "manual clock: {manual}: stores applied by the worker");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generations.
+// ---------------------------------------------------------------------------------------------
+
+/// `generation_entries(g)`: "values stored under `g` and not yet reclaimed". A retired
+/// generation with nothing stored under it frees its slot at once, and the next generation
+/// takes that slot: the count of the retired one must stay 0, not become the new one's.
+#[test]
+fn generation_entries_of_a_retired_generation_is_not_its_successors() {
+    let (e, _clock) = manual(1_000, 2, 1);
+    let old = e.new_generation();
+    e.retire(old);
+    let new = e.new_generation();
+    for k in 0..3 {
+        e.insert_with_options(k, k, InsertOptions::new().generations(new, None));
+    }
+    e.flush();
+    assert_eq!(e.generation_entries(new), 3);
+    assert_eq!(e.generation_entries(old), 0, "nothing was ever stored under the retired one");
+}
+
+/// A retired generation's entries never come back once its slot is recycled: entries of the
+/// old generation are still resident (no maintenance ran) when the slot would be reused.
+#[test]
+fn a_recycled_generation_slot_never_revives_old_entries() {
+    let (e, _clock) = manual(1_000, 2, 1);
+    let mut gens = Vec::new();
+    for round in 0..200u64 {
+        let g = e.new_generation();
+        e.insert_with_options(round, round, InsertOptions::new().generations(g, None));
+        if round % 3 == 0 {
+            e.flush();
+        }
+        e.retire(g);
+        if round % 5 == 0 {
+            e.run_maintenance();
+        }
+        gens.push(g);
+        for r in 0..=round {
+            assert_eq!(e.get(&r), None, "round {round}: key {r} of a retired generation");
+        }
+    }
+    e.run_maintenance();
+    assert_eq!(e.len(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eviction against pending replacements.
+// ---------------------------------------------------------------------------------------------
+
+/// A resident value superseded by a pending store (with a deadline, so never in place) while
+/// the worker evicts to make room for other keys: the superseded value is never served again;
+/// the key holds the new value or nothing.
+#[test]
+fn an_evicted_entry_with_a_pending_replacement_never_comes_back() {
+    let (e, _clock) = manual(8, 1, 1);
+    for round in 0..2_000u64 {
+        let k = round % 4;
+        let v = 1_000 + round;
+        e.insert_with_ttl(k, v, Duration::from_secs(3600));
+        // Fresh keys push the engine over capacity: the worker evicts while `k`'s new value
+        // may still be pending.
+        for j in 0..4 {
+            e.insert(10_000 + round * 4 + j, 0);
+        }
+        let got = e.get(&k);
+        assert!(got.is_none() || got == Some(v), "round {round}: key {k} = {got:?}, want {v}");
+        if round % 7 == 0 {
+            e.flush();
+            let got = e.get(&k);
+            assert!(got.is_none() || got == Some(v), "after flush: key {k} = {got:?}");
+            assert!(e.len() <= 8, "len {} over capacity after flush", e.len());
+        }
+    }
+    e.flush();
+    e.validate().unwrap();
+}
