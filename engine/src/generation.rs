@@ -273,7 +273,16 @@ impl Registry {
     /// Entries under `g` right now (all shards), the stores still on their way to a worker
     /// included.
     pub(crate) fn live_entries(&self, g: Generation) -> u64 {
-        self.cell(g.slot()).map_or(0, |c| c.live.load(Ordering::SeqCst))
+        // The slot's count belongs to `g` only while the slot holds `g`'s epoch (live or
+        // retired): once freed and reissued, it counts the new generation's entries.
+        self.cell(g.slot()).map_or(0, |c| {
+            let state = c.state.load(Ordering::SeqCst);
+            if state & !RETIRED == g.epoch() {
+                c.live.load(Ordering::SeqCst)
+            } else {
+                0
+            }
+        })
     }
 }
 

@@ -449,17 +449,20 @@ where
         let flight = Flight::new(gens);
         fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
         drop(fl);
-        drop(stale);
         self.count(hash, false);
-        self.lead(cell, hash, flight, opts, compute)
+        self.lead(cell, hash, flight, opts, stale, compute)
     }
 
+    /// Leads `flight`, registered in `cell`'s table. `stale`, the flight it replaced (if
+    /// any), is dropped once this flight is guarded: a user's `Drop` of its key that panics
+    /// then abandons this flight instead of leaving it registered with nobody to finish it.
     fn lead<E>(
         &self,
         cell: &Cell<K, V>,
         hash: u64,
         flight: Arc<Flight<V>>,
         opts: &InsertOptions,
+        stale: Option<Slot<K, V>>,
         compute: impl FnOnce() -> Result<V, E>,
     ) -> Result<V, E> {
         struct Abandon<'a, K, V: Clone> {
@@ -478,6 +481,7 @@ where
             }
         }
         let guard = Abandon { cell, hash, flight: &flight };
+        drop(stale);
         // On `Err` or a panic, of the computation or of the user's `Clone`s below, the guard
         // abandons the flight.
         let v = compute()?;

@@ -162,9 +162,21 @@ pub(crate) fn on_worker_thread() -> bool {
     ON_WORKER.with(|w| w.get())
 }
 
-fn drop_outside<T>(garbage: T) {
-    // A panicking `Drop` of a user's key or value must not kill the worker.
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(garbage)));
+fn drop_outside<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
+    // A panicking `Drop` of a user's key or value must not kill the worker, nor abort the
+    // process: each key and each value is dropped under a `catch_unwind` of its own (dropping
+    // them all in one would drop the rest while unwinding from the first panic, and a second
+    // panic there aborts).
+    for (k, v) in garbage {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(k)));
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(v)));
+    }
+}
+
+/// `now + d`, or far in the future (about 34 years) when `d` is too large for an `Instant`
+/// (the builder refuses only a zero tick).
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(1 << 30))
 }
 
 pub(crate) fn run<K, V>(shared: Arc<Shared<K, V>>, me: usize, rx: Receiver<Command>)
@@ -177,7 +189,7 @@ where
     let mine: Vec<usize> =
         (0..shared.cells.len()).filter(|&i| shared.cells[i].worker == me).collect();
     let auto = !shared.clock.is_manual();
-    let mut next_tick = Instant::now() + shared.tick;
+    let mut next_tick = after(Instant::now(), shared.tick);
     // Set while background maintenance has work left: when to run the next burst.
     let mut resume: Option<Instant> = None;
     // The shard the next burst starts with, so that every shard gets its turn.
@@ -201,7 +213,7 @@ where
                 let now = Instant::now();
                 if now >= next_tick {
                     mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
-                    next_tick = now + shared.tick;
+                    next_tick = after(now, shared.tick);
                 }
                 let finished = maintain(&shared, &mine, &mut cursor, Budget::Until(now + BURST));
                 resume = (!finished).then(|| Instant::now() + PAUSE);
@@ -501,5 +513,6 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     for (n, _) in inserts.iter() {
         shared.gens.release_all(&n.gens);
     }
-    drop_outside((garbage, inserts));
+    drop_outside(garbage);
+    drop_outside(inserts.into_iter().map(|(n, _)| (n.key, n.value)));
 }
