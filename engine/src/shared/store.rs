@@ -100,8 +100,7 @@ where
         let deadline = opts.deadline(self.clock.coarse());
         let gens = opts.raw_gens();
         // Capacity 0 stores nothing, even an entry the weigher weighs 0.
-        let fits =
-            deadline.is_some() && self.capacity > 0 && u64::from(weight) <= self.capacity;
+        let fits = deadline.is_some() && self.capacity > 0 && u64::from(weight) <= self.capacity;
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
         let (key, value) =

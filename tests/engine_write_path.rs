@@ -1,6 +1,9 @@
-//! Review of the engine's write path (engine-review branch): hypotheses about the concurrent
-//! write path, each a deterministic test (a manual clock, gates, no sleeps) or a bounded
-//! stress with an oracle. A test here that fails is a bug report; see the branch's report.
+//! The write path against hostile input and concurrency: a user's `Drop` that panics (on a
+//! caller or on a worker), capacity 0 with a weigher, weights through every store path,
+//! settings at their extremes, recycled generation slots, eviction against a pending
+//! replacement, and a multi-worker stress whose writers each check their own keys against an
+//! exact oracle. Each test is deterministic (a manual clock, gates, no sleeps) or a bounded
+//! stress; the first five failed before the fixes of the engine review (session 8).
 mod common;
 
 use std::hash::{Hash, Hasher};
@@ -290,7 +293,9 @@ fn owned_keys_are_exact_under_concurrent_maintenance() {
                             let got = e.get_or_insert_with(k, || v);
                             let want = *model.entry(k).or_insert(v);
                             if got != want {
-                                eprintln!("writer {t}: get_or_insert_with({k}) = {got}, want {want}");
+                                eprintln!(
+                                    "writer {t}: get_or_insert_with({k}) = {got}, want {want}"
+                                );
                                 errors.fetch_add(1, Ordering::SeqCst);
                             }
                         }
@@ -307,10 +312,8 @@ fn owned_keys_are_exact_under_concurrent_maintenance() {
             })
         })
         .collect();
-    let models: Vec<_> = writers
-        .into_iter()
-        .map(|w| no_hang("a writer", move || w.join().unwrap()))
-        .collect();
+    let models: Vec<_> =
+        writers.into_iter().map(|w| no_hang("a writer", move || w.join().unwrap())).collect();
     stop.store(true, Ordering::SeqCst);
     no_hang("the maintenance thread", move || maint.join().unwrap());
     assert_eq!(errors.load(Ordering::SeqCst), 0);
