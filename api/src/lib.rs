@@ -121,8 +121,10 @@
 //!   non-generic function and call it.
 //!
 //! # Limits
-//! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock: keep
-//!   them plain (derived); they must not call memoized functions or the memoizer.
+//! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock, and a
+//!   miss runs the arguments' `Clone` (to own them for the stored key) under the shard's lock
+//!   of running computations: keep them plain (derived); they must not call memoized
+//!   functions or the memoizer.
 //! - Up to 12 arguments (11 for methods: the receiver id takes a place in the key tuple).
 //!   Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple
