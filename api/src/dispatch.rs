@@ -224,6 +224,20 @@ pub fn probe_key<K>(_: &K) -> Probe<K, ()> {
     Probe(PhantomData)
 }
 
+/// Tier 0 of owning a `key =` value: a reference to a reference (`key = &a`, the expression
+/// seeing `a` as `&A`) is owned through both with `ToOwned` (`&&str` becomes `String`).
+pub trait OwnBorrowedTwice<'a, 'b, U: ?Sized + ToOwned> {
+    /// How to own the value.
+    fn __memokit_own(&self) -> fn(&'a &'b U) -> U::Owned;
+}
+
+impl<'a, 'b, U: ?Sized + ToOwned> OwnBorrowedTwice<'a, 'b, U> for &&Probe<&'a &'b U, ()> {
+    #[inline(always)]
+    fn __memokit_own(&self) -> fn(&'a &'b U) -> U::Owned {
+        |u| (**u).to_owned()
+    }
+}
+
 /// Tier 1 of owning a `key =` value: a reference (the expression sees the arguments by
 /// reference, so `key = a` is `&A`) is owned with `ToOwned` (`&str` becomes `String`).
 pub trait OwnBorrowed<'a, U: ?Sized + ToOwned> {

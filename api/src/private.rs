@@ -14,7 +14,7 @@ pub use std::string::String;
 
 pub use crate::dispatch::{
     probe, probe_args, probe_key, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone,
-    IdOf, KeyOpNone, KeyOpView, OpsNone, OpsOwned, OwnBorrowed, OwnOwned, Probe,
+    IdOf, KeyOpNone, KeyOpView, OpsNone, OpsOwned, OwnBorrowed, OwnBorrowedTwice, OwnOwned, Probe,
 };
 pub use crate::identity::MemoIdentity;
 pub use crate::key::{KeyArg, KeyView};

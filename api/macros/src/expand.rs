@@ -38,8 +38,8 @@ fn m() -> TokenStream {
 
 /// The value of a `key =` expression, owned: the expression sees the arguments by reference
 /// (in the call as in `ops`, so both give the key the same type), and a reference it returns
-/// (`key = a`) is owned with `ToOwned`, as is each element of a tuple (`key = (a, b)`). See
-/// `OwnBorrowed` in the runtime crate.
+/// (`key = a`, or `key = &a`, a reference to one) is owned with `ToOwned`, as is each element
+/// of a tuple (`key = (a, b)`). See `OwnBorrowed` in the runtime crate.
 fn own_key(k: &syn::Expr) -> TokenStream {
     let m = m();
     if let syn::Expr::Tuple(t) = k {
@@ -50,11 +50,15 @@ fn own_key(k: &syn::Expr) -> TokenStream {
     if let syn::Expr::Paren(p) = k {
         return own_key(&p.expr);
     }
+    // `key = $k` in a `macro_rules!`: the fragment arrives in an invisible group.
+    if let syn::Expr::Group(g) = k {
+        return own_key(&g.expr);
+    }
     quote! {{
         let __memokit_k = #k;
         #[allow(unused_imports)]
-        use #m::{OwnBorrowed as _, OwnOwned as _};
-        (&&#m::probe_key(&__memokit_k)).__memokit_own()(__memokit_k)
+        use #m::{OwnBorrowedTwice as _, OwnBorrowed as _, OwnOwned as _};
+        (&&&#m::probe_key(&__memokit_k)).__memokit_own()(__memokit_k)
     }}
 }
 
