@@ -365,3 +365,174 @@ fn pruning_keeps_a_receiver_whose_computation_runs_through_prunings() {
     assert_eq!(LONG_RUNS.load(SeqCst), runs, "job 0's result was lost by pruning");
     assert!(Job::run_memo().__receiver_records() < 300, "records of failed jobs are still pruned");
 }
+
+// --- receiver records ---------------------------------------------------------------------
+
+static RECS: LazyLock<Memoizer> = LazyLock::new(|| {
+    let clock = ManualClock::new();
+    Memoizer::builder().clock(clock).capacity(64).build().expect("memoizer")
+});
+static RECS_RUNS: AtomicU64 = AtomicU64::new(0);
+static RECS_GATE_A: LazyLock<Gate> = LazyLock::new(Gate::new);
+static RECS_GATE_B: LazyLock<Gate> = LazyLock::new(Gate::new);
+
+#[derive(MemoIdentity)]
+struct Task(#[memo(id)] u64);
+
+impl Task {
+    /// Task 0: page 1 waits for gate A, page 2 for gate B. Tasks >= 1000 fail (nothing stored),
+    /// tasks in 500..1000 panic. `depth` > 0 recurses on the same receiver.
+    #[memoize(memoizer = &RECS, timeout = memokit::Timeout::Never)]
+    fn work(&self, page: u64, depth: u64) -> Result<u64, String> {
+        RECS_RUNS.fetch_add(1, SeqCst);
+        if depth > 0 {
+            return self.work(page + 100, depth - 1).map(|v| v + 1);
+        }
+        match (self.0, page) {
+            (0, 1) => RECS_GATE_A.enter_and_wait(),
+            (0, 2) => RECS_GATE_B.enter_and_wait(),
+            (n, _) if (500..1000).contains(&n) => panic!("task {n} panics"),
+            (n, _) if n >= 1000 => return Err(format!("task {n} failed")),
+            _ => {}
+        }
+        Ok(self.0 * 1000 + page)
+    }
+}
+
+fn churn(from: u64) {
+    for i in from..from + 300 {
+        assert!(Task(i).work(0, 0).is_err());
+    }
+}
+
+/// A call on task 0 begun before a per-instance delete ends after a new call on the same
+/// receiver (a new record) has begun: its end must not count against the new record, which
+/// must survive prunings while its call runs. Then panicking calls and recursive calls on the
+/// same receiver leave no record marked running: they are pruned once over the capacity.
+#[test]
+fn receiver_records_running_counts() {
+    let a = std::thread::spawn(|| Task(0).work(1, 0));
+    RECS_GATE_A.wait_entered();
+    memokit::delete_memoized!(Task(0).work); // drops the record task 0's first call runs under
+    let b = std::thread::spawn(|| Task(0).work(2, 0));
+    RECS_GATE_B.wait_entered();
+    RECS_GATE_A.open();
+    assert_eq!(a.join().expect("a"), Ok(1));
+    churn(1_000);
+    RECS_GATE_B.open();
+    assert_eq!(b.join().expect("b"), Ok(2));
+    RECS.flush();
+    let runs = RECS_RUNS.load(SeqCst);
+    assert_eq!(Task(0).work(2, 0), Ok(2));
+    assert_eq!(RECS_RUNS.load(SeqCst), runs, "the second call's result was lost by pruning");
+
+    // Panicking calls and recursion on the same receiver.
+    for i in 500..700 {
+        let r = std::panic::catch_unwind(|| Task(i).work(0, 0));
+        assert!(r.is_err());
+    }
+    for i in 2_000..2_200 {
+        assert!(Task(i).work(0, 3).is_err(), "recursion reaches the failing depth");
+    }
+    churn(10_000);
+    churn(20_000);
+    let records = Task::work_memo().__receiver_records();
+    assert!(records < 300, "records of ended calls are pruned: {records} left");
+}
+
+// --- a receiver id whose `Hash` or `Eq` panics on the n-th use ----------------------------
+
+thread_local! {
+    /// Uses of `Flaky`'s `Hash`/`Eq` left before one panics (`None`: never).
+    static ARMED: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+fn tick() {
+    ARMED.with(|a| {
+        if let Some(n) = a.get() {
+            if n == 0 {
+                a.set(None);
+                panic!("Flaky id panics");
+            }
+            a.set(Some(n - 1));
+        }
+    });
+}
+
+#[derive(Clone, Debug)]
+struct FlakyId(u64);
+
+impl std::hash::Hash for FlakyId {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        tick();
+        self.0.hash(h);
+    }
+}
+
+impl PartialEq for FlakyId {
+    fn eq(&self, o: &Self) -> bool {
+        tick();
+        self.0 == o.0
+    }
+}
+impl Eq for FlakyId {}
+
+struct Flaky(u64);
+
+impl MemoIdentity for Flaky {
+    type Id = FlakyId;
+    fn memo_id(&self) -> FlakyId {
+        FlakyId(self.0)
+    }
+}
+
+static FLAKY: LazyLock<Memoizer> = LazyLock::new(|| {
+    let clock = ManualClock::new();
+    Memoizer::builder().clock(clock).capacity(64).build().expect("memoizer")
+});
+static FLAKY_RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl Flaky {
+    /// Receivers >= 100_000 fail (nothing stored: their records may be pruned).
+    #[memoize(memoizer = &FLAKY, timeout = memokit::Timeout::Never)]
+    fn get(&self, x: u64) -> Result<u64, ()> {
+        FLAKY_RUNS.fetch_add(1, SeqCst);
+        if self.0 >= 100_000 {
+            Err(())
+        } else {
+            Ok(self.0 + x)
+        }
+    }
+}
+
+/// Whichever use of the id's `Hash` or `Eq` panics (in the lookup, at the miss's `Begin`, at
+/// the computation's `Renew`, in the engine), the call panics, later calls work and cache,
+/// and no record stays marked running: records of failed receivers are all pruned.
+#[test]
+fn a_receiver_id_whose_hash_or_eq_panics_leaves_no_running_record() {
+    let mut panicked = 0;
+    for n in 0..8u32 {
+        for i in 0..40u64 {
+            let id = 100_000 + u64::from(n) * 1_000 + i;
+            // A first call (a record exists, so `Begin` compares ids with `Eq`), then one armed.
+            let _ = Flaky(id).get(0);
+            ARMED.with(|a| a.set(Some(n)));
+            let r = std::panic::catch_unwind(|| Flaky(id).get(1));
+            ARMED.with(|a| a.set(None));
+            panicked += usize::from(r.is_err());
+        }
+    }
+    assert!(panicked > 0, "some use panicked");
+    assert_eq!(Flaky(1).get(1), Ok(2));
+    let runs = FLAKY_RUNS.load(SeqCst);
+    assert_eq!(Flaky(1).get(1), Ok(2));
+    assert_eq!(FLAKY_RUNS.load(SeqCst), runs, "cached");
+    for i in 0..400 {
+        assert!(Flaky(200_000 + i).get(0).is_err());
+    }
+    let records = Flaky::get_memo().__receiver_records();
+    assert!(
+        records < 300,
+        "records of ended calls are pruned: {records} left ({panicked} panicked)"
+    );
+}

@@ -13,7 +13,7 @@
 //! offending type (`assert_key_arg`, `assert_value`) already failed to compile. It exists so
 //! that one unsuitable type gives one error, at that type, instead of one more per generated
 //! use. Deletes and `ops` dispatch the same way (tier 2 of them is a no-op), and so does the
-//! owning of a `key =` value (a reference is owned, an owned value kept).
+//! view of a `key =` value (a reference is the view, an owned value is borrowed).
 
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -218,50 +218,69 @@ impl<V, R> KeyOpNone<V> for Probe<V, R> {
     }
 }
 
-/// The probe for the value of a `key =` expression.
+/// The probe for the value of one part of a `key =` expression.
 #[inline(always)]
 pub fn probe_key<K>(_: &K) -> Probe<K, ()> {
     Probe(PhantomData)
 }
 
-/// Tier 0 of owning a `key =` value: a reference to a reference (`key = &a`, the expression
-/// seeing `a` as `&A`) is owned through both with `ToOwned` (`&&str` becomes `String`).
-pub trait OwnBorrowedTwice<'a, 'b, U: ?Sized + ToOwned> {
-    /// How to own the value.
-    fn __memokit_own(&self) -> fn(&'a &'b U) -> U::Owned;
+/// Tier 1 of settling a `key =` part as it leaves the block where the arguments are seen by
+/// reference: a reference to a reference (`key = &a`, `a` being `&A` there) becomes the
+/// inner reference, which borrows the argument itself rather than that block's binding.
+pub trait SettleRefRef<X, Y> {
+    /// The part, settled.
+    fn __memokit_settle(&self, k: X) -> Y;
 }
 
-impl<'a, 'b, U: ?Sized + ToOwned> OwnBorrowedTwice<'a, 'b, U> for &&Probe<&'a &'b U, ()> {
+impl<'x, 'y, U: ?Sized> SettleRefRef<&'x &'y U, &'y U> for &&Probe<&'x &'y U, ()> {
     #[inline(always)]
-    fn __memokit_own(&self) -> fn(&'a &'b U) -> U::Owned {
-        |u| (**u).to_owned()
+    // `k` by auto-deref would be a reborrow through the outer reference, living only as long
+    // as `'x` (the binding the part borrowed); `*k` copies out the inner one, which lives `'y`.
+    #[allow(clippy::explicit_auto_deref)]
+    fn __memokit_settle(&self, k: &'x &'y U) -> &'y U {
+        *k
     }
 }
 
-/// Tier 1 of owning a `key =` value: a reference (the expression sees the arguments by
-/// reference, so `key = a` is `&A`) is owned with `ToOwned` (`&str` becomes `String`).
-pub trait OwnBorrowed<'a, U: ?Sized + ToOwned> {
-    /// How to own the value.
-    fn __memokit_own(&self) -> fn(&'a U) -> U::Owned;
+/// Tier 2 of settling a `key =` part: anything else stays as it is.
+pub trait SettleNone<X> {
+    /// The part, as it is.
+    fn __memokit_settle(&self, k: X) -> X;
 }
 
-/// Tier 2 of owning a `key =` value: an owned value is the key as it is.
-pub trait OwnOwned<K> {
-    /// The identity.
-    fn __memokit_own(&self) -> fn(K) -> K;
-}
-
-impl<'a, U: ?Sized + ToOwned> OwnBorrowed<'a, U> for &Probe<&'a U, ()> {
+impl<X> SettleNone<X> for &Probe<X, ()> {
     #[inline(always)]
-    fn __memokit_own(&self) -> fn(&'a U) -> U::Owned {
-        |u| u.to_owned()
+    fn __memokit_settle(&self, k: X) -> X {
+        k
     }
 }
 
-impl<K> OwnOwned<K> for Probe<K, ()> {
+/// Tier 1 of viewing a settled `key =` part: a reference (the expression sees the arguments by
+/// reference, so `key = a` is `&A`, and `key = region` a `&str`) is the view itself. It is
+/// owned (`ToOwned`: `&str` becomes `String`) only when a result is stored, like an argument.
+pub trait KeyRef<X, U: ?Sized> {
+    /// The value the key is made of, borrowed.
+    fn __memokit_view<'b>(&self, k: &'b X) -> &'b U;
+}
+
+impl<'x, U: ?Sized> KeyRef<&'x U, U> for &Probe<&'x U, ()> {
     #[inline(always)]
-    fn __memokit_own(&self) -> fn(K) -> K {
-        |k| k
+    fn __memokit_view<'b>(&self, k: &'b &'x U) -> &'b U {
+        k
+    }
+}
+
+/// Tier 2 of viewing a settled `key =` part: an owned value (`key = user.id`) is borrowed where it
+/// lies.
+pub trait KeyOwned<X> {
+    /// The value the key is made of, borrowed.
+    fn __memokit_view<'b>(&self, k: &'b X) -> &'b X;
+}
+
+impl<X> KeyOwned<X> for Probe<X, ()> {
+    #[inline(always)]
+    fn __memokit_view<'b>(&self, k: &'b X) -> &'b X {
+        k
     }
 }
 

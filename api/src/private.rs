@@ -14,7 +14,8 @@ pub use std::string::String;
 
 pub use crate::dispatch::{
     probe, probe_args, probe_key, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone,
-    IdOf, KeyOpNone, KeyOpView, OpsNone, OpsOwned, OwnBorrowed, OwnBorrowedTwice, OwnOwned, Probe,
+    IdOf, KeyOpNone, KeyOpView, KeyOwned, KeyRef, OpsNone, OpsOwned, Probe, SettleNone,
+    SettleRefRef,
 };
 pub use crate::identity::MemoIdentity;
 pub use crate::key::{KeyArg, KeyView};
@@ -48,9 +49,11 @@ where
     move |s, what| s.receiver_version(id, what)
 }
 
-/// Checks (at the `key` expression) that its value can be a key.
+/// Checks (at a part of the `key` expression) that its value can be a key; returns it.
 #[inline(always)]
-pub fn assert_key_value<T: KeyArg>(_: &T) {}
+pub fn key_part<T: ?Sized + KeyArg>(t: &T) -> &T {
+    t
+}
 
 /// The `timeout = <expr>` option.
 #[inline]

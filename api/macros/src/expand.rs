@@ -25,7 +25,7 @@
 //! receiver without `MemoIdentity` gives one error (rustc emits identical errors once).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
 
@@ -36,30 +36,54 @@ fn m() -> TokenStream {
     quote!(::memokit::__private)
 }
 
-/// The value of a `key =` expression, owned: the expression sees the arguments by reference
-/// (in the call as in `ops`, so both give the key the same type), and a reference it returns
-/// (`key = a`, or `key = &a`, a reference to one) is owned with `ToOwned`, as is each element
-/// of a tuple (`key = (a, b)`). See `OwnBorrowed` in the runtime crate.
-fn own_key(k: &syn::Expr) -> TokenStream {
+/// The parts of a `key =` expression: the elements of a tuple, flattened (`key = (a, (b, c))`
+/// is keyed like `(a, b, c)`), or the expression itself. Looks through parentheses and the
+/// invisible group a `macro_rules!` fragment (`key = $k`) arrives in.
+fn key_parts(k: &syn::Expr) -> Vec<&syn::Expr> {
+    match k {
+        syn::Expr::Paren(p) => key_parts(&p.expr),
+        syn::Expr::Group(g) => key_parts(&g.expr),
+        syn::Expr::Tuple(t) if !t.elems.is_empty() => t.elems.iter().flat_map(key_parts).collect(),
+        _ => vec![k],
+    }
+}
+
+/// The view of the `i`th key part, bound (settled) in `__memokit_k{i}`: a reference the
+/// expression returns (`key = a`, which the expression sees as `&A`; `key = &a`) is the view,
+/// owned only when a result is stored, like an argument; an owned value (`key = user.id`) is
+/// borrowed where it lies. So a hit clones nothing. See `KeyRef` in the runtime crate.
+fn key_part_view(i: usize, part: &syn::Expr) -> TokenStream {
     let m = m();
-    if let syn::Expr::Tuple(t) = k {
-        // `key = (a, b)`: each element owned, so it reads as it would for one argument.
-        let elems = t.elems.iter().map(own_key);
-        return quote!((#(#elems,)*));
+    let k = format_ident!("__memokit_k{}", i);
+    // Spanned at the part, so that a part that cannot be a key is reported there.
+    quote_spanned! {part.span()=>
+        #m::key_part({
+            #[allow(unused_imports)]
+            use #m::{KeyRef as _, KeyOwned as _};
+            (&&#m::probe_key(&#k)).__memokit_view(&#k)
+        }),
     }
-    if let syn::Expr::Paren(p) = k {
-        return own_key(&p.expr);
-    }
-    // `key = $k` in a `macro_rules!`: the fragment arrives in an invisible group.
-    if let syn::Expr::Group(g) = k {
-        return own_key(&g.expr);
-    }
+}
+
+/// A key part's value, settled: a reference to a reference (`key = &a`, where the part sees
+/// `a` as `&A`) becomes the inner one, which outlives the block the part is evaluated in.
+fn settle(part: &syn::Expr) -> TokenStream {
+    let m = m();
     quote! {{
-        let __memokit_k = #k;
+        let __memokit_v = #part;
         #[allow(unused_imports)]
-        use #m::{OwnBorrowedTwice as _, OwnBorrowed as _, OwnOwned as _};
-        (&&&#m::probe_key(&__memokit_k)).__memokit_own()(__memokit_k)
+        use #m::{SettleRefRef as _, SettleNone as _};
+        (&&&#m::probe_key(&__memokit_v)).__memokit_settle(__memokit_v)
     }}
+}
+
+/// Whether the token stream names `name` (the arguments a `key =` expression may borrow).
+fn names_ident(tokens: TokenStream, name: &Ident) -> bool {
+    tokens.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == *name,
+        proc_macro2::TokenTree::Group(g) => names_ident(g.stream(), name),
+        _ => false,
+    })
 }
 
 /// Attributes copied to companions: conditional compilation and lint levels.
@@ -183,40 +207,67 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         Kind::Method(_) => quote!(&__memokit_id,),
         _ => quote!(),
     };
-    let (key_binding, view) = match &opts.key {
-        Some(k) => {
-            let refs = f.params.iter().map(|p| {
-                let n = &p.name;
-                if p.by_ref {
-                    quote!(#n,)
-                } else {
-                    quote!(&#n,)
-                }
-            });
-            let own = own_key(k);
-            let binding = quote_spanned! {k.span()=>
-                let __memokit_key = {
+    let (key_binding, view) =
+        match &opts.key {
+            Some(k) => {
+                let parts = key_parts(k);
+                // The parts see the arguments by reference, as in `ops` (which has the owned
+                // tuple), so that both give the key the same types: each argument is moved to a
+                // hidden binding and its name rebound to a reference to it (the body gets the
+                // hidden one, or a clone of it; see `call_args`).
+                let hidden: Vec<Ident> =
+                    names.iter().map(|n| format_ident!("__memokit_arg{}", n)).collect();
+                let refs = f.params.iter().zip(&hidden).map(|(p, h)| {
+                    if p.by_ref {
+                        quote!(#h,)
+                    } else {
+                        quote!(&#h,)
+                    }
+                });
+                let bindings = parts.iter().enumerate().map(|(i, part)| {
+                    let ki = format_ident!("__memokit_k{}", i);
+                    let settle = settle(part);
+                    quote_spanned!(part.span()=> let #ki = #settle;)
+                });
+                let bindings = quote! {
+                    let (#(#hidden,)*) = (#(#names,)*);
                     #[allow(unused_variables)]
                     let (#(#names,)*) = (#(#refs)*);
-                    #own
+                    #(#bindings)*
                 };
-                #m::assert_key_value(&__memokit_key);
-            };
-            (binding, quote!((#id_view &__memokit_key,)))
-        }
-        None => {
-            let elems = f.params.iter().map(|p| {
-                let n = &p.name;
-                if p.by_ref {
-                    quote!(#n,)
+                let views = parts.iter().enumerate().map(|(i, part)| key_part_view(i, part));
+                (bindings, quote!((#id_view #(#views)*)))
+            }
+            None => {
+                let elems = f.params.iter().map(|p| {
+                    let n = &p.name;
+                    if p.by_ref {
+                        quote!(#n,)
+                    } else {
+                        quote!(&#n,)
+                    }
+                });
+                (quote!(), quote!((#id_view #(#elems)*)))
+            }
+        };
+    // With `key =`, the arguments are in hidden bindings, their names references to them (see
+    // the key binding). One that the expression names may be borrowed by the key during the
+    // call, so the body gets a clone of it (on a miss only); the others are moved.
+    let call_args: Vec<TokenStream> = match &opts.key {
+        None => pass.clone(),
+        Some(k) => f
+            .params
+            .iter()
+            .map(|p| {
+                let (n, h) = (&p.name, format_ident!("__memokit_arg{}", p.name));
+                if !p.by_ref && names_ident(k.to_token_stream(), n) {
+                    quote!(#m::ToOwned::to_owned(#n))
                 } else {
-                    quote!(&#n,)
+                    quote!(#h)
                 }
-            });
-            (quote!(), quote!((#id_view #(#elems)*)))
-        }
+            })
+            .collect(),
     };
-    let call_args = if opts.key.is_some() { &pass_moved } else { &pass };
     let recv_arg = match f.kind {
         Kind::Method(_) => quote!(::core::option::Option::Some(&__memokit_recv)),
         _ => quote!(::core::option::Option::None),
@@ -317,14 +368,20 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
                 Kind::Method(_) => quote!(__memokit_id,),
                 _ => quote!(),
             };
-            let own = own_key(k);
+            let parts = key_parts(k);
+            let bindings = parts.iter().enumerate().map(|(i, part)| {
+                let ki = format_ident!("__memokit_k{}", i);
+                let settle = settle(part);
+                quote_spanned!(part.span()=> let #ki = #settle;)
+            });
+            let views = parts.iter().enumerate().map(|(i, part)| key_part_view(i, part));
             quote! {
                 |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
                     #[allow(unused_variables)]
                     let (#id_pat #(#names,)*) = __memokit_a;
-                    let __memokit_key = #own;
+                    #(#bindings)*
                     use #m::{KeyOpView as _, KeyOpNone as _};
-                    let __memokit_view = (#id_v &__memokit_key,);
+                    let __memokit_view = (#id_v #(#views)*);
                     (&&#m::probe::<_, ()>(&__memokit_view))
                         .__memokit_key_op(__memokit_s, __memokit_view, __memokit_op)
                 }

@@ -1,7 +1,6 @@
 //! `configure` in a fresh process: not refused by what is not a memoized call (a memoizer of
-//! one's own, by-name lookups on it, `f_uncached`), refused after it (and after a
-//! `delete_memoized!` alone: `tests/memoize_review_configure_delete.rs`). One test: the global
-//! memoizer is per process.
+//! one's own, by-name lookups on it, `f_uncached`), refused after it. One test: the global
+//! memoizer is per process (a call bound to another memoizer: `memoize_configure_late.rs`).
 
 use std::sync::LazyLock;
 

@@ -1,5 +1,7 @@
-//! Review of `key =` (the call and every delete form reach the same key) and of receiver
-//! records (a running call keeps its record; however calls end, records are pruned after).
+//! `#[memoize(key = ...)]`: the call and every delete form (`f_memo().delete`,
+//! `delete_memoized!`, by name, `make_cache_key`) reach the same key, for expressions over
+//! by-value, borrowed and struct arguments, tuples, references to arguments, `unless`, methods,
+//! and a key given through a `macro_rules!`; and a hit clones no argument.
 mod common;
 
 use std::borrow::Cow;
@@ -7,8 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::LazyLock;
 
-use common::Gate;
-use memokit::{delete_memoized, memoize, ManualClock, MemoIdentity, Memoizer};
+use memokit::{delete_memoized, memoize, MemoIdentity, Memoizer};
 
 static MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
 
@@ -445,177 +446,6 @@ fn key_on_a_method() {
     );
 }
 
-// --- receiver records ---------------------------------------------------------------------
-
-static RECS: LazyLock<Memoizer> = LazyLock::new(|| {
-    let clock = ManualClock::new();
-    Memoizer::builder().clock(clock).capacity(64).build().expect("memoizer")
-});
-static RECS_RUNS: AtomicU64 = AtomicU64::new(0);
-static RECS_GATE_A: LazyLock<Gate> = LazyLock::new(Gate::new);
-static RECS_GATE_B: LazyLock<Gate> = LazyLock::new(Gate::new);
-
-#[derive(MemoIdentity)]
-struct Task(#[memo(id)] u64);
-
-impl Task {
-    /// Task 0: page 1 waits for gate A, page 2 for gate B. Tasks >= 1000 fail (nothing stored),
-    /// tasks in 500..1000 panic. `depth` > 0 recurses on the same receiver.
-    #[memoize(memoizer = &RECS, timeout = memokit::Timeout::Never)]
-    fn work(&self, page: u64, depth: u64) -> Result<u64, String> {
-        RECS_RUNS.fetch_add(1, SeqCst);
-        if depth > 0 {
-            return self.work(page + 100, depth - 1).map(|v| v + 1);
-        }
-        match (self.0, page) {
-            (0, 1) => RECS_GATE_A.enter_and_wait(),
-            (0, 2) => RECS_GATE_B.enter_and_wait(),
-            (n, _) if (500..1000).contains(&n) => panic!("task {n} panics"),
-            (n, _) if n >= 1000 => return Err(format!("task {n} failed")),
-            _ => {}
-        }
-        Ok(self.0 * 1000 + page)
-    }
-}
-
-fn churn(from: u64) {
-    for i in from..from + 300 {
-        assert!(Task(i).work(0, 0).is_err());
-    }
-}
-
-/// A call on task 0 begun before a per-instance delete ends after a new call on the same
-/// receiver (a new record) has begun: its end must not count against the new record, which
-/// must survive prunings while its call runs. Then panicking calls and recursive calls on the
-/// same receiver leave no record marked running: they are pruned once over the capacity.
-#[test]
-fn receiver_records_running_counts() {
-    let a = std::thread::spawn(|| Task(0).work(1, 0));
-    RECS_GATE_A.wait_entered();
-    delete_memoized!(Task(0).work); // drops the record task 0's first call runs under
-    let b = std::thread::spawn(|| Task(0).work(2, 0));
-    RECS_GATE_B.wait_entered();
-    RECS_GATE_A.open();
-    assert_eq!(a.join().expect("a"), Ok(1));
-    churn(1_000);
-    RECS_GATE_B.open();
-    assert_eq!(b.join().expect("b"), Ok(2));
-    RECS.flush();
-    let runs = RECS_RUNS.load(SeqCst);
-    assert_eq!(Task(0).work(2, 0), Ok(2));
-    assert_eq!(RECS_RUNS.load(SeqCst), runs, "the second call's result was lost by pruning");
-
-    // Panicking calls and recursion on the same receiver.
-    for i in 500..700 {
-        let r = std::panic::catch_unwind(|| Task(i).work(0, 0));
-        assert!(r.is_err());
-    }
-    for i in 2_000..2_200 {
-        assert!(Task(i).work(0, 3).is_err(), "recursion reaches the failing depth");
-    }
-    churn(10_000);
-    churn(20_000);
-    let records = Task::work_memo().__receiver_records();
-    assert!(records < 300, "records of ended calls are pruned: {records} left");
-}
-
-// --- a receiver id whose `Hash` or `Eq` panics on the n-th use ----------------------------
-
-thread_local! {
-    /// Uses of `Flaky`'s `Hash`/`Eq` left before one panics (`None`: never).
-    static ARMED: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
-}
-
-fn tick() {
-    ARMED.with(|a| {
-        if let Some(n) = a.get() {
-            if n == 0 {
-                a.set(None);
-                panic!("Flaky id panics");
-            }
-            a.set(Some(n - 1));
-        }
-    });
-}
-
-#[derive(Clone, Debug)]
-struct FlakyId(u64);
-
-impl std::hash::Hash for FlakyId {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        tick();
-        self.0.hash(h);
-    }
-}
-
-impl PartialEq for FlakyId {
-    fn eq(&self, o: &Self) -> bool {
-        tick();
-        self.0 == o.0
-    }
-}
-impl Eq for FlakyId {}
-
-struct Flaky(u64);
-
-impl MemoIdentity for Flaky {
-    type Id = FlakyId;
-    fn memo_id(&self) -> FlakyId {
-        FlakyId(self.0)
-    }
-}
-
-static FLAKY: LazyLock<Memoizer> = LazyLock::new(|| {
-    let clock = ManualClock::new();
-    Memoizer::builder().clock(clock).capacity(64).build().expect("memoizer")
-});
-static FLAKY_RUNS: AtomicU64 = AtomicU64::new(0);
-
-impl Flaky {
-    /// Receivers >= 100_000 fail (nothing stored: their records may be pruned).
-    #[memoize(memoizer = &FLAKY, timeout = memokit::Timeout::Never)]
-    fn get(&self, x: u64) -> Result<u64, ()> {
-        FLAKY_RUNS.fetch_add(1, SeqCst);
-        if self.0 >= 100_000 {
-            Err(())
-        } else {
-            Ok(self.0 + x)
-        }
-    }
-}
-
-/// Whichever use of the id's `Hash` or `Eq` panics (in the lookup, at the miss's `Begin`, at
-/// the computation's `Renew`, in the engine), the call panics, later calls work and cache,
-/// and no record stays marked running: records of failed receivers are all pruned.
-#[test]
-fn a_receiver_id_whose_hash_or_eq_panics_leaves_no_running_record() {
-    let mut panicked = 0;
-    for n in 0..8u32 {
-        for i in 0..40u64 {
-            let id = 100_000 + u64::from(n) * 1_000 + i;
-            // A first call (a record exists, so `Begin` compares ids with `Eq`), then one armed.
-            let _ = Flaky(id).get(0);
-            ARMED.with(|a| a.set(Some(n)));
-            let r = std::panic::catch_unwind(|| Flaky(id).get(1));
-            ARMED.with(|a| a.set(None));
-            panicked += usize::from(r.is_err());
-        }
-    }
-    assert!(panicked > 0, "some use panicked");
-    assert_eq!(Flaky(1).get(1), Ok(2));
-    let runs = FLAKY_RUNS.load(SeqCst);
-    assert_eq!(Flaky(1).get(1), Ok(2));
-    assert_eq!(FLAKY_RUNS.load(SeqCst), runs, "cached");
-    for i in 0..400 {
-        assert!(Flaky(200_000 + i).get(0).is_err());
-    }
-    let records = Flaky::get_memo().__receiver_records();
-    assert!(
-        records < 300,
-        "records of ended calls are pruned: {records} left ({panicked} panicked)"
-    );
-}
-
 // --- a hit clones no argument (api.md §3), with `key =` naming a borrowed argument too ------
 
 static CLONES: AtomicU64 = AtomicU64::new(0);
@@ -652,4 +482,63 @@ fn a_hit_clones_no_argument() {
     assert_eq!(counted_key(&c, 2), 4);
     assert_eq!(counted_key_memo().stats().hits, 1);
     assert_eq!(CLONES.load(SeqCst) - before, 0, "key = c: a hit clones no argument");
+}
+
+// --- a key given through a `macro_rules!` (api.md §2 generates same-named functions so): the
+// macro's `$key:expr` reaches `#[memoize]` wrapped in an invisible group --------------------
+
+static MACRO_RUNS: AtomicU64 = AtomicU64::new(0);
+
+macro_rules! keyed {
+    ($name:ident, $region:ident, $tenant:ident, $key:expr) => {
+        #[memoize(key = $key)]
+        fn $name($region: &str, $tenant: String, _trace: u64) -> String {
+            MACRO_RUNS.fetch_add(1, SeqCst);
+            format!("{}/{}", $region, $tenant)
+        }
+    };
+}
+
+keyed!(by_tuple, region, tenant, (region, tenant));
+
+#[test]
+fn key_tuple_through_macro_rules() {
+    assert_eq!(by_tuple("eu", "acme".into(), 1), "eu/acme");
+    assert_eq!(by_tuple("eu", "acme".into(), 2), "eu/acme");
+    assert_eq!(MACRO_RUNS.load(SeqCst), 1);
+    by_tuple_memo().delete(&("eu".into(), "acme".into(), 0));
+    assert_eq!(by_tuple("eu", "acme".into(), 3), "eu/acme");
+    assert_eq!(MACRO_RUNS.load(SeqCst), 2);
+}
+
+// --- `key = &a`: a reference to an argument, which the expression sees by reference (`&&A`) --
+
+static REF_RUNS: AtomicU64 = AtomicU64::new(0);
+
+#[memoize(memoizer = &MEMO, key = (&id, &region))]
+fn lookup(id: u64, region: &str, _trace: u64) -> u64 {
+    REF_RUNS.fetch_add(1, SeqCst);
+    id + region.len() as u64
+}
+
+#[test]
+fn key_can_be_a_reference_to_an_argument() {
+    let call = || lookup(1, "eu", 0);
+    let forms: [(&str, &dyn Fn()); 3] = [
+        ("f_memo().delete", &|| lookup_memo().delete(&(1, "eu".into(), 5))),
+        ("delete_memoized!", &|| delete_memoized!(lookup, 1, "eu", 6)),
+        ("by name", &|| {
+            MEMO.delete_memoized_args(lookup_memo().name(), &(1u64, "eu".to_string(), 7u64))
+                .expect("by name")
+        }),
+    ];
+    for (form, delete) in forms {
+        call();
+        let before = REF_RUNS.load(SeqCst);
+        call();
+        assert_eq!(REF_RUNS.load(SeqCst), before, "a hit");
+        delete();
+        call();
+        assert_eq!(REF_RUNS.load(SeqCst), before + 1, "delete by {form} missed the call's key");
+    }
 }
