@@ -36,6 +36,23 @@ impl<T: Clone + Send + Sync + 'static> CacheValue for T {}
 #[inline(always)]
 pub fn assert_key_arg<T: ?Sized + KeyArg>() {}
 
+/// A by-value argument that a `key =` expression names: the key may borrow it during the
+/// call, so the body gets a clone of it on a miss.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is named by the `key` expression, so a miss clones it for the function's body: it must be `Clone`",
+    label = "named by `key`, taken by value",
+    note = "take the argument by reference (`&{Self}`), or derive `Clone` on it"
+)]
+pub trait KeyNamedArg: Clone {}
+
+impl<T: Clone> KeyNamedArg for T {}
+
+/// The clone of a by-value argument the `key` names, for the body (on a miss).
+#[inline(always)]
+pub fn clone_key_named<T: KeyNamedArg>(t: &T) -> T {
+    t.clone()
+}
+
 /// Checks (at the return type) that results can be stored.
 #[inline(always)]
 pub fn assert_value<T: CacheValue>() {}

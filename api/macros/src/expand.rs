@@ -30,22 +30,10 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
 
 use crate::args::Options;
-use crate::validate::{Func, Kind, Param, Ret};
+use crate::validate::{key_parts, Func, Kind, Param, Ret};
 
 fn m() -> TokenStream {
     quote!(::memokit::__private)
-}
-
-/// The parts of a `key =` expression: the elements of a tuple, flattened (`key = (a, (b, c))`
-/// is keyed like `(a, b, c)`), or the expression itself. Looks through parentheses and the
-/// invisible group a `macro_rules!` fragment (`key = $k`) arrives in.
-fn key_parts(k: &syn::Expr) -> Vec<&syn::Expr> {
-    match k {
-        syn::Expr::Paren(p) => key_parts(&p.expr),
-        syn::Expr::Group(g) => key_parts(&g.expr),
-        syn::Expr::Tuple(t) if !t.elems.is_empty() => t.elems.iter().flat_map(key_parts).collect(),
-        _ => vec![k],
-    }
 }
 
 /// The view of the `i`th key part, bound (settled) in `__memokit_k{i}`: a reference the
@@ -261,7 +249,9 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             .map(|p| {
                 let (n, h) = (&p.name, format_ident!("__memokit_arg{}", p.name));
                 if !p.by_ref && names_ident(k.to_token_stream(), n) {
-                    quote!(#m::ToOwned::to_owned(#n))
+                    // Spanned at the type: one that is not `Clone` is reported there.
+                    let t = &p.ty;
+                    quote_spanned!(p.ty.span()=> #m::clone_key_named::<#t>(#n))
                 } else {
                     quote!(#h)
                 }

@@ -76,6 +76,18 @@ impl<'ast> Visit<'ast> for FindSelf {
 /// The most parts a key built from the arguments may have (std's `Hash` and `Eq` on tuples).
 const MAX_KEY_PARTS: usize = 12;
 
+/// The parts of a `key =` expression: the elements of a tuple, flattened (`key = (a, (b, c))`
+/// is keyed like `(a, b, c)`), or the expression itself. Looks through parentheses and the
+/// invisible group a `macro_rules!` fragment (`key = $k`) arrives in.
+pub(crate) fn key_parts(k: &syn::Expr) -> Vec<&syn::Expr> {
+    match k {
+        syn::Expr::Paren(p) => key_parts(&p.expr),
+        syn::Expr::Group(g) => key_parts(&g.expr),
+        syn::Expr::Tuple(t) if !t.elems.is_empty() => t.elems.iter().flat_map(key_parts).collect(),
+        _ => vec![k],
+    }
+}
+
 /// Finds `self` in the `key` expression.
 struct FindSelfValue(Option<Span>);
 
@@ -223,6 +235,17 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
         );
     }
     if let Some(key) = &opts.key {
+        let parts = key_parts(key);
+        if parts.len() + id_parts > MAX_KEY_PARTS {
+            err.push(
+                parts[MAX_KEY_PARTS - id_parts].span(),
+                format!(
+                    "a `key` has at most {} parts, because they form a tuple of at most {MAX_KEY_PARTS}{}: key by fewer of them, or group some in a struct that derives `Hash, PartialEq, Eq, Clone` (a tuple inside the key is flattened into it)",
+                    MAX_KEY_PARTS - id_parts,
+                    if id_parts == 1 { ", the receiver's id included" } else { "" },
+                ),
+            );
+        }
         let mut f = FindSelfValue(None);
         f.visit_expr(key);
         if let Some(s) = f.0 {
