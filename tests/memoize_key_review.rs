@@ -191,17 +191,27 @@ fn mixing_by_value_and_borrowed_arguments() {
             assert_eq!(mixed("ab".into(), "c", vec![1, 2], b"x"), 6);
         },
         &[
-            ("f_memo().delete", &|| mixed_memo().delete(&("ab".into(), "c".into(), vec![0, 0], vec![]))),
+            ("f_memo().delete", &|| {
+                mixed_memo().delete(&("ab".into(), "c".into(), vec![0, 0], vec![]))
+            }),
             ("make_cache_key", &|| {
                 assert_eq!(
                     mixed_memo().make_cache_key(&("ab".into(), "c".into(), vec![9, 9], vec![])),
-                    mixed_memo().make_cache_key(&("ab".into(), "c".into(), vec![1, 2], b"x".to_vec()))
+                    mixed_memo().make_cache_key(&(
+                        "ab".into(),
+                        "c".into(),
+                        vec![1, 2],
+                        b"x".to_vec()
+                    ))
                 );
                 mixed_memo().delete(&("ab".into(), "c".into(), vec![9, 9], vec![]));
             }),
             ("delete_memoized!", &|| delete_memoized!(mixed, "ab".into(), "c", vec![3, 4], b"")),
             ("by name", &|| {
-                by_name(mixed_memo().name(), &("ab".to_string(), "c".to_string(), vec![5u8, 6], vec![7u8]))
+                by_name(
+                    mixed_memo().name(),
+                    &("ab".to_string(), "c".to_string(), vec![5u8, 6], vec![7u8]),
+                )
             }),
         ],
     );
@@ -257,7 +267,17 @@ fn mut_parameters() {
 static LOCALS_RUNS: AtomicU64 = AtomicU64::new(0);
 #[allow(clippy::too_many_arguments)]
 #[memoize(memoizer = &MEMO, key = (v, e, m, k, r, view, memo, id))]
-fn locals(v: u64, e: &str, m: u64, k: u64, r: u64, view: u64, memo: u64, id: u64, recv: u64) -> u64 {
+fn locals(
+    v: u64,
+    e: &str,
+    m: u64,
+    k: u64,
+    r: u64,
+    view: u64,
+    memo: u64,
+    id: u64,
+    recv: u64,
+) -> u64 {
     LOCALS_RUNS.fetch_add(1, SeqCst);
     v + e.len() as u64 + m + k + r + view + memo + id + recv
 }
