@@ -128,9 +128,8 @@
 //! - Up to 12 arguments (11 for methods: the receiver id takes a place in the key tuple).
 //!   Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple
-//!   and apply the expression to it, so the arguments must be `Clone` (their owned forms are
-//!   built), and the expression must also type-check on references to the owned forms
-//!   (`&String` where the function took `&str`; names, method calls and field accesses do).
+//!   and apply the expression to it, seeing each argument as the call does (a `String` as
+//!   `&str`, through `Borrow`), so the arguments must be `Clone` (their owned forms are built).
 //! - A `key` part that holds references inside an owned value (`key = [a, b]`, `key =
 //!   Some(a)`) does not compile (rustc reports a borrow that escapes): make such a part a
 //!   tuple (`key = (a, b)`) or own it by hand (`key = [a.clone(), b.clone()]`).

@@ -25,7 +25,7 @@
 //! receiver without `MemoIdentity` gives one error (rustc emits identical errors once).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
 
@@ -53,25 +53,72 @@ fn key_part_view(i: usize, part: &syn::Expr) -> TokenStream {
     }
 }
 
-/// A key part's value, settled: a reference to a reference (`key = &a`, where the part sees
-/// `a` as `&A`) becomes the inner one, which outlives the block the part is evaluated in.
-fn settle(part: &syn::Expr) -> TokenStream {
+/// The binding of the `i`th key part, settled in `__memokit_k{i}`: a reference to a reference
+/// (`key = &a`, where the part sees `a` as `&A`) becomes the inner one. The part is bound by a
+/// `let` of its own in the function's scope (not in a block), so that a reference to a
+/// temporary (`key = &a.len()`) lives as long as the key, as in a plain `let`.
+fn settle_binding(i: usize, part: &syn::Expr) -> TokenStream {
     let m = m();
-    quote! {{
-        let __memokit_v = #part;
-        #[allow(unused_imports)]
-        use #m::{SettleRefRef as _, SettleNone as _};
-        (&&&#m::probe_key(&__memokit_v)).__memokit_settle(__memokit_v)
-    }}
+    let v = format_ident!("__memokit_v{}", i);
+    let k = format_ident!("__memokit_k{}", i);
+    let bind = quote_spanned!(part.span()=> let #v = #part;);
+    quote! {
+        #bind
+        let #k = {
+            #[allow(unused_imports)]
+            use #m::{SettleRefRef as _, SettleNone as _};
+            (&&&#m::probe_key(&#v)).__memokit_settle(#v)
+        };
+    }
 }
 
-/// Whether the token stream names `name` (the arguments a `key =` expression may borrow).
-fn names_ident(tokens: TokenStream, name: &Ident) -> bool {
+/// Whether the token stream names `name` (a raw identifier `r#a` is `a`).
+fn tokens_name(tokens: TokenStream, name: &Ident) -> bool {
+    use syn::ext::IdentExt;
     tokens.into_iter().any(|t| match t {
-        proc_macro2::TokenTree::Ident(i) => i == *name,
-        proc_macro2::TokenTree::Group(g) => names_ident(g.stream(), name),
+        proc_macro2::TokenTree::Ident(i) => i.unraw() == name.unraw(),
+        proc_macro2::TokenTree::Group(g) => tokens_name(g.stream(), name),
         _ => false,
     })
+}
+
+/// Whether the `key =` expression may use the argument `name` (and so may borrow it): a path
+/// of one segment `name` (`name`, `name.field`, `f(name)`, `S { name }`), or the token `name`
+/// inside a macro call or an expression syn does not parse. A field or method called `name`
+/// (`other.name`, `other.name()`), a segment of a longer path (`name::f`) and a label do not
+/// use it. Conservative: an expression that shadows `name` (`{ let name = 1; name }`) counts.
+fn names_ident(key: &syn::Expr, name: &Ident) -> bool {
+    use syn::ext::IdentExt;
+    use syn::visit::Visit;
+    struct Uses<'n> {
+        name: &'n Ident,
+        found: bool,
+    }
+    impl<'ast> Visit<'ast> for Uses<'_> {
+        fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+            if p.qself.is_none()
+                && p.path.leading_colon.is_none()
+                && p.path.segments.len() == 1
+                && p.path.segments[0].ident.unraw() == self.name.unraw()
+            {
+                self.found = true;
+            }
+            syn::visit::visit_expr_path(self, p);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            self.found |= tokens_name(m.tokens.clone(), self.name);
+            syn::visit::visit_macro(self, m);
+        }
+        fn visit_expr(&mut self, e: &'ast syn::Expr) {
+            if let syn::Expr::Verbatim(t) = e {
+                self.found |= tokens_name(t.clone(), self.name);
+            }
+            syn::visit::visit_expr(self, e);
+        }
+    }
+    let mut u = Uses { name, found: false };
+    u.visit_expr(key);
+    u.found
 }
 
 /// Attributes copied to companions: conditional compilation and lint levels.
@@ -212,11 +259,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
                         quote!(&#h,)
                     }
                 });
-                let bindings = parts.iter().enumerate().map(|(i, part)| {
-                    let ki = format_ident!("__memokit_k{}", i);
-                    let settle = settle(part);
-                    quote_spanned!(part.span()=> let #ki = #settle;)
-                });
+                let bindings = parts.iter().enumerate().map(|(i, part)| settle_binding(i, part));
                 let bindings = quote! {
                     let (#(#hidden,)*) = (#(#names,)*);
                     #[allow(unused_variables)]
@@ -248,7 +291,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             .iter()
             .map(|p| {
                 let (n, h) = (&p.name, format_ident!("__memokit_arg{}", p.name));
-                if !p.by_ref && names_ident(k.to_token_stream(), n) {
+                if !p.by_ref && names_ident(k, n) {
                     // Spanned at the type: one that is not `Clone` is reported there.
                     let t = &p.ty;
                     quote_spanned!(p.ty.span()=> #m::clone_key_named::<#t>(#n))
@@ -359,16 +402,19 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
                 _ => quote!(),
             };
             let parts = key_parts(k);
-            let bindings = parts.iter().enumerate().map(|(i, part)| {
-                let ki = format_ident!("__memokit_k{}", i);
-                let settle = settle(part);
-                quote_spanned!(part.span()=> let #ki = #settle;)
+            let bindings = parts.iter().enumerate().map(|(i, part)| settle_binding(i, part));
+            // The parts see a borrowed argument as the call does (`&str`, not `&String`), so
+            // that both paths give the key the same types and values.
+            let as_called = f.params.iter().filter(|p| p.by_ref).map(|p| {
+                let (n, b) = (&p.name, &p.borrowed);
+                quote!(#[allow(unused_variables)] let #n: &#b = #m::Borrow::borrow(#n);)
             });
             let views = parts.iter().enumerate().map(|(i, part)| key_part_view(i, part));
             quote! {
                 |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
                     #[allow(unused_variables)]
                     let (#id_pat #(#names,)*) = __memokit_a;
+                    #(#as_called)*
                     #(#bindings)*
                     use #m::{KeyOpView as _, KeyOpNone as _};
                     let __memokit_view = (#id_v #(#views)*);
