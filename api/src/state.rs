@@ -55,7 +55,7 @@ use crate::{Memoizer, Stats, Timeout};
 /// the call's end finds the record again without the id's `Hash` or `Eq`.
 pub type Recv<'a> = Option<&'a dyn Fn(&FnState, RecvUse) -> (Generation, u64)>;
 
-/// What a method's miss does with its receiver's record (see [`FnState::receiver_version`]).
+/// What a method's miss does with its receiver's record (see `FnState::receiver_version`).
 #[derive(Clone, Copy, Debug)]
 pub enum RecvUse {
     /// A miss begins: the record's version (created if there is none), marked in use by one

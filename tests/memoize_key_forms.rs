@@ -1,5 +1,5 @@
-//! Review 3 of `#[memoize(key = ...)]` (commits 915fc28, 20a64b2): the call and every delete
-//! form reach the same key, a hit clones no argument, and key expressions that should compile
+//! `#[memoize(key = ...)]` in more shapes (session 8's second review of it): the call and every
+//! delete form reach the same key, a hit clones no argument, and key expressions that should compile
 //! do (mixed by-value/borrowed arguments, `mut` parameters, parameters named like the macro's
 //! locals, closures and blocks, method calls returning references, `unless`/`make_name`/
 //! `timeout`, `Result`, methods, associated functions, `macro_rules!`), including expressions
@@ -305,6 +305,7 @@ fn parameters_named_like_the_expansions_locals() {
 
 static CLOSURE_RUNS: AtomicU64 = AtomicU64::new(0);
 #[memoize(memoizer = &MEMO, key = (|x: &u64, s: &str| x * 100 + s.len() as u64)(a, b))]
+#[allow(clippy::redundant_closure_call)] // a closure called in the key, on purpose
 fn closure_key(a: u64, b: &str, _trace: u64) -> u64 {
     CLOSURE_RUNS.fetch_add(1, SeqCst);
     a + b.len() as u64
