@@ -125,8 +125,8 @@
 //!   miss runs the arguments' `Clone` (to own them for the stored key) under the shard's lock
 //!   of running computations: keep them plain (derived); they must not call memoized
 //!   functions or the memoizer.
-//! - Up to 12 arguments (11 for methods: the receiver id takes a place in the key tuple).
-//!   Group more into a struct that derives `Hash + Eq + Clone`.
+//! - Up to 12 arguments, or `key` parts (11 for methods: the receiver id takes a place in the
+//!   key tuple). Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple
 //!   and apply the expression to it, seeing each argument as the call does (a `String` as
 //!   `&str`, through `Borrow`), so the arguments must be `Clone` (their owned forms are built).
