@@ -536,3 +536,33 @@ fn a_receiver_id_whose_hash_or_eq_panics_leaves_no_running_record() {
         "records of ended calls are pruned: {records} left ({panicked} panicked)"
     );
 }
+
+// A call whose receiver's results are deleted while it runs leaves no record behind (its
+// result, computed under the retired version, is not stored; the record it would renew is
+// gone). Before, the renewal recreated the record, with a fresh version nothing was stored
+// under, until a pruning dropped it.
+
+static RENEWED: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static RENEW_GATE: LazyLock<Gate> = LazyLock::new(Gate::new);
+
+#[derive(MemoIdentity)]
+struct Draft(#[memo(id)] u64);
+
+impl Draft {
+    #[memoize(memoizer = &RENEWED)]
+    fn render(&self) -> u64 {
+        RENEW_GATE.enter_and_wait();
+        self.0
+    }
+}
+
+#[test]
+fn a_call_whose_receiver_was_deleted_meanwhile_leaves_no_record() {
+    let running = std::thread::spawn(|| Draft(1).render());
+    RENEW_GATE.wait_entered();
+    memokit::delete_memoized!(Draft(1).render);
+    assert_eq!(Draft::render_memo().__receiver_records(), 0, "deleted");
+    RENEW_GATE.open();
+    assert_eq!(running.join().expect("the call"), 1);
+    assert_eq!(Draft::render_memo().__receiver_records(), 0, "the call's end recreated it");
+}

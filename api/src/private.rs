@@ -2,6 +2,7 @@
 //! and signatures here change without notice.
 
 use std::hash::Hash;
+use std::time::Duration;
 
 use memokit_engine::Generation;
 
@@ -19,7 +20,7 @@ pub use crate::dispatch::{
 };
 pub use crate::identity::MemoIdentity;
 pub use crate::key::{KeyArg, KeyView};
-pub use crate::state::{handle, FnSlot, FnSpec, FnState, KeyOp, Ops, Recv, RecvUse};
+pub use crate::state::{handle, FnSlot, FnSpec, FnState, KeyOp, Ops, Recv};
 pub use crate::{Memoized, Memoizer, Timeout};
 
 /// A type a memoized function can return (or return in `Ok`).
@@ -59,11 +60,11 @@ pub fn assert_value<T: CacheValue>() {}
 
 /// How a method call finds its receiver's version.
 #[inline(always)]
-pub fn receiver<I>(id: &I) -> impl Fn(&FnState, RecvUse) -> (Generation, u64) + '_
+pub fn receiver<I>(id: &I) -> impl Fn(&FnState, Option<Duration>) -> (Generation, u64) + '_
 where
     I: Hash + Eq + Clone + Send + Sync + 'static,
 {
-    move |s, what| s.receiver_version(id, what)
+    move |s, ttl| s.receiver_version(id, ttl)
 }
 
 /// Checks (at a part of the `key` expression) that its value can be a key; returns it.

@@ -50,38 +50,57 @@ use crate::memoizer::{ErasedValue, Registered};
 use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
 
-/// How a method's call finds the version of its receiver (`None` for functions).
-/// It returns the version and where the record is (the hash of the receiver's id), so that
-/// the call's end finds the record again without the id's `Hash` or `Eq`.
-pub type Recv<'a> = Option<&'a dyn Fn(&FnState, RecvUse) -> (Generation, u64)>;
+/// How a method's miss begins with its receiver's record (`None` for functions): the
+/// record's version (created if there is none; its deadline extended by the timeout), marked
+/// in use by one more running call. It returns the version and where the record is (the hash
+/// of the receiver's id), so that the call finds the record again without the id's `Hash` or
+/// `Eq` (see `FnState::receiver_version`).
+pub type Recv<'a> = Option<&'a dyn Fn(&FnState, Option<Duration>) -> (Generation, u64)>;
 
-/// What a method's miss does with its receiver's record (see `FnState::receiver_version`).
-#[derive(Clone, Copy, Debug)]
-pub enum RecvUse {
-    /// A miss begins: the record's version (created if there is none), marked in use by one
-    /// more running call.
-    Begin(Option<Duration>),
-    /// The computation returned a result to store: the record's deadline runs from now.
-    Renew(Option<Duration>),
-}
-
-/// Ends a method call's use of its receiver's record (begun by [`RecvUse::Begin`]) when
-/// dropped: when the call returns, fails or unwinds. Calls no user code (no `Hash` or `Eq` of
-/// the id), so it cannot panic while a panic unwinds.
+/// A method call's use of its receiver's record, from its miss: renews the record when the
+/// computation returns a result, and ends the use when dropped (when the call returns, fails
+/// or unwinds). Finds the record by the hash and version taken at the miss, so it calls no
+/// user code (no `Hash` or `Eq` of the id: it cannot panic while a panic unwinds), and leaves
+/// a record deleted or replaced meanwhile alone.
 struct Running<'a> {
     s: &'a FnState,
     gen: Generation,
     h: u64,
 }
 
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
+impl Running<'_> {
+    /// Applies `f` to the record, if it is still there.
+    fn with_record(&self, f: impl FnOnce(&mut RecvRecord, u64)) {
         let mut r = self.s.receivers.lock();
-        let gen = self.gen;
+        let (gen, epoch) = (self.gen, r.epoch);
         if let Some(rec) = r.map.get_mut(&self.h).and_then(|b| b.iter_mut().find(|r| r.gen == gen))
         {
-            rec.running = rec.running.saturating_sub(1);
+            f(rec, epoch);
         }
+    }
+
+    /// The computation returned a result to store: its deadline runs from now, and the record
+    /// counts as used now (so that pruning keeps it until the result is stored).
+    fn renew(&self, ttl: Option<Duration>) {
+        let until = ttl.map(|t| self.s.memoizer.inner.clock.now().saturating_add(t));
+        self.with_record(|rec, epoch| {
+            rec.until = later(rec.until, until);
+            rec.touched = epoch;
+        });
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.with_record(|rec, _| rec.running = rec.running.saturating_sub(1));
+    }
+}
+
+/// The later of two deadlines (`None`: no deadline).
+fn later(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
     }
 }
 
@@ -300,10 +319,10 @@ impl FnState {
         event!(trace, function = %self.name, "miss");
         let ttl = self.timeout().resolve(self.memoizer.inner.default_timeout);
         let primary = self.version();
-        let begun = receiver.map(|r| r(self, RecvUse::Begin(ttl)));
+        let begun = receiver.map(|r| r(self, ttl));
         let secondary = begun.map(|(gen, _)| gen);
         // Ends the record's use however the call ends, a panic included.
-        let _running = begun.map(|(gen, h)| Running { s: self, gen, h });
+        let running = begun.map(|(gen, h)| Running { s: self, gen, h });
         let mut opts = InsertOptions::new().generations(primary, secondary);
         if let Some(t) = ttl {
             opts = opts.ttl(t);
@@ -312,10 +331,9 @@ impl FnState {
         let r = key.get_or_try_insert_with(&self.engine, opts, || {
             ran = true;
             let v = f();
-            if let (Ok(_), Some(r)) = (&v, receiver) {
-                // The result is stored from now on, so its deadline runs from now: renew the
-                // record's (and mark it in use, so that pruning keeps it until it is stored).
-                r(self, RecvUse::Renew(ttl));
+            if let (Ok(_), Some(running)) = (&v, &running) {
+                // The result is stored from now on, so its deadline runs from now.
+                running.renew(ttl);
             }
             v.map(C::erase)
         });
@@ -337,16 +355,12 @@ impl FnState {
         *self.version.lock().get_or_insert_with(|| self.engine.new_generation())
     }
 
-    /// The version of (this method, receiver `id`), created if there is none, for `what` a
-    /// miss does (see [`RecvUse`]), and the hash under which its record is kept.
-    pub(crate) fn receiver_version<I>(&self, id: &I, what: RecvUse) -> (Generation, u64)
+    /// The version of (this method, receiver `id`), created if there is none, for a miss
+    /// with timeout `ttl` (see [`Recv`]), and the hash under which its record is kept.
+    pub(crate) fn receiver_version<I>(&self, id: &I, ttl: Option<Duration>) -> (Generation, u64)
     where
         I: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
-        let (ttl, begins) = match what {
-            RecvUse::Begin(t) => (t, 1),
-            RecvUse::Renew(t) => (t, 0),
-        };
         let now = self.memoizer.inner.clock.now();
         let until = ttl.map(|t| now.saturating_add(t));
         let mut r = self.receivers.lock();
@@ -357,12 +371,9 @@ impl FnState {
             .get_mut(&h)
             .and_then(|b| b.iter_mut().find(|rec| rec.id.downcast_ref::<I>() == Some(id)))
         {
-            rec.until = match (rec.until, until) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
+            rec.until = later(rec.until, until);
             rec.touched = epoch;
-            rec.running = rec.running.saturating_add(begins);
+            rec.running = rec.running.saturating_add(1);
             return (rec.gen, h);
         }
         if r.len >= r.prune_at {
@@ -372,7 +383,7 @@ impl FnState {
         // a version that no record owns and nothing will ever retire.
         let id = Box::new(id.clone());
         let gen = self.engine.new_generation();
-        let rec = RecvRecord { id, gen, until, touched: r.epoch, running: begins };
+        let rec = RecvRecord { id, gen, until, touched: r.epoch, running: 1 };
         r.map.entry(h).or_default().push(rec);
         r.len += 1;
         (gen, h)
