@@ -53,15 +53,9 @@ impl Drop for Bomb {
 }
 
 fn manual(capacity: u64, shards: usize, workers: usize) -> (Engine<u64, u64>, ManualClock) {
-    let clock = ManualClock::new();
-    let e = Engine::builder()
-        .max_capacity(capacity)
-        .shards(shards)
-        .workers(workers)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    (e, clock)
+    common::manual_engine_with(
+        Engine::builder().max_capacity(capacity).shards(shards).workers(workers),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

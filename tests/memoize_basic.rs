@@ -2,10 +2,13 @@
 //! `Result` and `Option`, visibility, and the seed's documented examples (big_foo,
 //! random_func, param_func).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use common::memo::{clones, Counted};
 use memokit::{memoize, ManualClock, Memoizer, Timeout};
 
 /// A memoizer with a manual clock, for timeout tests; one per test that moves its clock.
@@ -93,18 +96,6 @@ fn param_func_keys_by_every_argument() {
 
 // --- Keys --------------------------------------------------------------------------------
 
-static CLONES: AtomicUsize = AtomicUsize::new(0);
-
-#[derive(Hash, PartialEq, Eq)]
-struct Counted(u64);
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        CLONES.fetch_add(1, SeqCst);
-        Counted(self.0)
-    }
-}
-
 #[memoize(memoizer = &MEMO)]
 fn borrowed(name: &str, items: &[u32], c: &Counted) -> usize {
     name.len() + items.len() + c.0 as usize
@@ -114,11 +105,11 @@ fn borrowed(name: &str, items: &[u32], c: &Counted) -> usize {
 fn borrowed_arguments_are_owned_only_when_stored() {
     let c = Counted(5);
     assert_eq!(borrowed("abc", &[1, 2], &c), 10);
-    assert_eq!(CLONES.load(SeqCst), 1, "stored once: one clone");
+    assert_eq!(clones(), 1, "stored once: one clone");
     for _ in 0..10 {
         assert_eq!(borrowed("abc", &[1, 2], &c), 10);
     }
-    assert_eq!(CLONES.load(SeqCst), 1, "a hit clones no argument");
+    assert_eq!(clones(), 1, "a hit clones no argument");
     assert_eq!(borrowed_memo().stats().hits, 10);
     assert_eq!(borrowed("abd", &[1, 2], &c), 10);
     assert_eq!(borrowed_memo().stats().misses, 2, "different values never share a result");

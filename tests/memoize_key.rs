@@ -9,23 +9,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::LazyLock;
 
+use common::memo::{check, clones, Counted};
 use memokit::{delete_memoized, memoize, MemoIdentity, Memoizer};
 
 static MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
-
-/// For each delete form: the call is stored (a second call hits), then the delete makes the
-/// next call recompute.
-fn check(what: &str, runs: &AtomicU64, call: &dyn Fn(), deletes: &[(&str, &dyn Fn())]) {
-    for (form, delete) in deletes {
-        call();
-        let before = runs.load(SeqCst);
-        call();
-        assert_eq!(runs.load(SeqCst), before, "{what}: the second call is a hit");
-        delete();
-        call();
-        assert_eq!(runs.load(SeqCst), before + 1, "{what}: delete by {form} missed the call's key");
-    }
-}
 
 fn by_name<A: std::any::Any>(name: &str, args: &A) {
     MEMO.delete_memoized_args(name, args).expect("by-name delete");
@@ -448,18 +435,6 @@ fn key_on_a_method() {
 
 // --- a hit clones no argument (api.md §3), with `key =` naming a borrowed argument too ------
 
-static CLONES: AtomicU64 = AtomicU64::new(0);
-
-#[derive(PartialEq, Eq, Hash, Debug)]
-struct Counted(u64);
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        CLONES.fetch_add(1, SeqCst);
-        Counted(self.0)
-    }
-}
-
 #[memoize(memoizer = &MEMO)]
 fn counted_plain(c: &Counted) -> u64 {
     c.0
@@ -474,14 +449,14 @@ fn counted_key(c: &Counted, _trace: u64) -> u64 {
 fn a_hit_clones_no_argument() {
     let c = Counted(4);
     assert_eq!(counted_plain(&c), 4);
-    let before = CLONES.load(SeqCst);
+    let before = clones();
     assert_eq!(counted_plain(&c), 4);
-    assert_eq!(CLONES.load(SeqCst) - before, 0, "without key: a hit clones no argument");
+    assert_eq!(clones() - before, 0, "without key: a hit clones no argument");
     assert_eq!(counted_key(&c, 1), 4);
-    let before = CLONES.load(SeqCst);
+    let before = clones();
     assert_eq!(counted_key(&c, 2), 4);
     assert_eq!(counted_key_memo().stats().hits, 1);
-    assert_eq!(CLONES.load(SeqCst) - before, 0, "key = c: a hit clones no argument");
+    assert_eq!(clones() - before, 0, "key = c: a hit clones no argument");
 }
 
 // --- a key given through a `macro_rules!` (api.md §2 generates same-named functions so): the

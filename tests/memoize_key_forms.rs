@@ -5,46 +5,21 @@
 //! `timeout`, `Result`, methods, associated functions, `macro_rules!`), including expressions
 //! that name an argument only as a field or method name, shadow it, or use it inside a macro.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::LazyLock;
 
+use common::memo::{check, clones, Counted};
 use memokit::{delete_memoized, memoize, MemoIdentity, Memoizer};
 
 static MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
-
-type Form<'a> = (&'a str, &'a dyn Fn());
-
-/// For each delete form: the call is stored (a second call hits), then the delete makes the
-/// next call recompute.
-fn check(what: &str, runs: &AtomicU64, call: &dyn Fn(), deletes: &[Form<'_>]) {
-    for (form, delete) in deletes {
-        call();
-        let before = runs.load(SeqCst);
-        call();
-        assert_eq!(runs.load(SeqCst), before, "{what}: the second call is a hit");
-        delete();
-        call();
-        assert_eq!(runs.load(SeqCst), before + 1, "{what}: delete by {form} missed the call's key");
-    }
-}
 
 fn by_name<A: std::any::Any>(name: &str, args: &A) {
     MEMO.delete_memoized_args(name, args).expect("by-name delete");
 }
 
 // --- (b) a hit clones no argument -----------------------------------------------------------
-
-static CLONES: AtomicU64 = AtomicU64::new(0);
-
-#[derive(PartialEq, Eq, Hash, Debug)]
-struct Counted(u64);
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        CLONES.fetch_add(1, SeqCst);
-        Counted(self.0)
-    }
-}
 
 #[derive(PartialEq, Eq, Hash, Debug, Clone)]
 struct Holder {
@@ -106,9 +81,9 @@ impl Svc {
 
 /// Clones made by `f`.
 fn clones_in(f: impl FnOnce()) -> u64 {
-    let before = CLONES.load(SeqCst);
+    let before = clones();
     f();
-    CLONES.load(SeqCst) - before
+    clones() - before
 }
 
 #[test]

@@ -19,10 +19,9 @@
 //! last pruned, records whose deadline passed are dropped (nothing under them can be live),
 //! and, if more records remain than the memoizer's capacity (the most results that can be
 //! live), so are those under which the engine holds no entry. Records under which a call is
-//! running (counted from its miss to its end, however it ends) or that were touched since the
-//! last pruning are kept either way. The engine counts a result under its generations from the
-//! moment it is handed over, so a result still on its way to the engine's worker keeps its
-//! record too. A dropped record's generation is always retired first, so pruning can only cost
+//! running (counted from its miss to its end, however it ends) are kept either way. The engine
+//! counts a result under its generations from the moment it is handed over, which is before
+//! its call ends, so a result still on its way to the engine's worker keeps its record too. A dropped record's generation is always retired first, so pruning can only cost
 //! cached results, never serve a stale one; with the rules above it costs none that is live or
 //! being computed. (Dropping the excess in arbitrary order, as an earlier version did, lost
 //! live results far below capacity; deadlines counted from the start of the call lost a slow
@@ -70,12 +69,12 @@ struct Running<'a> {
 
 impl Running<'_> {
     /// Applies `f` to the record, if it is still there.
-    fn with_record(&self, f: impl FnOnce(&mut RecvRecord, u64)) {
+    fn with_record(&self, f: impl FnOnce(&mut RecvRecord)) {
         let mut r = self.s.receivers.lock();
-        let (gen, epoch) = (self.gen, r.epoch);
+        let gen = self.gen;
         if let Some(rec) = r.map.get_mut(&self.h).and_then(|b| b.iter_mut().find(|r| r.gen == gen))
         {
-            f(rec, epoch);
+            f(rec);
         }
     }
 
@@ -83,16 +82,13 @@ impl Running<'_> {
     /// counts as used now (so that pruning keeps it until the result is stored).
     fn renew(&self, ttl: Option<Duration>) {
         let until = ttl.map(|t| self.s.memoizer.inner.clock.now().saturating_add(t));
-        self.with_record(|rec, epoch| {
-            rec.until = later(rec.until, until);
-            rec.touched = epoch;
-        });
+        self.with_record(|rec| rec.until = later(rec.until, until));
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.with_record(|rec, _| rec.running = rec.running.saturating_sub(1));
+        self.with_record(|rec| rec.running = rec.running.saturating_sub(1));
     }
 }
 
@@ -151,8 +147,6 @@ struct RecvRecord {
     gen: Generation,
     /// Latest deadline of a result stored under `gen`; `None` = no deadline.
     until: Option<Duration>,
-    /// The `Receivers::epoch` of its last use (a miss, or a result computed under it).
-    touched: u64,
     /// Calls begun under `gen` and not over yet: pruning keeps the record while any runs.
     running: u32,
 }
@@ -163,8 +157,6 @@ struct Receivers {
     map: std::collections::HashMap<u64, Vec<RecvRecord>>,
     len: usize,
     prune_at: usize,
-    /// Pruning passes so far: a record touched since the last one is kept by the next.
-    epoch: u64,
 }
 
 /// The state of one memoized function.
@@ -365,14 +357,12 @@ impl FnState {
         let until = ttl.map(|t| now.saturating_add(t));
         let mut r = self.receivers.lock();
         let h = r.hasher.hash_one(id);
-        let epoch = r.epoch;
         if let Some(rec) = r
             .map
             .get_mut(&h)
             .and_then(|b| b.iter_mut().find(|rec| rec.id.downcast_ref::<I>() == Some(id)))
         {
             rec.until = later(rec.until, until);
-            rec.touched = epoch;
             rec.running = rec.running.saturating_add(1);
             return (rec.gen, h);
         }
@@ -383,7 +373,7 @@ impl FnState {
         // a version that no record owns and nothing will ever retire.
         let id = Box::new(id.clone());
         let gen = self.engine.new_generation();
-        let rec = RecvRecord { id, gen, until, touched: r.epoch, running: 1 };
+        let rec = RecvRecord { id, gen, until, running: 1 };
         r.map.entry(h).or_default().push(rec);
         r.len += 1;
         (gen, h)
@@ -392,19 +382,18 @@ impl FnState {
     /// Drops (retiring their versions first) records under which no result can be live any
     /// more: those whose latest deadline has passed; and, while more records remain than the
     /// memoizer's capacity, those under which the engine holds no entry (an error, a zero
-    /// timeout, a per-key delete, an eviction). A record under which a call is running, or
-    /// touched since the last pass, is kept by both rules. (A result on its way to the
-    /// engine's worker needs no such care: `generation_entries` counts it from the moment it
-    /// is handed over.)
+    /// timeout, a per-key delete, an eviction). A record under which a call is running is kept
+    /// by both rules. (A result on its way to the engine's worker needs no such care:
+    /// `generation_entries` counts it from the moment it is handed over, before its call
+    /// ends.)
     fn prune(&self, r: &mut Receivers, now: Duration) {
         let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
         let engine = &self.engine;
-        let epoch = r.epoch;
         let pass = |r: &mut Receivers, goes: &dyn Fn(&RecvRecord) -> bool| {
             let mut kept = 0usize;
             r.map.retain(|_, bucket| {
                 bucket.retain(|rec| {
-                    let keep = rec.touched == epoch || rec.running > 0 || !goes(rec);
+                    let keep = rec.running > 0 || !goes(rec);
                     if keep {
                         kept += 1;
                     } else {
@@ -420,7 +409,6 @@ impl FnState {
         if kept > bound {
             kept = pass(r, &|rec| engine.generation_entries(rec.gen) == 0);
         }
-        r.epoch += 1;
         r.len = kept;
         r.prune_at = (2 * kept).max(64);
     }

@@ -1,14 +1,16 @@
-//! Helpers shared by the `engine_*` integration tests.
+//! Helpers shared by the integration tests (`memo`: those of the memoizer's `key =`).
 //!
 //! Each test file includes this module with `mod common;` and uses only part of it.
 #![allow(dead_code)]
+
+pub(crate) mod memo;
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memokit_engine::{Engine, ManualClock};
+use memokit_engine::{Engine, EngineBuilder, ManualClock};
 
 /// Upper bound for anything that should finish at once. Only a hang detector: a test that
 /// needs it has already failed (a correct engine finishes in milliseconds).
@@ -99,12 +101,17 @@ where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
+    manual_engine_with(Engine::builder().max_capacity(capacity))
+}
+
+/// An engine built from `builder` on a manual clock (for shards, workers, a weigher).
+pub(crate) fn manual_engine_with<K, V>(builder: EngineBuilder<K, V>) -> (Engine<K, V>, ManualClock)
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
     let clock = ManualClock::new();
-    let engine = Engine::builder()
-        .max_capacity(capacity)
-        .clock(clock.clone())
-        .build()
-        .expect("build engine on a manual clock");
+    let engine = builder.clock(clock.clone()).build().expect("build engine on a manual clock");
     (engine, clock)
 }
 

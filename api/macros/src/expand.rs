@@ -26,11 +26,12 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
 
 use crate::args::Options;
-use crate::validate::{key_parts, Func, Kind, Param, Ret};
+use crate::validate::{first_use, key_parts, Func, Kind, Param, Ret};
 
 fn m() -> TokenStream {
     quote!(::memokit::__private)
@@ -53,6 +54,21 @@ fn key_part_view(i: usize, part: &syn::Expr) -> TokenStream {
     }
 }
 
+/// The bindings of a `key =` expression's parts and their views (one per part, for the key's
+/// view tuple): the same in the call and in `ops`, so that both give the key the same types.
+fn key_bindings_and_views(k: &syn::Expr) -> (TokenStream, TokenStream) {
+    let parts = key_parts(k);
+    let bindings = parts.iter().enumerate().map(|(i, part)| settle_binding(i, part));
+    let views = parts.iter().enumerate().map(|(i, part)| key_part_view(i, part));
+    (quote!(#(#bindings)*), quote!(#(#views)*))
+}
+
+/// The hidden binding a by-value argument moves to in a function with `key =` (its name then
+/// stands for a reference to it).
+fn hidden_arg(name: &Ident) -> Ident {
+    format_ident!("__memokit_arg{}", name)
+}
+
 /// The binding of the `i`th key part, settled in `__memokit_k{i}`: a reference to a reference
 /// (`key = &a`, where the part sees `a` as `&A`) becomes the inner one. The part is bound by a
 /// `let` of its own in the function's scope (not in a block), so that a reference to a
@@ -70,55 +86,6 @@ fn settle_binding(i: usize, part: &syn::Expr) -> TokenStream {
             (&&&#m::probe_key(&#v)).__memokit_settle(#v)
         };
     }
-}
-
-/// Whether the token stream names `name` (a raw identifier `r#a` is `a`).
-fn tokens_name(tokens: TokenStream, name: &Ident) -> bool {
-    use syn::ext::IdentExt;
-    tokens.into_iter().any(|t| match t {
-        proc_macro2::TokenTree::Ident(i) => i.unraw() == name.unraw(),
-        proc_macro2::TokenTree::Group(g) => tokens_name(g.stream(), name),
-        _ => false,
-    })
-}
-
-/// Whether the `key =` expression may use the argument `name` (and so may borrow it): a path
-/// of one segment `name` (`name`, `name.field`, `f(name)`, `S { name }`), or the token `name`
-/// inside a macro call or an expression syn does not parse. A field or method called `name`
-/// (`other.name`, `other.name()`), a segment of a longer path (`name::f`) and a label do not
-/// use it. Conservative: an expression that shadows `name` (`{ let name = 1; name }`) counts.
-fn names_ident(key: &syn::Expr, name: &Ident) -> bool {
-    use syn::ext::IdentExt;
-    use syn::visit::Visit;
-    struct Uses<'n> {
-        name: &'n Ident,
-        found: bool,
-    }
-    impl<'ast> Visit<'ast> for Uses<'_> {
-        fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
-            if p.qself.is_none()
-                && p.path.leading_colon.is_none()
-                && p.path.segments.len() == 1
-                && p.path.segments[0].ident.unraw() == self.name.unraw()
-            {
-                self.found = true;
-            }
-            syn::visit::visit_expr_path(self, p);
-        }
-        fn visit_macro(&mut self, m: &'ast syn::Macro) {
-            self.found |= tokens_name(m.tokens.clone(), self.name);
-            syn::visit::visit_macro(self, m);
-        }
-        fn visit_expr(&mut self, e: &'ast syn::Expr) {
-            if let syn::Expr::Verbatim(t) = e {
-                self.found |= tokens_name(t.clone(), self.name);
-            }
-            syn::visit::visit_expr(self, e);
-        }
-    }
-    let mut u = Uses { name, found: false };
-    u.visit_expr(key);
-    u.found
 }
 
 /// Attributes copied to companions: conditional compilation and lint levels.
@@ -245,13 +212,11 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let (key_binding, view) =
         match &opts.key {
             Some(k) => {
-                let parts = key_parts(k);
                 // The parts see the arguments by reference, as in `ops` (which has the owned
                 // tuple), so that both give the key the same types: each argument is moved to a
                 // hidden binding and its name rebound to a reference to it (the body gets the
                 // hidden one, or a clone of it; see `call_args`).
-                let hidden: Vec<Ident> =
-                    names.iter().map(|n| format_ident!("__memokit_arg{}", n)).collect();
+                let hidden: Vec<Ident> = names.iter().map(|n| hidden_arg(n)).collect();
                 let refs = f.params.iter().zip(&hidden).map(|(p, h)| {
                     if p.by_ref {
                         quote!(#h,)
@@ -259,15 +224,14 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
                         quote!(&#h,)
                     }
                 });
-                let bindings = parts.iter().enumerate().map(|(i, part)| settle_binding(i, part));
+                let (parts, views) = key_bindings_and_views(k);
                 let bindings = quote! {
                     let (#(#hidden,)*) = (#(#names,)*);
                     #[allow(unused_variables)]
                     let (#(#names,)*) = (#(#refs)*);
-                    #(#bindings)*
+                    #parts
                 };
-                let views = parts.iter().enumerate().map(|(i, part)| key_part_view(i, part));
-                (bindings, quote!((#id_view #(#views)*)))
+                (bindings, quote!((#id_view #views)))
             }
             None => {
                 let elems = f.params.iter().map(|p| {
@@ -290,8 +254,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             .params
             .iter()
             .map(|p| {
-                let (n, h) = (&p.name, format_ident!("__memokit_arg{}", p.name));
-                if !p.by_ref && names_ident(k, n) {
+                let (n, h) = (&p.name, hidden_arg(&p.name));
+                if !p.by_ref && first_use(k, &n.unraw().to_string()).is_some() {
                     // Spanned at the type: one that is not `Clone` is reported there.
                     let t = &p.ty;
                     quote_spanned!(p.ty.span()=> #m::clone_key_named::<#t>(#n))
@@ -393,31 +357,27 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             (&&#m::probe_args::<#args_ty>()).__memokit_ops()
         }),
         Some(k) => {
-            let id_pat = match f.kind {
+            // For a method, the receiver's id: a pattern of the argument tuple and, bound as
+            // `&Id`, the first part of the view.
+            let id = match f.kind {
                 Kind::Method(_) => quote!(__memokit_id,),
                 _ => quote!(),
             };
-            let id_v = match f.kind {
-                Kind::Method(_) => quote!(__memokit_id,),
-                _ => quote!(),
-            };
-            let parts = key_parts(k);
-            let bindings = parts.iter().enumerate().map(|(i, part)| settle_binding(i, part));
+            let (bindings, views) = key_bindings_and_views(k);
             // The parts see a borrowed argument as the call does (`&str`, not `&String`), so
             // that both paths give the key the same types and values.
             let as_called = f.params.iter().filter(|p| p.by_ref).map(|p| {
                 let (n, b) = (&p.name, &p.borrowed);
                 quote!(#[allow(unused_variables)] let #n: &#b = #m::Borrow::borrow(#n);)
             });
-            let views = parts.iter().enumerate().map(|(i, part)| key_part_view(i, part));
             quote! {
                 |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
                     #[allow(unused_variables)]
-                    let (#id_pat #(#names,)*) = __memokit_a;
+                    let (#id #(#names,)*) = __memokit_a;
                     #(#as_called)*
-                    #(#bindings)*
+                    #bindings
                     use #m::{KeyOpView as _, KeyOpNone as _};
-                    let __memokit_view = (#id_v #(#views)*);
+                    let __memokit_view = (#id #views);
                     (&&#m::probe::<_, ()>(&__memokit_view))
                         .__memokit_key_op(__memokit_s, __memokit_view, __memokit_op)
                 }

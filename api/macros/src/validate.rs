@@ -88,16 +88,47 @@ pub(crate) fn key_parts(k: &syn::Expr) -> Vec<&syn::Expr> {
     }
 }
 
-/// Finds `self` in the `key` expression.
-struct FindSelfValue(Option<Span>);
-
-impl<'ast> Visit<'ast> for FindSelfValue {
-    fn visit_path(&mut self, p: &'ast syn::Path) {
-        if p.segments.len() == 1 && p.segments[0].ident == "self" && self.0.is_none() {
-            self.0 = Some(p.segments[0].ident.span());
-        }
-        syn::visit::visit_path(self, p);
+/// Where the `key =` expression first uses `name` (an argument, or `self`): a path of one
+/// segment `name` (`name`, `name.field`, `f(name)`, `S { name }`), or the token `name` inside a
+/// macro call or an expression syn does not parse (a raw identifier `r#a` is `a`). A field or
+/// method called `name` (`other.name`, `other.name()`), a segment of a longer path
+/// (`name::f`) and a label do not use it. Conservative: an expression that shadows `name`
+/// (`{ let name = 1; name }`) counts.
+pub(crate) fn first_use(key: &syn::Expr, name: &str) -> Option<Span> {
+    use syn::ext::IdentExt;
+    fn in_tokens(tokens: proc_macro2::TokenStream, name: &str) -> Option<Span> {
+        tokens.into_iter().find_map(|t| match t {
+            proc_macro2::TokenTree::Ident(i) if i.unraw() == name => Some(i.span()),
+            proc_macro2::TokenTree::Group(g) => in_tokens(g.stream(), name),
+            _ => None,
+        })
     }
+    struct Uses<'n> {
+        name: &'n str,
+        found: Option<Span>,
+    }
+    impl<'ast> Visit<'ast> for Uses<'_> {
+        fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+            let plain = p.qself.is_none() && p.path.leading_colon.is_none();
+            if let Some(i) = p.path.get_ident().filter(|i| plain && i.unraw() == self.name) {
+                self.found = self.found.or(Some(i.span()));
+            }
+            syn::visit::visit_expr_path(self, p);
+        }
+        fn visit_macro(&mut self, m: &'ast syn::Macro) {
+            self.found = self.found.or_else(|| in_tokens(m.tokens.clone(), self.name));
+            syn::visit::visit_macro(self, m);
+        }
+        fn visit_expr(&mut self, e: &'ast syn::Expr) {
+            if let syn::Expr::Verbatim(t) = e {
+                self.found = self.found.or_else(|| in_tokens(t.clone(), self.name));
+            }
+            syn::visit::visit_expr(self, e);
+        }
+    }
+    let mut u = Uses { name, found: None };
+    u.visit_expr(key);
+    u.found
 }
 
 fn impl_trait(ty: &Type) -> Option<Span> {
@@ -246,9 +277,7 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
                 ),
             );
         }
-        let mut f = FindSelfValue(None);
-        f.visit_expr(key);
-        if let Some(s) = f.0 {
+        if let Some(s) = first_use(key, "self") {
             err.push(s, "`key` cannot use `self`: the receiver's `MemoIdentity` is always part of the key of a method; key by the other arguments");
         }
     }
