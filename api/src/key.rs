@@ -15,8 +15,9 @@
 //!
 //! | piece | stored in the engine | hashed as |
 //! |---|---|---|
-//! | function | `fn_id: u64` inline in [`ErasedKey`] (checked first) | `u64` |
-//! | arguments | `Box<dyn StoredArgs>` holding an `OwnedKey<(O1, O2, ..)>` | the tuple `(O1, O2, ..)` |
+//! | function | `fn_id: u64` inline in [`ErasedKey`] (checked first), with the kind of a word key in its high bits | `u64` |
+//! | arguments of one primitive, or none (`(u64,)`, `(char,)`, `()`) | the value as one word, inline (module `word`) | the tuple `(O1,)` |
+//! | other arguments | `Box<dyn StoredArgs>` holding an `OwnedKey<(O1, O2, ..)>` | the tuple `(O1, O2, ..)` |
 //!
 //! ## One type per function, and the one `unsafe` of the crate
 //! Downcasting a `dyn Any` calls its `type_id` through the vtable; a hit needed two (the key's
@@ -24,7 +25,7 @@
 //! without them; see BENCHMARKS.md). Instead, a function's [`FnKeys`] records the type tag
 //! (owned arguments, stored value type) of its first call, and a [`HitKey`] is made only for
 //! calls with that tag: one comparison per call against the function's own state, none per
-//! entry (an entry's key is 24 bytes: the id and the box). Invariant (private fields, one
+//! entry (an entry's key is 24 bytes: the id and a word or a box). Invariant (private fields, one
 //! constructor each): every key stored under a function id `id` was built by
 //! [`HitKey::get_or_try_insert_with`] of a `HitKey` of the [`FnKeys`] with that id, together
 //! with the `Arc<S>` stored under it, so its arguments are an `OwnedKey<O>` and its value an
@@ -58,6 +59,8 @@ use std::sync::{Arc, OnceLock};
 use memokit_engine::{Engine, InsertOptions};
 
 use crate::memoizer::ErasedValue;
+
+mod word;
 
 /// An argument type that can be part of a key: `Hash + Eq`, owned as a `Hash + Eq + Send + Sync
 /// + 'static` value only when a result is stored.
@@ -167,7 +170,8 @@ fn tag<O: 'static, S: 'static>() -> TypeId {
 /// ids are counted from 1 and never reach it.
 const UNSTORED: u64 = 1 << 63;
 
-/// The next function id, process-wide (ids stay below [`UNSTORED`]).
+/// The next function id, process-wide (ids stay below `1 << word::KIND_SHIFT`, so neither a
+/// key's kind nor [`UNSTORED`] is ever part of one).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The key space of one memoized function: its process-unique id and the one type tag its keys
@@ -183,10 +187,10 @@ impl FnKeys {
     /// The key space of a new function, with a fresh id.
     ///
     /// # Panics
-    /// After 2^63 functions (ids are one per memoized definition: never in practice).
+    /// After 2^56 functions (ids are one per memoized definition: never in practice).
     pub(crate) fn new() -> Self {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        assert!(id < UNSTORED, "memokit: function ids exhausted");
+        assert!(id < 1 << word::KIND_SHIFT, "memokit: function ids exhausted");
         FnKeys { id, tag: OnceLock::new() }
     }
 
@@ -205,7 +209,7 @@ impl FnKeys {
     ) -> Option<HitKey<'v, V, S>> {
         let t = tag::<V::Owned, S>();
         (*self.tag.get_or_init(|| t) == t).then_some(HitKey {
-            fn_id: self.id,
+            fn_id: key_id::<V>(self.id),
             view,
             value: PhantomData,
         })
@@ -218,17 +222,66 @@ impl FnKeys {
 /// [`ErasedKey::stored`] goes into the engine only from [`HitKey::get_or_try_insert_with`],
 /// with the `Arc<S>` of that `HitKey`, and its function's [`FnKeys`] admits only that `(O, S)`;
 /// [`ErasedKey::unstored`] keys carry the id with [`UNSTORED`] set. So every entry of function
-/// id `id` has an `OwnedKey<O>` and an `S`: [`HitKey`] relies on this to skip both dynamic
-/// type checks.
+/// id `id` has an `OwnedKey<O>` (or, for a word key, the word of an `O`) and an `S`:
+/// [`HitKey`] relies on this to skip both dynamic type checks.
 pub(crate) struct ErasedKey {
+    /// The function's id, with the kind of a word key in its high bits ([`key_id`]).
     fn_id: u64,
-    args: Box<dyn StoredArgs>,
+    args: Args,
+}
+
+/// A stored key's arguments: one word when the owned tuple has a kind (module `word`; the id
+/// says which), boxed otherwise. 16 bytes (the box's pointer is the niche).
+enum Args {
+    Word(u64),
+    Boxed(Box<dyn StoredArgs>),
+}
+
+/// A function id with the kind of `V`'s owned keys in its high bits (0 for boxed keys).
+#[inline(always)]
+fn key_id<V: KeyView>(fn_id: u64) -> u64 {
+    fn_id | word::kind::<V::Owned>() << word::KIND_SHIFT
+}
+
+/// The view's owned key as a word, if its type has a kind. Copies the arguments out of their
+/// references first: only for the primitive types of a kind, for which that is a load.
+#[inline(always)]
+fn view_word<V: KeyView>(view: &V) -> Option<u64> {
+    if word::kind::<V::Owned>() == 0 {
+        return None;
+    }
+    word::encode(&view.to_owned_key())
+}
+
+/// Hashes a word key: one word, the function id (with its kind) folded in. For each id this is
+/// a bijection of the words, so keys of one function never share a hash through it (keys of
+/// two functions may; their ids tell them apart). One multiply fewer than hashing both.
+#[inline(always)]
+fn hash_word<H: Hasher>(id: u64, word: u64, state: &mut H) {
+    state.write_u64(word ^ id.rotate_left(32));
+}
+
+/// Hashes the key a view looks for as [`ErasedKey`]'s `Hash` hashes the stored key (`id` with
+/// the view's kind): the engine's `Equivalent` contract.
+#[inline(always)]
+fn hash_view<V: KeyView, H: Hasher>(id: u64, view: &V, state: &mut H) {
+    match view_word(view) {
+        Some(w) => hash_word(id, w, state),
+        None => {
+            id.hash(state);
+            view.hash(state);
+        }
+    }
 }
 
 impl ErasedKey {
     /// The key stored with a value (only [`HitKey`] stores).
     fn stored<V: KeyView>(fn_id: u64, view: &V) -> Self {
-        ErasedKey { fn_id, args: Box::new(OwnedKey { args: view.to_owned_key() }) }
+        let args = match view_word(view) {
+            Some(w) => Args::Word(w),
+            None => Args::Boxed(Box::new(OwnedKey { args: view.to_owned_key() })),
+        };
+        ErasedKey { fn_id: key_id::<V>(fn_id), args }
     }
 
     /// A key that is never stored (the one [`CacheKey`] wraps): equal to another such key
@@ -241,14 +294,24 @@ impl ErasedKey {
 impl Hash for ErasedKey {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.fn_id.hash(state);
-        self.args.hash_dyn(state);
+        match &self.args {
+            Args::Word(w) => hash_word(self.fn_id, *w, state),
+            Args::Boxed(b) => {
+                self.fn_id.hash(state);
+                b.hash_dyn(state);
+            }
+        }
     }
 }
 
 impl PartialEq for ErasedKey {
     fn eq(&self, other: &Self) -> bool {
-        self.fn_id == other.fn_id && self.args.eq_dyn(&*other.args)
+        self.fn_id == other.fn_id
+            && match (&self.args, &other.args) {
+                (Args::Word(a), Args::Word(b)) => a == b,
+                (Args::Boxed(a), Args::Boxed(b)) => a.eq_dyn(&**b),
+                _ => false,
+            }
     }
 }
 
@@ -264,19 +327,21 @@ pub(crate) struct LookupKey<'v, V> {
 impl<V: KeyView> Hash for LookupKey<'_, V> {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.fn_id.hash(state);
-        self.view.hash(state);
+        hash_view(key_id::<V>(self.fn_id), self.view, state);
     }
 }
 
 impl<V: KeyView> memokit_engine::Equivalent<ErasedKey> for LookupKey<'_, V> {
     fn equivalent(&self, key: &ErasedKey) -> bool {
-        self.fn_id == key.fn_id
-            && key
-                .args
-                .as_any()
-                .downcast_ref::<OwnedKey<V::Owned>>()
-                .is_some_and(|o| self.view.eq_owned(&o.args))
+        key_id::<V>(self.fn_id) == key.fn_id
+            && match &key.args {
+                // Equal ids: the word is of `V::Owned`'s kind.
+                Args::Word(w) => view_word(self.view) == Some(*w),
+                Args::Boxed(b) => b
+                    .as_any()
+                    .downcast_ref::<OwnedKey<V::Owned>>()
+                    .is_some_and(|o| self.view.eq_owned(&o.args)),
+            }
     }
 }
 
@@ -379,8 +444,7 @@ impl<'a, S: Send + Sync + 'static> Found<'a, S> {
 impl<V: KeyView, S> Hash for HitKey<'_, V, S> {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.fn_id.hash(state);
-        self.view.hash(state);
+        hash_view(self.fn_id, self.view, state);
     }
 }
 
@@ -390,12 +454,17 @@ impl<V: KeyView, S: 'static> memokit_engine::Equivalent<ErasedKey> for HitKey<'_
         if self.fn_id != key.fn_id {
             return false;
         }
-        debug_assert!(key.args.as_any().is::<OwnedKey<V::Owned>>());
+        let b = match &key.args {
+            // Equal ids: the word is of `V::Owned`'s kind.
+            Args::Word(w) => return view_word(self.view) == Some(*w),
+            Args::Boxed(b) => b,
+        };
+        debug_assert!(b.as_any().is::<OwnedKey<V::Owned>>());
         // SAFETY: every stored key of this function id boxes an `OwnedKey<V::Owned>` (invariant
         // of `ErasedKey`: stored only through a `HitKey` of this function, and `FnKeys::hit_key`
         // admits one `V::Owned` per function), so the data pointer of the box points to an
         // `OwnedKey<V::Owned>`, borrowed with `key`.
-        let owned = unsafe { &*(&*key.args as *const dyn StoredArgs).cast::<OwnedKey<V::Owned>>() };
+        let owned = unsafe { &*(&**b as *const dyn StoredArgs).cast::<OwnedKey<V::Owned>>() };
         self.view.eq_owned(&owned.args)
     }
 }

@@ -162,3 +162,68 @@ fn casts_without_an_engine() {
     drop(a);
     assert_eq!(Arc::strong_count(&v), 1);
 }
+
+/// A stored key stays 24 bytes (id and a boxed or inline key), so an entry of the memoizer's
+/// engine does not grow for word keys.
+#[test]
+fn a_stored_key_is_three_words() {
+    assert_eq!(std::mem::size_of::<ErasedKey>(), 24);
+}
+
+/// Word keys (one primitive argument, or none) and boxed keys behave alike: a hit finds its
+/// own function's key only, deletes (`LookupKey`) find it by the same arguments, keys hash
+/// like the views that find them, and the kind keeps equal words of other types apart.
+#[test]
+fn word_keys_are_found_hashed_and_compared_like_boxed_ones() {
+    use memokit_engine::Equivalent;
+    let s = ahash::RandomState::new();
+    let f = FnKeys::new();
+    let view = (&7u64,);
+    let stored = ErasedKey::stored(f.id(), &view);
+    assert!(matches!(stored.args, Args::Word(7)));
+    let hit = f.hit_key::<_, u8>(&view).expect("first call");
+    assert!(hit.equivalent(&stored));
+    assert_eq!(s.hash_one(&hit), s.hash_one(&stored));
+    assert!(!f.hit_key::<_, u8>(&(&8u64,)).is_some_and(|h| h.equivalent(&stored)));
+    let lookup = LookupKey { fn_id: f.id(), view: &view };
+    assert!(lookup.equivalent(&stored));
+    assert_eq!(s.hash_one(&lookup), s.hash_one(&stored));
+    let owned = (7u64,);
+    assert!(LookupKey { fn_id: f.id(), view: &OwnedView(&owned) }.equivalent(&stored));
+    // Same id and the same word, another type: apart.
+    assert!(!LookupKey { fn_id: f.id(), view: &(&7i64,) }.equivalent(&stored));
+    assert!(ErasedKey::unstored(f.id(), &(&7i64,)) != ErasedKey::unstored(f.id(), &view));
+    assert!(ErasedKey::unstored(f.id(), &view) == ErasedKey::unstored(f.id(), &OwnedView(&owned)));
+    assert!(ErasedKey::unstored(f.id(), &view) != stored, "an unstored key is never a stored one");
+    // A function without arguments has one word key; a boxed key is not a word key.
+    let unit = ErasedKey::stored(f.id(), &());
+    assert!(matches!(unit.args, Args::Word(0)));
+    assert!(LookupKey { fn_id: f.id(), view: &() }.equivalent(&unit));
+    assert!(!LookupKey { fn_id: f.id(), view: &() }.equivalent(&stored));
+    let two = (&7u64, &1u64);
+    let boxed = ErasedKey::stored(f.id(), &two);
+    assert!(matches!(boxed.args, Args::Boxed(_)));
+    assert!(!LookupKey { fn_id: f.id(), view: &view }.equivalent(&boxed));
+    assert!(LookupKey { fn_id: f.id(), view: &two }.equivalent(&boxed));
+    assert_eq!(s.hash_one(LookupKey { fn_id: f.id(), view: &two }), s.hash_one(&boxed));
+}
+
+/// Through an engine: a word key is stored, hit, deleted by a `LookupKey`, and a function
+/// with the same word under another type does not see it.
+#[test]
+fn word_keys_through_the_engine() {
+    let e = engine();
+    let f = FnKeys::new();
+    let g = FnKeys::new();
+    let k = f.hit_key::<_, u64>(&(&3i32,)).expect("first call");
+    let _ = k.get_or_try_insert_with(&e, InsertOptions::new(), || Ok::<_, ()>(Arc::new(9)));
+    e.flush();
+    assert_eq!(k.get(&e, |v| *v.get()), Some(9));
+    let other = g.hit_key::<_, u64>(&(&3u32,)).expect("g's first call");
+    assert_eq!(other.get(&e, |v| *v.get()), None);
+    e.remove(&LookupKey { fn_id: f.id(), view: &(&3u32,) });
+    e.flush();
+    assert_eq!(k.get(&e, |v| *v.get()), Some(9), "another type's delete misses");
+    e.remove(&LookupKey { fn_id: f.id(), view: &(&3i32,) });
+    assert_eq!(k.get(&e, |v| *v.get()), None);
+}
