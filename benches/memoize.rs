@@ -5,8 +5,12 @@
 //!
 //! Every variant caches `f(x) = Arc::new(x * x)` for the same 1 000 resident `u64` keys and
 //! looks them up in the same order; values are `Arc<u64>`, so every hit clones an `Arc`.
-//! `engine_get_versioned` is the engine's hit on entries written under a generation, as the
-//! memoizer writes them (the fair baseline for the memoizer's own overhead).
+//! `engine_get_in_key` is the engine's hit on entries written as the memoizer writes them:
+//! under a generation declared in the key (`InsertOptions::primary_in_key`; the memoizer keys
+//! results by its function's version), the fair baseline for the memoizer's own overhead.
+//! `engine_get_versioned` is the hit on entries whose generation every lookup checks (as a
+//! method's receiver version is). `memokit_timeout` is the memoized call with the default
+//! timeout (300 s): its hit also reads the entry's deadline.
 
 use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
@@ -26,6 +30,11 @@ static MEMO: LazyLock<Memoizer> =
 
 #[memoize(memoizer = &MEMO, timeout = Timeout::Never)]
 fn memokit_square(x: u64) -> Arc<u64> {
+    compute(x)
+}
+
+#[memoize(memoizer = &MEMO)]
+fn memokit_square_timeout(x: u64) -> Arc<u64> {
     compute(x)
 }
 
@@ -49,6 +58,14 @@ fn hits(c: &mut Criterion) {
     MEMO.flush();
     g.bench_function("memokit", |b| b.iter(|| memokit_square(black_box(next() % KEYS))));
     assert_eq!(memokit_square_memo().stats().misses, KEYS, "every measured memokit call hit");
+    for k in 0..KEYS {
+        memokit_square_timeout(k);
+    }
+    MEMO.flush();
+    g.bench_function("memokit_timeout", |b| {
+        b.iter(|| memokit_square_timeout(black_box(next() % KEYS)))
+    });
+    assert_eq!(memokit_square_timeout_memo().stats().misses, KEYS, "every measured call hit");
 
     let engine: Engine<u64, Arc<u64>> =
         Engine::builder().max_capacity(100_000).build().expect("engine");
@@ -68,6 +85,16 @@ fn hits(c: &mut Criterion) {
     g.bench_function("engine_get_versioned", |b| {
         b.iter(|| versioned.get(&black_box(next() % KEYS)))
     });
+    // As the memoizer stores: the generation is declared in the key, so no hit checks it.
+    let in_key: Engine<u64, Arc<u64>> =
+        Engine::builder().max_capacity(100_000).build().expect("engine");
+    let gen = in_key.new_generation();
+    let opts = InsertOptions::new().generations(gen, None).primary_in_key();
+    for k in 0..KEYS {
+        in_key.insert_with_options(k, compute(k), opts);
+    }
+    in_key.flush();
+    g.bench_function("engine_get_in_key", |b| b.iter(|| in_key.get(&black_box(next() % KEYS))));
     g.bench_function("engine_get_or_insert_with", |b| {
         b.iter(|| {
             let k = black_box(next() % KEYS);

@@ -347,3 +347,77 @@ fn stores_that_are_not_kept_leave_no_count() {
     e.insert_with_options(2, Held(2, None), under(g));
     assert_eq!(e.generation_entries(g), 0, "a store after shutdown is not kept");
 }
+
+fn in_key(g: Generation) -> InsertOptions {
+    InsertOptions::new().generations(g, None).primary_in_key()
+}
+
+/// A primary generation declared in the key (`InsertOptions::primary_in_key`): lookups do not
+/// check it, so an entry under a retired one can be found by its exact key until the workers
+/// reclaim it; everything else about the generation stands: counted, a store under it
+/// refused once it is retired, a computation under it not joined, the entry reclaimed, and a
+/// secondary still checked.
+#[test]
+fn a_primary_in_the_key_is_counted_refused_and_reclaimed_but_not_checked() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let (g, h, keep) = (e.new_generation(), e.new_generation(), e.new_generation());
+    for i in 0..100u64 {
+        e.insert_with_options(i, i, in_key(g));
+    }
+    e.insert_with_options(500, 5, in_key(keep));
+    let both = InsertOptions::new().generations(g, Some(h)).primary_in_key();
+    e.insert_with_options(1000, 10, both);
+    e.flush();
+    assert_eq!(e.generation_entries(g), 101);
+    e.validate().unwrap();
+    e.retire(h);
+    assert_eq!(e.get(&1000), None, "a secondary is checked");
+    e.retire(g);
+    // Not checked: found until reclaimed (the memoizer's keys never look for them again).
+    assert_eq!(e.get(&7), Some(7));
+    e.insert_with_options(200, 2, in_key(g));
+    e.flush();
+    assert_eq!(e.get(&200), None, "a store under a retired primary is refused");
+    let calls = AtomicUsize::new(0);
+    for _ in 0..2 {
+        let v = e.get_or_insert_with_options(300, in_key(g), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            3
+        });
+        assert_eq!(v, 3);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "not stored under the retired primary");
+    maintain_until_len(&e, 1, 64);
+    assert_eq!(e.get(&7), None, "reclaimed");
+    assert_eq!(e.get(&500), Some(5), "another generation's entry stays");
+    assert_eq!(e.stats().stale_reclaimed, 101);
+    e.validate().unwrap();
+}
+
+/// Replacing a value in place keeps the entry's generations and whether lookups check them:
+/// a store declared in the key never replaces one that is checked, nor one stored under
+/// another primary, in place (either would change what hides the entry).
+#[test]
+fn a_primary_in_the_key_never_replaces_another_kind_of_entry_in_place() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let (g, other) = (e.new_generation(), e.new_generation());
+    e.insert_with_options(1, 1, under(g));
+    e.insert_with_options(2, 2, in_key(g));
+    e.flush();
+    // Same key, same primary, the other way of checking it: each store goes to the worker.
+    e.insert_with_options(1, 11, in_key(g));
+    e.insert_with_options(2, 22, under(g));
+    e.insert_with_options(3, 3, in_key(other));
+    e.flush();
+    e.insert_with_options(3, 33, in_key(g));
+    e.flush();
+    e.validate().unwrap();
+    e.retire(g);
+    assert_eq!(e.get(&2), None, "22 was stored checked: retiring hides it");
+    assert_eq!(e.get(&1), Some(11), "11 was stored in the key: found until reclaimed");
+    assert_eq!(e.get(&3), Some(33));
+    // Everything left is under `g` (33 too): all reclaimed, `other` holds nothing.
+    assert_eq!(e.generation_entries(other), 0);
+    maintain_until_len(&e, 0, 64);
+    assert_eq!(e.generation_entries(g), 0);
+}

@@ -241,3 +241,38 @@ fn whole_function_delete_hides_everything_and_is_reclaimed_in_the_background() {
         assert!(rounds < 10_000, "stale entries never reclaimed: {s:?}");
     }
 }
+
+/// An argument whose first hash deletes every result of `rekeyed`: the delete lands between
+/// the call's lookup and its computation.
+#[derive(Clone, PartialEq, Eq)]
+struct DeletesOnFirstHash(u64);
+
+static REKEYED_HASHES: AtomicU64 = AtomicU64::new(0);
+static REKEYED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl std::hash::Hash for DeletesOnFirstHash {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        if REKEYED_HASHES.fetch_add(1, SeqCst) == 0 {
+            rekeyed_memo().delete_all();
+        }
+        self.0.hash(h);
+    }
+}
+
+#[memoize(memoizer = &MEMO)]
+fn rekeyed(a: DeletesOnFirstHash) -> u64 {
+    REKEYED_RUNS.fetch_add(1, SeqCst);
+    a.0
+}
+
+/// A call whose lookup missed before a delete and whose computation starts after it stores
+/// its result where calls after the delete look (found by the next call), not under the key
+/// the lookup used, which no later call looks for (keys change with the function's version).
+#[test]
+fn a_result_computed_after_a_delete_is_stored_where_later_calls_look() {
+    assert_eq!(rekeyed(DeletesOnFirstHash(4)), 4);
+    assert!(REKEYED_HASHES.load(SeqCst) >= 1);
+    assert_eq!(rekeyed(DeletesOnFirstHash(4)), 4);
+    assert_eq!(REKEYED_RUNS.load(SeqCst), 1, "the second call hits");
+    assert_eq!(rekeyed_memo().stats().hits, 1);
+}

@@ -26,12 +26,12 @@
 //! (owned arguments, stored value type) of its first call, and a [`HitKey`] is made only for
 //! calls with that tag: one comparison per call against the function's own state, none per
 //! entry (an entry's key is 24 bytes: the id and a word or a box). Invariant (private fields, one
-//! constructor each): every key stored under a function id `id` was built by
-//! [`HitKey::get_or_try_insert_with`] of a `HitKey` of the [`FnKeys`] with that id, together
-//! with the `Arc<S>` stored under it, so its arguments are an `OwnedKey<O>` and its value an
-//! `S` for the one `(O, S)` that `FnKeys` admits. Ids are process-unique (`FnKeys::new` is
-//! their only source); keys made for [`CacheKey`] carry the id with [`UNSTORED`] set, which no
-//! `FnKeys` has. The engine holds a value only with a key `Eq` to the one it was stored with
+//! constructor each): every key stored under an id `id` was built by
+//! [`HitKey::get_or_try_insert_with`] of a `HitKey` of the [`FnKeys`] whose space `id` was,
+//! together with the `Arc<S>` stored under it, so its arguments are an `OwnedKey<O>` (or an
+//! `O`'s word) and its value an `S` for the one `(O, S)` that `FnKeys` admits. Ids and spaces
+//! are process-unique (`fresh_id`, called by `FnKeys` only, is their only source); keys made
+//! for [`CacheKey`] carry the function's id with [`UNSTORED`] set, which no space has. The engine holds a value only with a key `Eq` to the one it was stored with
 //! (a replacement in place keeps the resident key), and equal keys have equal ids, so a value
 //! found through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one
 //! signature, a generic `impl` being a compile error; the runtime check keeps this sound even
@@ -41,8 +41,11 @@
 //! with its `SAFETY` proof; every other path (deletes, `make_cache_key`, comparing two stored
 //! keys, the value a miss returns) uses checked downcasts.
 //!
-//! Versions (the function's generation and the receiver's) are not part of the in-process key:
-//! the engine stores them with each entry and hides entries whose generation is retired. A
+//! Versions: the function's version is in the key as its space (a fresh one with each version,
+//! `FnKeys::renew_space`), so a hit needs no check of it; the engine still stores the version's
+//! generation with each entry (declared in the key: `InsertOptions::primary_in_key`), to count,
+//! refuse and reclaim them. A method's receiver version is not in the key: the engine checks
+//! it on every hit and hides entries whose receiver version is retired. A
 //! shared backend would encode `(name, version ids, args)` with a stable encoding on its own path
 //! (see the crate docs, "Design").
 
@@ -174,29 +177,58 @@ const UNSTORED: u64 = 1 << 63;
 /// key's kind nor [`UNSTORED`] is ever part of one).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The key space of one memoized function: its process-unique id and the one type tag its keys
-/// and values have, fixed by its first call (see the module docs). Deliberately neither
-/// `Clone` nor `Default`, and the only source of ids: an id belongs to one `FnKeys`, which
-/// [`HitKey`]'s unchecked reads rely on.
+/// The key space of one memoized function: its process-unique id, the id its stored keys
+/// currently carry (its *space*, renewed with each version of the function), and the one type
+/// tag its keys and values have, fixed by its first call (see the module docs). Deliberately
+/// neither `Clone` nor `Default`, and the only source of ids: an id or space belongs to one
+/// `FnKeys`, which [`HitKey`]'s unchecked reads rely on.
 pub(crate) struct FnKeys {
     id: u64,
+    space: AtomicU64,
     tag: OnceLock<TypeId>,
+}
+
+/// A fresh process-unique id (for a function or one of its key spaces).
+///
+/// # Panics
+/// After 2^56 ids (one per memoized definition and per deletion of all its results: never in
+/// practice; at a million deletions a second, in 2 000 years).
+fn fresh_id() -> u64 {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    assert!(id < 1 << word::KIND_SHIFT, "memokit: function ids exhausted");
+    id
 }
 
 impl FnKeys {
     /// The key space of a new function, with a fresh id.
     ///
     /// # Panics
-    /// After 2^56 functions (ids are one per memoized definition: never in practice).
+    /// After 2^56 ids ([`fresh_id`]).
     pub(crate) fn new() -> Self {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        assert!(id < 1 << word::KIND_SHIFT, "memokit: function ids exhausted");
-        FnKeys { id, tag: OnceLock::new() }
+        let id = fresh_id();
+        FnKeys { id, space: AtomicU64::new(fresh_id()), tag: OnceLock::new() }
     }
 
-    /// The function's id.
+    /// The function's id (its identity for [`CacheKey`]s).
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The id the function's stored keys carry now: calls look up and store only under it,
+    /// so keys stored under an earlier space are never found again.
+    #[inline(always)]
+    pub(crate) fn space(&self) -> u64 {
+        self.space.load(Ordering::Acquire)
+    }
+
+    /// Moves the function's keys to a fresh space (with each new version of the function:
+    /// under its version lock, so that a version and the space it is stored under are read
+    /// together).
+    ///
+    /// # Panics
+    /// After 2^56 ids ([`fresh_id`]).
+    pub(crate) fn renew_space(&self) {
+        self.space.store(fresh_id(), Ordering::Release);
     }
 
     /// The key of a call with arguments `view` whose results are stored as `S`; `None` when
@@ -209,7 +241,7 @@ impl FnKeys {
     ) -> Option<HitKey<'v, V, S>> {
         let t = tag::<V::Owned, S>();
         (*self.tag.get_or_init(|| t) == t).then_some(HitKey {
-            fn_id: key_id::<V>(self.id),
+            fn_id: key_id::<V>(self.space()),
             view,
             value: PhantomData,
         })
@@ -373,12 +405,13 @@ impl<V: KeyView, S: Send + Sync + 'static> HitKey<'_, V, S> {
             // replacement in place keeps the resident key; documented on `Engine::get_map`),
             // and `Eq` keys have equal ids, so `v` was stored with a key of id `self.fn_id`.
             // `ErasedKey::stored` (private to this module) has two callers: `unstored`, whose
-            // ids have `UNSTORED` set, which no `FnKeys` id has; and `get_or_try_insert_with`
-            // below, whose key goes into the engine only with that call's `compute` value, an
-            // `Arc<S'>` for a `HitKey<V', S'>` of the `FnKeys` with that id (ids come only from
-            // `FnKeys::new`, one per `FnKeys`, which is not `Clone`). `FnKeys::hit_key` (the
-            // only constructor) makes `HitKey`s of one `FnKeys` for one tag `(V::Owned, S)`
-            // only, so `S' == S` and the `dyn Any` behind `v` is an `S`.
+            // ids have `UNSTORED` set, which no space has; and `get_or_try_insert_with` below,
+            // whose key goes into the engine only with that call's `compute` value, an
+            // `Arc<S'>` for a `HitKey<V', S'>` of the `FnKeys` whose space that id was (ids
+            // come only from `fresh_id`, each kept by one `FnKeys`, which is not `Clone`, as
+            // its id or one of its spaces). `FnKeys::hit_key` (the only constructor) makes
+            // `HitKey`s of one `FnKeys` for one tag `(V::Owned, S)` only, so `S' == S` and
+            // the `dyn Any` behind `v` is an `S`.
             read(unsafe { Found::new_unchecked(v) })
         })
     }

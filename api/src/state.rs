@@ -6,14 +6,20 @@
 //! current timeout, its version and, for methods, the versions of its receivers.
 //!
 //! ## Versions
-//! The function's version is an engine `Generation`. `delete_all` swaps in a fresh one and
-//! retires the old one (O(1); the engine hides every entry written under it and refuses the
-//! stores of computations in flight under it). `delete_verhash` retires it and leaves none: the
-//! next miss creates one. A method's results also carry the generation of (method, receiver
-//! id): a per-instance delete retires that one and forgets the record.
+//! The function's version is an engine `Generation`, paired with a key space (`FnKeys`): the
+//! id its results' keys carry. `delete_all` swaps in a fresh version and a fresh space and
+//! retires the old version, under one lock (O(1)): calls from then on look only in the new
+//! space, so a hit never checks the function's version (the engine stores it with each entry
+//! as declared in the key, `InsertOptions::primary_in_key`), while the engine still refuses
+//! the stores of computations in flight under the old version and its workers reclaim that
+//! version's entries. A miss reads the version and the space together, under that lock.
+//! `delete_verhash` retires the version, renews the space and leaves no version: the next miss
+//! creates one. A method's results also carry the generation of (method, receiver id), which
+//! the engine checks on every hit: a per-instance delete retires that one and forgets the
+//! record.
 //!
 //! Receiver records are created by misses only (a hit reads no version: the engine checks the
-//! entry's generations). So that they do not pile up, a record remembers the latest deadline
+//! entry's receiver generation). So that they do not pile up, a record remembers the latest deadline
 //! of the results stored under it (renewed when a computation under it returns, so that a slow
 //! computation's result keeps its whole timeout); when the table has doubled since it was
 //! last pruned, records whose deadline passed are dropped (nothing under them can be live),
@@ -283,7 +289,7 @@ impl FnState {
             self.counters.hit();
             return Ok(t);
         }
-        self.compute::<V, T, E, C>(key, receiver, f)
+        self.compute::<V, T, E, C>(view, receiver, f)
     }
 
     /// A call whose key or value types are not the ones this function's first call had: never
@@ -300,7 +306,7 @@ impl FnState {
     #[inline(never)]
     fn compute<V, T, E, C>(
         &self,
-        key: HitKey<'_, V, C::Stored>,
+        view: &V,
         receiver: Recv<'_>,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E>
@@ -310,12 +316,13 @@ impl FnState {
     {
         event!(trace, function = %self.name, "miss");
         let ttl = self.timeout().resolve(self.memoizer.inner.default_timeout);
-        let primary = self.version();
+        let (primary, key) = self.version_and_key::<V, C::Stored>(view);
+        let Some(key) = key else { return self.mismatched(f) };
         let begun = receiver.map(|r| r(self, ttl));
         let secondary = begun.map(|(gen, _)| gen);
         // Ends the record's use however the call ends, a panic included.
         let running = begun.map(|(gen, h)| Running { s: self, gen, h });
-        let mut opts = InsertOptions::new().generations(primary, secondary);
+        let mut opts = InsertOptions::new().generations(primary, secondary).primary_in_key();
         if let Some(t) = ttl {
             opts = opts.ttl(t);
         }
@@ -342,9 +349,18 @@ impl FnState {
         })
     }
 
-    /// The function's current version, created if there is none.
-    fn version(&self) -> Generation {
-        *self.version.lock().get_or_insert_with(|| self.engine.new_generation())
+    /// The function's current version, created if there is none, and the key of `view` in the
+    /// key space that version's results are stored under (read together, under the version
+    /// lock, where both are renewed). So a call whose lookup used a space that a delete has
+    /// renewed since stores its result, computed after the delete, where later calls look.
+    /// `None` as [`FnKeys::hit_key`].
+    fn version_and_key<'v, V: KeyView, S: 'static>(
+        &self,
+        view: &'v V,
+    ) -> (Generation, Option<HitKey<'v, V, S>>) {
+        let mut v = self.version.lock();
+        let gen = *v.get_or_insert_with(|| self.engine.new_generation());
+        (gen, self.keys.hit_key(view))
     }
 
     /// The version of (this method, receiver `id`), created if there is none, for a miss
@@ -413,15 +429,18 @@ impl FnState {
         r.prune_at = (2 * kept).max(64);
     }
 
-    /// Deletes every result of this function (O(1)).
+    /// Deletes every result of this function (O(1)): calls from now on look in a fresh key
+    /// space, and the old version is retired (its computations still running are not stored;
+    /// the engine's workers reclaim its results).
     ///
-    /// The old version is retired before the lock is released: a delete that returns after
-    /// another one has swapped the version out must not return while the version swapped out
-    /// is still live (a call starting then would be served its results).
+    /// Both happen before the lock is released: a delete that returns after another one has
+    /// swapped the version out must not return while the version swapped out is still live
+    /// (a computation under it would still be stored).
     pub(crate) fn delete_all(&self) {
         event!(debug, function = %self.name, "delete all results");
         let fresh = self.engine.new_generation();
         let mut v = self.version.lock();
+        self.keys.renew_space();
         if let Some(old) = v.replace(fresh) {
             self.engine.retire(old);
         }
@@ -433,6 +452,7 @@ impl FnState {
     pub(crate) fn delete_verhash(&self) {
         event!(debug, function = %self.name, "delete the version and every receiver version");
         let mut v = self.version.lock();
+        self.keys.renew_space();
         if let Some(old) = v.take() {
             self.engine.retire(old);
         }
@@ -477,7 +497,7 @@ impl FnState {
         match op {
             KeyOp::Delete => {
                 event!(debug, function = %self.name, "delete one result");
-                self.engine.remove(&LookupKey { fn_id: self.keys.id(), view });
+                self.engine.remove(&LookupKey { fn_id: self.keys.space(), view });
                 None
             }
             KeyOp::Make => {

@@ -13,7 +13,8 @@ pub(crate) const MAX_FREQ: u8 = 3;
 pub(crate) const HIDDEN: u8 = 1;
 /// `Entry::flags`: has a deadline (in its [`Stamp`]).
 pub(crate) const TIMED: u8 = 2;
-/// `Entry::flags`: stored under generations (in its [`Stamp`]).
+/// `Entry::flags`: lookups check its generations (in its [`Stamp`]); not set for an entry
+/// stored under a primary generation alone that is in its key (`InsertOptions::primary_in_key`).
 pub(crate) const VERSIONED: u8 = 4;
 
 /// Which policy queue an entry is in.

@@ -56,6 +56,7 @@ impl<Q: ?Sized + Eq, K: ?Sized + std::borrow::Borrow<Q>> Equivalent<K> for Q {
 pub struct InsertOptions {
     ttl: Option<Duration>,
     gens: Gens,
+    primary_in_key: bool,
 }
 
 impl InsertOptions {
@@ -77,6 +78,44 @@ impl InsertOptions {
     pub fn generations(mut self, primary: Generation, secondary: Option<Generation>) -> Self {
         self.gens = [primary.id(), secondary.map_or(0, |g| g.id())];
         self
+    }
+
+    /// Declares that the key already changes whenever the primary generation is retired (the
+    /// memoizer keys a function's results by its current version), so lookups need not check
+    /// that generation: a hit on an entry stored under the primary alone reads neither its
+    /// generations nor, without a deadline, anything beyond the entry itself.
+    ///
+    /// Everything else about the primary stands: the entry is counted under it
+    /// ([`Engine::generation_entries`](crate::Engine::generation_entries)), a store still in
+    /// flight when it is retired is dropped, new callers do not join a computation under a
+    /// retired primary, and the workers reclaim the entry once it is retired. What changes:
+    /// until they have, a lookup of that exact key may still find it. The secondary
+    /// generation, if any, is checked as always (and the primary with it). Without
+    /// generations this does nothing.
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    /// // Keys carry the version they were computed under.
+    /// let e: Engine<(u64, u32), u32> = Engine::new(10);
+    /// let v1 = e.new_generation();
+    /// let opts = InsertOptions::new().generations(v1, None).primary_in_key();
+    /// e.insert_with_options((v1.id(), 7), 49, opts);
+    /// assert_eq!(e.get(&(v1.id(), 7)), Some(49));
+    /// // A new version: callers use its keys; the workers reclaim v1's entries.
+    /// e.retire(v1);
+    /// let v2 = e.new_generation();
+    /// assert_eq!(e.get(&(v2.id(), 7)), None);
+    /// ```
+    pub fn primary_in_key(mut self) -> Self {
+        self.primary_in_key = true;
+        self
+    }
+
+    /// Whether lookups check the generations of a value stored with these options: it has a
+    /// secondary, or a primary not declared [in the key](Self::primary_in_key).
+    pub(crate) fn checks_generations(&self) -> bool {
+        self.gens[1] != 0 || (self.gens[0] != 0 && !self.primary_in_key)
     }
 
     /// Whether a value inserted with these options is kept at all.

@@ -107,6 +107,8 @@ pub(crate) struct NewEntry<K, V> {
     pub(crate) hash: u64,
     pub(crate) deadline: u64,
     pub(crate) gens: Gens,
+    /// Whether lookups check `gens` (`InsertOptions::checks_generations`).
+    pub(crate) checked: bool,
     pub(crate) weight: u32,
 }
 
@@ -288,8 +290,8 @@ impl<K, V> Shard<K, V> {
                 links.push_back(GEN_KINDS[k], list, idx);
             }
         }
-        let flags = if n.deadline != NEVER { TIMED } else { 0 }
-            | if n.gens != [0; 2] { VERSIONED } else { 0 };
+        let flags =
+            if n.deadline != NEVER { TIMED } else { 0 } | if n.checked { VERSIONED } else { 0 };
         let e = Entry { key: n.key, value: n.value, idx, freq: 0.into(), flags: flags.into() };
         let metas = &self.metas;
         self.map.insert_unique(slot_hash(n.hash as u32), e, |e| metas[e.idx as usize].slot_hash());
@@ -309,18 +311,18 @@ impl<K, V> Shard<K, V> {
         key: K,
         value: V,
         gens: &Gens,
+        checked: bool,
         weight: u32,
     ) -> Result<(K, V), (K, V)>
     where
         K: Eq,
     {
-        let versioned = *gens != [0; 2];
         let Some(e) = self.map.find_mut(slot_hash(hash as u32), |e| e.key == key) else {
             return Err((key, value));
         };
-        let same = *e.flags.get_mut() == if versioned { VERSIONED } else { 0 }
+        let same = *e.flags.get_mut() == if checked { VERSIONED } else { 0 }
             && self.weights.get(e.idx) == weight
-            && (!versioned || self.stamps.get(e.idx).gens == *gens);
+            && (*gens == [0; 2] || self.stamps.get(e.idx).gens == *gens);
         if !same {
             return Err((key, value));
         }
@@ -484,7 +486,7 @@ mod tests {
 
     fn entry(key: u64, deadline: u64, gens: Gens) -> NewEntry<u64, u64> {
         let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
-        NewEntry { key, value: key, hash, deadline, gens, weight: 1 }
+        NewEntry { key, value: key, hash, deadline, gens, checked: gens != [0; 2], weight: 1 }
     }
 
     #[test]

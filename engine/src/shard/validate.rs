@@ -39,8 +39,12 @@ impl<K, V> Shard<K, V> {
                 return Err(format!("entry {i}: wheel membership does not match its deadline"));
             }
             let flags = e.flags.load(std::sync::atomic::Ordering::Relaxed);
+            // Lookups check the generations of every entry with a secondary, and of none
+            // without generations (a primary alone may be in the key: unchecked).
+            let checked = flags & VERSIONED != 0;
             if (flags & TIMED != 0) != (m.deadline != NEVER)
-                || (flags & VERSIONED != 0) != (m.gens != [0; 2])
+                || (checked && m.gens == [0; 2])
+                || (!checked && m.gens[1] != 0)
             {
                 return Err(format!("entry {i}: flags do not match its deadline or generations"));
             }

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Cell, Shared, PENDING_LIMIT};
-use crate::entry::{gens_live, Gens, NEVER};
+use crate::entry::{gens_live, NEVER};
 use crate::options::{Equivalent, InsertOptions};
 use crate::pending::pending_bit;
 use crate::shard::{NewEntry, Shard};
@@ -105,7 +105,7 @@ where
         let cell = &self.cells[index];
         let (key, value) =
             if in_place && fits && deadline == Some(NEVER) && gens_live(&gens, &self.gens) {
-                match self.replace_resident(cell, key, hash, value, &gens, weight) {
+                match self.replace_resident(cell, key, hash, value, opts, weight) {
                     Ok(garbage) => {
                         return Leftovers { _kv: Some(garbage), _replaced: None, full: false }
                     }
@@ -136,8 +136,9 @@ where
             self.gens.release_all(&n.gens);
         }
         let kv = if counted {
-            let n =
-                NewEntry { key, value, hash, deadline: deadline.unwrap_or(NEVER), gens, weight };
+            let deadline = deadline.unwrap_or(NEVER);
+            let checked = opts.checks_generations();
+            let n = NewEntry { key, value, hash, deadline, gens, checked, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
             let (word, bit) = pending_bit(hash);
             cell.pending_keys[word].fetch_or(bit, Ordering::Release);
@@ -190,14 +191,15 @@ where
         key: K,
         hash: u64,
         value: V,
-        gens: &Gens,
+        opts: &InsertOptions,
         weight: u32,
     ) -> Result<(K, V), (K, V)> {
         let Some(mut core) = cell.try_write_core() else { return Err((key, value)) };
         if self.is_shut_down() || cell.may_be_pending(hash) {
             return Err((key, value));
         }
-        core.replace_value(hash, key, value, gens, weight)
+        let gens = opts.raw_gens();
+        core.replace_value(hash, key, value, &gens, opts.checks_generations(), weight)
     }
 
     /// An explicit store by the user: supersedes a running computation of the key (which then
