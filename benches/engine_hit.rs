@@ -14,7 +14,7 @@
 //!
 //! Quick look: `cargo bench --bench engine_hit -- --warm-up-time 1 --measurement-time 3`.
 //! On a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench engine_hit` runs the same
-//! workloads with the caches taking turns instead (see `run_paired`): better ratios, no criterion.
+//! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no criterion.
 //! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`.
 
 #[path = "common/mod.rs"]
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::caches::{BenchCache, Memokit, Moka, Quick, RwLockMap};
 use common::zipf::{op_stream, Zipf, WRITE};
+use common::{run_paired, Runner};
 use criterion::{Criterion, Throughput};
 use rand::Rng;
 
@@ -39,9 +40,6 @@ const MASK: usize = STREAM - 1;
 
 const KEYS: u64 = 1_000_000;
 const COMPUTE: Duration = Duration::from_nanos(200);
-
-/// One workload on one cache: runs `iters` operations and returns their wall time.
-type Runner<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
 
 fn main() {
     let paired: Option<usize> =
@@ -189,42 +187,6 @@ fn two_threads(iters: u64, pos: &mut [usize; 2], op: impl Fn(usize, usize) + Syn
         *p += per;
     }
     elapsed.elapsed()
-}
-
-/// The paired mode (`MEMOKIT_BENCH_PAIRED=<rounds>`): the caches take turns, ~100 ms each, for
-/// `rounds` rounds, so that load from other processes falls on all of them alike. Prints the
-/// median ops/s of each and the median over rounds of memokit's throughput relative to each.
-fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) {
-    // Calibrate: operations per ~10 ms chunk, per runner. A turn runs chunks until 100 ms have
-    // passed, so a slow phase (a lock convoy under load) cannot stretch a turn much.
-    let chunk: Vec<u64> = runners
-        .iter_mut()
-        .map(|(_, run)| {
-            let probe = 10_000;
-            let t = run(probe).as_secs_f64().max(1e-6);
-            ((0.01 / t) * probe as f64).max(1000.0) as u64
-        })
-        .collect();
-    let mut ops: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
-    for _ in 0..rounds {
-        for (i, (_, run)) in runners.iter_mut().enumerate() {
-            let (mut n, mut spent) = (0u64, 0.0f64);
-            while spent < 0.1 {
-                spent += run(chunk[i]).as_secs_f64();
-                n += chunk[i];
-            }
-            ops[i].push(n as f64 / spent);
-        }
-    }
-    println!("{name} (paired, {rounds} rounds of ~100 ms turns)");
-    for (i, (bench, _)) in runners.iter().enumerate() {
-        let rel: Vec<f64> = ops[0].iter().zip(&ops[i]).map(|(m, p)| m / p).collect();
-        println!(
-            "  {bench:<12} {:>8.2} Mops/s   memokit/this {:>5.2}x",
-            common::median(&ops[i]) / 1e6,
-            common::median(&rel)
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

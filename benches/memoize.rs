@@ -1,7 +1,9 @@
 //! A memoized call that hits, against the engine's own hit, the `cached` crate's `#[cached]`
 //! and moka's `get_with`, for the same function in the same run.
 //!
-//! `cargo bench --bench memoize -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench --bench memoize -- --warm-up-time 1 --measurement-time 3` (criterion), or, on
+//! a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench memoize`: the variants take
+//! turns of ~100 ms and the ratios are medians over rounds (`common::run_paired`).
 //!
 //! Every variant caches `f(x) = Arc::new(x * x)` for the same 1 000 resident `u64` keys and
 //! looks them up in the same order; values are `Arc<u64>`, so every hit clones an `Arc`.
@@ -12,10 +14,15 @@
 //! method's receiver version is). `memokit_timeout` is the memoized call with the default
 //! timeout (300 s): its hit also reads the entry's deadline.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use common::{run_paired, Runner};
+use criterion::Criterion;
 use memokit::{memoize, Memoizer, Timeout};
 use memokit_engine::{Engine, InsertOptions};
 
@@ -43,82 +50,74 @@ fn cached_square(x: u64) -> Arc<u64> {
     compute(x)
 }
 
-fn hits(c: &mut Criterion) {
-    let mut g = c.benchmark_group("memoized_hit");
-    let keys: Vec<u64> = (0..KEYS).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20).collect();
-    let mut i = 0usize;
-    let mut next = move || {
-        i = (i + 1) % keys.len();
-        keys[i]
-    };
+/// An engine holding every key, stored with `opts`.
+fn engine_with(opts: impl Fn(&Engine<u64, Arc<u64>>) -> InsertOptions) -> Engine<u64, Arc<u64>> {
+    let e = Engine::builder().max_capacity(100_000).build().expect("engine");
+    let opts = opts(&e);
+    for k in 0..KEYS {
+        e.insert_with_options(k, compute(k), opts);
+    }
+    e.flush();
+    e
+}
 
+/// A variant: `call` of every key in the shared order, `iters` times.
+fn runner<'a>(name: &'static str, keys: &'a [u64], call: impl Fn(u64) + 'a) -> Runner<'a> {
+    let mut i = 0usize;
+    let run = move |iters: u64| {
+        let start = Instant::now();
+        for _ in 0..iters {
+            i = (i + 1) % keys.len();
+            call(black_box(keys[i]));
+        }
+        start.elapsed()
+    };
+    (name, Box::new(run))
+}
+
+fn main() {
+    let keys: Vec<u64> =
+        (0..KEYS).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) % KEYS).collect();
     for k in 0..KEYS {
         memokit_square(k);
-    }
-    MEMO.flush();
-    g.bench_function("memokit", |b| b.iter(|| memokit_square(black_box(next() % KEYS))));
-    assert_eq!(memokit_square_memo().stats().misses, KEYS, "every measured memokit call hit");
-    for k in 0..KEYS {
         memokit_square_timeout(k);
-    }
-    MEMO.flush();
-    g.bench_function("memokit_timeout", |b| {
-        b.iter(|| memokit_square_timeout(black_box(next() % KEYS)))
-    });
-    assert_eq!(memokit_square_timeout_memo().stats().misses, KEYS, "every measured call hit");
-
-    let engine: Engine<u64, Arc<u64>> =
-        Engine::builder().max_capacity(100_000).build().expect("engine");
-    for k in 0..KEYS {
-        engine.insert(k, compute(k));
-    }
-    engine.flush();
-    g.bench_function("engine_get", |b| b.iter(|| engine.get(&black_box(next() % KEYS))));
-    // The engine's own hit on entries written under a generation, as the memoizer writes them.
-    let versioned: Engine<u64, Arc<u64>> =
-        Engine::builder().max_capacity(100_000).build().expect("engine");
-    let gen = versioned.new_generation();
-    for k in 0..KEYS {
-        versioned.insert_with_options(k, compute(k), InsertOptions::new().generations(gen, None));
-    }
-    versioned.flush();
-    g.bench_function("engine_get_versioned", |b| {
-        b.iter(|| versioned.get(&black_box(next() % KEYS)))
-    });
-    // As the memoizer stores: the generation is declared in the key, so no hit checks it.
-    let in_key: Engine<u64, Arc<u64>> =
-        Engine::builder().max_capacity(100_000).build().expect("engine");
-    let gen = in_key.new_generation();
-    let opts = InsertOptions::new().generations(gen, None).primary_in_key();
-    for k in 0..KEYS {
-        in_key.insert_with_options(k, compute(k), opts);
-    }
-    in_key.flush();
-    g.bench_function("engine_get_in_key", |b| b.iter(|| in_key.get(&black_box(next() % KEYS))));
-    g.bench_function("engine_get_or_insert_with", |b| {
-        b.iter(|| {
-            let k = black_box(next() % KEYS);
-            engine.get_or_insert_with(k, || compute(k))
-        })
-    });
-
-    for k in 0..KEYS {
         cached_square(k);
     }
-    g.bench_function("cached", |b| b.iter(|| cached_square(black_box(next() % KEYS))));
-
+    MEMO.flush();
+    let in_key = engine_with(|e| {
+        InsertOptions::new().generations(e.new_generation(), None).primary_in_key()
+    });
+    let versioned = engine_with(|e| InsertOptions::new().generations(e.new_generation(), None));
+    let plain = engine_with(|_| InsertOptions::new());
     let moka: moka::sync::Cache<u64, Arc<u64>> = moka::sync::Cache::new(100_000);
     for k in 0..KEYS {
         moka.insert(k, compute(k));
     }
-    g.bench_function("moka_get_with", |b| {
-        b.iter(|| {
-            let k = black_box(next() % KEYS);
-            moka.get_with(k, || compute(k))
-        })
-    });
-    g.finish();
-}
 
-criterion_group!(benches, hits);
-criterion_main!(benches);
+    let mut runners = vec![
+        runner("memokit", &keys, |k| drop(black_box(memokit_square(k)))),
+        runner("memokit_timeout", &keys, |k| drop(black_box(memokit_square_timeout(k)))),
+        runner("engine_get_in_key", &keys, |k| drop(black_box(in_key.get(&k)))),
+        runner("engine_get_versioned", &keys, |k| drop(black_box(versioned.get(&k)))),
+        runner("engine_get", &keys, |k| drop(black_box(plain.get(&k)))),
+        runner("engine_get_or_insert_with", &keys, |k| {
+            drop(black_box(plain.get_or_insert_with(k, || compute(k))))
+        }),
+        runner("cached", &keys, |k| drop(black_box(cached_square(k)))),
+        runner("moka_get_with", &keys, |k| drop(black_box(moka.get_with(k, || compute(k))))),
+    ];
+    match std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok()) {
+        Some(rounds) => run_paired("memoized_hit", &mut runners, rounds),
+        None => {
+            let mut c = Criterion::default().configure_from_args();
+            let mut g = c.benchmark_group("memoized_hit");
+            for (name, run) in &mut runners {
+                g.bench_function(*name, |b| b.iter_custom(&mut *run));
+            }
+            g.finish();
+            c.final_summary();
+        }
+    }
+    assert_eq!(memokit_square_memo().stats().misses, KEYS, "every measured memokit call hit");
+    assert_eq!(memokit_square_timeout_memo().stats().misses, KEYS, "every measured call hit");
+}

@@ -60,3 +60,46 @@ pub(crate) fn median(xs: &[f64]) -> f64 {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
+
+/// One workload on one cache: runs `iters` operations and returns their wall time.
+pub(crate) type Runner<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
+
+/// The paired mode (`MEMOKIT_BENCH_PAIRED=<rounds>`): the runners take turns, ~100 ms each, for
+/// `rounds` rounds, so that load from other processes falls on all of them alike. Prints the
+/// median throughput (and time per operation) of each and the median over rounds of the first
+/// runner's throughput relative to each (above 1: the first is faster).
+pub(crate) fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) {
+    // Calibrate: operations per ~10 ms chunk, per runner. A turn runs chunks until 100 ms have
+    // passed, so a slow phase (a lock convoy under load) cannot stretch a turn much.
+    let chunk: Vec<u64> = runners
+        .iter_mut()
+        .map(|(_, run)| {
+            let probe = 10_000;
+            let t = run(probe).as_secs_f64().max(1e-6);
+            ((0.01 / t) * probe as f64).max(1000.0) as u64
+        })
+        .collect();
+    let mut ops: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in runners.iter_mut().enumerate() {
+            let (mut n, mut spent) = (0u64, 0.0f64);
+            while spent < 0.1 {
+                spent += run(chunk[i]).as_secs_f64();
+                n += chunk[i];
+            }
+            ops[i].push(n as f64 / spent);
+        }
+    }
+    let first = runners.first().map_or("", |r| r.0);
+    println!("{name} (paired, {rounds} rounds of ~100 ms turns)");
+    for (i, (bench, _)) in runners.iter().enumerate() {
+        let rel: Vec<f64> = ops[0].iter().zip(&ops[i]).map(|(m, p)| m / p).collect();
+        let per_sec = median(&ops[i]);
+        println!(
+            "  {bench:<22} {:>8.2} Mops/s {:>8.2} ns/op   {first}/this {:>5.2}x",
+            per_sec / 1e6,
+            1e9 / per_sec,
+            median(&rel)
+        );
+    }
+}
