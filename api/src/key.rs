@@ -1,11 +1,13 @@
 //! Cache keys: one type-erased key type for every memoized function of a memoizer.
 //!
 //! A memoizer keeps the results of all its functions in one engine, so the engine's key type
-//! must hold any function's arguments. The stored key is [`ErasedKey`]: the function's
-//! definition id (a process-unique `u64`, never its name) and a boxed [`OwnedKey`] holding the
-//! owned argument tuple (for methods preceded by the receiver's `MemoIdentity::Id`).
+//! must hold any function's arguments. The stored key is [`ErasedKey`]: the id of the
+//! function's current key space (a process-unique `u64` renewed with each version of the
+//! function, never its name) and the owned argument tuple (for methods preceded by the
+//! receiver's `MemoIdentity::Id`): one inline word for a single primitive or none (module
+//! `word`), a boxed [`OwnedKey`] otherwise.
 //!
-//! A call never builds that boxed key to look up: it builds a [`HitKey`] on the stack, holding
+//! A call never builds that stored key to look up: it builds a [`HitKey`] on the stack, holding
 //! references to the arguments as they were passed (`(&str, &u64)` for `fn f(a: &str, b: u64)`).
 //! The two hash identically because every owned argument type `O` is `Borrow<B>` of its borrowed
 //! form `B` (`String: Borrow<str>`, `Vec<T>: Borrow<[T]>`, `T: Borrow<T>`), and `Borrow`
