@@ -421,3 +421,27 @@ fn a_primary_in_the_key_never_replaces_another_kind_of_entry_in_place() {
     maintain_until_len(&e, 0, 64);
     assert_eq!(e.generation_entries(g), 0);
 }
+
+/// A store without generations over an entry whose primary is in its key: both have no
+/// `VERSIONED` flag, but the entry is under a generation and the store is not, so the store
+/// must not take the entry's generation by replacing its value in place (it would be counted
+/// under that generation and reclaimed when it is retired).
+#[test]
+fn a_store_without_generations_never_takes_a_primary_in_the_key_in_place() {
+    let (e, _clock) = manual_engine::<u64, u64>(10_000);
+    let g = e.new_generation();
+    e.insert_with_options(1, 1, in_key(g));
+    e.flush();
+    assert_eq!(e.generation_entries(g), 1);
+    e.insert(1, 11);
+    e.flush();
+    e.validate().unwrap();
+    assert_eq!(e.generation_entries(g), 0, "11 was stored under no generation");
+    e.retire(g);
+    for _ in 0..8 {
+        e.run_maintenance();
+    }
+    assert_eq!(e.get(&1), Some(11), "a value stored under no generation outlives g");
+    assert_eq!(e.stats().stale_reclaimed, 0);
+    e.validate().unwrap();
+}
