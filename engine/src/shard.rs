@@ -322,7 +322,9 @@ impl<K, V> Shard<K, V> {
         };
         let same = *e.flags.get_mut() == if checked { VERSIONED } else { 0 }
             && self.weights.get(e.idx) == weight
-            && (*gens == [0; 2] || self.stamps.get(e.idx).gens == *gens);
+            // Compared even for a store without generations: an entry whose primary is in
+            // its key has no `VERSIONED` flag either, but its generation must not be kept.
+            && self.stamps.get(e.idx).gens == *gens;
         if !same {
             return Err((key, value));
         }
