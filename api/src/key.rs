@@ -201,6 +201,21 @@ fn fresh_id() -> u64 {
     id
 }
 
+/// A fresh key space for [`FnKeys::renew_space`]: taken before the version lock, so that
+/// running out of ids panics before a delete changes anything. Neither `Clone` nor `Copy`: a
+/// space goes to one `FnKeys`.
+pub(crate) struct Space(u64);
+
+impl Space {
+    /// A fresh, process-unique space.
+    ///
+    /// # Panics
+    /// After 2^56 ids ([`fresh_id`]).
+    pub(crate) fn fresh() -> Self {
+        Space(fresh_id())
+    }
+}
+
 impl FnKeys {
     /// The key space of a new function, with a fresh id.
     ///
@@ -223,14 +238,10 @@ impl FnKeys {
         self.space.load(Ordering::Acquire)
     }
 
-    /// Moves the function's keys to a fresh space (with each new version of the function:
-    /// under its version lock, so that a version and the space it is stored under are read
-    /// together).
-    ///
-    /// # Panics
-    /// After 2^56 ids ([`fresh_id`]).
-    pub(crate) fn renew_space(&self) {
-        self.space.store(fresh_id(), Ordering::Release);
+    /// Moves the function's keys to `space` (with each new version of the function: under its
+    /// version lock, so that a version and the space it is stored under are read together).
+    pub(crate) fn renew_space(&self, space: Space) {
+        self.space.store(space.0, Ordering::Release);
     }
 
     /// The key of a call with arguments `view` whose results are stored as `S`; `None` when

@@ -50,7 +50,9 @@ use memokit_engine::{Engine, Generation, InsertOptions};
 use parking_lot::{Mutex, RwLock};
 
 use crate::dispatch::Codec;
-use crate::key::{CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, OwnedView};
+use crate::key::{
+    CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, OwnedView, Space,
+};
 use crate::memoizer::{ErasedValue, Registered};
 use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
@@ -438,9 +440,10 @@ impl FnState {
     /// (a computation under it would still be stored).
     pub(crate) fn delete_all(&self) {
         event!(debug, function = %self.name, "delete all results");
+        let space = Space::fresh();
         let fresh = self.engine.new_generation();
         let mut v = self.version.lock();
-        self.keys.renew_space();
+        self.keys.renew_space(space);
         if let Some(old) = v.replace(fresh) {
             self.engine.retire(old);
         }
@@ -451,8 +454,9 @@ impl FnState {
     /// would leave results that a later per-receiver delete could no longer reach.
     pub(crate) fn delete_verhash(&self) {
         event!(debug, function = %self.name, "delete the version and every receiver version");
+        let space = Space::fresh();
         let mut v = self.version.lock();
-        self.keys.renew_space();
+        self.keys.renew_space(space);
         if let Some(old) = v.take() {
             self.engine.retire(old);
         }

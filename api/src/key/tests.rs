@@ -242,7 +242,7 @@ fn a_renewed_space_finds_nothing_stored_before() {
     e.flush();
     let unstored = ErasedKey::unstored(f.id(), &view);
     let stored = ErasedKey::stored(f.space(), &view);
-    f.renew_space();
+    f.renew_space(Space::fresh());
     let after = f.hit_key::<_, u64>(&view).expect("same types");
     assert_eq!(after.get(&e, |v| *v.get()), None);
     assert!(!after.equivalent(&stored));
