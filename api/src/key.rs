@@ -11,14 +11,15 @@
 //! references to the arguments as they were passed (`(&str, &u64)` for `fn f(a: &str, b: u64)`).
 //! The two hash identically because every owned argument type `O` is `Borrow<B>` of its borrowed
 //! form `B` (`String: Borrow<str>`, `Vec<T>: Borrow<[T]>`, `T: Borrow<T>`), and `Borrow`
-//! requires equal hashing; tuples hash element by element. Equality compares the function id,
-//! then the arguments element by element through `Borrow`. So a hit clones no argument;
-//! [`KeyView::to_owned_key`] runs only when a result is stored.
+//! requires equal hashing; tuples hash element by element. Equality compares the ids, then
+//! the arguments element by element through `Borrow`. So a hit clones no argument;
+//! [`KeyView::to_owned_key`] runs only when a result is stored. (A word key is hashed and
+//! compared as its word on both sides instead: module `word`.)
 //!
 //! | piece | stored in the engine | hashed as |
 //! |---|---|---|
-//! | function | `fn_id: u64` inline in [`ErasedKey`] (checked first), with the kind of a word key in its high bits | `u64` |
-//! | arguments of one primitive, or none (`(u64,)`, `(char,)`, `()`) | the value as one word, inline (module `word`) | the tuple `(O1,)` |
+//! | function | `id: u64` inline in [`ErasedKey`] (checked first): its key space, with the kind of a word key in its high bits | `u64` (folded into the word for a word key) |
+//! | arguments of one primitive, or none (`(u64,)`, `(char,)`, `()`) | the value as one word, inline (module `word`) | one `u64`: the word `^` the id rotated |
 //! | other arguments | `Box<dyn StoredArgs>` holding an `OwnedKey<(O1, O2, ..)>` | the tuple `(O1, O2, ..)` |
 //!
 //! ## One type per function, and the one `unsafe` of the crate
@@ -27,13 +28,14 @@
 //! without them; see BENCHMARKS.md). Instead, a function's [`FnKeys`] records the type tag
 //! (owned arguments, stored value type) of its first call, and a [`HitKey`] is made only for
 //! calls with that tag: one comparison per call against the function's own state, none per
-//! entry (an entry's key is 24 bytes: the id and a word or a box). Invariant (private fields, one
-//! constructor each): every key stored under an id `id` was built by
+//! entry (an entry's key is 24 bytes: the id and a word or a box). Invariant (private fields,
+//! one constructor each): every key stored under an id `id` was built by
 //! [`HitKey::get_or_try_insert_with`] of a `HitKey` of the [`FnKeys`] whose space `id` was,
 //! together with the `Arc<S>` stored under it, so its arguments are an `OwnedKey<O>` (or an
 //! `O`'s word) and its value an `S` for the one `(O, S)` that `FnKeys` admits. Ids and spaces
 //! are process-unique (`fresh_id`, called by `FnKeys` only, is their only source); keys made
-//! for [`CacheKey`] carry the function's id with [`UNSTORED`] set, which no space has. The engine holds a value only with a key `Eq` to the one it was stored with
+//! for [`CacheKey`] carry the function's id with [`UNSTORED`] set, which no space has. The
+//! engine holds a value only with a key `Eq` to the one it was stored with
 //! (a replacement in place keeps the resident key), and equal keys have equal ids, so a value
 //! found through a `HitKey<V, S>` holds an `S`. (Generated code gives each function one
 //! signature, a generic `impl` being a compile error; the runtime check keeps this sound even
@@ -47,9 +49,9 @@
 //! `FnKeys::renew_space`), so a hit needs no check of it; the engine still stores the version's
 //! generation with each entry (declared in the key: `InsertOptions::primary_in_key`), to count,
 //! refuse and reclaim them. A method's receiver version is not in the key: the engine checks
-//! it on every hit and hides entries whose receiver version is retired. A
-//! shared backend would encode `(name, version ids, args)` with a stable encoding on its own path
-//! (see the crate docs, "Design").
+//! it on every hit and hides entries whose receiver version is retired. A shared backend would
+//! encode `(name, version ids, args)` with a stable encoding on its own path (see the crate
+//! docs, "Design").
 
 #![allow(unsafe_code)]
 
@@ -217,7 +219,7 @@ impl Space {
 }
 
 impl FnKeys {
-    /// The key space of a new function, with a fresh id.
+    /// The key space of a new function, with a fresh id and a fresh space.
     ///
     /// # Panics
     /// After 2^56 ids ([`fresh_id`]).
@@ -232,7 +234,7 @@ impl FnKeys {
     }
 
     /// The id the function's stored keys carry now: calls look up and store only under it,
-    /// so keys stored under an earlier space are never found again.
+    /// so keys stored under an earlier space are not found by calls that read a later one.
     #[inline(always)]
     pub(crate) fn space(&self) -> u64 {
         self.space.load(Ordering::Acquire)
@@ -254,24 +256,25 @@ impl FnKeys {
     ) -> Option<HitKey<'v, V, S>> {
         let t = tag::<V::Owned, S>();
         (*self.tag.get_or_init(|| t) == t).then_some(HitKey {
-            fn_id: key_id::<V>(self.space()),
+            id: with_kind::<V>(self.space()),
             view,
             value: PhantomData,
         })
     }
 }
 
-/// The key type of the memoizer's engine: function id + owned arguments, type-erased.
+/// The key type of the memoizer's engine: key space id + owned arguments, type-erased.
 ///
 /// Invariant, kept by the private fields and the two constructors: a key built by
 /// [`ErasedKey::stored`] goes into the engine only from [`HitKey::get_or_try_insert_with`],
 /// with the `Arc<S>` of that `HitKey`, and its function's [`FnKeys`] admits only that `(O, S)`;
-/// [`ErasedKey::unstored`] keys carry the id with [`UNSTORED`] set. So every entry of function
-/// id `id` has an `OwnedKey<O>` (or, for a word key, the word of an `O`) and an `S`:
-/// [`HitKey`] relies on this to skip both dynamic type checks.
+/// [`ErasedKey::unstored`] keys carry the function's id with [`UNSTORED`] set. So every entry
+/// of id `id` (one space of one function) has an `OwnedKey<O>` (or, for a word key, the word
+/// of an `O`) and an `S`: [`HitKey`] relies on this to skip both dynamic type checks.
 pub(crate) struct ErasedKey {
-    /// The function's id, with the kind of a word key in its high bits ([`key_id`]).
-    fn_id: u64,
+    /// A stored key's space, or an unstored key's function id with [`UNSTORED`] set; with the
+    /// kind of a word key in its high bits ([`with_kind`]).
+    id: u64,
     args: Args,
 }
 
@@ -282,10 +285,11 @@ enum Args {
     Boxed(Box<dyn StoredArgs>),
 }
 
-/// A function id with the kind of `V`'s owned keys in its high bits (0 for boxed keys).
+/// An id (a space, or a function's id) with the kind of `V`'s owned keys in its high bits (0
+/// for boxed keys).
 #[inline(always)]
-fn key_id<V: KeyView>(fn_id: u64) -> u64 {
-    fn_id | word::kind::<V::Owned>() << word::KIND_SHIFT
+fn with_kind<V: KeyView>(id: u64) -> u64 {
+    id | word::kind::<V::Owned>() << word::KIND_SHIFT
 }
 
 /// The view's owned key as a word, if its type has a kind. Copies the arguments out of their
@@ -320,13 +324,14 @@ fn hash_view<V: KeyView, H: Hasher>(id: u64, view: &V, state: &mut H) {
 }
 
 impl ErasedKey {
-    /// The key stored with a value (only [`HitKey`] stores).
-    fn stored<V: KeyView>(fn_id: u64, view: &V) -> Self {
+    /// The key of `view` under `id`: a space for the keys [`HitKey`] stores (only it does), a
+    /// function id with [`UNSTORED`] set for [`unstored`](Self::unstored) ones.
+    fn stored<V: KeyView>(id: u64, view: &V) -> Self {
         let args = match view_word(view) {
             Some(w) => Args::Word(w),
             None => Args::Boxed(Box::new(OwnedKey { args: view.to_owned_key() })),
         };
-        ErasedKey { fn_id: key_id::<V>(fn_id), args }
+        ErasedKey { id: with_kind::<V>(id), args }
     }
 
     /// A key that is never stored (the one [`CacheKey`] wraps): equal to another such key
@@ -340,9 +345,9 @@ impl Hash for ErasedKey {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         match &self.args {
-            Args::Word(w) => hash_word(self.fn_id, *w, state),
+            Args::Word(w) => hash_word(self.id, *w, state),
             Args::Boxed(b) => {
-                self.fn_id.hash(state);
+                self.id.hash(state);
                 b.hash_dyn(state);
             }
         }
@@ -351,7 +356,7 @@ impl Hash for ErasedKey {
 
 impl PartialEq for ErasedKey {
     fn eq(&self, other: &Self) -> bool {
-        self.fn_id == other.fn_id
+        self.id == other.id
             && match (&self.args, &other.args) {
                 (Args::Word(a), Args::Word(b)) => a == b,
                 (Args::Boxed(a), Args::Boxed(b)) => a.eq_dyn(&**b),
@@ -362,23 +367,24 @@ impl PartialEq for ErasedKey {
 
 impl Eq for ErasedKey {}
 
-/// A key built on the stack from borrowed arguments; finds the stored key of the same
-/// function and arguments whatever its value type (for deletes). Checked downcast.
+/// A key built on the stack from borrowed arguments; finds the stored key of the same space
+/// and arguments whatever its value type (for deletes). Checked downcast.
 pub(crate) struct LookupKey<'v, V> {
-    pub(crate) fn_id: u64,
+    /// The key space looked in (`FnKeys::space`), without the kind (added from `V`).
+    pub(crate) space: u64,
     pub(crate) view: &'v V,
 }
 
 impl<V: KeyView> Hash for LookupKey<'_, V> {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_view(key_id::<V>(self.fn_id), self.view, state);
+        hash_view(with_kind::<V>(self.space), self.view, state);
     }
 }
 
 impl<V: KeyView> memokit_engine::Equivalent<ErasedKey> for LookupKey<'_, V> {
     fn equivalent(&self, key: &ErasedKey) -> bool {
-        key_id::<V>(self.fn_id) == key.fn_id
+        with_kind::<V>(self.space) == key.id
             && match &key.args {
                 // Equal ids: the word is of `V::Owned`'s kind.
                 Args::Word(w) => view_word(self.view) == Some(*w),
@@ -398,7 +404,8 @@ impl<V: KeyView> memokit_engine::Equivalent<ErasedKey> for LookupKey<'_, V> {
 /// ([`get_or_try_insert_with`](HitKey::get_or_try_insert_with): the key and the `Arc<S>`
 /// stored together) and the only lookup that reads them unchecked ([`get`](HitKey::get)).
 pub(crate) struct HitKey<'v, V, S> {
-    fn_id: u64,
+    /// The function's space when the key was made, with `V`'s kind (as [`ErasedKey`]'s id).
+    id: u64,
     view: &'v V,
     value: PhantomData<fn() -> S>,
 }
@@ -413,10 +420,10 @@ impl<V: KeyView, S: Send + Sync + 'static> HitKey<'_, V, S> {
     ) -> Option<R> {
         engine.get_map(self, |v| {
             // SAFETY: the engine hands `read` only the value of an entry whose key `k` this
-            // `HitKey` found equivalent, so `k.fn_id == self.fn_id` (checked in `equivalent`).
+            // `HitKey` found equivalent, so `k.id == self.id` (checked in `equivalent`).
             // The engine holds a value only with a key `Eq` to the one it was stored with (a
             // replacement in place keeps the resident key; documented on `Engine::get_map`),
-            // and `Eq` keys have equal ids, so `v` was stored with a key of id `self.fn_id`.
+            // and `Eq` keys have equal ids, so `v` was stored with a key of id `self.id`.
             // `ErasedKey::stored` (private to this module) has two callers: `unstored`, whose
             // ids have `UNSTORED` set, which no space has; and `get_or_try_insert_with` below,
             // whose key goes into the engine only with that call's `compute` value, an
@@ -430,7 +437,7 @@ impl<V: KeyView, S: Send + Sync + 'static> HitKey<'_, V, S> {
     }
 
     /// The miss path: the engine's single flight for this key; a computed `Arc<S>` is stored
-    /// under `ErasedKey::stored` with this function's id (the invariant [`get`](HitKey::get)
+    /// under `ErasedKey::stored` in this key's space (the invariant [`get`](HitKey::get)
     /// relies on). The value returned is checked like any other.
     pub(crate) fn get_or_try_insert_with<E>(
         &self,
@@ -441,7 +448,7 @@ impl<V: KeyView, S: Send + Sync + 'static> HitKey<'_, V, S> {
         engine.get_or_try_insert_with_ref(
             self,
             opts,
-            |k| ErasedKey::stored(k.fn_id, k.view),
+            |k| ErasedKey::stored(k.id, k.view),
             || compute().map(|a| a as ErasedValue),
         )
     }
@@ -490,14 +497,14 @@ impl<'a, S: Send + Sync + 'static> Found<'a, S> {
 impl<V: KeyView, S> Hash for HitKey<'_, V, S> {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_view(self.fn_id, self.view, state);
+        hash_view(self.id, self.view, state);
     }
 }
 
 impl<V: KeyView, S: 'static> memokit_engine::Equivalent<ErasedKey> for HitKey<'_, V, S> {
     #[inline]
     fn equivalent(&self, key: &ErasedKey) -> bool {
-        if self.fn_id != key.fn_id {
+        if self.id != key.id {
             return false;
         }
         let b = match &key.args {
@@ -506,10 +513,11 @@ impl<V: KeyView, S: 'static> memokit_engine::Equivalent<ErasedKey> for HitKey<'_
             Args::Boxed(b) => b,
         };
         debug_assert!(b.as_any().is::<OwnedKey<V::Owned>>());
-        // SAFETY: every stored key of this function id boxes an `OwnedKey<V::Owned>` (invariant
-        // of `ErasedKey`: stored only through a `HitKey` of this function, and `FnKeys::hit_key`
-        // admits one `V::Owned` per function), so the data pointer of the box points to an
-        // `OwnedKey<V::Owned>`, borrowed with `key`.
+        // SAFETY: every stored key of this id (a space of this `HitKey`'s function, with the
+        // kind of `V::Owned`, 0: boxed) boxes an `OwnedKey<V::Owned>` (invariant of
+        // `ErasedKey`: stored only through a `HitKey` of the function that space belongs to,
+        // and `FnKeys::hit_key` admits one `V::Owned` per function), so the data pointer of
+        // the box points to an `OwnedKey<V::Owned>`, borrowed with `key`.
         let owned = unsafe { &*(&**b as *const dyn StoredArgs).cast::<OwnedKey<V::Owned>>() };
         self.view.eq_owned(&owned.args)
     }

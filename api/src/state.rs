@@ -501,7 +501,7 @@ impl FnState {
         match op {
             KeyOp::Delete => {
                 event!(debug, function = %self.name, "delete one result");
-                self.engine.remove(&LookupKey { fn_id: self.keys.space(), view });
+                self.engine.remove(&LookupKey { space: self.keys.space(), view });
                 None
             }
             KeyOp::Make => {

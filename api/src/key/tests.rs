@@ -185,27 +185,27 @@ fn word_keys_are_found_hashed_and_compared_like_boxed_ones() {
     assert!(hit.equivalent(&stored));
     assert_eq!(s.hash_one(&hit), s.hash_one(&stored));
     assert!(!f.hit_key::<_, u8>(&(&8u64,)).is_some_and(|h| h.equivalent(&stored)));
-    let lookup = LookupKey { fn_id: f.space(), view: &view };
+    let lookup = LookupKey { space: f.space(), view: &view };
     assert!(lookup.equivalent(&stored));
     assert_eq!(s.hash_one(&lookup), s.hash_one(&stored));
     let owned = (7u64,);
-    assert!(LookupKey { fn_id: f.space(), view: &OwnedView(&owned) }.equivalent(&stored));
+    assert!(LookupKey { space: f.space(), view: &OwnedView(&owned) }.equivalent(&stored));
     // Same id and the same word, another type: apart.
-    assert!(!LookupKey { fn_id: f.space(), view: &(&7i64,) }.equivalent(&stored));
+    assert!(!LookupKey { space: f.space(), view: &(&7i64,) }.equivalent(&stored));
     assert!(ErasedKey::unstored(f.id(), &(&7i64,)) != ErasedKey::unstored(f.id(), &view));
     assert!(ErasedKey::unstored(f.id(), &view) == ErasedKey::unstored(f.id(), &OwnedView(&owned)));
     assert!(ErasedKey::unstored(f.id(), &view) != stored, "an unstored key is never a stored one");
     // A function without arguments has one word key; a boxed key is not a word key.
     let unit = ErasedKey::stored(f.space(), &());
     assert!(matches!(unit.args, Args::Word(0)));
-    assert!(LookupKey { fn_id: f.space(), view: &() }.equivalent(&unit));
-    assert!(!LookupKey { fn_id: f.space(), view: &() }.equivalent(&stored));
+    assert!(LookupKey { space: f.space(), view: &() }.equivalent(&unit));
+    assert!(!LookupKey { space: f.space(), view: &() }.equivalent(&stored));
     let two = (&7u64, &1u64);
     let boxed = ErasedKey::stored(f.space(), &two);
     assert!(matches!(boxed.args, Args::Boxed(_)));
-    assert!(!LookupKey { fn_id: f.space(), view: &view }.equivalent(&boxed));
-    assert!(LookupKey { fn_id: f.space(), view: &two }.equivalent(&boxed));
-    assert_eq!(s.hash_one(LookupKey { fn_id: f.space(), view: &two }), s.hash_one(&boxed));
+    assert!(!LookupKey { space: f.space(), view: &view }.equivalent(&boxed));
+    assert!(LookupKey { space: f.space(), view: &two }.equivalent(&boxed));
+    assert_eq!(s.hash_one(LookupKey { space: f.space(), view: &two }), s.hash_one(&boxed));
 }
 
 /// Through an engine: a word key is stored, hit, deleted by a `LookupKey`, and a function
@@ -221,10 +221,10 @@ fn word_keys_through_the_engine() {
     assert_eq!(k.get(&e, |v| *v.get()), Some(9));
     let other = g.hit_key::<_, u64>(&(&3u32,)).expect("g's first call");
     assert_eq!(other.get(&e, |v| *v.get()), None);
-    e.remove(&LookupKey { fn_id: f.space(), view: &(&3u32,) });
+    e.remove(&LookupKey { space: f.space(), view: &(&3u32,) });
     e.flush();
     assert_eq!(k.get(&e, |v| *v.get()), Some(9), "another type's delete misses");
-    e.remove(&LookupKey { fn_id: f.space(), view: &(&3i32,) });
+    e.remove(&LookupKey { space: f.space(), view: &(&3i32,) });
     assert_eq!(k.get(&e, |v| *v.get()), None);
 }
 
@@ -248,6 +248,6 @@ fn a_renewed_space_finds_nothing_stored_before() {
     assert!(!after.equivalent(&stored));
     assert_eq!(before.get(&e, |v| *v.get()), Some(25), "the old space's key still finds it");
     assert!(ErasedKey::unstored(f.id(), &view) == unstored);
-    e.remove(&LookupKey { fn_id: f.space(), view: &view });
+    e.remove(&LookupKey { space: f.space(), view: &view });
     assert_eq!(before.get(&e, |v| *v.get()), Some(25), "a delete looks in the current space");
 }
