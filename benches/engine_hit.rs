@@ -14,7 +14,8 @@
 //!
 //! Quick look: `cargo bench --bench engine_hit -- --warm-up-time 1 --measurement-time 3`.
 //! On a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench engine_hit` runs the same
-//! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no criterion.
+//! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no
+//! criterion.
 //! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`.
 
 #[path = "common/mod.rs"]

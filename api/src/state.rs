@@ -2,8 +2,9 @@
 //!
 //! Each `#[memoize]` definition owns one `static` [`FnSlot`] (inside its generated `f_memo()`),
 //! initialised on the first call or the first `f_memo()`: the function's process-unique id
-//! (its definition identity), its name after `make_name`, its memoizer (bound for good), its
-//! current timeout, its version and, for methods, the versions of its receivers.
+//! (its definition identity) and current key space, its name after `make_name`, its memoizer
+//! (bound for good), its current timeout, its version and, for methods, the versions of its
+//! receivers.
 //!
 //! ## Versions
 //! The function's version is an engine `Generation`, paired with a key space (`FnKeys`): the
@@ -19,15 +20,16 @@
 //! record.
 //!
 //! Receiver records are created by misses only (a hit reads no version: the engine checks the
-//! entry's receiver generation). So that they do not pile up, a record remembers the latest deadline
-//! of the results stored under it (renewed when a computation under it returns, so that a slow
-//! computation's result keeps its whole timeout); when the table has doubled since it was
-//! last pruned, records whose deadline passed are dropped (nothing under them can be live),
-//! and, if more records remain than the memoizer's capacity (the most results that can be
-//! live), so are those under which the engine holds no entry. Records under which a call is
+//! entry's receiver generation). So that they do not pile up, a record remembers the latest
+//! deadline of the results stored under it (renewed when a computation under it returns, so
+//! that a slow computation's result keeps its whole timeout); when the table has doubled since
+//! it was last pruned, records whose deadline passed are dropped (nothing under them can be
+//! live), and, if more records remain than the memoizer's capacity (the most results that can
+//! be live), so are those under which the engine holds no entry. Records under which a call is
 //! running (counted from its miss to its end, however it ends) are kept either way. The engine
 //! counts a result under its generations from the moment it is handed over, which is before
-//! its call ends, so a result still on its way to the engine's worker keeps its record too. A dropped record's generation is always retired first, so pruning can only cost
+//! its call ends, so a result still on its way to the engine's worker keeps its record too. A
+//! dropped record's generation is always retired first, so pruning can only cost
 //! cached results, never serve a stale one; with the rules above it costs none that is live or
 //! being computed. (Dropping the excess in arbitrary order, as an earlier version did, lost
 //! live results far below capacity; deadlines counted from the start of the call lost a slow
@@ -169,12 +171,13 @@ struct Receivers {
 
 /// The state of one memoized function.
 pub struct FnState {
-    /// The function's id and the types of its keys.
+    /// The function's id, its current key space and the types of its keys.
     keys: FnKeys,
     name: String,
     memoizer: &'static Memoizer,
     engine: Engine<ErasedKey, ErasedValue>,
     timeout: RwLock<Timeout>,
+    /// The function's version; its lock also orders the renewals of `keys`' space with it.
     version: Mutex<Option<Generation>>,
     receivers: Mutex<Receivers>,
     pub(crate) counters: Counters,
@@ -449,9 +452,10 @@ impl FnState {
         }
     }
 
-    /// Drops the function's version and every receiver record, retiring them (under the locks,
-    /// as in [`delete_all`](Self::delete_all)). A record dropped without retiring its version
-    /// would leave results that a later per-receiver delete could no longer reach.
+    /// Drops the function's version and every receiver record, retiring them, and renews the
+    /// key space (under the locks, as in [`delete_all`](Self::delete_all)). A record dropped
+    /// without retiring its version would leave results that a later per-receiver delete
+    /// could no longer reach.
     pub(crate) fn delete_verhash(&self) {
         event!(debug, function = %self.name, "delete the version and every receiver version");
         let space = Space::fresh();

@@ -26,9 +26,9 @@ use crate::worker::{self, Command};
 ///   generations is retired; and never finds the value it replaced.
 /// - **Never stale:** an entry is not returned once its deadline has passed (judged against a
 ///   coarse clock at most `clock_resolution` behind), once removed, or once one of its
-///   generations is retired (except a primary generation its caller declared part of the key,
-///   [`InsertOptions::primary_in_key`]: such an entry is not served to a lookup of any other
-///   key, and its exact key may find it until the workers reclaim it).
+///   generations is retired; except for a primary generation the caller declared part of the
+///   key ([`InsertOptions::primary_in_key`]): a lookup of that exact key may find such an
+///   entry until the workers reclaim it (the caller no longer looks it up).
 /// - **Single flight:** concurrent [`get_or_insert_with`](Engine::get_or_insert_with) calls for
 ///   one key run one computation; computations of different keys never wait for each other.
 /// - **Bounded:** while it holds less than `max_capacity`, nothing is evicted.
@@ -346,8 +346,9 @@ where
 
     /// Retires `generation`: from now on no value stored under it is returned (for values that
     /// declared it [in their key](InsertOptions::primary_in_key): once the workers have
-    /// reclaimed them, a few ticks later), stores still in flight under it are dropped, and new callers do not join computations started under it.
-    /// O(1); the workers reclaim the entries in the background. Retiring twice does nothing.
+    /// reclaimed them), stores still in flight under it are dropped, and new callers do not
+    /// join computations started under it. O(1); the workers reclaim the entries in the
+    /// background. Retiring twice does nothing.
     pub fn retire(&self, generation: Generation) {
         let s = self.shared();
         if s.gens.retire(generation) {

@@ -141,7 +141,8 @@ impl Stamp {
 
 impl<K, V> Entry<K, V> {
     /// Whether a reader at coarse time `now` may return this entry; `stamps` is its shard's
-    /// slab of [`Stamp`]s (read only for entries with a deadline or generations).
+    /// slab of [`Stamp`]s (read only for entries with a deadline or checked generations:
+    /// [`TIMED`], [`VERSIONED`]).
     #[inline(always)]
     pub(crate) fn is_visible(&self, now: u64, reg: &Registry, stamps: &[Stamp]) -> bool {
         let f = self.flags.load(Ordering::Acquire);

@@ -30,7 +30,8 @@
 //! | handle | `engine.rs`, `builder.rs`, `shared.rs` | what callers hold: the lock-light hit path, the pending table that makes handed-over values visible at once, single flight (`flight.rs`) |
 //!
 //! Supporting pieces: `generation.rs` (O(1) retirement: an entry is visible only while every
-//! generation it was stored under is live), `clock.rs` (the coarse clock the hit path reads,
+//! generation it was stored under is live, or until it is reclaimed for a primary generation
+//! declared in the key), `clock.rs` (the coarse clock the hit path reads,
 //! and [`ManualClock`]), `sync.rs` (every lock, atomic, channel and thread the engine uses, named
 //! in one place: built with `RUSTFLAGS="--cfg memokit_shuttle"` they become
 //! [shuttle](https://docs.rs/shuttle)'s, and `tests/shuttle/` model-checks the hand-over to
@@ -42,8 +43,9 @@
 //! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
 //! against the coarse clock (an atomic load, no clock read), one generation check per generation
 //! the entry carries (none for a primary generation declared in the key,
-//! [`InsertOptions::primary_in_key`]), an access mark written only when it changes, one clone of the value, and a
-//! relaxed increment of the shard's hit counter (on the cache line the read lock has just taken).
+//! [`InsertOptions::primary_in_key`]), an access mark written only when it changes, one clone
+//! of the value, and a relaxed increment of the shard's hit counter (on the cache line the read
+//! lock has just taken).
 //! No allocation, no channel, no engine-wide counter.
 //!
 //! ## Threads and idle cost

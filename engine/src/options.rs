@@ -73,8 +73,9 @@ impl InsertOptions {
         self
     }
 
-    /// The generations the value is stored under: retiring either hides it (and a store still
-    /// in flight under a retired generation is dropped).
+    /// The generations the value is stored under: retiring either hides it (the primary: see
+    /// [`primary_in_key`](Self::primary_in_key) for the exception), and a store still in
+    /// flight under a retired generation is dropped.
     pub fn generations(mut self, primary: Generation, secondary: Option<Generation>) -> Self {
         self.gens = [primary.id(), secondary.map_or(0, |g| g.id())];
         self
