@@ -354,9 +354,10 @@ fn in_key(g: Generation) -> InsertOptions {
 
 /// A primary generation declared in the key (`InsertOptions::primary_in_key`): lookups do not
 /// check it, so an entry under a retired one can be found by its exact key until the workers
-/// reclaim it; everything else about the generation stands: counted, a store under it
-/// refused once it is retired, a computation under it not joined, the entry reclaimed, and a
-/// secondary still checked.
+/// reclaim it; everything else about the generation stands: counted, a store or a
+/// computation's result under it refused once it is retired, the entry reclaimed, and a
+/// secondary still checked. (A computation under it is not joined once it is retired:
+/// `engine_single_flight_detach`.)
 #[test]
 fn a_primary_in_the_key_is_counted_refused_and_reclaimed_but_not_checked() {
     let (e, _clock) = manual_engine::<u64, u64>(10_000);

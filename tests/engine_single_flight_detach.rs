@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{no_hang, sharded_engine, wait_until, Gate};
-use memokit_engine::{Engine, InsertOptions};
+use memokit_engine::{Engine, Generation, InsertOptions};
 
 /// Starts a computation of `key` (under `opts`) on another thread that blocks on a gate;
 /// returns once it is running.
@@ -103,9 +103,19 @@ fn waiters_before_remove_get_the_detached_value() {
 /// arriving afterwards do not join it, and neither its value nor theirs is stored.
 #[test]
 fn retire_detaches_an_in_flight_compute() {
+    retire_detaches(|g| InsertOptions::new().generations(g, None));
+}
+
+/// The same for a primary generation declared in the key (`InsertOptions::primary_in_key`),
+/// which lookups do not check: flights and stores still do.
+#[test]
+fn retire_detaches_an_in_flight_compute_under_a_primary_in_the_key() {
+    retire_detaches(|g| InsertOptions::new().generations(g, None).primary_in_key());
+}
+
+fn retire_detaches(under: fn(Generation) -> InsertOptions) {
     let e = sharded_engine(2);
     let (g, g2) = (e.new_generation(), e.new_generation());
-    let under = |g| InsertOptions::new().generations(g, None);
     let (gate, leader) = blocked_leader(&e, 1, under(g), 100);
     let e2 = e.clone();
     no_hang("retire during a computation", move || e2.retire(g));
