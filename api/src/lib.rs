@@ -143,16 +143,16 @@
 //!
 //! # Design
 //! One engine per [`Memoizer`], shared by all its functions, with type-erased keys (the id of
-//! the function's current version + owned arguments; a single primitive argument, or none, as
-//! one inline word) looked up by a borrowed key built on the stack, and
+//! the function's current key space, one per version, + owned arguments; a single primitive
+//! argument, or none, as one inline word) looked up by a borrowed key built on the stack, and
 //! `Arc<dyn Any + Send + Sync>` values. A function's first call fixes its argument and value
 //! types; a call checks its own against them with one inline comparison, then reads entries
-//! of its function id without the two virtual `type_id` calls of a downcast (the crate's one
+//! of its key space without the two virtual `type_id` calls of a downcast (the crate's one
 //! `unsafe`, with its proof in the `key` module). A function returning `Arc<T>` has its
 //! `Arc` stored as the engine value itself (a hit is one reference-count increment); other
 //! values are stored in an `Arc` and cloned out on a hit. Versions are engine generations. A
-//! function's version is also in its keys (each version has a fresh key id), so a hit does not
-//! check it; the engine still refuses, counts and reclaims by it. A receiver's version is not
+//! function's version is also in its keys (each version has a fresh key space), so a hit does
+//! not check it; the engine still refuses, counts and reclaims by it. A receiver's version is not
 //! in the key: the engine checks it on each hit of a method.
 //! The hit path is a lookup that never waits; waiting happens only inside the engine's single
 //! flight, the one seam an async adapter would replace. A shared backend (a later step) would

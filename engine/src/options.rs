@@ -103,7 +103,9 @@ impl InsertOptions {
     /// let opts = InsertOptions::new().generations(v1, None).primary_in_key();
     /// e.insert_with_options((v1.id(), 7), 49, opts);
     /// assert_eq!(e.get(&(v1.id(), 7)), Some(49));
-    /// // A new version: callers use its keys; the workers reclaim v1's entries.
+    /// assert_eq!(e.generation_entries(v1), 1); // still counted under v1
+    /// // A new version: callers use its keys; the workers reclaim v1's entries (until they
+    /// // have, a lookup of `(v1.id(), 7)` may still find 49: no caller makes it any more).
     /// e.retire(v1);
     /// let v2 = e.new_generation();
     /// assert_eq!(e.get(&(v2.id(), 7)), None);
