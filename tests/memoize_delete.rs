@@ -214,21 +214,37 @@ fn bulk(x: u64) -> u64 {
     x + 1
 }
 
+/// Stores `n` results of `call` (of memoizer `memo`), deletes them all with `delete`, and
+/// checks that a sample of
+/// the arguments misses at once: the engine's workers reclaim the old results over many
+/// slices, so a delete that left them where calls look would serve them meanwhile. Returns
+/// the size of the sample (the results stored anew).
+fn no_old_result_after(
+    memo: &Memoizer,
+    n: u64,
+    call: fn(u64) -> u64,
+    misses: fn() -> u64,
+    delete: fn(),
+) -> u64 {
+    for x in 0..n {
+        call(x);
+    }
+    memo.flush();
+    delete();
+    let before = misses();
+    let again = (0..n).step_by(997).count() as u64;
+    for x in (0..n).step_by(997) {
+        call(x);
+    }
+    assert_eq!(misses(), before + again, "no old result is served");
+    again
+}
+
 #[test]
 fn whole_function_delete_hides_everything_and_is_reclaimed_in_the_background() {
     const N: u64 = 20_000;
-    for x in 0..N {
-        bulk(x);
-    }
-    BULK.flush();
-    assert_eq!(BULK.stats().entries, N);
-    memokit::delete_memoized!(bulk);
-    let misses = bulk_memo().stats().misses;
-    for x in (0..N).step_by(997) {
-        bulk(x);
-    }
-    let again = (0..N).step_by(997).count() as u64;
-    assert_eq!(bulk_memo().stats().misses, misses + again, "no old result is served");
+    let delete = || memokit::delete_memoized!(bulk);
+    let again = no_old_result_after(&BULK, N, bulk, || bulk_memo().stats().misses, delete);
     let mut rounds = 0;
     loop {
         BULK.run_maintenance();
@@ -240,6 +256,22 @@ fn whole_function_delete_hides_everything_and_is_reclaimed_in_the_background() {
         rounds += 1;
         assert!(rounds < 10_000, "stale entries never reclaimed: {s:?}");
     }
+}
+
+static BULK_VERHASH: LazyLock<Memoizer> =
+    LazyLock::new(|| Memoizer::builder().capacity(100_000).build().expect("memoizer"));
+
+#[memoize(memoizer = &BULK_VERHASH, timeout = Timeout::Never)]
+fn bulk_verhash(x: u64) -> u64 {
+    x + 1
+}
+
+/// `delete_memoized_verhash!` too hides every result at once.
+#[test]
+fn verhash_delete_hides_everything_at_once() {
+    let delete = || memokit::delete_memoized_verhash!(bulk_verhash);
+    let misses = || bulk_verhash_memo().stats().misses;
+    no_old_result_after(&BULK_VERHASH, 20_000, bulk_verhash, misses, delete);
 }
 
 /// An argument whose first hash deletes every result of `rekeyed`: the delete lands between
