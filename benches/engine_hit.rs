@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use common::caches::{BenchCache, Memokit, Moka, Quick, RwLockMap};
 use common::zipf::{op_stream, Zipf, WRITE};
-use common::{run_paired, Runner};
+use common::{run_group, Runner};
 use criterion::{Criterion, Throughput};
 use rand::Rng;
 
@@ -43,22 +43,16 @@ const KEYS: u64 = 1_000_000;
 const COMPUTE: Duration = Duration::from_nanos(200);
 
 fn main() {
-    let paired: Option<usize> =
-        std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok());
+    let paired = common::paired_rounds();
     // `MEMOKIT_BENCH_ONLY=<substring>`: run only the groups whose name contains it.
     let only = std::env::var("MEMOKIT_BENCH_ONLY").unwrap_or_default();
     let mut c = Criterion::default().configure_from_args();
-    let mut group = |name: &str, mut runners: Vec<Runner<'_>>| match paired {
-        _ if !name.contains(only.as_str()) => {}
-        Some(rounds) => run_paired(name, &mut runners, rounds),
-        None => {
-            let mut g = c.benchmark_group(name);
-            g.throughput(Throughput::Elements(1));
-            g.sample_size(20);
-            for (bench, run) in &mut runners {
-                g.bench_function(*bench, |b| b.iter_custom(&mut *run));
-            }
-            g.finish();
+    let mut group = |name: &str, mut runners: Vec<Runner<'_>>| {
+        if name.contains(only.as_str()) {
+            run_group(&mut c, paired, name, &mut runners, |g| {
+                g.throughput(Throughput::Elements(1));
+                g.sample_size(20);
+            });
         }
     };
 

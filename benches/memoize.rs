@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use common::{run_paired, Runner};
+use common::{run_group, Runner};
 use criterion::Criterion;
 use memokit::{memoize, Memoizer, Timeout};
 use memokit_engine::{Engine, InsertOptions};
@@ -106,18 +106,9 @@ fn main() {
         runner("cached", &keys, |k| drop(black_box(cached_square(k)))),
         runner("moka_get_with", &keys, |k| drop(black_box(moka.get_with(k, || compute(k))))),
     ];
-    match std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok()) {
-        Some(rounds) => run_paired("memoized_hit", &mut runners, rounds),
-        None => {
-            let mut c = Criterion::default().configure_from_args();
-            let mut g = c.benchmark_group("memoized_hit");
-            for (name, run) in &mut runners {
-                g.bench_function(*name, |b| b.iter_custom(&mut *run));
-            }
-            g.finish();
-            c.final_summary();
-        }
-    }
+    let mut c = Criterion::default().configure_from_args();
+    run_group(&mut c, common::paired_rounds(), "memoized_hit", &mut runners, |_| {});
+    c.final_summary();
     assert_eq!(memokit_square_memo().stats().misses, KEYS, "every measured memokit call hit");
     assert_eq!(memokit_square_timeout_memo().stats().misses, KEYS, "every measured call hit");
 }

@@ -12,6 +12,8 @@ pub(crate) mod zipf;
 
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use rand::{rngs::StdRng, SeedableRng};
 
 /// Shards of the `RwLock<HashMap>` baseline (and of the retire bench's engine): 4 × cores
@@ -64,6 +66,33 @@ pub(crate) fn median(xs: &[f64]) -> f64 {
 /// One workload on one cache: runs `iters` operations and returns their wall time.
 pub(crate) type Runner<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
 
+/// The rounds of the paired mode, from `MEMOKIT_BENCH_PAIRED=<rounds>` (`None`: criterion).
+pub(crate) fn paired_rounds() -> Option<usize> {
+    std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok())
+}
+
+/// Measures one group of runners: in the paired mode ([`run_paired`]) when `paired` gives its
+/// rounds, else as a criterion group (each runner through `iter_custom`) set up by `setup`.
+pub(crate) fn run_group(
+    c: &mut Criterion,
+    paired: Option<usize>,
+    name: &str,
+    runners: &mut [Runner<'_>],
+    setup: impl FnOnce(&mut BenchmarkGroup<'_, WallTime>),
+) {
+    match paired {
+        Some(rounds) => run_paired(name, runners, rounds),
+        None => {
+            let mut g = c.benchmark_group(name);
+            setup(&mut g);
+            for (bench, run) in runners.iter_mut() {
+                g.bench_function(*bench, |b| b.iter_custom(&mut *run));
+            }
+            g.finish();
+        }
+    }
+}
+
 /// The paired mode (`MEMOKIT_BENCH_PAIRED=<rounds>`): the runners take turns, ~100 ms each, for
 /// `rounds` rounds, so that load from other processes falls on all of them alike. Prints the
 /// median throughput (and time per operation) of each and the median over rounds of the first
@@ -96,7 +125,7 @@ pub(crate) fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) 
         let rel: Vec<f64> = ops[0].iter().zip(&ops[i]).map(|(m, p)| m / p).collect();
         let per_sec = median(&ops[i]);
         println!(
-            "  {bench:<22} {:>8.2} Mops/s {:>8.2} ns/op   {first}/this {:>5.2}x",
+            "  {bench:<26} {:>8.2} Mops/s {:>8.2} ns/op   {first}/this {:>5.2}x",
             per_sec / 1e6,
             1e9 / per_sec,
             median(&rel)
