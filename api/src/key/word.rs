@@ -3,8 +3,9 @@
 //! of boxed.
 //!
 //! Why: a hit compares the caller's arguments with the stored key's. A boxed key puts them
-//! behind a pointer to a separate allocation, a dependent load after the table's own: about
-//! 15% of a memoized hit in `benches/memoize.rs` (perf, the load after the box pointer). Most
+//! behind a pointer to a separate allocation, a dependent load after the table's own (perf put
+//! about 15% of a memoized hit's samples in `benches/memoize.rs` on it; measured, the word
+//! saves 25 of 207 instructions per hit but only ~0.5 ns: BENCHMARKS.md, session 9). Most
 //! memoized functions of a server take one id, and methods are keyed by the receiver's id
 //! alone; for them the key is now the word itself, and storing it allocates nothing.
 //!
