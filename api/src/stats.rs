@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// the engine for the whole memoizer and read 0 there. On the memoizer
 /// ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses` are summed over its
 /// functions, and the other counters come from the engine: there `single_flight_waits` counts
-/// callers as they *join* another's computation (so it can be watched while they wait), and
+/// each time a caller *joins* another's computation (so it can be watched while they wait; a
+/// caller that joins again after a computation gave up counts again), and
 /// may differ from the sum of the functions' counts (a caller that joined a computation that
 /// panicked runs the function itself: a miss for its function).
 ///

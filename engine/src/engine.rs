@@ -134,7 +134,8 @@ pub struct EngineStats {
     pub expirations: u64,
     /// Values of retired generations reclaimed by the workers.
     pub stale_reclaimed: u64,
-    /// Callers that waited for another caller's computation.
+    /// Waits for another caller's computation: one per caller that joined one, plus one each
+    /// time a caller whose computation gave up (panic or error) joins the next one.
     pub single_flight_waits: u64,
     /// Values resident now.
     pub entries: u64,
