@@ -498,7 +498,9 @@ fn lookup(id: u64, region: &str, _trace: u64) -> u64 {
 
 #[test]
 fn key_can_be_a_reference_to_an_argument() {
-    let call = || lookup(1, "eu", 0);
+    let call = || {
+        lookup(1, "eu", 0);
+    };
     let forms: [(&str, &dyn Fn()); 3] = [
         ("f_memo().delete", &|| lookup_memo().delete(&(1, "eu".into(), 5))),
         ("delete_memoized!", &|| delete_memoized!(lookup, 1, "eu", 6)),
@@ -507,13 +509,5 @@ fn key_can_be_a_reference_to_an_argument() {
                 .expect("by name")
         }),
     ];
-    for (form, delete) in forms {
-        call();
-        let before = REF_RUNS.load(SeqCst);
-        call();
-        assert_eq!(REF_RUNS.load(SeqCst), before, "a hit");
-        delete();
-        call();
-        assert_eq!(REF_RUNS.load(SeqCst), before + 1, "delete by {form} missed the call's key");
-    }
+    check("key = (&id, &region)", &REF_RUNS, &call, &forms);
 }

@@ -63,6 +63,16 @@ fn key_bindings_and_views(k: &syn::Expr) -> (TokenStream, TokenStream) {
     (quote!(#(#bindings)*), quote!(#(#views)*))
 }
 
+/// A reference to argument `p`, bound as `name`, followed by a comma (for a tuple): a borrowed
+/// argument is one already, a by-value one is borrowed.
+fn reference_to(p: &Param, name: &Ident) -> TokenStream {
+    if p.by_ref {
+        quote!(#name,)
+    } else {
+        quote!(&#name,)
+    }
+}
+
 /// The hidden binding a by-value argument moves to in a function with `key =` (its name then
 /// stands for a reference to it).
 fn hidden_arg(name: &Ident) -> Ident {
@@ -209,42 +219,28 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         Kind::Method(_) => quote!(&__memokit_id,),
         _ => quote!(),
     };
-    let (key_binding, view) =
-        match &opts.key {
-            Some(k) => {
-                // The parts see the arguments by reference, as in `ops` (which has the owned
-                // tuple), so that both give the key the same types: each argument is moved to a
-                // hidden binding and its name rebound to a reference to it (the body gets the
-                // hidden one, or a clone of it; see `call_args`).
-                let hidden: Vec<Ident> = names.iter().map(|n| hidden_arg(n)).collect();
-                let refs = f.params.iter().zip(&hidden).map(|(p, h)| {
-                    if p.by_ref {
-                        quote!(#h,)
-                    } else {
-                        quote!(&#h,)
-                    }
-                });
-                let (parts, views) = key_bindings_and_views(k);
-                let bindings = quote! {
-                    let (#(#hidden,)*) = (#(#names,)*);
-                    #[allow(unused_variables)]
-                    let (#(#names,)*) = (#(#refs)*);
-                    #parts
-                };
-                (bindings, quote!((#id_view #views)))
-            }
-            None => {
-                let elems = f.params.iter().map(|p| {
-                    let n = &p.name;
-                    if p.by_ref {
-                        quote!(#n,)
-                    } else {
-                        quote!(&#n,)
-                    }
-                });
-                (quote!(), quote!((#id_view #(#elems)*)))
-            }
-        };
+    let (key_binding, view) = match &opts.key {
+        Some(k) => {
+            // The parts see the arguments by reference, as in `ops` (which has the owned
+            // tuple), so that both give the key the same types: each argument is moved to a
+            // hidden binding and its name rebound to a reference to it (the body gets the
+            // hidden one, or a clone of it; see `call_args`).
+            let hidden: Vec<Ident> = names.iter().map(|n| hidden_arg(n)).collect();
+            let refs = f.params.iter().zip(&hidden).map(|(p, h)| reference_to(p, h));
+            let (parts, views) = key_bindings_and_views(k);
+            let bindings = quote! {
+                let (#(#hidden,)*) = (#(#names,)*);
+                #[allow(unused_variables)]
+                let (#(#names,)*) = (#(#refs)*);
+                #parts
+            };
+            (bindings, quote!((#id_view #views)))
+        }
+        None => {
+            let elems = f.params.iter().map(|p| reference_to(p, &p.name));
+            (quote!(), quote!((#id_view #(#elems)*)))
+        }
+    };
     // With `key =`, the arguments are in hidden bindings, their names references to them (see
     // the key binding). One that the expression names may be borrowed by the key during the
     // call, so the body gets a clone of it (on a miss only); the others are moved.
