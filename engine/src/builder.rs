@@ -248,7 +248,7 @@ where
                 .map_err(BuildError::Spawn)?;
             inner.threads.lock().push(t);
         }
-        Ok(Engine { inner: Arc::new(inner) })
+        Ok(Engine::from_inner(inner))
     }
 }
 

@@ -48,20 +48,30 @@ use crate::worker::{self, Command};
 /// ```
 pub struct Engine<K, V> {
     pub(crate) inner: Arc<Inner<K, V>>,
+    /// `inner.shared`, held here too so that a lookup reaches the shards through one pointer,
+    /// not two (a dependent load fewer on every hit).
+    shared: Arc<Shared<K, V>>,
 }
 
 impl<K, V> Clone for Engine<K, V> {
     fn clone(&self) -> Self {
-        Engine { inner: self.inner.clone() }
+        Engine { inner: self.inner.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<K, V> Engine<K, V> {
+    /// The handle for a freshly built engine.
+    pub(crate) fn from_inner(inner: Inner<K, V>) -> Self {
+        Engine { shared: inner.shared.clone(), inner: Arc::new(inner) }
     }
 }
 
 impl<K, V> fmt::Debug for Engine<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("shards", &self.inner.shared.cells.len())
-            .field("workers", &self.inner.shared.mailboxes.len())
-            .field("max_capacity", &self.inner.shared.capacity)
+            .field("shards", &self.shared.cells.len())
+            .field("workers", &self.shared.mailboxes.len())
+            .field("max_capacity", &self.shared.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -165,8 +175,9 @@ where
         }
     }
 
+    #[inline(always)]
     pub(crate) fn shared(&self) -> &Shared<K, V> {
-        &self.inner.shared
+        &self.shared
     }
 
     /// Stores `value` for `key` with no deadline, replacing any previous value. Visible at once

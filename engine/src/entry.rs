@@ -140,11 +140,17 @@ impl Stamp {
 }
 
 impl<K, V> Entry<K, V> {
-    /// Whether a reader at coarse time `now` may return this entry; `stamps` is its shard's
+    /// Whether a reader at coarse time `now()` may return this entry; `stamps` is its shard's
     /// slab of [`Stamp`]s (read only for entries with a deadline or checked generations:
-    /// [`TIMED`], [`VERSIONED`]).
+    /// [`TIMED`], [`VERSIONED`]). `now` is called only for an entry with a deadline, so a hit
+    /// on one without reads no clock.
     #[inline(always)]
-    pub(crate) fn is_visible(&self, now: u64, reg: &Registry, stamps: &[Stamp]) -> bool {
+    pub(crate) fn is_visible(
+        &self,
+        now: impl FnOnce() -> u64,
+        reg: &Registry,
+        stamps: &[Stamp],
+    ) -> bool {
         let f = self.flags.load(Ordering::Acquire);
         if f & HIDDEN != 0 {
             return false;
@@ -153,7 +159,7 @@ impl<K, V> Entry<K, V> {
             return true;
         }
         let Some(m) = stamps.get(self.idx as usize) else { return false };
-        (f & TIMED == 0 || now < m.deadline) && (f & VERSIONED == 0 || gens_live(&m.gens, reg))
+        (f & TIMED == 0 || now() < m.deadline) && (f & VERSIONED == 0 || gens_live(&m.gens, reg))
     }
 
     /// Records an access; writes only when the mark changes.

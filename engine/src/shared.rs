@@ -318,7 +318,7 @@ where
         let Some(e) = core.entry(hash, |k| q.equivalent(k)) else {
             return Err((read, Some(cell.applied.load(Ordering::Acquire))));
         };
-        if !e.is_visible(self.clock.coarse(), &self.gens, core.stamps()) {
+        if !e.is_visible(|| self.clock.coarse(), &self.gens, core.stamps()) {
             let searched = (!e.is_hidden()).then(|| cell.applied.load(Ordering::Acquire));
             return Err((read, searched));
         }
@@ -352,7 +352,7 @@ where
             return live.then(|| read(&n.value));
         }
         let e = core.entry(hash, |k| q.equivalent(k))?;
-        if !e.is_visible(now, &self.gens, core.stamps()) {
+        if !e.is_visible(|| now, &self.gens, core.stamps()) {
             return None;
         }
         e.mark();
