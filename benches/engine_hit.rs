@@ -131,7 +131,7 @@ fn hit<'a, C: BenchCache<Val>>(cache: &'a C, keys: &'a [u64]) -> Runner<'a> {
 fn mixed<'a, C: BenchCache<Val>>(cache: &'a C, streams: &'a [Vec<u64>; 2]) -> Runner<'a> {
     let mut pos = [0usize; 2];
     let run = move |iters| {
-        two_threads(iters, &mut pos, |t, i| {
+        common::two_threads(iters, &mut pos, |t, i| {
             let op = streams[t][i & MASK];
             if op & WRITE != 0 {
                 let k = op & !WRITE;
@@ -147,7 +147,7 @@ fn mixed<'a, C: BenchCache<Val>>(cache: &'a C, streams: &'a [Vec<u64>; 2]) -> Ru
 fn goi<'a, C: BenchCache<Val>>(cache: &'a C, streams: &'a [Vec<u64>; 2]) -> Runner<'a> {
     let mut pos = [0usize; 2];
     let run = move |iters| {
-        two_threads(iters, &mut pos, |t, i| {
+        common::two_threads(iters, &mut pos, |t, i| {
             let k = streams[t][i & MASK];
             black_box(cache.get_or_insert_with(k, || {
                 common::spin_for(COMPUTE);
@@ -156,32 +156,6 @@ fn goi<'a, C: BenchCache<Val>>(cache: &'a C, streams: &'a [Vec<u64>; 2]) -> Runn
         })
     };
     (cache.name(), Box::new(run))
-}
-
-/// Runs `iters` operations split over two threads; `op(thread, position)`; returns the wall time
-/// from the common start to the end of the slower thread. `pos` carries each thread's place in
-/// its stream from one sample to the next.
-fn two_threads(iters: u64, pos: &mut [usize; 2], op: impl Fn(usize, usize) + Sync) -> Duration {
-    let per = (iters / 2).max(1) as usize;
-    let start = Barrier::new(3);
-    let (start, op) = (&start, &op);
-    let elapsed = thread::scope(|s| {
-        for (t, p) in pos.iter().enumerate() {
-            let first = *p;
-            s.spawn(move || {
-                start.wait();
-                for i in first..first + per {
-                    op(t, i);
-                }
-            });
-        }
-        start.wait();
-        Instant::now()
-    });
-    for p in pos.iter_mut() {
-        *p += per;
-    }
-    elapsed.elapsed()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 //!
 //! Every variant caches `f(x) = Arc::new(x * x)` for the same 1 000 resident `u64` keys and
 //! looks them up in the same order; values are `Arc<u64>`, so every hit clones an `Arc`.
+//! `cached_timeout` is `cached` with a timeout (`#[cached(time = ..)]`, its `TimedCache`), the
+//! peer of `memokit_timeout`. The group `memoized_hit_2t` makes the same hits from two threads
+//! at once (`cached` keeps a function's results behind one mutex; memokit and moka shard them).
 //! `engine_get_in_key` is the engine's hit on entries written as the memoizer writes them:
 //! under a generation declared in the key (`InsertOptions::primary_in_key`; the memoizer keys
 //! results by its function's version), the fair baseline for the memoizer's own overhead.
@@ -51,6 +54,12 @@ fn cached_square(x: u64) -> Arc<u64> {
     compute(x)
 }
 
+/// `cached` with a timeout (its `TimedCache`), the peer of `memokit_timeout`.
+#[cached::proc_macro::cached(time = 86_400)]
+fn cached_square_timeout(x: u64) -> Arc<u64> {
+    compute(x)
+}
+
 /// An engine holding every key, stored with `opts`.
 fn engine_with(opts: impl Fn(&Engine<u64, Arc<u64>>) -> InsertOptions) -> Engine<u64, Arc<u64>> {
     let e = Engine::builder().max_capacity(100_000).build().expect("engine");
@@ -76,6 +85,20 @@ fn runner<'a>(name: &'static str, keys: &'a [u64], call: impl Fn(u64) + 'a) -> R
     (name, Box::new(run))
 }
 
+/// A two-thread variant: each thread calls `call` on the keys in the shared order, starting half
+/// the key list apart; `iters` calls in all (see `common::two_threads`).
+fn two_runner<'a>(
+    name: &'static str,
+    keys: &'a [u64],
+    call: impl Fn(u64) + Sync + 'a,
+) -> Runner<'a> {
+    let mut pos = [0, keys.len() / 2];
+    let run = move |iters: u64| {
+        common::two_threads(iters, &mut pos, |_, i| call(black_box(keys[i % keys.len()])))
+    };
+    (name, Box::new(run))
+}
+
 fn main() {
     let keys: Vec<u64> =
         (0..KEYS).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) % KEYS).collect();
@@ -83,6 +106,7 @@ fn main() {
         memokit_square(k);
         memokit_square_timeout(k);
         cached_square(k);
+        cached_square_timeout(k);
     }
     MEMO.flush();
     let in_key = engine_with(|e| {
@@ -105,10 +129,22 @@ fn main() {
             drop(black_box(plain.get_or_insert_with(k, || compute(k))))
         }),
         runner("cached", &keys, |k| drop(black_box(cached_square(k)))),
+        runner("cached_timeout", &keys, |k| drop(black_box(cached_square_timeout(k)))),
         runner("moka_get_with", &keys, |k| drop(black_box(moka.get_with(k, || compute(k))))),
     ];
     let mut c = Criterion::default().configure_from_args();
     run_group(&mut c, common::paired_rounds(), "memoized_hit", &mut runners, |_| {});
+    drop(runners);
+
+    // The same hits from two threads at once, each walking the keys from its own place.
+    let mut two = vec![
+        two_runner("memokit", &keys, |k| drop(black_box(memokit_square(k)))),
+        two_runner("engine_get_in_key", &keys, |k| drop(black_box(in_key.get(&k)))),
+        two_runner("cached", &keys, |k| drop(black_box(cached_square(k)))),
+        two_runner("moka_get_with", &keys, |k| drop(black_box(moka.get_with(k, || compute(k))))),
+    ];
+    run_group(&mut c, common::paired_rounds(), "memoized_hit_2t", &mut two, |_| {});
+    drop(two);
     c.final_summary();
     assert_eq!(memokit_square_memo().stats().misses, KEYS, "every measured memokit call hit");
     assert_eq!(memokit_square_timeout_memo().stats().misses, KEYS, "every measured call hit");

@@ -10,6 +10,8 @@ pub(crate) mod caches;
 pub(crate) mod trace;
 pub(crate) mod zipf;
 
+use std::sync::Barrier;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
@@ -131,4 +133,34 @@ pub(crate) fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) 
             median(&rel)
         );
     }
+}
+
+/// Runs `iters` operations split over two threads; `op(thread, position)`; returns the wall time
+/// from the common start to the end of the slower thread. `pos` carries each thread's place in
+/// its stream from one sample to the next.
+pub(crate) fn two_threads(
+    iters: u64,
+    pos: &mut [usize; 2],
+    op: impl Fn(usize, usize) + Sync,
+) -> Duration {
+    let per = (iters / 2).max(1) as usize;
+    let start = Barrier::new(3);
+    let (start, op) = (&start, &op);
+    let elapsed = thread::scope(|s| {
+        for (t, p) in pos.iter().enumerate() {
+            let first = *p;
+            s.spawn(move || {
+                start.wait();
+                for i in first..first + per {
+                    op(t, i);
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    });
+    for p in pos.iter_mut() {
+        *p += per;
+    }
+    elapsed.elapsed()
 }
