@@ -130,9 +130,10 @@
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple
 //!   and apply the expression to it, seeing each argument as the call does (a `String` as
 //!   `&str`, through `Borrow`), so the arguments must be `Clone` (their owned forms are built).
-//! - A `key` part that holds references inside an owned value (`key = [a, b]`, `key =
-//!   Some(a)`) does not compile (rustc reports a borrow that escapes): make such a part a
-//!   tuple (`key = (a, b)`) or own it by hand (`key = [a.clone(), b.clone()]`).
+//! - A `key` part that holds references inside an owned value does not compile: make such a
+//!   part a tuple (`key = (a, b)`) or own it by hand (`key = [a.clone(), b.clone()]`). An
+//!   array of arguments (`key = [a, b]`) is a compile error at each argument saying so; other
+//!   shapes (`key = Some(a)`) get rustc's error about a borrow that escapes.
 //!
 //! # Tracing
 //! With the `tracing` feature, memokit emits [`tracing`](https://docs.rs/tracing) events:

@@ -131,6 +131,32 @@ pub(crate) fn first_use(key: &syn::Expr, name: &str) -> Option<Span> {
     u.found
 }
 
+/// The arguments that a `key` part which is an array literal holds as they are (`[a, b]`,
+/// `[&a, b]`), with their spans. In the key expression an argument is a reference, so such
+/// an array is an array of references to the arguments, which rustc rejects with errors about
+/// the macro's hidden bindings; this names the fix instead.
+fn arguments_in_array(part: &syn::Expr, params: &[Param]) -> Vec<(String, Span)> {
+    fn bare(e: &syn::Expr) -> &syn::Expr {
+        match e {
+            syn::Expr::Paren(p) => bare(&p.expr),
+            syn::Expr::Group(g) => bare(&g.expr),
+            syn::Expr::Reference(r) => bare(&r.expr),
+            e => e,
+        }
+    }
+    let syn::Expr::Array(array) = bare(part) else { return Vec::new() };
+    array
+        .elems
+        .iter()
+        .filter_map(|e| match bare(e) {
+            syn::Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
+            _ => None,
+        })
+        .filter(|i| params.iter().any(|p| p.name == *i))
+        .map(|i| (i.to_string(), i.span()))
+        .collect()
+}
+
 fn impl_trait(ty: &Type) -> Option<Span> {
     struct F(Option<Span>);
     impl<'ast> Visit<'ast> for F {
@@ -279,6 +305,12 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
         }
         if let Some(s) = first_use(key, "self") {
             err.push(s, "`key` cannot use `self`: the receiver's `MemoIdentity` is always part of the key of a method; key by the other arguments");
+        }
+        for (arg, span) in parts.iter().flat_map(|p| arguments_in_array(p, &params)) {
+            err.push(
+                span,
+                format!("in `key`, `{arg}` is a reference to the argument, so an array of arguments would borrow them past the call: key by a tuple instead (`key = (a, b)`), or, for `Copy` arguments, copy the values into the array (`[*a, *b]`)"),
+            );
         }
     }
     match err.0 {
