@@ -41,7 +41,8 @@
 //!
 //! ## Cost of a hit
 //! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
-//! against the coarse clock (an atomic load, no clock read), one generation check per generation
+//! against the coarse clock for an entry that has a deadline (an atomic load, no clock read;
+//! none for an entry without), one generation check per generation
 //! the entry carries (none for a primary generation declared in the key,
 //! [`InsertOptions::primary_in_key`]), an access mark written only when it changes, one clone
 //! of the value, and a relaxed increment of the shard's hit counter (on the cache line the read
