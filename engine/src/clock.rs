@@ -118,7 +118,9 @@ impl Clock {
     /// Nanoseconds since the origin, lagging the real time by at most the resolution.
     #[inline]
     pub(crate) fn coarse(&self) -> u64 {
-        if !self.cell.touched.load(Ordering::Relaxed) {
+        // Acquire: a reader that finds `touched` set by `wake` also finds the time `wake`
+        // published before setting it.
+        if !self.cell.touched.load(Ordering::Acquire) {
             self.wake();
         }
         self.cell.now.load(Ordering::Acquire)
@@ -137,8 +139,11 @@ impl Clock {
 
     #[cold]
     fn wake(&self) {
-        self.cell.touched.store(true, Ordering::Relaxed);
+        // Fresh time first, then the mark: a reader that finds `touched` set skips this and
+        // loads `now`, so `now` must already be fresh then (the refresher may have been
+        // parked for a long time, leaving `now` that far behind).
         self.cell.now.fetch_max(self.precise(), Ordering::AcqRel);
+        self.cell.touched.store(true, Ordering::Release);
         if let Source::Real { refresher, .. } = &self.source {
             if let Some(t) = refresher.lock().as_ref() {
                 t.unpark();
@@ -173,5 +178,75 @@ impl Clock {
                 t.unpark();
             }
         }
+    }
+}
+
+/// A reader that finds the clock already marked as read must also find the time that the
+/// reader who marked it published: after the refresher has parked (`now` far behind), two
+/// readers arriving together both see fresh time, never the parked-era value. The first
+/// reader used to mark `touched` before publishing the time, so a second reader between the
+/// two got the stale value (and a hit served an entry past its deadline).
+#[cfg(all(test, not(memokit_shuttle)))]
+mod tests {
+    use super::*;
+    use std::sync::Barrier;
+
+    #[test]
+    fn readers_after_a_pause_see_fresh_time() {
+        const READERS: usize = 4;
+        let clock = Clock::real();
+        for _ in 0..10_000 {
+            // As after the refresher parked: stale time, nobody has read since.
+            clock.cell.now.store(1, Ordering::SeqCst);
+            clock.cell.touched.store(false, Ordering::SeqCst);
+            let before = clock.precise();
+            let start = Barrier::new(READERS);
+            let seen: Vec<u64> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..READERS)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            clock.coarse()
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for t in seen {
+                assert!(t >= before, "a reader saw the parked-era time {t} (fresh: {before})");
+            }
+        }
+    }
+}
+
+/// The same under shuttle: every interleaving of two readers arriving after a pause.
+#[cfg(all(test, memokit_shuttle))]
+mod shuttle_tests {
+    use super::*;
+
+    #[test]
+    fn readers_after_a_pause_see_fresh_time() {
+        let mut config = shuttle::Config::new();
+        config.stack_size = 1 << 20;
+        shuttle::Runner::new(
+            shuttle::scheduler::RandomScheduler::new_from_seed(0x5eed, 1000),
+            config,
+        )
+        .run(|| {
+            let clock = Arc::new(Clock::real());
+            clock.cell.now.store(1, Ordering::SeqCst);
+            clock.cell.touched.store(false, Ordering::SeqCst);
+            let before = clock.precise();
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let c = clock.clone();
+                    thread::spawn(move || c.coarse())
+                })
+                .collect();
+            for h in hs {
+                let t = h.join().unwrap();
+                assert!(t >= before, "a reader saw the parked-era time {t} (fresh: {before})");
+            }
+        });
     }
 }
