@@ -22,6 +22,7 @@
 mod common;
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,11 @@ use memokit_engine::{Engine, InsertOptions};
 
 const KEYS: u64 = 1_000;
 
+/// Calls of `compute`: every one is a miss (or a warm-up store); none may happen while measuring.
+static COMPUTES: AtomicU64 = AtomicU64::new(0);
+
 fn compute(x: u64) -> Arc<u64> {
+    COMPUTES.fetch_add(1, Ordering::Relaxed);
     Arc::new(x.wrapping_mul(x))
 }
 
@@ -119,6 +124,8 @@ fn main() {
         moka.insert(k, compute(k));
     }
 
+    let warm = COMPUTES.load(Ordering::Relaxed);
+
     let mut runners = vec![
         runner("memokit", &keys, |k| drop(black_box(memokit_square(k)))),
         runner("memokit_timeout", &keys, |k| drop(black_box(memokit_square_timeout(k)))),
@@ -148,4 +155,6 @@ fn main() {
     c.final_summary();
     assert_eq!(memokit_square_memo().stats().misses, KEYS, "every measured memokit call hit");
     assert_eq!(memokit_square_timeout_memo().stats().misses, KEYS, "every measured call hit");
+    // Every variant (the `cached` and moka ones included, which keep no count here) hit.
+    assert_eq!(COMPUTES.load(Ordering::Relaxed), warm, "no measured call computed (missed)");
 }
