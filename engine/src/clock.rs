@@ -10,9 +10,9 @@
 //! second at the default). A reader marks `touched`; when a whole second passes without a read,
 //! the refresher parks until the next reader wakes it, so an idle engine costs nothing here. The
 //! first reader after a pause reads the real clock itself and publishes it, so it never sees
-//! stale time. Readers are stores (for their deadline) and hits on entries with a deadline: a
-//! hit on an entry without one reads no time, so an engine whose traffic is only such hits
-//! lets its refresher park as well.
+//! stale time. Readers are stores (for their deadline), lookups that take the slow path, and
+//! hits on entries with a deadline: a hit on an entry without one reads no time, so an engine
+//! whose traffic is only such hits lets its refresher park as well.
 //!
 //! With a [`ManualClock`] there is no refresher: the manual clock's cell *is* the coarse clock.
 

@@ -309,7 +309,7 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
         for (arg, span) in parts.iter().flat_map(|p| arguments_in_array(p, &params)) {
             err.push(
                 span,
-                format!("in `key`, `{arg}` is a reference to the argument, so an array of arguments would borrow them past the call: key by a tuple instead (`key = (a, b)`), or, for `Copy` arguments, copy the values into the array (`[*a, *b]`)"),
+                format!("in `key`, the arguments are seen by reference, so an array of them (`{arg}` here) would borrow them past the call: key by a tuple instead (`key = (a, b)`), or, for `Copy` arguments, copy the values into the array (`[*a, *b]`)"),
             );
         }
     }
