@@ -12,8 +12,13 @@
 //! Tier 3 is never run: when it is selected, the checks that `#[memoize]` emits at the
 //! offending type (`assert_key_arg`, `assert_value`) already failed to compile. It exists so
 //! that one unsuitable type gives one error, at that type, instead of one more per generated
-//! use. Deletes and `ops` dispatch the same way (tier 2 of them is a no-op), and so does the
-//! view of a `key =` value (a reference is the view, an owned value is borrowed).
+//! use. Deletes and `ops` dispatch the same way (their last tier is a no-op, selected only
+//! where the call is a compile error too), and so does the view of a `key =` value (a
+//! reference is the view, an owned value is borrowed). `ops` has three tiers: an owned
+//! argument tuple that is a key but not `Clone` (a by-reference argument whose
+//! `ToOwned::Owned` is not `Clone`; its calls are cached) still gets working deletes
+//! ([`OpsDeleteOnly`]; it once fell to the no-op, so `Memoized::delete` and the by-name
+//! delete by arguments deleted nothing).
 
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -169,7 +174,17 @@ pub trait OpsOwned<A> {
     fn __memokit_ops(&self) -> Ops<A>;
 }
 
-/// Tier 2 of `ops` (already a compile error).
+/// Tier 2 of the `ops` of a function without `key =`: an owned tuple that is not `Clone`
+/// (a by-reference argument whose `ToOwned::Owned` is not `Clone`). Its calls are cached
+/// (a call never clones its owned key), so its deletes must work: they need only `Hash` and
+/// `Eq`. It has no [`CacheKey`] (one owns a copy of the arguments), so `make_cache_key`
+/// panics.
+pub trait OpsDeleteOnly<A> {
+    /// The ops for the owned tuple: deletes only.
+    fn __memokit_ops(&self) -> Ops<A>;
+}
+
+/// Tier 3 of `ops` (already a compile error: the arguments are no key).
 pub trait OpsNone<A> {
     /// Ops that do nothing.
     fn __memokit_ops(&self) -> Ops<A>;
@@ -182,9 +197,26 @@ where
     state.key_op_owned(args, op)
 }
 
-impl<A: Hash + Eq + Clone + Send + Sync + 'static> OpsOwned<A> for &Probe<A, ()> {
+fn delete_owned<A>(state: &'static FnState, args: &A, op: KeyOp) -> Option<CacheKey>
+where
+    A: Hash + Eq + Send + Sync + 'static,
+{
+    match op {
+        KeyOp::Delete => state.delete_owned(args),
+        KeyOp::Make => {}
+    }
+    None
+}
+
+impl<A: Hash + Eq + Clone + Send + Sync + 'static> OpsOwned<A> for &&Probe<A, ()> {
     fn __memokit_ops(&self) -> Ops<A> {
         key_op_owned::<A>
+    }
+}
+
+impl<A: Hash + Eq + Send + Sync + 'static> OpsDeleteOnly<A> for &Probe<A, ()> {
+    fn __memokit_ops(&self) -> Ops<A> {
+        delete_owned::<A>
     }
 }
 

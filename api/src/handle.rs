@@ -89,6 +89,10 @@ impl<A: 'static> Memoized<A> {
     /// The key a call with these arguments would use. Equal exactly when two calls would
     /// share a result.
     ///
+    /// # Panics
+    /// When the owned argument tuple `A` is not `Clone` (a by-reference argument whose
+    /// `ToOwned::Owned` is not): a key owns a copy of the arguments.
+    ///
     /// ```
     /// #[memokit::memoize]
     /// fn f(s: &str) -> usize { s.len() }
@@ -97,7 +101,12 @@ impl<A: 'static> Memoized<A> {
     pub fn make_cache_key(&self, args: &A) -> CacheKey {
         match (self.ops)(self.state, args, KeyOp::Make) {
             Some(k) => k,
-            None => unreachable!("memokit: the ops of `{}` made no key", self.name()),
+            // Only a function whose owned argument tuple is not `Clone` (a by-reference
+            // argument whose `ToOwned::Owned` is not): a key owns a copy of the arguments.
+            None => panic!(
+                "memokit: `{}` has no cache key: its owned arguments are not `Clone`",
+                self.name()
+            ),
         }
     }
 

@@ -53,7 +53,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::dispatch::Codec;
 use crate::key::{
-    CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, OwnedView, Space,
+    CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, OwnedLookup, OwnedView, Space,
 };
 use crate::memoizer::{ErasedValue, Registered};
 use crate::stats::Counters;
@@ -519,7 +519,24 @@ impl FnState {
     where
         A: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
-        self.key_op(&OwnedView(args), op)
+        match op {
+            KeyOp::Delete => {
+                self.delete_owned(args);
+                None
+            }
+            KeyOp::Make => self.key_op(&OwnedView(args), op),
+        }
+    }
+
+    /// Deletes the result for an owned argument tuple (and detaches its computation), with
+    /// its `Hash` and `Eq` only: an owned tuple need not be `Clone` (a by-reference argument's
+    /// `ToOwned::Owned` may not be), and its calls are cached all the same.
+    pub(crate) fn delete_owned<A>(&'static self, args: &A)
+    where
+        A: std::hash::Hash + Eq + Send + Sync + 'static,
+    {
+        event!(debug, function = %self.name, "delete one result");
+        self.engine.remove(&OwnedLookup { space: self.keys.space(), args });
     }
 }
 

@@ -349,8 +349,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let ops = match &opts.key {
         None => quote!({
-            use #m::{OpsOwned as _, OpsNone as _};
-            (&&#m::probe_args::<#args_ty>()).__memokit_ops()
+            use #m::{OpsOwned as _, OpsDeleteOnly as _, OpsNone as _};
+            (&&&#m::probe_args::<#args_ty>()).__memokit_ops()
         }),
         Some(k) => {
             // For a method, the receiver's id: a pattern of the argument tuple and, bound as
