@@ -429,3 +429,137 @@ fn expired_entries_in_any_shard_go_before_live_ones() {
         e.validate().unwrap();
     }
 }
+
+/// The same rule within a tick: an entry whose deadline has passed but whose tick of the
+/// wheel has not ended yet is dead too, and must go before a live entry is evicted. With a
+/// 1 s tick, entries that expired 200 ms ago used to stay (the wheel only reclaims entries
+/// due by the current tick) and the policy evicted live keys in their place, below capacity.
+#[test]
+fn entries_expired_within_the_current_tick_go_before_live_ones() {
+    for workers in [1, 2] {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(20)
+            .shards(2)
+            .workers(workers)
+            .tick(SEC)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        clock.advance(100 * MS);
+        for k in 1000..1010 {
+            e.insert_with_ttl(k, k, 500 * MS);
+        }
+        e.flush();
+        // t = 800 ms: the ten are dead (deadline 600 ms), their tick (0) is not over.
+        clock.advance(700 * MS);
+        for k in 1000..1010 {
+            assert_eq!(e.get(&k), None);
+        }
+        for k in 0..19 {
+            e.insert(k, k);
+            e.flush();
+        }
+        for k in 0..19 {
+            assert_eq!(e.get(&k), Some(k), "live key {k} evicted ({workers} workers)");
+        }
+        assert_eq!(e.stats().evictions, 0, "{workers} workers");
+        e.validate().unwrap();
+    }
+}
+
+mod reclaim_model {
+    //! Property test: however deadlines fall against the wheel's ticks, a store that takes the
+    //! engine over capacity evicts nothing while the live entries (deadline after now) fit:
+    //! every dead entry goes first. Stores that would take the live entries over the capacity
+    //! are skipped, so no eviction is ever due; after each store (and flush) every live key is
+    //! served and the engine has evicted nothing.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    const CAPACITY: usize = 16;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Insert { key: u8, ttl: Option<Duration> },
+        Advance(Duration),
+    }
+
+    /// `mantissa × 10^exp` nanoseconds: from 10 µs to ~100 s.
+    fn span() -> impl Strategy<Value = Duration> {
+        (1u64..1000, 4u32..=11).prop_map(|(m, e)| Duration::from_nanos(m * 10u64.pow(e) / 100))
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..48, proptest::option::weighted(0.8, span()))
+                .prop_map(|(key, ttl)| Op::Insert { key, ttl }),
+            2 => span().prop_map(Op::Advance),
+        ]
+    }
+
+    fn run(tick: Duration, workers: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(CAPACITY as u64)
+            .shards(4)
+            .workers(workers)
+            .tick(tick)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let mut model: HashMap<u8, Option<Duration>> = HashMap::new();
+        for op in ops {
+            let now = clock.now();
+            match *op {
+                Op::Insert { key, ttl } => {
+                    let live = |d: &Option<Duration>| d.is_none_or(|d| d > now);
+                    let others = model.iter().filter(|&(k, d)| *k != key && live(d)).count();
+                    if others + 1 > CAPACITY {
+                        continue;
+                    }
+                    match ttl {
+                        Some(t) => e.insert_with_ttl(u64::from(key), u64::from(key), t),
+                        None => e.insert(u64::from(key), u64::from(key)),
+                    }
+                    model.insert(key, ttl.map(|t| now + t));
+                    e.flush();
+                    for (&k, d) in &model {
+                        if live(d) {
+                            prop_assert_eq!(
+                                e.get(&u64::from(k)),
+                                Some(u64::from(k)),
+                                "live key {} (deadline {:?}) lost at {:?}",
+                                k,
+                                d,
+                                now
+                            );
+                        }
+                    }
+                    prop_assert_eq!(e.stats().evictions, 0);
+                    e.validate().map_err(TestCaseError::fail)?;
+                }
+                Op::Advance(d) => clock.advance(d),
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: crate::common::proptest_cases(64),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn dead_entries_go_before_live_ones(
+            tick in prop_oneof![Just(MS), Just(SEC), Just(64 * SEC)],
+            workers in 1usize..=2,
+            ops in proptest::collection::vec(op(), 1..120),
+        ) {
+            run(tick, workers, &ops)?;
+        }
+    }
+}

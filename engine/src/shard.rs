@@ -444,9 +444,28 @@ impl<K, V> Shard<K, V> {
         (work, freed, work < budget)
     }
 
-    /// From when [`Shard::maintain`] could find an expired or stale entry (nanoseconds, as the
-    /// clock): 0 (now) while retired generations or the wheel's backlog hold work, the next
-    /// tick while some entry has a deadline, never (`u64::MAX`) otherwise. Published by the
+    /// [`Shard::maintain`], and, when an entry of the wheel's next tick may have expired
+    /// within the current one, those entries too: every entry dead at `now` is reclaimed (up
+    /// to `budget`), not only those of the ticks that have ended. For reclaiming before an
+    /// eviction, so that a live entry is not evicted while a dead one takes its place.
+    pub(crate) fn reclaim_dead(
+        &mut self,
+        now: u64,
+        budget: usize,
+        reg: &Registry,
+        garbage: &mut Vec<(K, V)>,
+    ) -> (usize, u64, bool) {
+        self.wheel.advance(&mut self.links, now);
+        if self.timed > 0 && self.wheel.next_expiry_from() <= now {
+            self.wheel.pull_next(&mut self.links);
+        }
+        self.maintain(now, budget, reg, garbage)
+    }
+
+    /// From when [`Shard::reclaim_dead`] could find an expired or stale entry (nanoseconds, as
+    /// the clock): 0 (now) while retired generations or the wheel's backlog hold work, the
+    /// earliest time an entry of the wheel's next tick may expire, or the next tick, while
+    /// some entry has a deadline, never (`u64::MAX`) otherwise. Published by the
     /// worker for the others (`Cell::due_at`), so that a worker over capacity leaves live
     /// entries alone while another worker may still reclaim dead ones, and read by the shard's own
     /// worker to skip a shard with nothing to reclaim without taking its lock. O(1).
@@ -454,7 +473,7 @@ impl<K, V> Shard<K, V> {
         if !self.retired.is_empty() {
             0
         } else if self.timed > 0 {
-            self.wheel.busy_from(&self.links)
+            self.wheel.busy_from(&self.links).min(self.wheel.next_expiry_from())
         } else {
             NEVER
         }

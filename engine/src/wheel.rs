@@ -37,6 +37,12 @@ pub(crate) struct Wheel {
     backlog: List,
     now_tick: u64,
     tick: u64,
+    /// A lower bound on the deadline of every entry in the buckets that is due at the next
+    /// tick (`now_tick + 1`): before it, no such entry can have expired. Entries due at the
+    /// next tick are the only ones in the buckets that may expire before the wheel advances
+    /// again (their deadline lies inside the current tick); [`Wheel::pull_next`] fetches them
+    /// for a caller that must not leave dead entries in place (eviction).
+    next_min: u64,
 }
 
 impl Wheel {
@@ -48,6 +54,7 @@ impl Wheel {
             backlog: links.new_list(),
             now_tick: now / tick,
             tick,
+            next_min: (now / tick).saturating_mul(tick).saturating_add(1),
         }
     }
 
@@ -67,9 +74,43 @@ impl Wheel {
     }
 
     /// Schedules detached entry `i` for its absolute `deadline` (nanoseconds).
-    pub(crate) fn schedule(&self, links: &mut Links, i: u32, deadline: u64) {
-        let list = self.place(self.due_tick(deadline));
-        links.push_back(Kind::Timer, list, i);
+    pub(crate) fn schedule(&mut self, links: &mut Links, i: u32, deadline: u64) {
+        let due = self.due_tick(deadline);
+        if Some(due) == self.now_tick.checked_add(1) {
+            self.next_min = self.next_min.min(deadline);
+        }
+        links.push_back(Kind::Timer, self.place(due), i);
+    }
+
+    /// From when an entry still in the buckets may be expired (nanoseconds): see `next_min`.
+    pub(crate) fn next_expiry_from(&self) -> u64 {
+        self.next_min
+    }
+
+    /// Moves every bucket that may hold an entry due at the next tick onto the backlog, so
+    /// that draining it reclaims the entries whose deadline has passed within the current
+    /// tick (the others are scheduled again). The level-0 bucket of the next tick holds only
+    /// such entries; when the next tick crosses a boundary of a higher level, the bucket of
+    /// that level holding it (and the overflow, past the last level) comes along, with later
+    /// entries. O(levels).
+    pub(crate) fn pull_next(&mut self, links: &mut Links) {
+        let (n, next) = (self.now_tick, self.now_tick.saturating_add(1));
+        if next == n {
+            return;
+        }
+        for level in 0..LEVELS {
+            let shift = BITS as usize * level;
+            if level > 0 && next >> shift == n >> shift {
+                break;
+            }
+            let slot = (next >> shift) as usize & (SLOTS - 1);
+            links.splice_back(Kind::Timer, self.backlog, self.buckets[level * SLOTS + slot]);
+        }
+        if next >> (BITS as usize * LEVELS) != n >> (BITS as usize * LEVELS) {
+            links.splice_back(Kind::Timer, self.backlog, self.overflow);
+        }
+        // Recomputed as the backlog's entries due at the next tick are scheduled again.
+        self.next_min = u64::MAX;
     }
 
     /// Cancels entry `i` (no-op when not scheduled).
@@ -101,6 +142,8 @@ impl Wheel {
             links.splice_back(Kind::Timer, self.backlog, self.overflow);
         }
         self.now_tick = to;
+        // Entries due at the new next tick have deadlines after the new tick's start.
+        self.next_min = to.saturating_mul(self.tick).saturating_add(1);
     }
 
     /// From when advancing and draining the backlog could find something: the start of the
@@ -135,6 +178,12 @@ impl Wheel {
                     all.push(i);
                     let Some(d) = deadline(i) else { continue };
                     let due = self.due_tick(d);
+                    if Some(due) == self.now_tick.checked_add(1) && d < self.next_min {
+                        return Err(format!(
+                            "wheel: entry {i} due at the next tick before its bound ({d} < {})",
+                            self.next_min
+                        ));
+                    }
                     let ok = due > self.now_tick
                         && (due >> shift) as usize & (SLOTS - 1) == b
                         && (due - self.now_tick) >> (shift + BITS as usize) == 0;
@@ -213,5 +262,50 @@ mod tests {
         w.advance(&mut links, 25);
         assert_eq!(w.pop_backlog(&mut links), None);
         assert!(!idle(&w, &links, 30));
+    }
+
+    /// `pull_next` fetches every entry due at the next tick, also when that tick crosses a
+    /// level boundary (the entries sit in a level-1 bucket then), and `next_expiry_from`
+    /// bounds their deadlines from below.
+    #[test]
+    fn pull_next_finds_the_entries_of_the_next_tick() {
+        let mut links = Links::default();
+        let mut w = Wheel::new(&mut links, 10, 0);
+        let deadlines: Vec<u64> = vec![640, 1000, 637, 655, 9_000_000];
+        w.schedule(&mut links, 0, deadlines[0]); // tick 64, level 1 from tick 0
+        w.schedule(&mut links, 1, deadlines[1]); // tick 100, the same level-1 bucket
+        w.advance(&mut links, 635); // tick 63: the next tick crosses into level 1's slot 1
+        assert_eq!(w.pop_backlog(&mut links), None);
+        assert_eq!(w.next_expiry_from(), 631);
+        w.schedule(&mut links, 2, deadlines[2]); // tick 64
+        w.schedule(&mut links, 3, deadlines[3]); // tick 66
+        w.schedule(&mut links, 4, deadlines[4]);
+        assert_eq!(w.next_expiry_from(), 631, "bound from the tick's start");
+        w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
+        let now = 638;
+        w.pull_next(&mut links);
+        let mut expired = Vec::new();
+        while let Some(i) = w.pop_backlog(&mut links) {
+            if deadlines[i as usize] <= now {
+                expired.push(i);
+            } else {
+                w.schedule(&mut links, i, deadlines[i as usize]);
+            }
+        }
+        assert_eq!(expired, vec![2]);
+        assert_eq!(w.next_expiry_from(), 640, "the earliest left for tick 64");
+        w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
+        // At the next tick, entry 0 is due (the others come along as candidates only).
+        w.advance(&mut links, 640);
+        let mut due = Vec::new();
+        while let Some(i) = w.pop_backlog(&mut links) {
+            if deadlines[i as usize] <= 640 {
+                due.push(i);
+            } else {
+                w.schedule(&mut links, i, deadlines[i as usize]);
+            }
+        }
+        assert_eq!(due, vec![0]);
+        w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
     }
 }

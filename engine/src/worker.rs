@@ -438,7 +438,7 @@ fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize, 
         {
             let mut core = write_lock(&shared.cells[i]);
             let (_, freed, _) =
-                core.maintain(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
+                core.reclaim_dead(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
             shared.weight.fetch_sub(freed, Ordering::AcqRel);
         }
         drop_outside(garbage);
