@@ -563,3 +563,20 @@ mod reclaim_model {
         }
     }
 }
+
+/// `run_maintenance` expires what the clock says is due, including entries whose deadline
+/// fell inside the current tick (it used to leave them until the tick had ended, so a test
+/// that advanced past a deadline still saw the entry resident and no expiration counted).
+#[test]
+fn run_maintenance_expires_within_the_current_tick() {
+    let (e, clock) = engine(SEC, MS);
+    clock.advance(300 * MS);
+    e.insert_with_ttl(1, 1, SEC); // deadline 1.3 s
+    e.insert_with_ttl(2, 2, 2 * SEC); // deadline 2.3 s
+    clock.advance(1100 * MS); // t = 1.4 s
+    e.run_maintenance();
+    assert_eq!(e.stats().expirations, 1);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.get(&2), Some(2));
+    e.validate().unwrap();
+}

@@ -326,7 +326,13 @@ fn maintain<K, V>(
         let finished = loop {
             let (work, freed, finished) = {
                 let mut core = write_lock(cell);
-                let r = core.maintain(now, SLICE, &shared.gens, &mut garbage);
+                // An explicit step expires every entry the clock says is dead, also those whose
+                // deadline fell inside the current tick; the background bursts leave those to
+                // the next tick (reclaimed within a tick or two) rather than look at them twice.
+                let r = match budget {
+                    Budget::Entries(_) => core.reclaim_dead(now, SLICE, &shared.gens, &mut garbage),
+                    Budget::Until(_) => core.maintain(now, SLICE, &shared.gens, &mut garbage),
+                };
                 // Hand the lock to waiting readers before taking it again for the next slice.
                 core.unlock_fair();
                 r
