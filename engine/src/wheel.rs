@@ -43,6 +43,13 @@ pub(crate) struct Wheel {
     /// again (their deadline lies inside the current tick); [`Wheel::pull_next`] fetches them
     /// for a caller that must not leave dead entries in place (eviction).
     next_min: u64,
+    /// Entries due at the next tick scheduled since the last advance (or since
+    /// [`Wheel::pull_next`] emptied the buckets of the next tick): kept apart, so that
+    /// pulling them again within the same tick touches no later entries.
+    next: List,
+    /// Whether [`Wheel::pull_next`] has emptied the buckets of the next tick since the last
+    /// advance (from then on, all entries due at the next tick are in `next`).
+    pulled: bool,
 }
 
 impl Wheel {
@@ -55,6 +62,8 @@ impl Wheel {
             now_tick: now / tick,
             tick,
             next_min: (now / tick).saturating_mul(tick).saturating_add(1),
+            next: links.new_list(),
+            pulled: false,
         }
     }
 
@@ -65,6 +74,9 @@ impl Wheel {
     fn place(&self, due: u64) -> List {
         if due <= self.now_tick {
             return self.backlog;
+        }
+        if Some(due) == self.now_tick.checked_add(1) {
+            return self.next;
         }
         let level = ((63 - (due ^ self.now_tick).leading_zeros()) / BITS) as usize;
         if level >= LEVELS {
@@ -89,13 +101,18 @@ impl Wheel {
 
     /// Moves every bucket that may hold an entry due at the next tick onto the backlog, so
     /// that draining it reclaims the entries whose deadline has passed within the current
-    /// tick (the others are scheduled again). The level-0 bucket of the next tick holds only
-    /// such entries; when the next tick crosses a boundary of a higher level, the bucket of
-    /// that level holding it (and the overflow, past the last level) comes along, with later
-    /// entries. O(levels).
+    /// tick (the others are scheduled again). Those scheduled since the last advance are in
+    /// `next`; the others, scheduled earlier, are in the level-0 bucket of the next tick or,
+    /// when the next tick crosses a boundary of a higher level, in the bucket of that level
+    /// holding it (or the overflow, past the last level), with later entries: those buckets
+    /// are pulled once per tick (their entries due at the next tick then go to `next`).
+    /// O(levels).
     pub(crate) fn pull_next(&mut self, links: &mut Links) {
+        links.splice_back(Kind::Timer, self.backlog, self.next);
         let (n, next) = (self.now_tick, self.now_tick.saturating_add(1));
-        if next == n {
+        if next == n || std::mem::replace(&mut self.pulled, true) {
+            // Recomputed as the backlog's entries due at the next tick are scheduled again.
+            self.next_min = u64::MAX;
             return;
         }
         for level in 0..LEVELS {
@@ -126,6 +143,9 @@ impl Wheel {
         if to <= from {
             return;
         }
+        // Everything in `next` is due at `from + 1 <= to`.
+        links.splice_back(Kind::Timer, self.backlog, self.next);
+        self.pulled = false;
         for level in 0..LEVELS {
             let shift = BITS as usize * level;
             let (a, b) = (from >> shift, to >> shift);
@@ -178,10 +198,12 @@ impl Wheel {
                     all.push(i);
                     let Some(d) = deadline(i) else { continue };
                     let due = self.due_tick(d);
-                    if Some(due) == self.now_tick.checked_add(1) && d < self.next_min {
+                    if Some(due) == self.now_tick.checked_add(1)
+                        && (self.pulled || d < self.next_min)
+                    {
                         return Err(format!(
-                            "wheel: entry {i} due at the next tick before its bound ({d} < {})",
-                            self.next_min
+                            "wheel: entry {i} due at the next tick in a bucket (pulled: {}) or before its bound ({d} < {})",
+                            self.pulled, self.next_min
                         ));
                     }
                     let ok = due > self.now_tick
@@ -194,6 +216,16 @@ impl Wheel {
                         ));
                     }
                 }
+            }
+        }
+        for i in links.validate_list(Kind::Timer, self.next)? {
+            all.push(i);
+            let Some(d) = deadline(i) else { continue };
+            if Some(self.due_tick(d)) != self.now_tick.checked_add(1) || d < self.next_min {
+                return Err(format!(
+                    "wheel: entry {i} (deadline {d}) in the next tick's list, now tick {}, bound {}",
+                    self.now_tick, self.next_min
+                ));
             }
         }
         all.extend(links.validate_list(Kind::Timer, self.overflow)?);
@@ -294,6 +326,17 @@ mod tests {
         }
         assert_eq!(expired, vec![2]);
         assert_eq!(w.next_expiry_from(), 640, "the earliest left for tick 64");
+        w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
+        // Pulled again within the tick: only the entries due at the next tick come, not the
+        // later ones that shared the level-1 bucket with them.
+        w.pull_next(&mut links);
+        let mut again = Vec::new();
+        while let Some(i) = w.pop_backlog(&mut links) {
+            again.push(i);
+            w.schedule(&mut links, i, deadlines[i as usize]);
+        }
+        assert_eq!(again, vec![0]);
+        assert_eq!(w.next_expiry_from(), 640);
         w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
         // At the next tick, entry 0 is due (the others come along as candidates only).
         w.advance(&mut links, 640);
