@@ -451,8 +451,9 @@ where
     }
 
     /// [`flush`](Engine::flush), then one maintenance step on every worker: expire what the
-    /// clock says is due (every entry whose deadline has passed, whatever the tick) and reclaim entries of retired generations (up to a budget of 256k
-    /// entries per shard). With a [`ManualClock`](crate::ManualClock) this is the only way expiry and reclamation
+    /// clock says is due (every entry whose deadline has passed, whatever the tick) and
+    /// reclaim entries of retired generations (up to a budget of 256k entries per shard).
+    /// With a [`ManualClock`](crate::ManualClock) this is the only way expiry and reclamation
     /// run, which makes them deterministic in tests.
     pub fn run_maintenance(&self) {
         self.broadcast(Command::Maintain);
