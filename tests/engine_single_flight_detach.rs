@@ -175,3 +175,30 @@ fn clear_detaches_an_in_flight_compute() {
     e.flush();
     assert_eq!(e.get(&1), Some(300), "the value computed across clear() must not be stored");
 }
+
+/// A caller still under a retired generation (a thread that read the old version) arriving
+/// while a computation under the new one runs: it computes for itself, joins nothing, and
+/// leaves the live flight registered, so later callers under the new generation still join
+/// it and its value is stored. (It used to replace the live flight: the live computation's
+/// value was then never stored, and the next caller computed the same key again.)
+#[test]
+fn a_caller_under_a_retired_generation_does_not_displace_a_live_flight() {
+    let e = sharded_engine(2);
+    let (old, new) = (e.new_generation(), e.new_generation());
+    e.retire(old);
+    let under = |g| InsertOptions::new().generations(g, None);
+    let (gate, leader) = blocked_leader(&e, 1, under(new), 100);
+
+    let e2 = e.clone();
+    let stale = no_hang("a caller under the retired generation", move || {
+        e2.get_or_insert_with_options(1, under(old), || 300)
+    });
+    assert_eq!(stale, 300, "the stale caller computes for itself");
+
+    let waiter = joined_waiter(&e, 1, under(new));
+    gate.open();
+    assert_eq!(leader.join().unwrap(), 100);
+    assert_eq!(no_hang("waiter", move || waiter.join().unwrap()), 100);
+    e.flush();
+    assert_eq!(e.get(&1), Some(100), "the live flight's value is stored");
+}

@@ -5,7 +5,9 @@
 //! registers a [`Flight`] (it becomes the *leader*) or joins the one registered for its key if
 //! that flight was started under the same, still live, generations. A flight started under
 //! generations that were retired since is never joined: the newcomer replaces it in the table,
-//! and the old leader, finding itself unregistered, hands its value to its own waiters only.
+//! and the old leader, finding itself unregistered, hands its value to its own waiters only. A
+//! caller whose own generations were retired neither joins nor registers: it computes for
+//! itself (its value could not be stored), leaving a live flight in place for later callers.
 //! `remove` and `clear` unregister flights the same way, so a computation that began before a
 //! delete is never stored or handed to a caller that arrived after it. An explicit `insert`
 //! does too, and it always takes the flights lock: a leader checks for the key, registers, and

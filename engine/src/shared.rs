@@ -438,6 +438,15 @@ where
                 running => break (fl, running.is_some()),
             }
         };
+        // A caller under a retired generation (it read an old version) computes for itself:
+        // its value could not be stored, and a flight of its own would displace one under
+        // live generations that later callers must still join (the live computation's value
+        // would then be lost, and the key computed again).
+        if !gens_live(&gens, &self.gens) {
+            drop(fl);
+            self.count(hash, false);
+            return compute();
+        }
         // Lead a new flight, replacing one that may not be joined. `q` is not used after
         // `to_owned`, which may consume it.
         stale = if running {
