@@ -124,6 +124,28 @@ where
 
     /// Weighs each entry (on the inserting thread); an entry heavier than the capacity is not
     /// stored.
+    ///
+    /// # Panics
+    /// The weigher runs while the engine holds a lock of the key's shard. It may look values
+    /// up and [`flush`](Engine::flush), but an insert, remove, computation, `clear` or
+    /// `shutdown` of the same engine from inside it would wait for its own caller, so it
+    /// panics instead (the engine stays usable).
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let e: Engine<u32, String> = Engine::builder()
+    ///     .max_capacity(10)
+    ///     .weigher(|_, v: &String| u32::try_from(v.len()).unwrap_or(u32::MAX))
+    ///     .build()
+    ///     .unwrap();
+    /// e.insert(1, "hello".to_string());
+    /// e.insert(2, "a value longer than the capacity".to_string()); // not stored
+    /// e.flush();
+    /// assert_eq!(e.stats().weight, 5);
+    /// assert_eq!(e.get(&2), None);
+    /// ```
     pub fn weigher(mut self, f: impl Fn(&K, &V) -> u32 + Send + Sync + 'static) -> Self {
         self.weigher = Some(Arc::new(f));
         self

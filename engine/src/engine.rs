@@ -406,8 +406,14 @@ where
         let s = self.shared();
         let (tx, rx) = crate::sync::unbounded();
         let mut sent = 0;
-        for mb in &s.mailboxes {
-            if mb.send(make(tx.clone())).is_ok() {
+        // On one of this engine's workers (a user's `Drop` there): that worker cannot answer
+        // while it runs this, so it does its share here.
+        let here = worker::worker_of(s);
+        for (w, mb) in s.mailboxes.iter().enumerate() {
+            if here == Some(w) {
+                worker::serve_inline(s, w, make(tx.clone()));
+                sent += 1;
+            } else if mb.send(make(tx.clone())).is_ok() {
                 sent += 1;
             }
         }
@@ -422,6 +428,12 @@ where
     /// Returns once every operation issued before it has been applied by the workers (after
     /// it, [`len`](Engine::len) is exact, and within the capacity). Returns at once after
     /// shutdown.
+    ///
+    /// From a key's or value's `Drop` running on one of this engine's workers (they drop
+    /// what they remove, evict, expire or reclaim), this, [`clear`](Engine::clear) and
+    /// [`run_maintenance`](Engine::run_maintenance) do that worker's share on the spot
+    /// instead of waiting for it; only an eviction another worker asked of it waits until
+    /// the `Drop` returns (so `len` may briefly exceed the capacity).
     ///
     /// ```
     /// use memokit_engine::Engine;
@@ -461,6 +473,7 @@ where
 
     /// Removes every value and detaches every running computation; returns when done.
     pub fn clear(&self) {
+        self.shared().not_weighing();
         for cell in self.shared().cells.iter() {
             let mut fl = cell.flights.lock();
             let flights = std::mem::take(&mut *fl);
@@ -474,6 +487,7 @@ where
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
     /// storing.
     pub fn shutdown(&self) {
+        self.shared().not_weighing();
         shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
     }
 

@@ -34,8 +34,12 @@
 //! what they leave their caller to drop, and the backpressure wait) in the `store` submodule.
 //!
 //! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
-//! so a panic in it reaches the caller and leaves the engine consistent. Workers run only the
-//! user's `Drop`, outside every lock, under `catch_unwind`.
+//! so a panic in it reaches the caller and leaves the engine consistent. The weigher runs
+//! under the flights lock: a store, remove, computation or `clear` of the same engine from
+//! inside it panics (`Shared::not_weighing`) rather than wait for its own caller. Workers run
+//! only the user's `Drop`, outside every lock, under `catch_unwind`; a `Drop` there that asks
+//! every worker for something (`flush`, `clear`, `run_maintenance`) does its own worker's
+//! share on the spot (`worker::worker_of`).
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -407,6 +411,7 @@ where
             Ok(v) => return Ok(v),
             Err((_, searched)) => Some(searched),
         };
+        self.not_weighing();
         let cell = self.cell(hash);
         let gens = opts.raw_gens();
         // Declared before the flights lock: dropped after it, even if `to_owned` panics.

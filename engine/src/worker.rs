@@ -153,13 +153,29 @@ impl<K, V> Drop for WorkerLock<'_, K, V> {
 }
 
 crate::sync::thread_local! {
-    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// On a worker thread: its engine ([`engine_id`]) and its index.
+    static ON_WORKER: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The address of an engine's shared state: names the engine a thread works for.
+pub(crate) fn engine_id<K, V>(shared: &Shared<K, V>) -> usize {
+    // The address only, as an integer: compared, never turned back into a pointer.
+    std::ptr::from_ref(shared).cast::<()>() as usize
 }
 
 /// Whether the current thread is an engine's worker (a caller's backpressure wait would be a
 /// worker waiting for itself: a user's `Drop` that stores runs on workers).
 pub(crate) fn on_worker_thread() -> bool {
-    ON_WORKER.with(|w| w.get())
+    ON_WORKER.with(|w| w.get().is_some())
+}
+
+/// The index of the current thread among `shared`'s workers, if it is one of them: a user's
+/// `Drop` running there that asks every worker to do something (`flush`, `clear`,
+/// `run_maintenance`) must do this worker's share itself ([`serve_inline`]) rather than wait
+/// for a reply that this thread, busy running the `Drop`, would never send.
+pub(crate) fn worker_of<K, V>(shared: &Shared<K, V>) -> Option<usize> {
+    let here = ON_WORKER.with(|w| w.get())?;
+    (here.0 == engine_id(shared)).then_some(here.1)
 }
 
 fn drop_outside<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
@@ -185,9 +201,8 @@ where
     V: Send + Sync + 'static,
 {
     let _notice = DeathNotice(&shared);
-    ON_WORKER.with(|w| w.set(true));
-    let mine: Vec<usize> =
-        (0..shared.cells.len()).filter(|&i| shared.cells[i].worker == me).collect();
+    ON_WORKER.with(|w| w.set(Some((engine_id(&shared), me))));
+    let mine = shards_of(&shared, me);
     let auto = !shared.clock.is_manual();
     let mut next_tick = after(Instant::now(), shared.tick);
     // Set while background maintenance has work left: when to run the next burst.
@@ -236,27 +251,51 @@ where
                     write_lock(&shared.cells[i]).schedule_reclaim(g);
                 }
             }
-            Some(Command::Flush(ack)) => {
-                mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
-                if let Some(&first) = mine.first() {
-                    settle(&shared, me, &mine, first, Settle::MayDefer);
-                }
-                let _ = ack.send(());
-            }
-            Some(Command::Maintain(ack)) => {
-                mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
-                maintain(&shared, &mine, &mut cursor, Budget::Entries(TICK_BUDGET));
-                let _ = ack.send(());
-            }
-            Some(Command::Clear(ack)) => {
-                for &i in &mine {
-                    clear(&shared, &shared.cells[i]);
-                }
-                let _ = ack.send(());
+            Some(cmd @ (Command::Flush(_) | Command::Maintain(_) | Command::Clear(_))) => {
+                serve(&shared, me, &mine, &mut cursor, cmd);
             }
             Some(Command::Shutdown) => return,
         }
     }
+}
+
+/// The shards worker `me` owns.
+fn shards_of<K, V>(shared: &Shared<K, V>, me: usize) -> Vec<usize> {
+    (0..shared.cells.len()).filter(|&i| shared.cells[i].worker == me).collect()
+}
+
+/// Serves a request that every worker answers (`Flush`, `Maintain`, `Clear`), then
+/// acknowledges it.
+fn serve<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], cursor: &mut usize, cmd: Command) {
+    match cmd {
+        Command::Flush(ack) => {
+            mine.iter().for_each(|&i| apply(shared, &shared.cells[i]));
+            if let Some(&first) = mine.first() {
+                settle(shared, me, mine, first, Settle::MayDefer);
+            }
+            let _ = ack.send(());
+        }
+        Command::Maintain(ack) => {
+            mine.iter().for_each(|&i| apply(shared, &shared.cells[i]));
+            maintain(shared, mine, cursor, Budget::Entries(TICK_BUDGET));
+            let _ = ack.send(());
+        }
+        Command::Clear(ack) => {
+            for &i in mine {
+                clear(shared, &shared.cells[i]);
+            }
+            let _ = ack.send(());
+        }
+        _ => unreachable!("only requests every worker answers are served here"),
+    }
+}
+
+/// Serves, on worker `me`'s own thread, the share of a request to every worker that `me`
+/// would answer ([`worker_of`]): called from a user's `Drop` running on that worker, which
+/// holds none of the engine's locks there (workers drop user data outside them). Settle
+/// requests queued in `me`'s mailbox wait until the `Drop` returns.
+pub(crate) fn serve_inline<K, V>(shared: &Shared<K, V>, me: usize, cmd: Command) {
+    serve(shared, me, &shards_of(shared, me), &mut 0, cmd);
 }
 
 /// Applies a shard's pending operations in one batch. The write lock comes first, without

@@ -40,6 +40,18 @@ use crate::sync::{spin_loop, RwLockWriteGuard};
 /// throughput, and up to a tick of slow-path hits on freshly stored keys.)
 pub(crate) const SIGNAL_BATCH: usize = 1;
 
+/// The panic message for a weigher that stores, removes, computes or clears through its own
+/// engine.
+pub(crate) const REENTRANT_WEIGHER: &str = "memokit: the weigher called back into its own \
+engine to store, remove, compute or clear; the engine weighs under a lock those operations \
+take, so this would deadlock and panics instead. A weigher may look values up and flush, but \
+should only weigh";
+
+crate::sync::thread_local! {
+    /// The engine ([`crate::worker::engine_id`]) whose weigher this thread is running, or 0.
+    static WEIGHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Attempts a caller makes to take a shard's write lock for an in-place store.
 const WRITE_TRIES: u32 = 16;
 
@@ -93,10 +105,7 @@ where
         opts: &InsertOptions,
         in_place: bool,
     ) -> Leftovers<K, V> {
-        let weight = match &self.weigher {
-            Some(w) => w(&key, &value),
-            None => 1,
-        };
+        let weight = self.weigh(&key, &value);
         let deadline = opts.deadline(self.clock.coarse());
         let gens = opts.raw_gens();
         // Capacity 0 stores nothing, even an entry the weigher weighs 0.
@@ -158,6 +167,32 @@ where
         Leftovers { _kv: kv, _replaced: replaced, full }
     }
 
+    /// The weight of an entry: the user's weigher (1 without one), run with this engine
+    /// marked as weighing on this thread, so that the weigher calling back into it with an
+    /// operation that takes a lock its caller holds panics instead ([`Self::not_weighing`]).
+    fn weigh(&self, key: &K, value: &V) -> u32 {
+        let Some(w) = &self.weigher else { return 1 };
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                WEIGHING.with(|c| c.set(self.0));
+            }
+        }
+        let _restore = Restore(WEIGHING.with(|c| c.replace(crate::worker::engine_id(self))));
+        w(key, value)
+    }
+
+    /// Panics with [`REENTRANT_WEIGHER`] when called from this engine's weigher: every store
+    /// weighs under its shard's flights lock, which stores, removes, computations and `clear`
+    /// take, so such a call would wait for its own caller. One thread-local read, only for an
+    /// engine with a weigher.
+    #[inline]
+    pub(crate) fn not_weighing(&self) {
+        if self.weigher.is_some() && WEIGHING.with(|c| c.get()) == crate::worker::engine_id(self) {
+            panic!("{REENTRANT_WEIGHER}");
+        }
+    }
+
     /// Finishes a store or remove once its caller holds no lock: drops what it displaced,
     /// then, if the shard's pending table was full, waits until its worker has drained it
     /// below half the limit, or the engine is shut down or its worker died (backpressure).
@@ -210,6 +245,7 @@ where
     /// registered just after the check store over this value once the insert had returned:
     /// found by `engine/tests/shuttle/`.)
     pub(crate) fn insert(&self, key: K, value: V, opts: &InsertOptions) {
+        self.not_weighing();
         let hash = self.hash(&key);
         let cell = self.cell(hash);
         // Declared before the lock, so that it is dropped after it even when the store
@@ -225,6 +261,7 @@ where
 
     /// Hides and drops the value of `q`, and detaches its running computation.
     pub(crate) fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, q: &Q) {
+        self.not_weighing();
         let hash = self.hash(q);
         let index = self.cell_index(hash);
         let cell = &self.cells[index];

@@ -1,0 +1,225 @@
+//! User code that calls back into the engine it runs for: a key's `Drop` running on a worker
+//! thread (the worker drops what it removes, evicts or reclaims) that calls `flush`,
+//! `run_maintenance` or `clear`, and a weigher that stores, removes or computes through its
+//! own engine.
+//!
+//! Model: such a call either completes (the `Drop` cases: what it promises holds for the
+//! operations issued before it) or panics with a message that names the mistake (the
+//! weigher); it never hangs, and the engine stays usable afterwards.
+mod common;
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::no_hang;
+use memokit_engine::{Engine, InsertOptions};
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// A key whose `Drop` runs a hook once.
+struct HookedKey {
+    id: u64,
+    on_drop: Mutex<Option<Hook>>,
+}
+
+impl HookedKey {
+    fn new(id: u64) -> Self {
+        HookedKey { id, on_drop: Mutex::new(None) }
+    }
+
+    fn with_drop(id: u64, hook: impl FnOnce() + Send + 'static) -> Self {
+        HookedKey { id, on_drop: Mutex::new(Some(Box::new(hook))) }
+    }
+}
+
+impl Hash for HookedKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for HookedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for HookedKey {}
+
+impl Drop for HookedKey {
+    fn drop(&mut self) {
+        let hook = self.on_drop.get_mut().map(Option::take).unwrap_or_default();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+fn engine(workers: usize) -> Engine<HookedKey, u64> {
+    Engine::builder().max_capacity(1000).shards(4).workers(workers).build().expect("build")
+}
+
+/// Stores key 1 with a `Drop` that runs `call` on the engine, then removes it, so that a
+/// worker drops it; returns once the hook has returned (or fails on a hang). Before the hook
+/// runs, key 2 is stored and key 3 removed on every shard's worker: the hook's call must
+/// apply them.
+fn drop_on_a_worker_calls(workers: usize, call: fn(&Engine<HookedKey, u64>)) {
+    let e = engine(workers);
+    let returned = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(None));
+    let (hook_engine, hook_returned, hook_seen) = (e.clone(), returned.clone(), seen.clone());
+    let key = HookedKey::with_drop(1, move || {
+        assert!(
+            std::thread::current().name().is_some_and(|n| n.contains("memokit")),
+            "the hook should run on a worker: {:?}",
+            std::thread::current().name()
+        );
+        call(&hook_engine);
+        *hook_seen.lock().unwrap() = Some(hook_engine.get(&HookedKey::new(2)));
+        hook_returned.store(true, Ordering::SeqCst);
+    });
+    e.insert(key, 1);
+    e.insert(HookedKey::new(3), 3);
+    e.flush();
+    let e2 = e.clone();
+    no_hang("a key's Drop on a worker calling back into the engine", move || {
+        e2.insert(HookedKey::new(2), 2);
+        e2.remove(&HookedKey::new(3));
+        e2.remove(&HookedKey::new(1));
+        e2.flush();
+    });
+    assert!(returned.load(Ordering::SeqCst), "the hook ran and returned");
+    let e3 = e.clone();
+    no_hang("the engine afterwards", move || {
+        e3.insert(HookedKey::new(4), 4);
+        e3.flush();
+        e3.run_maintenance();
+        e3.validate().unwrap();
+    });
+    assert_eq!(e.get(&HookedKey::new(3)), None);
+    assert_eq!(e.get(&HookedKey::new(4)), Some(4));
+    assert!(seen.lock().unwrap().is_some());
+}
+
+#[test]
+fn a_drop_on_a_worker_may_flush() {
+    for workers in [1, 2] {
+        drop_on_a_worker_calls(workers, |e| {
+            e.flush();
+            assert_eq!(e.get(&HookedKey::new(2)), Some(2));
+        });
+    }
+}
+
+#[test]
+fn a_drop_on_a_worker_may_run_maintenance() {
+    for workers in [1, 2] {
+        drop_on_a_worker_calls(workers, |e| e.run_maintenance());
+    }
+}
+
+#[test]
+fn a_drop_on_a_worker_may_clear() {
+    for workers in [1, 2] {
+        drop_on_a_worker_calls(workers, |e| {
+            e.clear();
+            assert_eq!(e.get(&HookedKey::new(2)), None, "cleared");
+        });
+    }
+}
+
+/// A weigher that calls back into its own engine with an operation that would wait for a
+/// lock its caller holds: a clear panic at the call, never a hang; the engine stays usable.
+fn weigher_calls(what: &str, call: fn(&Engine<u64, u64>)) {
+    let slot: Arc<Mutex<Option<Engine<u64, u64>>>> = Arc::new(Mutex::new(None));
+    let in_weigher = slot.clone();
+    let e: Engine<u64, u64> = Engine::builder()
+        .max_capacity(1000)
+        .shards(1)
+        .weigher(move |k, _| {
+            if *k == 1 {
+                let e = in_weigher.lock().unwrap().clone();
+                if let Some(e) = e {
+                    call(&e);
+                }
+            }
+            1
+        })
+        .build()
+        .expect("build");
+    *slot.lock().unwrap() = Some(e.clone());
+    let e2 = e.clone();
+    let insert = no_hang(what, move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e2.insert(1, 1)))
+            .map_err(|p| common::panic_message(&*p))
+    });
+    let msg = insert.expect_err("the weigher's call into its engine panics");
+    assert!(msg.contains("weigher"), "{msg}");
+    let e3 = e.clone();
+    let computed = no_hang(what, move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e3.get_or_insert_with(1, || 7)))
+            .map_err(|p| common::panic_message(&*p))
+    });
+    assert!(computed.expect_err("panics too").contains("weigher"));
+    *slot.lock().unwrap() = None; // the engine no longer refers to itself
+    let e4 = e.clone();
+    no_hang("the engine afterwards", move || {
+        e4.insert(1, 10);
+        assert_eq!(e4.get(&1), Some(10));
+        assert_eq!(e4.get_or_insert_with(2, || 20), 20);
+        e4.flush();
+        e4.validate().unwrap();
+    });
+}
+
+#[test]
+fn a_weigher_that_inserts_into_its_engine_panics_clearly() {
+    weigher_calls("a weigher inserting", |e| e.insert(2, 2));
+}
+
+#[test]
+fn a_weigher_that_removes_from_its_engine_panics_clearly() {
+    weigher_calls("a weigher removing", |e| e.remove(&2));
+}
+
+#[test]
+fn a_weigher_that_computes_through_its_engine_panics_clearly() {
+    weigher_calls("a weigher computing", |e| {
+        e.get_or_insert_with_options(2, InsertOptions::new(), || 2);
+    });
+}
+
+#[test]
+fn a_weigher_that_clears_its_engine_panics_clearly() {
+    weigher_calls("a weigher clearing", |e| e.clear());
+}
+
+/// Lookups and `flush` wait for no lock the weigher's caller holds: allowed.
+#[test]
+fn a_weigher_may_look_up_and_flush() {
+    let slot: Arc<Mutex<Option<Engine<u64, u64>>>> = Arc::new(Mutex::new(None));
+    let in_weigher = slot.clone();
+    let e: Engine<u64, u64> = Engine::builder()
+        .max_capacity(1000)
+        .shards(1)
+        .weigher(move |k, _| {
+            let e = in_weigher.lock().unwrap().clone();
+            if let Some(e) = e {
+                let _ = e.get(&(k + 100));
+                e.flush();
+            }
+            1
+        })
+        .build()
+        .expect("build");
+    *slot.lock().unwrap() = Some(e.clone());
+    let e2 = e.clone();
+    no_hang("a weigher looking up and flushing", move || {
+        e2.insert(1, 1);
+        assert_eq!(e2.get_or_insert_with(2, || 2), 2);
+        e2.flush();
+        assert_eq!((e2.get(&1), e2.get(&2)), (Some(1), Some(2)));
+    });
+    *slot.lock().unwrap() = None;
+}
