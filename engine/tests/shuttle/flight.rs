@@ -166,6 +166,49 @@ fn callers_after_a_retirement_never_join_its_computation() {
     });
 }
 
+/// A caller still under a retired generation racing two callers under the live one: it
+/// computes for itself and never breaks their single flight (one computation between them,
+/// stored). It used to replace their flight, so the second live caller computed again.
+#[test]
+fn a_caller_under_a_retired_generation_leaves_the_live_flight_alone() {
+    check(|| {
+        let e = engine(100, 1, 1);
+        let (old, new) = (e.new_generation(), e.new_generation());
+        e.retire(old);
+        let computed = Arc::new(AtomicUsize::new(0));
+        let live: Vec<_> = (0..2)
+            .map(|_| {
+                let computed = computed.clone();
+                spawn_with(&e, move |e| {
+                    e.get_or_insert_with_options(
+                        7,
+                        InsertOptions::new().generations(new, None),
+                        || {
+                            computed.fetch_add(1, Ordering::SeqCst);
+                            thread::yield_now();
+                            70
+                        },
+                    )
+                })
+            })
+            .collect();
+        let stale = spawn_with(&e, move |e| {
+            e.get_or_insert_with_options(7, InsertOptions::new().generations(old, None), || 71)
+        });
+        // Its own value, or the live one once stored (a lookup does not compare generations
+        // with the caller's; that it never displaces the live flight, the count below checks).
+        let v = stale.join().unwrap();
+        assert!(v == 71 || v == 70, "{v}");
+        for c in live {
+            assert_eq!(c.join().unwrap(), 70);
+        }
+        assert_eq!(computed.load(Ordering::SeqCst), 1, "the live callers computed twice");
+        e.flush();
+        assert_eq!(e.get(&7), Some(70));
+        e.validate().unwrap();
+    });
+}
+
 #[test]
 fn a_failed_computation_stores_nothing_and_its_waiters_retry() {
     check(|| {

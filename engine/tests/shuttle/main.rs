@@ -16,7 +16,8 @@
 //!   worker applies batches; overwrites of one key are never seen out of order; a remove that
 //!   starts after a store returned is never undone;
 //! - single flight: one computation per key, however the callers interleave; a panicking
-//!   computation wakes its waiters, which then compute for themselves;
+//!   computation wakes its waiters, which then compute for themselves; a caller under a
+//!   retired generation never displaces a live flight;
 //! - retirement: once `retire` returns, no lookup returns a value of that generation, even
 //!   one whose computation was running during the retirement;
 //! - eviction with several workers (the settle requests between them) and shutdown while
