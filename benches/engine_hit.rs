@@ -6,6 +6,8 @@
 //! - `miss_1t`: the same, `get` of absent keys.
 //! - `zipf1.0_95r5w_2t` / `zipf1.0_50r50w_2t`: two threads, Zipf 1.0 over 1M keys, capacity
 //!   100k (the map baseline is unbounded), reads `get`, writes `insert` of a fresh `Arc`.
+//! - `zipf1.0_50r50w_ttl2s_2t`: the 50/50 mix with every store expiring after 2 s (memokit
+//!   with and without the TTL, moka with `time_to_live`): the cost of expiry at capacity.
 //! - `get_or_insert_zipf0.9_2t`: two threads, `get_or_insert_with` (moka: `get_with`) with a
 //!   ~200 ns compute, Zipf 0.9 over 1M keys, capacity 50k.
 //!
@@ -41,6 +43,8 @@ const MASK: usize = STREAM - 1;
 
 const KEYS: u64 = 1_000_000;
 const COMPUTE: Duration = Duration::from_nanos(200);
+/// The TTL of the `_ttl2s` group's stores.
+const TTL: Duration = Duration::from_secs(2);
 
 fn main() {
     let paired = common::paired_rounds();
@@ -76,6 +80,21 @@ fn main() {
         let (m, r, q, k) = four(100_000, 100_000);
         group(name, vec![mixed(&m, &s), mixed(&r, &s), mixed(&q, &s), mixed(&k, &s)]);
     }
+
+    // The 50/50 mix at capacity with every store expiring 2 s after it (a tick is 1 s), so
+    // that expired entries keep piling up for the workers to reclaim before they evict:
+    // memokit with and without the TTL, and moka with `time_to_live`.
+    let zipf = Zipf::new(KEYS, 1.0);
+    let s = [op_stream(&zipf, 11, STREAM, 0.5), op_stream(&zipf, 12, STREAM, 0.5)];
+    drop(zipf);
+    let (m, mt, kt) =
+        (Memokit::new(100_000), Memokit::with_ttl(100_000, TTL), Moka::with_ttl(100_000, TTL));
+    for c in [&m, &mt] {
+        fill(c, 100_000);
+    }
+    fill(&kt, 100_000);
+    group("zipf1.0_50r50w_ttl2s_2t", vec![mixed(&m, &s), mixed(&mt, &s), mixed(&kt, &s)]);
+    drop((m, mt, kt));
 
     // Two threads, get_or_insert_with (moka: get_with), ~200 ns compute, Zipf 0.9, capacity 50k.
     let zipf = Zipf::new(KEYS, 0.9);

@@ -2,15 +2,16 @@
 //!
 //! | name          | what                                                                   |
 //! |---------------|------------------------------------------------------------------------|
-//! | `memokit`     | `memokit_engine::Engine`, default shards and workers                     |
+//! | `memokit`     | `memokit_engine::Engine`, default shards and workers (`memokit_ttl`: every store with a TTL) |
 //! | `rwlock_map`  | baseline: `shards()` × `parking_lot::RwLock<HashMap<u64, V, ahash>>`, unbounded, no policy |
 //! | `quick_cache` | `quick_cache::sync::Cache` with its default options                    |
-//! | `moka`        | `moka::sync::Cache` with its default options                           |
+//! | `moka`        | `moka::sync::Cache` with its default options (`moka_ttl`: with `time_to_live`) |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::time::Duration;
 
-use memokit_engine::Engine;
+use memokit_engine::{Engine, InsertOptions};
 use parking_lot::RwLock;
 
 use super::shards;
@@ -27,18 +28,28 @@ pub(crate) trait BenchCache<V>: Send + Sync {
     fn len(&self) -> u64;
 }
 
-/// The memokit engine.
-pub(crate) struct Memokit<V>(pub(crate) Engine<u64, V>);
+/// The memokit engine; with a TTL, every store carries it (`insert_with_ttl`).
+pub(crate) struct Memokit<V>(pub(crate) Engine<u64, V>, Option<Duration>);
 
 impl<V: Clone + Send + Sync + 'static> Memokit<V> {
     pub(crate) fn new(capacity: u64) -> Self {
-        Memokit(Engine::builder().max_capacity(capacity).build().expect("build the memokit engine"))
+        let e = Engine::builder().max_capacity(capacity).build().expect("build the memokit engine");
+        Memokit(e, None)
+    }
+
+    /// Every store expires `ttl` after it.
+    pub(crate) fn with_ttl(capacity: u64, ttl: Duration) -> Self {
+        Memokit(Self::new(capacity).0, Some(ttl))
     }
 }
 
 impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Memokit<V> {
     fn name(&self) -> &'static str {
-        "memokit"
+        if self.1.is_some() {
+            "memokit_ttl"
+        } else {
+            "memokit"
+        }
     }
     #[inline]
     fn get(&self, key: u64) -> Option<V> {
@@ -46,11 +57,19 @@ impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Memokit<V> {
     }
     #[inline]
     fn insert(&self, key: u64, value: V) {
-        self.0.insert(key, value);
+        match self.1 {
+            Some(ttl) => self.0.insert_with_ttl(key, value, ttl),
+            None => self.0.insert(key, value),
+        }
     }
     #[inline]
     fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V {
-        self.0.get_or_insert_with(key, compute)
+        match self.1 {
+            Some(ttl) => {
+                self.0.get_or_insert_with_options(key, InsertOptions::new().ttl(ttl), compute)
+            }
+            None => self.0.get_or_insert_with(key, compute),
+        }
     }
     fn sync(&self) {
         self.0.flush();
@@ -93,18 +112,27 @@ impl<V: Clone + Send + Sync> BenchCache<V> for Quick<V> {
     }
 }
 
-/// moka's sync cache.
-pub(crate) struct Moka<V>(pub(crate) moka::sync::Cache<u64, V>);
+/// moka's sync cache; with a TTL, built with `time_to_live`.
+pub(crate) struct Moka<V>(pub(crate) moka::sync::Cache<u64, V>, bool);
 
 impl<V: Clone + Send + Sync + 'static> Moka<V> {
     pub(crate) fn new(capacity: u64) -> Self {
-        Moka(moka::sync::Cache::new(capacity))
+        Moka(moka::sync::Cache::new(capacity), false)
+    }
+
+    /// Every entry expires `ttl` after its store.
+    pub(crate) fn with_ttl(capacity: u64, ttl: Duration) -> Self {
+        Moka(moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build(), true)
     }
 }
 
 impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Moka<V> {
     fn name(&self) -> &'static str {
-        "moka"
+        if self.1 {
+            "moka_ttl"
+        } else {
+            "moka"
+        }
     }
     #[inline]
     fn get(&self, key: u64) -> Option<V> {
