@@ -131,7 +131,8 @@ impl Clock {
         match &self.source {
             Source::Manual => self.cell.now.load(Ordering::SeqCst),
             Source::Real { clock, origin, .. } => {
-                // Never zero: zero marks a removed entry's deadline.
+                // Never zero. Nothing depends on that any more: zero once marked a removed
+                // entry's deadline, which the entry's `HIDDEN` flag does now.
                 clock.delta_as_nanos(*origin, clock.raw()).saturating_add(1)
             }
         }
