@@ -107,8 +107,10 @@
 //! # Compile errors
 //! An unknown or repeated option, type or const generics, `impl Trait` arguments or return
 //! types, `async fn` (not yet supported), `unsafe`/`extern`/`const fn`, `&mut` arguments,
-//! unsupported receivers, `Self` in the signature: errors at the offending token, saying what
-//! to do. Argument, `key`, return and receiver types without the needed traits fail at that
+//! unsupported receivers, `Self` in the signature, a result that borrows (`-> &'a str`; the
+//! error of a `Result` may), an argument holding a borrow beyond its one top-level `&`
+//! (`Cow<'_, str>`, `&&str`, `Option<&str>`: take an owned type), `-> !`: errors at the
+//! offending token, saying what to do. Argument, `key`, return and receiver types without the needed traits fail at that
 //! type with a message that says what to do (a receiver without [`MemoIdentity`]: one error,
 //! at `self`). The attribute cannot see the `impl` around a method, so two mistakes surface
 //! as rustc errors:

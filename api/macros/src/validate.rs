@@ -169,6 +169,42 @@ fn impl_trait(ty: &Type) -> Option<Span> {
     f.0
 }
 
+/// The first borrow in `ty` that cannot be stored: a lifetime other than `'static` (named or
+/// `'_`) or a reference with an elided one. Function types (`fn(&str) -> u32`, `Fn(&str)`) and
+/// `for<'a>` bounds borrow nothing of the call, so they are not looked into. A lifetime elided
+/// in a path (`Name` for `Name<'_>`) cannot be seen here; rustc reports it.
+fn borrow_in(ty: &Type) -> Option<Span> {
+    struct F(Option<Span>);
+    impl<'ast> Visit<'ast> for F {
+        fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
+            if l.ident != "static" {
+                self.0.get_or_insert(l.span());
+            }
+        }
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            if r.lifetime.is_none() {
+                self.0.get_or_insert(r.and_token.span);
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+        fn visit_bound_lifetimes(&mut self, _: &'ast syn::BoundLifetimes) {}
+        fn visit_trait_bound(&mut self, b: &'ast syn::TraitBound) {
+            if b.lifetimes.is_none() {
+                syn::visit::visit_trait_bound(self, b);
+            }
+        }
+    }
+    let mut f = F(None);
+    f.visit_type(ty);
+    f.0
+}
+
 /// `T` when `ty` is a path type whose last segment is `Result` with a first type argument.
 fn result_ok_type(ty: &Type) -> Option<Type> {
     let Type::Path(p) = ty else { return None };
@@ -253,6 +289,9 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
                     }
                     t => (t.clone(), false),
                 };
+                if let Some(s) = borrow_in(&borrowed) {
+                    err.push(s, "an argument of a memoized function cannot hold a borrow inside its type: arguments are stored in the key as owned values, and only a top-level `&T` is owned for that (`&str` as `String`, `&[T]` as `Vec<T>`); take an owned type (`String`, `Cow<'static, str>`, a struct without lifetimes) or a `&T` of one");
+                }
                 params.push(Param { name, ty, borrowed, by_ref });
             }
         }
@@ -264,10 +303,19 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
             if let Some(s) = impl_trait(t) {
                 err.push(s, "a memoized function cannot return `impl Trait`: results are stored, so name the type (or return `Arc<dyn Trait + Send + Sync>`)");
             }
-            match result_ok_type(t) {
+            if let Type::Never(n) = &**t {
+                err.push(n.bang_token.span, "a memoized function cannot return `!`: it never returns a result to store; remove `#[memoize]`");
+            }
+            let ret = match result_ok_type(t) {
                 Some(ok) => Ret::Result(ok),
                 None => Ret::Plain((**t).clone()),
+            };
+            // Only a `Result`'s `Ok` value is stored: its error may borrow.
+            let (Ret::Result(stored) | Ret::Plain(stored)) = &ret;
+            if let Some(s) = borrow_in(stored) {
+                err.push(s, "a memoized function cannot return a borrow: results are stored and outlive the call; return an owned value (`String`, `Vec<T>`, `Arc<T>`) or `'static` data");
             }
+            ret
         }
     };
     for s in selfs.0 {
