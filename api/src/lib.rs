@@ -105,7 +105,8 @@
 //! ```
 //!
 //! # Compile errors
-//! An unknown or repeated option, type or const generics, `impl Trait` arguments or return
+//! An unknown or repeated option, `#[memoize]` given twice, `key = a, b` (write
+//! `key = (a, b)`), a trait's method declaration (no body), type or const generics, `impl Trait` arguments or return
 //! types, `async fn` (not yet supported), `unsafe`/`extern`/`const fn`, `&mut` arguments,
 //! unsupported receivers, `Self` in the signature, a result that borrows (`-> &'a str`; the
 //! error of a `Result` may), an argument holding a borrow beyond its one top-level `&`
@@ -121,6 +122,9 @@
 //! - a method of a generic `impl`: "generic `Self` types are currently not permitted in
 //!   anonymous constants" at `#[memoize]`, with a note at the impl's type: memoize a
 //!   non-generic function and call it.
+//! - a default method of a trait (whose one cache would serve every implementor): "generic
+//!   parameters may not be used in const operations" at `#[memoize]`: memoize a free function
+//!   or an inherent method and call it from the trait's method.
 //!
 //! # Limits
 //! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock, and a

@@ -61,8 +61,19 @@ pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Err
         Some(all) => all.combine(e),
         None => errors = Some(e),
     };
+    // Whether the option before was `key = ..`: a bare name after it (`key = a, b`) is most
+    // likely meant as part of the key.
+    let mut after_key = false;
     for RawOpt { name, value } in raw {
         let n = name.to_string();
+        let follows_key = std::mem::replace(&mut after_key, n == "key");
+        if follows_key && value.is_none() && !KNOWN.contains(&format!("`{n}`")) {
+            push(syn::Error::new(
+                name.span(),
+                format!("unknown option `{n}`: to key by several values, put them in parentheses: `key = (.., {n})`"),
+            ));
+            continue;
+        }
         if n == "associated" {
             if let Some(v) = value {
                 push(syn::Error::new_spanned(

@@ -492,6 +492,9 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
 /// `f_uncached`, so that one mistake gives one error.
 pub(crate) fn fallback(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
     let errors = errors.to_compile_error();
+    // A second `#[memoize]` (an error of its own) is not expanded again.
+    let mut item = item.clone();
+    item.attrs.retain(|a| !crate::validate::is_memoize(a));
     let mut uncached = item.clone();
     uncached.sig.ident = format_ident!("{}_uncached", item.sig.ident, span = Span::call_site());
     uncached.attrs.retain(|a| !a.path().is_ident("doc"));

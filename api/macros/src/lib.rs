@@ -40,8 +40,20 @@ mod validate;
 /// the guarantees.
 #[proc_macro_attribute]
 pub fn memoize(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemFn = match syn::parse(input) {
+    let item: syn::ItemFn = match syn::parse(input.clone()) {
         Ok(i) => i,
+        Err(_)
+            if matches!(syn::parse(input.clone()), Ok(syn::TraitItemFn { default: None, .. })) =>
+        {
+            let e = syn::Error::new(
+                proc_macro2::Span::call_site(),
+                "`#[memoize]` cannot go on a trait's method declaration (it has no body to memoize): memoize a free function or an inherent `&self` method, and call it from each implementation",
+            );
+            // The declaration stays, so that its implementations raise no errors of their own.
+            let mut out = e.to_compile_error();
+            out.extend(proc_macro2::TokenStream::from(input));
+            return out.into();
+        }
         Err(e) => {
             let e = syn::Error::new(
                 e.span(),

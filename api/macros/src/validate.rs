@@ -219,9 +219,19 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
     })
 }
 
+/// Whether `a` is `#[memoize]` (by any path: `memoize`, `memokit::memoize`).
+pub(crate) fn is_memoize(a: &syn::Attribute) -> bool {
+    a.path().segments.last().is_some_and(|s| s.ident == "memoize")
+}
+
 /// Validates `item` under `opts`.
 pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error> {
     let mut err = Errors(None);
+    for a in &item.attrs {
+        if is_memoize(a) {
+            err.push(a.path().span(), "`#[memoize]` is given twice: keep one, with all the options in it (`#[memoize(timeout = 60, key = ..)]`)");
+        }
+    }
     let sig = &item.sig;
     if let Some(a) = &sig.asyncness {
         err.push(a.span, "`#[memoize]` does not support `async fn` yet: memoize a synchronous function (for example the one the async function awaits on a blocking pool)");
