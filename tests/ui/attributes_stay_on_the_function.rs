@@ -9,6 +9,7 @@ fn total(x: u64) -> u64 {
     x
 }
 
+/// Deprecating a memoized function warns its callers, not the generated code.
 #[deprecated = "use total"]
 #[memoize]
 fn old_total(x: u64) -> u64 {
@@ -18,4 +19,6 @@ fn old_total(x: u64) -> u64 {
 fn main() {
     total(1);
     let _ = old_total(1);
+    // Its hidden companions are not deprecated: a delete does not warn with their names.
+    memokit::delete_memoized!(old_total, 1);
 }

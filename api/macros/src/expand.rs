@@ -154,6 +154,11 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         _ => quote!(#memo_path()),
     };
     let extra = companion_attrs(&item.attrs);
+    // The doc-hidden companions (called by `delete_memoized!`) do not carry `deprecated`: a
+    // delete would warn with their hidden names. They and `f` call the deprecated
+    // `f_memo`/`f_uncached` under `allow(deprecated)`.
+    let hidden_extra: Vec<&Attribute> =
+        extra.iter().copied().filter(|a| !a.path().is_ident("deprecated")).collect();
     let own_attrs = &item.attrs;
     let generics = &item.sig.generics;
     let where_clause = &item.sig.generics.where_clause;
@@ -306,7 +311,9 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         quote_spanned! {u.span()=>
             let __memokit_unless: fn() -> bool = #u;
             if __memokit_unless() {
-                return #uncached_path(#self_arg #(#pass_moved),*);
+                #[allow(deprecated)]
+                let __memokit_r = #uncached_path(#self_arg #(#pass_moved),*);
+                return __memokit_r;
             }
         }
     });
@@ -400,15 +407,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let deleters = match f.kind {
         Kind::Method(s) => quote_spanned! {s=>
             #[doc(hidden)]
-            #(#extra)*
-            #[allow(unused_variables, clippy::too_many_arguments)]
+            #(#hidden_extra)*
+            #[allow(unused_variables, clippy::too_many_arguments, deprecated)]
             #vis fn #deleter #generics (&self, #(#typed),*) #where_clause {
                 #id_binding
                 #key_binding
                 #delete_view
             }
             #[doc(hidden)]
-            #(#extra)*
+            #(#hidden_extra)*
+            #[allow(deprecated)]
             #vis fn #deleter_all(&self) {
                 #id_binding
                 #memo_call.__delete_receiver(&__memokit_id)
@@ -416,8 +424,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         },
         _ => quote! {
             #[doc(hidden)]
-            #(#extra)*
-            #[allow(unused_variables, clippy::too_many_arguments)]
+            #(#hidden_extra)*
+            #[allow(unused_variables, clippy::too_many_arguments, deprecated)]
             #vis fn #deleter #generics (#(#typed),*) #where_clause {
                 #key_binding
                 #delete_view
@@ -435,7 +443,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         );
         quote! {
             #[doc(hidden)]
-            #(#extra)*
+            #(#hidden_extra)*
             #[allow(dead_code, non_snake_case)]
             fn #advice() {}
         }
@@ -461,10 +469,13 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         #vis fn #name #generics (#recv #(#typed),*) #output #where_clause {
             #(#checks)*
             #id_binding
+            #[allow(deprecated)]
             let __memokit_memo = #memo_call;
             #unless
             #key_binding
-            #call
+            #[allow(deprecated)]
+            let __memokit_out = #call;
+            __memokit_out
         }
 
         #[doc = #doc_uncached]
