@@ -457,7 +457,7 @@ impl<K, V> Shard<K, V> {
     ) -> (usize, u64, bool) {
         self.wheel.advance(&mut self.links, now);
         if self.timed > 0 && self.wheel.next_expiry_from() <= now {
-            self.wheel.pull_next(&mut self.links);
+            self.wheel.pull_next(&mut self.links, now);
         }
         self.maintain(now, budget, reg, garbage)
     }
