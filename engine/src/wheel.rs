@@ -62,6 +62,11 @@ pub(crate) struct Wheel {
     next: Vec<List>,
     /// No part below this one holds an entry ([`PARTS`]: none does).
     next_lo: usize,
+    /// Per part, a lower bound on its entries' deadlines (the least scheduled there since it
+    /// was last emptied; `u64::MAX` for none): exact enough that entries pulled and scheduled
+    /// again, not yet expired, are not pulled again at the same `now`, so that reclaiming
+    /// slice after slice ends.
+    part_min: [u64; PARTS],
     /// Whether [`Wheel::pull_next`] has emptied the buckets of the next tick since the last
     /// advance (from then on, all entries due at the next tick are in `next`).
     pulled: bool,
@@ -79,6 +84,7 @@ impl Wheel {
             next_min: (now / tick).saturating_mul(tick).saturating_add(1),
             next: (0..PARTS).map(|_| links.new_list()).collect(),
             next_lo: PARTS,
+            part_min: [u64::MAX; PARTS],
             pulled: false,
         }
     }
@@ -121,6 +127,7 @@ impl Wheel {
         if Some(due) == self.now_tick.checked_add(1) {
             let k = self.part_of(deadline);
             self.next_lo = self.next_lo.min(k);
+            self.part_min[k] = self.part_min[k].min(deadline);
             links.push_back(Kind::Timer, self.next[k], i);
             return;
         }
@@ -128,10 +135,10 @@ impl Wheel {
     }
 
     /// From when a scheduled entry (not on the backlog) may be expired (nanoseconds): the
-    /// bound of those still in the buckets (`next_min`) or the floor of the lowest part of the
-    /// next tick's list that may hold one. O(1).
+    /// bound of those still in the buckets (`next_min`) or of the lowest part of the next
+    /// tick's list that may hold one (parts are ordered by deadline). O(1).
     pub(crate) fn next_expiry_from(&self) -> u64 {
-        let parts = if self.next_lo < PARTS { self.part_floor(self.next_lo) } else { u64::MAX };
+        let parts = self.part_min.get(self.next_lo).copied().unwrap_or(u64::MAX);
         self.next_min.min(parts)
     }
 
@@ -144,11 +151,14 @@ impl Wheel {
     /// past the last level), with later entries: those buckets are pulled once per tick
     /// (their entries due at the next tick then go to `next`). O(levels + parts).
     pub(crate) fn pull_next(&mut self, links: &mut Links, now: u64) {
-        while self.next_lo < PARTS && self.part_floor(self.next_lo) <= now {
-            links.splice_back(Kind::Timer, self.backlog, self.next[self.next_lo]);
-            self.next_lo += 1;
-        }
-        while self.next_lo < PARTS && links.is_empty(self.next[self.next_lo]) {
+        while self.next_lo < PARTS {
+            let k = self.next_lo;
+            let empty = links.is_empty(self.next[k]);
+            if !empty && self.part_min[k] > now {
+                break;
+            }
+            links.splice_back(Kind::Timer, self.backlog, self.next[k]);
+            self.part_min[k] = u64::MAX;
             self.next_lo += 1;
         }
         if self.next_min > now {
@@ -193,6 +203,7 @@ impl Wheel {
             links.splice_back(Kind::Timer, self.backlog, self.next[k]);
         }
         self.next_lo = PARTS;
+        self.part_min = [u64::MAX; PARTS];
         self.pulled = false;
         for level in 0..LEVELS {
             let shift = BITS as usize * level;
@@ -276,6 +287,7 @@ impl Wheel {
                 if Some(self.due_tick(d)) != self.now_tick.checked_add(1)
                     || self.part_of(d) != k
                     || d < self.part_floor(k)
+                    || d < self.part_min[k]
                 {
                     return Err(format!(
                         "wheel: entry {i} (deadline {d}) in part {k} of the next tick's list, now tick {}",
@@ -384,8 +396,10 @@ mod tests {
             for (i, d) in deadlines.iter().enumerate() {
                 assert_eq!(gone[i], *d <= now, "entry {i} ({d}) at {now}");
             }
-            // At most the part holding `now` is pulled again next time.
-            assert!(w.next_expiry_from().saturating_add(tick / PARTS as u64) > now);
+            // Entries pulled and scheduled again are not pulled again at the same `now`.
+            assert!(w.next_expiry_from() > now);
+            w.pull_next(&mut links, now);
+            assert_eq!(w.pop_backlog(&mut links), None, "pulled again at {now}");
             w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
         }
     }
