@@ -42,8 +42,9 @@ pub(crate) const SLICE: usize = 8;
 /// Attempts to take a shard's write lock, with a spin hint between them, before the worker
 /// queues for it (see `write_lock`).
 const WRITE_SPINS: u32 = 64;
-/// Expired or stale entries a shard reclaims, when the engine is over capacity, before its
-/// policy evicts a live entry.
+/// Expired or stale entries a shard reclaims per write-lock hold when the engine is over
+/// capacity (slice after slice, until within capacity or none is left, before its policy
+/// evicts a live entry).
 pub(crate) const RECLAIM_BEFORE_EVICT: usize = 1024;
 /// Entries handled per shard by one explicit maintenance step (`Maintain`).
 pub(crate) const TICK_BUDGET: usize = 256 * 1024;
@@ -479,14 +480,26 @@ fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize, 
         if shared.cells[i].due_at.load(Ordering::Acquire) > now {
             continue;
         }
-        let mut garbage = Vec::new();
-        {
-            let mut core = write_lock(&shared.cells[i]);
-            let (_, freed, _) =
-                core.reclaim_dead(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
-            shared.weight.fetch_sub(freed, Ordering::AcqRel);
+        // Slice after slice (the lock let go in between) until the engine is within capacity
+        // or the shard has nothing dead left: one slice alone left an excess larger than it
+        // (a heavy entry, a large batch) to the policy, which evicted live entries while dead
+        // ones stayed (`tests/engine_rev_capacity.rs`). Bounded by the shard's dead entries:
+        // a slice that is not the last removes what it examines, or reschedules entries not
+        // yet due, which the next slice does not pull again.
+        loop {
+            let mut garbage = Vec::new();
+            let finished = {
+                let mut core = write_lock(&shared.cells[i]);
+                let (_, freed, finished) =
+                    core.reclaim_dead(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
+                shared.weight.fetch_sub(freed, Ordering::AcqRel);
+                finished
+            };
+            drop_outside(garbage);
+            if finished || shared.weight.load(Ordering::Acquire) <= shared.capacity {
+                break;
+            }
         }
-        drop_outside(garbage);
     }
     if matches!(why, Settle::MayDefer) && ask_others_to_reclaim(shared, me, now) {
         return;
