@@ -456,7 +456,13 @@ where
         // real clock keeps making new entries due.
         for _ in 0..64 {
             self.broadcast(Command::Flush);
-            if s.settles_in_flight.load(Ordering::SeqCst) == 0 {
+            // Within capacity too: a worker whose shards could not cover an excess passed back
+            // to it (the asker it answers may have been replaced by another asker's record)
+            // leaves it; in the next round every worker over capacity with no dead entries
+            // left anywhere evicts from its own shards.
+            if s.settles_in_flight.load(Ordering::SeqCst) == 0
+                && s.weight.load(Ordering::Acquire) <= s.capacity
+            {
                 break;
             }
         }

@@ -448,7 +448,7 @@ fn evict_while_over<K, V>(
 /// Why a worker settles.
 #[derive(Clone, Copy)]
 enum Settle {
-    /// After its own batch: it may leave the eviction to workers that may hold dead entries.
+    /// After its own batch or a flush.
     MayDefer,
     /// Asked by another worker (`reply_to`: the asker, which then evicts what this worker's
     /// shards could not cover) or answered by one (`None`).
@@ -457,12 +457,13 @@ enum Settle {
 
 /// Brings the engine back within capacity: first every shard of this worker gives up entries
 /// that are expired or of retired generations (so a live entry is never evicted while dead
-/// ones take its place, even with a manual clock that runs no timers). After its own batch
-/// (`MayDefer`), if another worker's shard may still hold dead entries (its published `due_at`
-/// has come), that worker is asked to settle instead, and this one evicts nothing. Otherwise
-/// the policy evicts from shard `first`, and from the others if it cannot; a worker that was
-/// asked and whose shards cannot cover the excess passes it back to the asker (once: the
-/// answer is not answered). So at most two hops, and `flush` waits for them.
+/// ones take its place, even with a manual clock that runs no timers). Then, if another
+/// worker's shard may still hold dead entries (its published `due_at` has come), that worker
+/// is asked to settle instead, and this one evicts nothing. Otherwise the policy evicts from
+/// shard `first`, and from the others if it cannot; a worker that was asked and whose shards
+/// cannot cover the excess passes it back to the asker (the answer is not answered). Each
+/// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
+/// hops end, and `flush` waits for them.
 fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize, why: Settle) {
     if shared.weight.load(Ordering::Acquire) <= shared.capacity {
         return;
@@ -501,7 +502,14 @@ fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize, 
             }
         }
     }
-    if matches!(why, Settle::MayDefer) && ask_others_to_reclaim(shared, me, now) {
+    // Asked workers defer too. With three workers or more, a worker asked to reclaim used to
+    // evict live entries as soon as its own reclamation left the engine over capacity, while
+    // another asked worker had not reclaimed its dead entries yet (live entries lost below
+    // capacity: `tests/engine_rev_capacity.rs`). A worker still reclaiming shows its `due_at`
+    // until it lets go of its last write lock, so whoever looks meanwhile leaves the eviction
+    // to it (or to a worker it defers to). The hops still end: only a worker whose shards may
+    // hold dead entries is asked, and serving the request leaves it with none dead at `now`.
+    if ask_others_to_reclaim(shared, me, now) {
         return;
     }
     for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
