@@ -138,6 +138,42 @@ fn capacity_one_in_many_shards_and_weightless_entries() {
     }
 }
 
+/// A retirement is O(1) for the caller: each worker learns of it from a `Retire` command in
+/// its mailbox. A store right after `retire`, over capacity, used to make its worker evict
+/// live entries while another worker had not handled its `Retire` yet (its shards' `due_at`
+/// did not show the retired entries), in about one run of seven. Catches an over-capacity
+/// worker that ignores retirements the other workers have not handled yet. Repeated: a race.
+#[test]
+fn a_retirement_not_yet_handled_elsewhere_goes_before_live_entries() {
+    use memokit_engine::InsertOptions;
+    for round in 0..200 {
+        let (e, _clock) = manual_engine_with::<u64, u64>(
+            Engine::builder().max_capacity(100).shards(4).workers(2).weigher(|k, v| {
+                if *k >= 1_000_000 {
+                    *v as u32
+                } else {
+                    1
+                }
+            }),
+        );
+        let g = e.new_generation();
+        for k in 10_000..10_040 {
+            e.insert_with_options(k, 1, InsertOptions::new().generations(g, None));
+        }
+        for k in 0..55 {
+            e.insert(k, 1);
+        }
+        e.flush();
+        e.retire(g);
+        e.insert(1_000_000, 30);
+        let e2 = e.clone();
+        no_hang("flush", move || e2.flush());
+        let s = e.stats();
+        assert_eq!(s.evictions, 0, "round {round}: live entries evicted ({s:?})");
+        assert!((0..55).all(|k| e.get(&k).is_some()), "round {round}");
+    }
+}
+
 /// The weighted model: keys `0..KEYS`; a value carries its weight in its high bits (the
 /// weigher reads it back, `u32::MAX` included). Model: `HashMap<key, (value, deadline,
 /// generation)>`, the manual clock, and the retired generations. Every operation is followed
