@@ -365,8 +365,13 @@ where
         let s = self.shared();
         if s.gens.retire(generation) {
             event!(debug, generation = generation.id(), "generation retired");
-            for tx in &s.mailboxes {
-                let _ = tx.send(Command::Retire(generation.id()));
+            for (w, tx) in s.mailboxes.iter().enumerate() {
+                // Counted before it is sent, so that no worker over capacity takes this one's
+                // shards for free of dead entries meanwhile.
+                s.retires_pending[w].fetch_add(1, Ordering::SeqCst);
+                if tx.send(Command::Retire(generation.id())).is_err() {
+                    s.retires_pending[w].fetch_sub(1, Ordering::SeqCst);
+                }
             }
         }
     }

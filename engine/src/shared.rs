@@ -124,6 +124,10 @@ pub(crate) struct Shared<K, V> {
     pub(crate) mailboxes: Vec<Sender<Command>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) worker_died: AtomicBool,
+    /// Per worker: `Retire` commands sent to it and not yet handled. Until it has handled
+    /// them its shards' `due_at` does not show the retired entries, so a worker over capacity
+    /// counts it as possibly holding dead entries (see `worker::ask_others_to_reclaim`).
+    pub(crate) retires_pending: Box<[AtomicUsize]>,
     /// Per worker: a `Settle` it has not begun yet was sent to it.
     pub(crate) settle_asked: Box<[AtomicBool]>,
     /// Per worker: the worker to pass an excess it cannot cover back to (`usize::MAX`: none),
@@ -257,6 +261,7 @@ impl<K, V> Shared<K, V> {
             mailboxes,
             shut_down: AtomicBool::new(false),
             worker_died: AtomicBool::new(false),
+            retires_pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             settle_asked: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             settle_reply: (0..workers).map(|_| AtomicUsize::new(usize::MAX)).collect(),
             settles_in_flight: AtomicUsize::new(0),
