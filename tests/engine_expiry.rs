@@ -580,3 +580,30 @@ fn run_maintenance_expires_within_the_current_tick() {
     assert_eq!(e.get(&2), Some(2));
     e.validate().unwrap();
 }
+
+/// Over capacity with more live entries than one reclaim slice (1,024) whose deadlines fall
+/// where the clock is inside the current tick: reclaiming before evicting looks at them once
+/// and evicts, instead of pulling the same live entries again slice after slice without end
+/// (it did, in an intermediate version of the wheel that bounded a part of the next tick by
+/// its start only).
+#[test]
+fn live_entries_due_within_the_tick_do_not_stall_eviction() {
+    let clock = ManualClock::new();
+    let e: Engine<u64, u64> = Engine::builder()
+        .max_capacity(2_000)
+        .shards(1)
+        .tick(SEC)
+        .clock_resolution(MS)
+        .clock(clock.clone())
+        .build()
+        .expect("build");
+    clock.advance(985 * MS);
+    for k in 0..3_000 {
+        e.insert_with_ttl(k, k, 5 * MS); // deadlines at 0.990 s, inside the current tick
+    }
+    let e2 = e.clone();
+    no_hang("eviction with live entries due within the tick", move || e2.flush());
+    assert_eq!(e.len(), 2_000);
+    assert_eq!(e.stats().expirations, 0);
+    e.validate().unwrap();
+}
