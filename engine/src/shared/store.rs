@@ -48,8 +48,11 @@ take, so this would deadlock and panics instead. A weigher may look values up an
 should only weigh";
 
 crate::sync::thread_local! {
-    /// The engine ([`crate::worker::engine_id`]) whose weigher this thread is running, or 0.
-    static WEIGHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The engines ([`crate::worker::engine_id`]) whose weighers this thread is running,
+    /// innermost last. Every one of them, not only the innermost: a weigher of engine A that
+    /// stores into engine B runs B's weigher while A's flights lock is still held, so B's
+    /// weigher storing into A must panic too (remembering only B, it deadlocked).
+    static WEIGHING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Attempts a caller makes to take a shard's write lock for an in-place store.
@@ -172,23 +175,31 @@ where
     /// operation that takes a lock its caller holds panics instead ([`Self::not_weighing`]).
     fn weigh(&self, key: &K, value: &V) -> u32 {
         let Some(w) = &self.weigher else { return 1 };
+        // Pops this engine again, also when the weigher panics.
         struct Restore(usize);
         impl Drop for Restore {
             fn drop(&mut self) {
-                WEIGHING.with(|c| c.set(self.0));
+                WEIGHING.with(|c| c.borrow_mut().truncate(self.0));
             }
         }
-        let _restore = Restore(WEIGHING.with(|c| c.replace(crate::worker::engine_id(self))));
+        let _restore = Restore(WEIGHING.with(|c| {
+            let mut c = c.borrow_mut();
+            c.push(crate::worker::engine_id(self));
+            c.len() - 1
+        }));
         w(key, value)
     }
 
     /// Panics with [`REENTRANT_WEIGHER`] when called from this engine's weigher: every store
     /// weighs under its shard's flights lock, which stores, removes, computations and `clear`
-    /// take, so such a call would wait for its own caller. One thread-local read, only for an
+    /// take, so such a call would wait for its own caller. One thread-local scan (of the engines
+    /// being weighed on this thread, usually none or one), only for an
     /// engine with a weigher.
     #[inline]
     pub(crate) fn not_weighing(&self) {
-        if self.weigher.is_some() && WEIGHING.with(|c| c.get()) == crate::worker::engine_id(self) {
+        if self.weigher.is_some()
+            && WEIGHING.with(|c| c.borrow().contains(&crate::worker::engine_id(self)))
+        {
             panic!("{REENTRANT_WEIGHER}");
         }
     }
