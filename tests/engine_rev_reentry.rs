@@ -186,3 +186,47 @@ fn a_weigher_under_another_engines_weigher_may_not_store_into_the_outer_engine()
         b_slot.lock().unwrap().take();
     });
 }
+
+std::thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Keys whose `Drop` flushes, evicted on the worker while a writer keeps storing: each
+/// inline flush applies the new batch and evicts, dropping another such key on the same
+/// stack, whose flush does the same. The user's code is finite (one flush per `Drop`); the
+/// nesting must not grow with the writer's pace (a deep enough one overflows the worker's
+/// stack, which aborts the process).
+#[test]
+fn inline_flushes_do_not_nest_without_bound() {
+    no_hang("evictions whose Drops flush, under a writer", || {
+        let e: Engine<HookedKey, u64> =
+            Engine::builder().max_capacity(1).shards(1).workers(1).build().expect("build");
+        let deepest = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        for id in 0..200_000u64 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let (he, deepest, stop) = (e.clone(), deepest.clone(), stop.clone());
+            e.insert(
+                HookedKey::with_drop(id, move || {
+                    let d = DEPTH.with(|c| {
+                        c.set(c.get() + 1);
+                        c.get()
+                    });
+                    deepest.fetch_max(d, Ordering::SeqCst);
+                    if d >= 32 {
+                        stop.store(true, Ordering::SeqCst); // spare the stack
+                    } else {
+                        he.flush();
+                    }
+                    DEPTH.with(|c| c.set(c.get() - 1));
+                }),
+                id,
+            );
+        }
+        e.flush();
+        let deepest = deepest.load(Ordering::SeqCst);
+        assert!(deepest <= 2, "Drops nested {deepest} deep on the worker's stack");
+    });
+}
