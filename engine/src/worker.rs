@@ -179,7 +179,35 @@ pub(crate) fn worker_of<K, V>(shared: &Shared<K, V>) -> Option<usize> {
     (here.0 == engine_id(shared)).then_some(here.1)
 }
 
-fn drop_outside<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
+/// Drops left for later by an inline serve ([`DEFERRED`]).
+type Deferred = Vec<Box<dyn FnOnce()>>;
+
+crate::sync::thread_local! {
+    /// While a worker serves a request inline ([`serve_inline`], from a user's `Drop` running
+    /// on it): the keys and values that serve, and those nested in the `Drop`s it runs, would
+    /// drop, left to the outermost inline serve to drop one batch after another. Without it,
+    /// each inline flush dropped on the spot what it evicted, whose `Drop` could flush again,
+    /// one level deeper, for as long as writers kept the worker busy (found 32 deep in well
+    /// under a second: `tests/engine_rev_reentry.rs`), until the worker's stack overflowed.
+    /// `None` outside an inline serve.
+    static DEFERRED: std::cell::RefCell<Option<Deferred>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn drop_outside<K: 'static, V: 'static>(garbage: impl IntoIterator<Item = (K, V)>) {
+    let deferred = DEFERRED.with(|d| d.borrow().is_some());
+    if deferred {
+        let garbage: Vec<(K, V)> = garbage.into_iter().collect();
+        if !garbage.is_empty() {
+            let later: Box<dyn FnOnce()> = Box::new(move || drop_outside_now(garbage));
+            DEFERRED.with(|d| d.borrow_mut().as_mut().map(|v| v.push(later)));
+        }
+        return;
+    }
+    drop_outside_now(garbage);
+}
+
+fn drop_outside_now<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
     // A panicking `Drop` of a user's key or value must not kill the worker, nor abort the
     // process: each key and each value is dropped under a `catch_unwind` of its own (dropping
     // them all in one would drop the rest while unwinding from the first panic, and a second
@@ -270,7 +298,13 @@ fn shards_of<K, V>(shared: &Shared<K, V>, me: usize) -> Vec<usize> {
 
 /// Serves a request that every worker answers (`Flush`, `Maintain`, `Clear`), then
 /// acknowledges it.
-fn serve<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], cursor: &mut usize, cmd: Command) {
+fn serve<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    me: usize,
+    mine: &[usize],
+    cursor: &mut usize,
+    cmd: Command,
+) {
     match cmd {
         Command::Flush(ack) => {
             mine.iter().for_each(|&i| apply(shared, &shared.cells[i]));
@@ -286,7 +320,7 @@ fn serve<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], cursor: &mut us
         }
         Command::Clear(ack) => {
             for &i in mine {
-                clear(shared, &shared.cells[i]);
+                clear_deferring(shared, &shared.cells[i]);
             }
             let _ = ack.send(());
         }
@@ -298,15 +332,43 @@ fn serve<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], cursor: &mut us
 /// would answer ([`worker_of`]): called from a user's `Drop` running on that worker, which
 /// holds none of the engine's locks there (workers drop user data outside them). Settle
 /// requests queued in `me`'s mailbox wait until the `Drop` returns.
-pub(crate) fn serve_inline<K, V>(shared: &Shared<K, V>, me: usize, cmd: Command) {
+///
+/// Only the outermost inline serve on the thread drops what it displaced, after serving:
+/// a `Drop` it runs that flushes again serves inline one level deeper, and leaves its own
+/// garbage to this loop ([`DEFERRED`]), so the nesting stays two `Drop`s deep.
+pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, cmd: Command) {
+    struct Outermost;
+    impl Drop for Outermost {
+        fn drop(&mut self) {
+            // Also on unwinding: a later inline serve starts afresh.
+            let rest = DEFERRED.with(|d| d.borrow_mut().take());
+            drop(rest);
+        }
+    }
+    let outermost = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        d.is_none().then(|| *d = Some(Vec::new())).is_some()
+    });
+    // Only the outermost owns the list (a guard made and dropped at once would reset it).
+    let _outermost = if outermost { Some(Outermost) } else { None };
     serve(shared, me, &shards_of(shared, me), &mut 0, cmd);
+    if outermost {
+        loop {
+            let batch = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take));
+            let batch = batch.unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            batch.into_iter().for_each(|later| later());
+        }
+    }
 }
 
 /// Applies a shard's pending operations in one batch. The write lock comes first, without
 /// holding `pending` (so callers are not held up while the worker waits for readers to leave);
 /// the batch is then swapped out of `pending` and applied before the write lock is released,
 /// so a lookup that misses the pending table finds the batch in the core.
-pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+pub(crate) fn apply<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     // Nothing pending and no wake-up to reset (every tick and flush comes here for every
     // shard): no lock at all. A store publishes `pending_len` before it returns and signals
     // after, so one that this check misses sends a `Work` of its own.
@@ -352,7 +414,7 @@ pub(crate) fn apply<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
 
 /// One maintenance step on the given shards, starting with `mine[*cursor]`; returns whether
 /// every shard finished its work (nothing expired or stale is left to reclaim).
-fn maintain<K, V>(
+fn maintain<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     mine: &[usize],
     cursor: &mut usize,
@@ -467,7 +529,13 @@ enum Settle {
 /// cannot cover the excess passes it back to the asker (the answer is not answered). Each
 /// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
 /// hops end, and `flush` waits for them.
-fn settle<K, V>(shared: &Shared<K, V>, me: usize, mine: &[usize], first: usize, why: Settle) {
+fn settle<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    me: usize,
+    mine: &[usize],
+    first: usize,
+    why: Settle,
+) {
     if shared.weight.load(Ordering::Acquire) <= shared.capacity {
         return;
     }
@@ -571,6 +639,17 @@ fn ask_others_to_reclaim<K, V>(shared: &Shared<K, V>, me: usize, now: u64) -> bo
 
 /// Removes everything from one shard, pending operations included.
 pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    drop_outside_now(take_all(shared, cell));
+}
+
+/// [`clear`] for a worker's `Clear`: drops through [`drop_outside`], which defers the drops
+/// of an inline serve.
+fn clear_deferring<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    drop_outside(take_all(shared, cell));
+}
+
+/// Empties one shard, pending operations included; returns what it held, to be dropped.
+fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
     let mut garbage = Vec::new();
     let inserts = {
         let mut core = write_lock(cell);
@@ -589,6 +668,6 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     for (n, _) in inserts.iter() {
         shared.gens.release_all(&n.gens);
     }
-    drop_outside(garbage);
-    drop_outside(inserts.into_iter().map(|(n, _)| (n.key, n.value)));
+    garbage.extend(inserts.into_iter().map(|(n, _)| (n.key, n.value)));
+    garbage
 }
