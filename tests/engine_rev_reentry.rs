@@ -232,3 +232,48 @@ fn inline_flushes_do_not_nest_without_bound() {
         assert!(deepest <= 2, "Drops nested {deepest} deep on the worker's stack");
     });
 }
+
+/// The weigher's documented right to flush: a caller weighing under a shard's flights lock
+/// flushes; the worker, applying an earlier remove, drops a key whose `Drop` stores into the
+/// same shard and so waits for that flights lock, while the weigher waits for the worker.
+#[test]
+#[ignore = "known bug, not fixed: a weigher that flushes waits for a worker whose Drop waits for the weigher's flights lock (hangs)"]
+fn a_weigher_may_flush_while_a_workers_drop_stores() {
+    use common::Gate;
+    no_hang("a weigher flushes while a worker's Drop stores", || {
+        let slot: Arc<Mutex<Option<Engine<HookedKey, u64>>>> = Arc::default();
+        let (dropping, weighing) = (Gate::new(), Gate::new());
+        let (w_slot, w_dropping, w_weighing) = (slot.clone(), dropping.clone(), weighing.clone());
+        let e: Engine<HookedKey, u64> = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .weigher(move |k: &HookedKey, _| {
+                if k.id == 99 {
+                    w_dropping.wait_open(); // the worker is in key 1's Drop
+                    w_weighing.open();
+                    let e = w_slot.lock().unwrap().clone().unwrap();
+                    e.flush();
+                }
+                1
+            })
+            .build()
+            .unwrap();
+        *slot.lock().unwrap() = Some(e.clone());
+        let (he, hd, hw) = (e.clone(), dropping.clone(), weighing.clone());
+        e.insert(
+            HookedKey::with_drop(1, move || {
+                hd.open();
+                hw.wait_open(); // the weigher holds the flights lock now
+                he.insert(HookedKey::new(2), 2);
+            }),
+            1,
+        );
+        e.flush();
+        e.remove(&HookedKey::new(1));
+        e.insert(HookedKey::new(99), 99);
+        e.flush();
+        assert_eq!(e.get(&HookedKey::new(2)), Some(2));
+        slot.lock().unwrap().take();
+    });
+}
