@@ -61,10 +61,13 @@ fn engine(workers: usize) -> Engine<HookedKey, u64> {
 }
 
 /// Stores key 1 with a `Drop` that runs `call` on the engine, then removes it, so that a
-/// worker drops it; returns once the hook has returned (or fails on a hang). Before the hook
-/// runs, key 2 is stored and key 3 removed on every shard's worker: the hook's call must
-/// apply them.
-fn drop_on_a_worker_calls(workers: usize, call: fn(&Engine<HookedKey, u64>)) {
+/// worker drops it; returns the engine once the hook has returned (or fails on a hang) and a
+/// later `flush` from this thread has let the other workers finish what the hook asked of
+/// them. Before the hook runs, key 2 is stored and key 3 removed.
+fn drop_on_a_worker_calls(
+    workers: usize,
+    call: fn(&Engine<HookedKey, u64>),
+) -> Engine<HookedKey, u64> {
     let e = engine(workers);
     let returned = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Mutex::new(None));
@@ -92,6 +95,8 @@ fn drop_on_a_worker_calls(workers: usize, call: fn(&Engine<HookedKey, u64>)) {
     assert!(returned.load(Ordering::SeqCst), "the hook ran and returned");
     let e3 = e.clone();
     no_hang("the engine afterwards", move || {
+        // Served after whatever the hook asked of the other workers (mailboxes are FIFO).
+        e3.flush();
         e3.insert(HookedKey::new(4), 4);
         e3.flush();
         e3.run_maintenance();
@@ -100,32 +105,34 @@ fn drop_on_a_worker_calls(workers: usize, call: fn(&Engine<HookedKey, u64>)) {
     assert_eq!(e.get(&HookedKey::new(3)), None);
     assert_eq!(e.get(&HookedKey::new(4)), Some(4));
     assert!(seen.lock().unwrap().is_some());
+    e
 }
 
 #[test]
 fn a_drop_on_a_worker_may_flush() {
     for workers in [1, 2] {
-        drop_on_a_worker_calls(workers, |e| {
+        let e = drop_on_a_worker_calls(workers, |e| {
             e.flush();
             assert_eq!(e.get(&HookedKey::new(2)), Some(2));
         });
+        assert_eq!(e.get(&HookedKey::new(2)), Some(2));
     }
 }
 
 #[test]
 fn a_drop_on_a_worker_may_run_maintenance() {
     for workers in [1, 2] {
-        drop_on_a_worker_calls(workers, |e| e.run_maintenance());
+        let _ = drop_on_a_worker_calls(workers, |e| e.run_maintenance());
     }
 }
 
 #[test]
 fn a_drop_on_a_worker_may_clear() {
     for workers in [1, 2] {
-        drop_on_a_worker_calls(workers, |e| {
-            e.clear();
-            assert_eq!(e.get(&HookedKey::new(2)), None, "cleared");
-        });
+        // The hook's worker clears its shards at once, the others shortly after (it does
+        // not wait for them: they may be waiting for it).
+        let e = drop_on_a_worker_calls(workers, |e| e.clear());
+        assert_eq!(e.get(&HookedKey::new(2)), None, "cleared");
     }
 }
 
@@ -195,9 +202,19 @@ fn a_weigher_that_clears_its_engine_panics_clearly() {
     weigher_calls("a weigher clearing", |e| e.clear());
 }
 
-/// Lookups and `flush` wait for no lock the weigher's caller holds: allowed.
 #[test]
-fn a_weigher_may_look_up_and_flush() {
+fn a_weigher_that_flushes_its_engine_panics_clearly() {
+    weigher_calls("a weigher flushing", |e| e.flush());
+}
+
+#[test]
+fn a_weigher_that_runs_maintenance_panics_clearly() {
+    weigher_calls("a weigher running maintenance", |e| e.run_maintenance());
+}
+
+/// Lookups wait for no lock the weigher's caller holds: allowed.
+#[test]
+fn a_weigher_may_look_up() {
     let slot: Arc<Mutex<Option<Engine<u64, u64>>>> = Arc::new(Mutex::new(None));
     let in_weigher = slot.clone();
     let e: Engine<u64, u64> = Engine::builder()
@@ -207,7 +224,7 @@ fn a_weigher_may_look_up_and_flush() {
             let e = in_weigher.lock().unwrap().clone();
             if let Some(e) = e {
                 let _ = e.get(&(k + 100));
-                e.flush();
+                let _ = e.get(k);
             }
             1
         })
@@ -215,7 +232,7 @@ fn a_weigher_may_look_up_and_flush() {
         .expect("build");
     *slot.lock().unwrap() = Some(e.clone());
     let e2 = e.clone();
-    no_hang("a weigher looking up and flushing", move || {
+    no_hang("a weigher looking up", move || {
         e2.insert(1, 1);
         assert_eq!(e2.get_or_insert_with(2, || 2), 2);
         e2.flush();

@@ -127,9 +127,10 @@ where
     ///
     /// # Panics
     /// The weigher runs while the engine holds a lock of the key's shard. It may look values
-    /// up and [`flush`](Engine::flush), but an insert, remove, computation, `clear` or
-    /// `shutdown` of the same engine from inside it would wait for its own caller, so it
-    /// panics instead (the engine stays usable).
+    /// up, but an insert, remove, computation, `clear`, `flush`, `run_maintenance` or
+    /// `shutdown` of the same engine from inside it would wait for its own caller (or for a
+    /// worker whose `Drop` of a user's key waits for that caller), so it panics instead (the
+    /// engine stays usable).
     ///
     /// # Example
     /// ```

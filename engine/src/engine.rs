@@ -407,13 +407,18 @@ where
         self.shared().gens.live_entries(generation)
     }
 
-    fn broadcast(&self, make: impl Fn(crate::sync::Sender<()>) -> Command) {
+    /// Sends a request to every worker and waits for their replies; returns whether it
+    /// waited. On a worker thread (a user's `Drop` there) it does not wait: this engine's
+    /// worker, if it is one, does its own share at once (it cannot answer while it runs
+    /// this), and the others are only asked. Waiting there for another worker deadlocked
+    /// when that one, in a `Drop` of its own, was waiting for this one (two workers of one
+    /// engine, or of two engines, flushing at once: `tests/engine_rev_reentry.rs`).
+    fn broadcast(&self, make: impl Fn(crate::sync::Sender<()>) -> Command) -> bool {
         let s = self.shared();
         let (tx, rx) = crate::sync::unbounded();
         let mut sent = 0;
-        // On one of this engine's workers (a user's `Drop` there): that worker cannot answer
-        // while it runs this, so it does its share here.
         let here = worker::worker_of(s);
+        let wait = !worker::on_worker_thread();
         for (w, mb) in s.mailboxes.iter().enumerate() {
             if here == Some(w) {
                 worker::serve_inline(s, w, make(tx.clone()));
@@ -423,22 +428,33 @@ where
             }
         }
         drop(tx);
+        if !wait {
+            return false;
+        }
         for _ in 0..sent {
             if rx.recv().is_err() {
                 break; // a worker is gone (shut down): nothing more will come
             }
         }
+        true
     }
 
     /// Returns once every operation issued before it has been applied by the workers (after
     /// it, [`len`](Engine::len) is exact, and within the capacity). Returns at once after
     /// shutdown.
     ///
-    /// From a key's or value's `Drop` running on one of this engine's workers (they drop
-    /// what they remove, evict, expire or reclaim), this, [`clear`](Engine::clear) and
-    /// [`run_maintenance`](Engine::run_maintenance) do that worker's share on the spot
-    /// instead of waiting for it; only an eviction another worker asked of it waits until
-    /// the `Drop` returns (so `len` may briefly exceed the capacity).
+    /// From a key's or value's `Drop` running on a worker thread (workers drop what they
+    /// remove, evict, expire or reclaim), this, [`clear`](Engine::clear) and
+    /// [`run_maintenance`](Engine::run_maintenance) do not wait for other workers, which may
+    /// be waiting for this one: if the thread is one of this engine's workers, it does its
+    /// own share on the spot (so the promise holds for the keys of its shards; an eviction
+    /// another worker asked of it waits until the `Drop` returns), and the other workers are
+    /// asked and do theirs shortly after.
+    ///
+    /// # Panics
+    /// From inside this engine's weigher, which runs under a lock that a worker's `Drop`
+    /// storing into the engine would wait for (see
+    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     ///
     /// ```
     /// use memokit_engine::Engine;
@@ -459,8 +475,11 @@ where
         // request reclaims the requested worker's dead entries first and passes back at most
         // once, so requests stop after a few rounds; the bound only rules out a loop while the
         // real clock keeps making new entries due.
+        s.not_weighing();
         for _ in 0..64 {
-            self.broadcast(Command::Flush);
+            if !self.broadcast(Command::Flush) {
+                break; // on a worker thread: see above
+            }
             // Within capacity too: a worker whose shards could not cover an excess passed back
             // to it (the asker it answers may have been replaced by another asker's record)
             // leaves it; in the next round every worker over capacity with no dead entries
@@ -478,11 +497,30 @@ where
     /// reclaim entries of retired generations (up to a budget of 256k entries per shard).
     /// With a [`ManualClock`](crate::ManualClock) this is the only way expiry and reclamation
     /// run, which makes them deterministic in tests.
+    ///
+    /// From a `Drop` on a worker thread and from the weigher: as for
+    /// [`flush`](Engine::flush).
     pub fn run_maintenance(&self) {
+        self.shared().not_weighing();
         self.broadcast(Command::Maintain);
     }
 
-    /// Removes every value and detaches every running computation; returns when done.
+    /// Removes every value and detaches every running computation; returns when done
+    /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
+    /// workers' shards are cleared shortly after).
+    ///
+    /// # Panics
+    /// From inside this engine's weigher (see
+    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(10);
+    /// cache.insert(1, 1);
+    /// cache.clear();
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
     pub fn clear(&self) {
         self.shared().not_weighing();
         for cell in self.shared().cells.iter() {

@@ -43,9 +43,9 @@ pub(crate) const SIGNAL_BATCH: usize = 1;
 /// The panic message for a weigher that stores, removes, computes or clears through its own
 /// engine.
 pub(crate) const REENTRANT_WEIGHER: &str = "memokit: the weigher called back into its own \
-engine to store, remove, compute or clear; the engine weighs under a lock those operations \
-take, so this would deadlock and panics instead. A weigher may look values up and flush, but \
-should only weigh";
+engine to store, remove, compute, clear, flush or run maintenance; the engine weighs under a \
+lock those operations take or wait for, so this would deadlock and panics instead. A weigher \
+may look values up, but should only weigh";
 
 crate::sync::thread_local! {
     /// The engines ([`crate::worker::engine_id`]) whose weighers this thread is running,
