@@ -231,6 +231,16 @@ where
 {
     let _notice = DeathNotice(&shared);
     ON_WORKER.with(|w| w.set(Some((engine_id(&shared), me))));
+    // Forgotten when the worker returns: a thread that outlives the engine (the last handle
+    // dropped on this worker, which `shutdown` cannot join) must not pass for a worker of a
+    // later engine allocated at the same address.
+    struct Forget;
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            let _ = ON_WORKER.try_with(|w| w.set(None));
+        }
+    }
+    let _forget = Forget;
     let mine = shards_of(&shared, me);
     let auto = !shared.clock.is_manual();
     let mut next_tick = after(Instant::now(), shared.tick);
