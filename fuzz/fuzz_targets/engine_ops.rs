@@ -228,15 +228,20 @@ impl Run {
                 let id = v.id;
                 let side = self.fresh(); // a value for `During::Insert*`
                 let (opts, d, raw) = self.options(ttl, gens);
+                // A caller under a generation already retired computes for itself: it neither
+                // stores nor drops what is stored for the key (it must not displace a live
+                // computation, nor drop a value such a computation stores meanwhile).
+                let stale = !self.model.gens_live(&raw);
                 let mut ran = false;
-                let mut keep = true;
+                let mut keep = !stale;
                 let Run { engine, clock, model, gens: issued, .. } = &mut *self;
                 let compute = || {
                     ran = true;
                     // The computation runs only on a miss.
                     model.check_lookup(&key, None, op);
                     if let Some(what) = during {
-                        keep = during_compute(engine, clock, model, issued, key, what, side, op);
+                        keep = during_compute(engine, clock, model, issued, key, what, side, op)
+                            && keep;
                     }
                     v
                 };
@@ -265,6 +270,7 @@ impl Run {
                 let v = self.fresh();
                 let id = v.id;
                 let (opts, d, raw) = self.options(ttl, gens);
+                let stale = !self.model.gens_live(&raw); // see `Op::GetOrInsert`
                 let mut ran = false;
                 let r: Result<Val, ()> = self.engine.get_or_try_insert_with_ref(
                     &key,
@@ -280,7 +286,7 @@ impl Run {
                     },
                 );
                 match r {
-                    Ok(got) => self.computed(step, op, key, ran, got.id, id, d, raw),
+                    Ok(got) => self.computed(step, op, key, ran, got.id, id, d, raw, stale),
                     Err(()) => {
                         if !ran {
                             panic!("step {step} ({op:?}): an error without a computation");
@@ -352,6 +358,7 @@ impl Run {
         fresh: u64,
         ttl: Option<Duration>,
         gens: [u64; 2],
+        stale: bool,
     ) {
         if ran {
             if got != fresh {
@@ -359,8 +366,10 @@ impl Run {
             }
             // A miss: allowed only where the model has nothing visible (or with evictions).
             self.model.check_lookup(&key, None, op);
-            // The leader stores its value unless the TTL is zero (then nothing is touched).
-            if ttl != Some(Duration::ZERO) {
+            // The leader stores its value unless the TTL is zero (then nothing is touched), or
+            // its generations were retired before the call (then it computed for itself and
+            // touched nothing either).
+            if ttl != Some(Duration::ZERO) && !stale {
                 self.model.store(key, fresh, ttl, gens, 1);
             }
         } else {
