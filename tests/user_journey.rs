@@ -512,6 +512,19 @@ fn no_stale_value_after_any_delete() {
                 memokit::global().delete_memoized_args(Slow::slow_memo().name(), &(1u8, 1u64)).unwrap()
             }),
         ),
+        ("free handle one", Box::new(|| slow_free(1)), Box::new(|| slow_free_memo().delete(&(1,)))),
+        ("free handle all", Box::new(|| slow_free(1)), Box::new(|| slow_free_memo().delete_all())),
+        ("free verhash", Box::new(|| slow_free(1)), Box::new(|| memokit::delete_memoized_verhash!(slow_free))),
+        ("free handle verhash", Box::new(|| slow_free(1)), Box::new(|| slow_free_memo().delete_verhash())),
+        (
+            "free by name verhash",
+            Box::new(|| slow_free(1)),
+            Box::new(|| memokit::global().delete_memoized_verhash(slow_free_memo().name()).unwrap()),
+        ),
+        ("method handle one", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| Slow::slow_memo().delete(&(1, 1)))),
+        ("method verhash", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| memokit::delete_memoized_verhash!(Slow::slow))),
+        ("free clear", Box::new(|| slow_free(1)), Box::new(|| memokit::global().clear())),
+        ("method clear", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| memokit::global().clear())),
     ];
     let _serial = SERIAL.lock();
     for (what, call, del) in forms {
