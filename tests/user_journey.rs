@@ -110,7 +110,10 @@ impl Ledger {
         Ledger {
             id,
             calls: Arc::new(AtomicUsize::new(0)),
-            balances: Arc::new(parking_lot::Mutex::new(vec![("alice".into(), 10), ("bob".into(), 20)])),
+            balances: Arc::new(parking_lot::Mutex::new(vec![
+                ("alice".into(), 10),
+                ("bob".into(), 20),
+            ])),
         }
     }
 
@@ -497,9 +500,21 @@ fn no_stale_value_after_any_delete() {
                 memokit::global().delete_memoized_args(slow_free_memo().name(), &(1u64,)).unwrap()
             }),
         ),
-        ("method one", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| delete_memoized!(Slow { id: 1 }.slow, 1))),
-        ("method obj", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| delete_memoized!(Slow { id: 1 }.slow))),
-        ("method all", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| delete_memoized!(Slow::slow))),
+        (
+            "method one",
+            Box::new(|| Slow { id: 1 }.slow(1)),
+            Box::new(|| delete_memoized!(Slow { id: 1 }.slow, 1)),
+        ),
+        (
+            "method obj",
+            Box::new(|| Slow { id: 1 }.slow(1)),
+            Box::new(|| delete_memoized!(Slow { id: 1 }.slow)),
+        ),
+        (
+            "method all",
+            Box::new(|| Slow { id: 1 }.slow(1)),
+            Box::new(|| delete_memoized!(Slow::slow)),
+        ),
         (
             "method path one",
             Box::new(|| Slow { id: 1 }.slow(1)),
@@ -509,22 +524,46 @@ fn no_stale_value_after_any_delete() {
             "method by name args",
             Box::new(|| Slow { id: 1 }.slow(1)),
             Box::new(|| {
-                memokit::global().delete_memoized_args(Slow::slow_memo().name(), &(1u8, 1u64)).unwrap()
+                memokit::global()
+                    .delete_memoized_args(Slow::slow_memo().name(), &(1u8, 1u64))
+                    .unwrap()
             }),
         ),
         ("free handle one", Box::new(|| slow_free(1)), Box::new(|| slow_free_memo().delete(&(1,)))),
         ("free handle all", Box::new(|| slow_free(1)), Box::new(|| slow_free_memo().delete_all())),
-        ("free verhash", Box::new(|| slow_free(1)), Box::new(|| memokit::delete_memoized_verhash!(slow_free))),
-        ("free handle verhash", Box::new(|| slow_free(1)), Box::new(|| slow_free_memo().delete_verhash())),
+        (
+            "free verhash",
+            Box::new(|| slow_free(1)),
+            Box::new(|| memokit::delete_memoized_verhash!(slow_free)),
+        ),
+        (
+            "free handle verhash",
+            Box::new(|| slow_free(1)),
+            Box::new(|| slow_free_memo().delete_verhash()),
+        ),
         (
             "free by name verhash",
             Box::new(|| slow_free(1)),
-            Box::new(|| memokit::global().delete_memoized_verhash(slow_free_memo().name()).unwrap()),
+            Box::new(|| {
+                memokit::global().delete_memoized_verhash(slow_free_memo().name()).unwrap()
+            }),
         ),
-        ("method handle one", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| Slow::slow_memo().delete(&(1, 1)))),
-        ("method verhash", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| memokit::delete_memoized_verhash!(Slow::slow))),
+        (
+            "method handle one",
+            Box::new(|| Slow { id: 1 }.slow(1)),
+            Box::new(|| Slow::slow_memo().delete(&(1, 1))),
+        ),
+        (
+            "method verhash",
+            Box::new(|| Slow { id: 1 }.slow(1)),
+            Box::new(|| memokit::delete_memoized_verhash!(Slow::slow)),
+        ),
         ("free clear", Box::new(|| slow_free(1)), Box::new(|| memokit::global().clear())),
-        ("method clear", Box::new(|| Slow { id: 1 }.slow(1)), Box::new(|| memokit::global().clear())),
+        (
+            "method clear",
+            Box::new(|| Slow { id: 1 }.slow(1)),
+            Box::new(|| memokit::global().clear()),
+        ),
     ];
     let _serial = SERIAL.lock();
     for (what, call, del) in forms {
@@ -540,7 +579,11 @@ fn no_stale_value_after_any_delete() {
         *SLOW_GATE.lock() = None;
         SLOW_VALUE.store(200, SeqCst);
         del();
-        assert_eq!(call(), 201, "{what}: a call after the delete must not join the old computation");
+        assert_eq!(
+            call(),
+            201,
+            "{what}: a call after the delete must not join the old computation"
+        );
         gate.wait(); // release the old one
         assert_eq!(old.join().unwrap(), 101);
         assert_eq!(call(), 201, "{what}: the old value must not be stored");
@@ -583,4 +626,28 @@ fn configure_after_use_is_refused() {
         memokit::configure(Memoizer::builder().default_timeout(1)),
         Err(Error::AlreadyInitialized)
     ));
+}
+
+// `std::fmt::Result` is a `Result` (last path segment `Result`): only `Ok` is stored.
+static FMT_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize]
+fn validate_name(name: &str) -> std::fmt::Result {
+    FMT_CALLS.fetch_add(1, SeqCst);
+    if name.is_empty() {
+        Err(std::fmt::Error)
+    } else {
+        Ok(())
+    }
+}
+
+#[test]
+fn fmt_result_errors_are_not_cached() {
+    let c0 = FMT_CALLS.load(SeqCst);
+    assert!(validate_name("ok").is_ok());
+    assert!(validate_name("ok").is_ok());
+    assert_eq!(FMT_CALLS.load(SeqCst), c0 + 1);
+    assert!(validate_name("").is_err());
+    assert!(validate_name("").is_err());
+    assert_eq!(FMT_CALLS.load(SeqCst), c0 + 3, "an Err of fmt::Result must not be stored");
 }
