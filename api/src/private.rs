@@ -54,6 +54,21 @@ pub fn clone_key_named<T: KeyNamedArg>(t: &T) -> T {
     t.clone()
 }
 
+/// The `Ok` type of a return type named `Result` without type arguments (`std::fmt::Result`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is named `Result`, so `#[memoize]` takes it for a `Result` (it stores only `Ok`), but it is not one",
+    label = "a return type whose last path segment is `Result` must be a `Result`",
+    note = "import the type under another name (`use path::Result as MyResult;`)"
+)]
+pub trait ResultOk {
+    /// The `Ok` type.
+    type Ok;
+}
+
+impl<T, E> ResultOk for Result<T, E> {
+    type Ok = T;
+}
+
 /// Checks (at the return type) that results can be stored.
 #[inline(always)]
 pub fn assert_value<T: CacheValue>() {}

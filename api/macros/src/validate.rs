@@ -205,12 +205,19 @@ fn borrow_in(ty: &Type) -> Option<Span> {
     f.0
 }
 
-/// `T` when `ty` is a path type whose last segment is `Result` with a first type argument.
+/// `T` when `ty` is a path type whose last segment is `Result` with a first type argument;
+/// for one without arguments (an alias such as `std::fmt::Result`), its `Ok` type through
+/// `__private::ResultOk`.
 fn result_ok_type(ty: &Type) -> Option<Type> {
     let Type::Path(p) = ty else { return None };
     let last = p.path.segments.last()?;
     if last.ident != "Result" {
         return None;
+    }
+    if matches!(last.arguments, PathArguments::None) {
+        return Some(
+            syn::parse_quote_spanned!(ty.span()=> <#ty as ::memokit::__private::ResultOk>::Ok),
+        );
     }
     let PathArguments::AngleBracketed(a) = &last.arguments else { return None };
     a.args.iter().find_map(|g| match g {
