@@ -40,9 +40,29 @@
 //! `Result<T, E>` (any type whose last path segment is `Result`: `io::Result<T>`,
 //! `anyhow::Result<T>`, `fmt::Result`) stores only `Ok` values and returns errors uncached;
 //! other aliases of `Result` are stored as plain values, and a type named `Result` that is not
-//! one is a compile error (import it under another name). `Option<T>` is a plain value: `None` is stored.
-//! While the memoizer holds fewer results than its capacity, a result stays until it expires
-//! or is deleted.
+//! one is a compile error (import it under another name). `Option<T>` is a plain value: `None`
+//! is stored. While the memoizer holds fewer results than its capacity, a result stays until it
+//! expires or is deleted.
+//! ```
+//! # use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+//! static CALLS: AtomicU32 = AtomicU32::new(0);
+//! #[memokit::memoize]
+//! fn check(name: &str) -> std::fmt::Result {
+//!     CALLS.fetch_add(1, SeqCst);
+//!     if name.is_empty() { Err(std::fmt::Error) } else { Ok(()) }
+//! }
+//! assert!(check("").is_err());
+//! assert!(check("").is_err()); // not stored: runs again
+//! assert_eq!(CALLS.load(SeqCst), 2);
+//! ```
+//! ```compile_fail
+//! mod search {
+//!     #[derive(Clone)]
+//!     pub struct Result(pub u32);
+//! }
+//! #[memokit::memoize]
+//! fn find(x: u32) -> search::Result { search::Result(x) } // named `Result`, not a `Result`
+//! ```
 //!
 //! # Invalidation
 //! ```
