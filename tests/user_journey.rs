@@ -485,7 +485,8 @@ impl Slow {
 #[test]
 fn no_stale_value_after_any_delete() {
     type Del = Box<dyn Fn()>;
-    let forms: Vec<(&str, Box<dyn Fn() -> u64 + Send + Sync>, Del)> = vec![
+    type Call = Box<dyn Fn() -> u64 + Send + Sync>;
+    let forms: Vec<(&str, Call, Del)> = vec![
         ("free one", Box::new(|| slow_free(1)), Box::new(|| delete_memoized!(slow_free, 1))),
         ("free all", Box::new(|| slow_free(1)), Box::new(|| delete_memoized!(slow_free))),
         (
@@ -650,4 +651,19 @@ fn fmt_result_errors_are_not_cached() {
     assert!(validate_name("").is_err());
     assert!(validate_name("").is_err());
     assert_eq!(FMT_CALLS.load(SeqCst), c0 + 3, "an Err of fmt::Result must not be stored");
+}
+
+#[memoize]
+fn site_title() -> String {
+    "memokit".to_string()
+}
+
+#[test]
+fn zero_argument_function() {
+    assert_eq!(site_title(), "memokit");
+    memokit::global().delete_memoized_args(site_title_memo().name(), &()).unwrap();
+    site_title_memo().delete(&());
+    delete_memoized!(site_title);
+    assert_eq!(site_title(), "memokit");
+    assert_eq!(site_title_memo().stats().misses, 2);
 }
