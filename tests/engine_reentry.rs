@@ -8,53 +8,11 @@
 //! weigher); it never hangs, and the engine stays usable afterwards.
 mod common;
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::no_hang;
+use common::{no_hang, HookedKey};
 use memokit_engine::{Engine, InsertOptions};
-
-type Hook = Box<dyn FnOnce() + Send>;
-
-/// A key whose `Drop` runs a hook once.
-struct HookedKey {
-    id: u64,
-    on_drop: Mutex<Option<Hook>>,
-}
-
-impl HookedKey {
-    fn new(id: u64) -> Self {
-        HookedKey { id, on_drop: Mutex::new(None) }
-    }
-
-    fn with_drop(id: u64, hook: impl FnOnce() + Send + 'static) -> Self {
-        HookedKey { id, on_drop: Mutex::new(Some(Box::new(hook))) }
-    }
-}
-
-impl Hash for HookedKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-
-impl PartialEq for HookedKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-
-impl Eq for HookedKey {}
-
-impl Drop for HookedKey {
-    fn drop(&mut self) {
-        let hook = self.on_drop.get_mut().map(Option::take).unwrap_or_default();
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-}
 
 fn engine(workers: usize) -> Engine<HookedKey, u64> {
     Engine::builder().max_capacity(1000).shards(4).workers(workers).build().expect("build")
@@ -136,26 +94,40 @@ fn a_drop_on_a_worker_may_clear() {
     }
 }
 
-/// A weigher that calls back into its own engine with an operation that would wait for a
-/// lock its caller holds: a clear panic at the call, never a hang; the engine stays usable.
-fn weigher_calls(what: &str, call: fn(&Engine<u64, u64>)) {
-    let slot: Arc<Mutex<Option<Engine<u64, u64>>>> = Arc::new(Mutex::new(None));
+/// Where a self-weighing engine finds itself.
+type Slot = Arc<Mutex<Option<Engine<u64, u64>>>>;
+
+/// An engine of one shard whose weigher (weight 1) runs `on_weigh` with the engine itself and
+/// the key. The engine refers to itself through the returned slot: empty it to let go.
+fn self_weighing(
+    on_weigh: impl Fn(&Engine<u64, u64>, u64) + Send + Sync + 'static,
+) -> (Engine<u64, u64>, Slot) {
+    let slot: Slot = Arc::new(Mutex::new(None));
     let in_weigher = slot.clone();
     let e: Engine<u64, u64> = Engine::builder()
         .max_capacity(1000)
         .shards(1)
         .weigher(move |k, _| {
-            if *k == 1 {
-                let e = in_weigher.lock().unwrap().clone();
-                if let Some(e) = e {
-                    call(&e);
-                }
+            let e = in_weigher.lock().unwrap().clone();
+            if let Some(e) = e {
+                on_weigh(&e, *k);
             }
             1
         })
         .build()
         .expect("build");
     *slot.lock().unwrap() = Some(e.clone());
+    (e, slot)
+}
+
+/// A weigher that calls back into its own engine with an operation that would wait for a
+/// lock its caller holds: a clear panic at the call, never a hang; the engine stays usable.
+fn weigher_calls(what: &str, call: fn(&Engine<u64, u64>)) {
+    let (e, slot) = self_weighing(move |e, k| {
+        if k == 1 {
+            call(e);
+        }
+    });
     let e2 = e.clone();
     let insert = no_hang(what, move || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e2.insert(1, 1)))
@@ -215,22 +187,10 @@ fn a_weigher_that_runs_maintenance_panics_clearly() {
 /// Lookups wait for no lock the weigher's caller holds: allowed.
 #[test]
 fn a_weigher_may_look_up() {
-    let slot: Arc<Mutex<Option<Engine<u64, u64>>>> = Arc::new(Mutex::new(None));
-    let in_weigher = slot.clone();
-    let e: Engine<u64, u64> = Engine::builder()
-        .max_capacity(1000)
-        .shards(1)
-        .weigher(move |k, _| {
-            let e = in_weigher.lock().unwrap().clone();
-            if let Some(e) = e {
-                let _ = e.get(&(k + 100));
-                let _ = e.get(k);
-            }
-            1
-        })
-        .build()
-        .expect("build");
-    *slot.lock().unwrap() = Some(e.clone());
+    let (e, slot) = self_weighing(|e, k| {
+        let _ = e.get(&(k + 100));
+        let _ = e.get(&k);
+    });
     let e2 = e.clone();
     no_hang("a weigher looking up", move || {
         e2.insert(1, 1);

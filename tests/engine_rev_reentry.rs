@@ -3,54 +3,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{expect_panic, no_hang, wait_until, wait_until_or};
+use common::{expect_panic, no_hang, wait_until, wait_until_or, HookedKey};
 use memokit_engine::Engine;
-
-type Hook = Box<dyn FnOnce() + Send>;
-
-/// A key whose `Drop` runs a hook once.
-struct HookedKey {
-    id: u64,
-    on_drop: Mutex<Option<Hook>>,
-}
-
-impl HookedKey {
-    fn new(id: u64) -> Self {
-        HookedKey { id, on_drop: Mutex::new(None) }
-    }
-
-    fn with_drop(id: u64, hook: impl FnOnce() + Send + 'static) -> Self {
-        HookedKey { id, on_drop: Mutex::new(Some(Box::new(hook))) }
-    }
-}
-
-impl Hash for HookedKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-
-impl PartialEq for HookedKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-
-impl Eq for HookedKey {}
-
-impl Drop for HookedKey {
-    fn drop(&mut self) {
-        let hook = self.on_drop.get_mut().map(Option::take).unwrap_or_default();
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
-}
 
 fn engine(workers: usize) -> Engine<HookedKey, u64> {
     Engine::builder().max_capacity(1000).shards(4).workers(workers).build().expect("build")

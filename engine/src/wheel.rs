@@ -33,8 +33,8 @@
 
 use crate::list::{Kind, Links, List};
 
-/// Parts of the next tick's list: an entry of part `k` has a deadline at least
-/// [`Wheel::part_floor`]`(k)`.
+/// Parts of the next tick's list, equal spans of the current tick in deadline order
+/// ([`Wheel::part_of`]).
 pub(crate) const PARTS: usize = 64;
 
 const BITS: u32 = 6;
@@ -59,7 +59,7 @@ pub(crate) struct Wheel {
     /// [`Wheel::pull_next`] emptied the buckets of the next tick), in [`PARTS`] parts by
     /// deadline ([`Wheel::part_of`]): kept apart, so that pulling them again within the same
     /// tick touches no later entries, and only the parts that have begun.
-    next: Vec<List>,
+    next: [List; PARTS],
     /// No part below this one holds an entry ([`PARTS`]: none does).
     next_lo: usize,
     /// Per part, a lower bound on its entries' deadlines (the least scheduled there since it
@@ -82,7 +82,7 @@ impl Wheel {
             now_tick: now / tick,
             tick,
             next_min: (now / tick).saturating_mul(tick).saturating_add(1),
-            next: (0..PARTS).map(|_| links.new_list()).collect(),
+            next: std::array::from_fn(|_| links.new_list()),
             next_lo: PARTS,
             part_min: [u64::MAX; PARTS],
             pulled: false,
@@ -100,14 +100,6 @@ impl Wheel {
         let offset = deadline.saturating_sub(start).saturating_sub(1);
         let k = u128::from(offset) * PARTS as u128 / u128::from(self.tick);
         (k as usize).min(PARTS - 1)
-    }
-
-    /// The least deadline an entry of part `k` can have: the least offset `o` with
-    /// `o * PARTS / tick >= k` is `ceil(k * tick / PARTS)`.
-    fn part_floor(&self, k: usize) -> u64 {
-        let start = self.now_tick.saturating_mul(self.tick).saturating_add(1);
-        let o = (k as u128 * u128::from(self.tick)).div_ceil(PARTS as u128);
-        start.saturating_add(u64::try_from(o).unwrap_or(u64::MAX))
     }
 
     fn place(&self, due: u64) -> List {
@@ -286,7 +278,6 @@ impl Wheel {
                 let Some(d) = deadline(i) else { continue };
                 if Some(self.due_tick(d)) != self.now_tick.checked_add(1)
                     || self.part_of(d) != k
-                    || d < self.part_floor(k)
                     || d < self.part_min[k]
                 {
                     return Err(format!(

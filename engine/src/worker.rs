@@ -274,14 +274,14 @@ where
             }
             Some(Command::Work(i)) => {
                 apply(&shared, &shared.cells[i]);
-                settle(&shared, me, &mine, i, Settle::MayDefer);
+                settle(&shared, me, &mine, i, None);
             }
             Some(Command::Settle) => {
                 shared.settle_asked[me].store(false, Ordering::SeqCst);
                 let asker = shared.settle_reply[me].swap(usize::MAX, Ordering::SeqCst);
                 let reply_to = (asker != usize::MAX).then_some(asker);
                 if let Some(&first) = mine.first() {
-                    settle(&shared, me, &mine, first, Settle::Asked { reply_to });
+                    settle(&shared, me, &mine, first, reply_to);
                 }
                 shared.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
             }
@@ -319,7 +319,7 @@ fn serve<K: 'static, V: 'static>(
         Command::Flush(ack) => {
             mine.iter().for_each(|&i| apply(shared, &shared.cells[i]));
             if let Some(&first) = mine.first() {
-                settle(shared, me, mine, first, Settle::MayDefer);
+                settle(shared, me, mine, first, None);
             }
             let _ = ack.send(());
         }
@@ -520,16 +520,6 @@ fn evict_while_over<K, V>(
     }
 }
 
-/// Why a worker settles.
-#[derive(Clone, Copy)]
-enum Settle {
-    /// After its own batch or a flush.
-    MayDefer,
-    /// Asked by another worker (`reply_to`: the asker, which then evicts what this worker's
-    /// shards could not cover) or answered by one (`None`).
-    Asked { reply_to: Option<usize> },
-}
-
 /// Brings the engine back within capacity: first every shard of this worker gives up entries
 /// that are expired or of retired generations (so a live entry is never evicted while dead
 /// ones take its place, even with a manual clock that runs no timers). Then, if another
@@ -538,13 +528,15 @@ enum Settle {
 /// shard `first`, and from the others if it cannot; a worker that was asked and whose shards
 /// cannot cover the excess passes it back to the asker (the answer is not answered). Each
 /// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
-/// hops end, and `flush` waits for them.
+/// hops end, and `flush` waits for them. `reply_to`: the worker that asked this one (it
+/// then evicts what this worker's shards could not cover); `None` after a batch or a flush,
+/// or when answering an asker.
 fn settle<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     me: usize,
     mine: &[usize],
     first: usize,
-    why: Settle,
+    reply_to: Option<usize>,
 ) {
     if shared.weight.load(Ordering::Acquire) <= shared.capacity {
         return;
@@ -601,7 +593,7 @@ fn settle<K: 'static, V: 'static>(
         evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
         drop_outside(garbage);
     }
-    if let Settle::Asked { reply_to: Some(asker) } = why {
+    if let Some(asker) = reply_to {
         if shared.weight.load(Ordering::Acquire) > shared.capacity {
             ask(shared, asker, None);
         }

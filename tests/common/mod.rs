@@ -6,8 +6,9 @@
 pub(crate) mod memo;
 
 use std::any::Any;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use memokit_engine::{Engine, EngineBuilder, ManualClock};
@@ -192,4 +193,46 @@ pub(crate) fn run_child(name: &str) {
         out.status
     );
     eprintln!("{stdout}{stderr}");
+}
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// A key whose `Drop` runs a hook once (user code calling back into the engine from a
+/// worker: `engine_reentry`, `engine_rev_reentry`).
+pub(crate) struct HookedKey {
+    pub(crate) id: u64,
+    on_drop: Mutex<Option<Hook>>,
+}
+
+impl HookedKey {
+    pub(crate) fn new(id: u64) -> Self {
+        HookedKey { id, on_drop: Mutex::new(None) }
+    }
+
+    pub(crate) fn with_drop(id: u64, hook: impl FnOnce() + Send + 'static) -> Self {
+        HookedKey { id, on_drop: Mutex::new(Some(Box::new(hook))) }
+    }
+}
+
+impl Hash for HookedKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for HookedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for HookedKey {}
+
+impl Drop for HookedKey {
+    fn drop(&mut self) {
+        let hook = self.on_drop.get_mut().map(Option::take).unwrap_or_default();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
 }
