@@ -13,6 +13,15 @@ use crate::shared::{Shared, Weigher};
 use crate::worker;
 
 /// Why an engine could not be built.
+///
+/// ```
+/// use memokit_engine::{BuildError, Engine};
+///
+/// match Engine::<u64, u64>::builder().workers(0).build() {
+///     Err(BuildError::ZeroWorkers) => {}
+///     other => panic!("expected ZeroWorkers, got {:?}", other.err()),
+/// }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -117,6 +126,16 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// The most entries (or total weight, with a weigher) kept at once. 0 stores nothing.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::builder().max_capacity(2).build()?;
+    /// (0..5).for_each(|k| cache.insert(k, k));
+    /// cache.flush();
+    /// assert_eq!(cache.len(), 2);
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
     pub fn max_capacity(mut self, n: u64) -> Self {
         self.capacity = n;
         self
@@ -158,24 +177,62 @@ where
     /// grows at 7/8 load, so a share just past a threshold leaves it half empty: 1M entries in
     /// 8 shards fill 48% of their buckets, in 9 shards 85%). With a weigher, 4 per core
     /// rounded up to a power of two.
+    ///
+    /// ```
+    /// use memokit_engine::{BuildError, Engine};
+    ///
+    /// let cache: Engine<u64, u64> = Engine::builder().shards(16).build()?;
+    /// cache.insert(1, 1);
+    /// assert!(matches!(Engine::<u64, u64>::builder().shards(0).build(), Err(BuildError::ZeroShards)));
+    /// # Ok::<(), BuildError>(())
+    /// ```
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);
         self
     }
 
     /// Number of worker threads (at most one per shard is used).
+    ///
+    /// ```
+    /// use memokit_engine::{BuildError, Engine};
+    ///
+    /// let cache: Engine<u64, u64> = Engine::builder().workers(2).build()?;
+    /// cache.insert(1, 1);
+    /// assert!(matches!(Engine::<u64, u64>::builder().workers(0).build(), Err(BuildError::ZeroWorkers)));
+    /// # Ok::<(), BuildError>(())
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
     }
 
     /// The wheel's tick: how often workers expire and reclaim entries.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    /// use std::time::Duration;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::builder().tick(Duration::from_millis(250)).build()?;
+    /// cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
         self
     }
 
     /// How far behind real time the lookups' coarse clock may fall.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    /// use std::time::Duration;
+    ///
+    /// // A value may be served up to 10 ms past its deadline; the clock thread wakes less often.
+    /// let cache: Engine<u64, u64> =
+    ///     Engine::builder().clock_resolution(Duration::from_millis(10)).build()?;
+    /// cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
     pub fn clock_resolution(mut self, d: Duration) -> Self {
         self.resolution = d;
         self
@@ -183,6 +240,18 @@ where
 
     /// Uses a manual clock (tests): no background timers; call
     /// [`Engine::run_maintenance`] to expire and reclaim.
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Engine<u64, u64> = Engine::builder().clock(clock.clone()).build()?;
+    /// cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(cache.get(&1), None);
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
     pub fn clock(mut self, c: ManualClock) -> Self {
         self.clock = Some(c);
         self
@@ -213,6 +282,16 @@ where
     /// # Errors
     /// [`BuildError::ZeroShards`], [`BuildError::ZeroWorkers`], [`BuildError::ZeroDuration`]
     /// for those settings, [`BuildError::Spawn`] if a thread cannot be started.
+    ///
+    /// ```
+    /// use memokit_engine::{BuildError, Engine};
+    /// use std::time::Duration;
+    ///
+    /// let cache: Result<Engine<u64, u64>, BuildError> = Engine::builder().max_capacity(10).build();
+    /// assert!(cache.is_ok());
+    /// let bad = Engine::<u64, u64>::builder().tick(Duration::ZERO).build();
+    /// assert_eq!(bad.err().map(|e| e.to_string()), Some("tick must be positive, got zero".into()));
+    /// ```
     pub fn build(self) -> Result<Engine<K, V>, BuildError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let shards = match self.shards {

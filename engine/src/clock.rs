@@ -48,12 +48,28 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A manual clock at time zero.
+    ///
+    /// ```
+    /// use memokit_engine::ManualClock;
+    ///
+    /// assert_eq!(ManualClock::new().now(), std::time::Duration::ZERO);
+    /// ```
     pub fn new() -> Self {
         ManualClock::default()
     }
 
     /// Moves the clock forward by `d`, saturating about 584 years in (where it stops, so that
     /// "no deadline" stays later than any time it can show).
+    ///
+    /// ```
+    /// use memokit_engine::ManualClock;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_secs(3));
+    /// clock.advance(Duration::MAX); // saturates
+    /// assert!(clock.now() > Duration::from_secs(3));
+    /// ```
     pub fn advance(&self, d: Duration) {
         let add = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let step = |t: u64| Some(t.saturating_add(add).min(u64::MAX - 1));
@@ -61,6 +77,16 @@ impl ManualClock {
     }
 
     /// The time elapsed since the clock was made, as advanced so far.
+    ///
+    /// ```
+    /// use memokit_engine::ManualClock;
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let other = clock.clone(); // clones share the time
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(other.now(), Duration::from_millis(1500));
+    /// ```
     pub fn now(&self) -> Duration {
         Duration::from_nanos(self.cell.now.load(Ordering::SeqCst))
     }

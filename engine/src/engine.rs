@@ -10,10 +10,11 @@ use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, Mutex};
 
 use crate::builder::EngineBuilder;
-use crate::generation::Generation;
 use crate::options::{Equivalent, InsertOptions};
 use crate::shared::Shared;
 use crate::worker::{self, Command};
+
+mod admin;
 
 /// A bounded, concurrent, in-process cache with single flight, expiry and generations.
 ///
@@ -159,6 +160,15 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// A builder with the defaults (see [`EngineBuilder`]).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::builder().max_capacity(1_000).shards(4).build()?;
+    /// cache.insert(1, 1);
+    /// assert_eq!(cache.get(&1), Some(1));
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
     pub fn builder() -> EngineBuilder<K, V> {
         EngineBuilder::default()
     }
@@ -168,6 +178,13 @@ where
     /// # Panics
     /// If the operating system cannot start a thread (use [`Engine::builder`] to get that as
     /// an error instead).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<String, u64> = Engine::new(10_000);
+    /// assert_eq!(cache.max_capacity(), 10_000);
+    /// ```
     pub fn new(max_capacity: u64) -> Self {
         match Self::builder().max_capacity(max_capacity).build() {
             Ok(e) => e,
@@ -202,6 +219,21 @@ where
 
     /// Stores `value` for `key` until `ttl` has passed. A zero `ttl` stores nothing (and drops
     /// the previous value); one too large to represent means no deadline.
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Engine<u64, u64> = Engine::builder().clock(clock.clone()).build()?;
+    /// cache.insert_with_ttl(1, 10, Duration::from_secs(5));
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(cache.get(&1), None); // expired
+    /// cache.insert_with_ttl(2, 20, Duration::ZERO);
+    /// assert_eq!(cache.get(&2), None); // a zero TTL stores nothing
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
         self.insert_with_options(key, value, InsertOptions::new().ttl(ttl));
     }
@@ -225,11 +257,32 @@ where
     /// key and value being stored are then dropped during that unwinding, while a lock of
     /// the key's shard is still held: a `Drop` that calls into the engine from there would
     /// deadlock.
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    /// use std::time::Duration;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// let v1 = cache.new_generation();
+    /// cache.insert_with_options(1, 10, InsertOptions::new().ttl(Duration::from_secs(60)).generations(v1, None));
+    /// assert_eq!(cache.get(&1), Some(10));
+    /// cache.retire(v1);
+    /// assert_eq!(cache.get(&1), None); // stored under a retired generation
+    /// ```
     pub fn insert_with_options(&self, key: K, value: V, opts: InsertOptions) {
         self.shared().insert(key, value, &opts);
     }
 
     /// The value stored for `key`, if any is visible.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<String, u64> = Engine::new(100);
+    /// cache.insert("a".to_string(), 1);
+    /// assert_eq!(cache.get("a"), Some(1)); // by a borrowed form of the key: no allocation
+    /// assert_eq!(cache.get("b"), None);
+    /// ```
     #[inline]
     pub fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> Option<V> {
         self.shared().get(key, V::clone)
@@ -264,6 +317,15 @@ where
     }
 
     /// Whether a value is visible for `key` (counts as a lookup).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// cache.insert(1, 1);
+    /// assert!(cache.contains_key(&1));
+    /// assert!(!cache.contains_key(&2));
+    /// ```
     pub fn contains_key<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> bool {
         self.get(key).is_some()
     }
@@ -271,6 +333,16 @@ where
     /// Hides the value of `key` at once and drops it; detaches a computation of `key` that is
     /// running (its value goes only to the callers already waiting for it and is not stored).
     /// Never waits for a computation. Removing an absent key does nothing.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// cache.insert(1, 1);
+    /// cache.remove(&1);
+    /// assert_eq!(cache.get(&1), None); // hidden at once, before the worker applies the removal
+    /// cache.remove(&2); // absent: nothing happens
+    /// ```
     pub fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) {
         self.shared().remove(key);
     }
@@ -281,6 +353,18 @@ where
     /// # Panics
     /// Propagates a panic of `compute` (waiting callers then retry, nothing is poisoned), and
     /// panics if `compute` asks for the same key on the same thread (it would deadlock).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// let runs = AtomicU32::new(0);
+    /// let square = |k: u64| cache.get_or_insert_with(k, || { runs.fetch_add(1, Ordering::Relaxed); k * k });
+    /// assert_eq!(square(7), 49);
+    /// assert_eq!(square(7), 49);
+    /// assert_eq!(runs.load(Ordering::Relaxed), 1); // computed once
+    /// ```
     pub fn get_or_insert_with(&self, key: K, compute: impl FnOnce() -> V) -> V {
         self.get_or_insert_with_options(key, InsertOptions::new(), compute)
     }
@@ -291,6 +375,16 @@ where
     ///
     /// # Panics
     /// As [`get_or_insert_with`](Engine::get_or_insert_with).
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    /// use std::time::Duration;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// let opts = InsertOptions::new().ttl(Duration::from_secs(30));
+    /// assert_eq!(cache.get_or_insert_with_options(3, opts, || 9), 9);
+    /// assert_eq!(cache.get(&3), Some(9));
+    /// ```
     pub fn get_or_insert_with_options(
         &self,
         key: K,
@@ -349,248 +443,6 @@ where
         Q: ?Sized + Hash + Equivalent<K>,
     {
         self.shared().get_or_try_insert(key, &opts, to_owned, compute)
-    }
-
-    /// A fresh generation (version) to store values under.
-    pub fn new_generation(&self) -> Generation {
-        self.shared().gens.allocate()
-    }
-
-    /// Retires `generation`: from now on no value stored under it is returned (for values that
-    /// declared it [in their key](InsertOptions::primary_in_key): once the workers have
-    /// reclaimed them), stores still in flight under it are dropped, and new callers do not
-    /// join computations started under it. O(1); the workers reclaim the entries in the
-    /// background. Retiring twice does nothing.
-    pub fn retire(&self, generation: Generation) {
-        let s = self.shared();
-        if s.gens.retire(generation) {
-            event!(debug, generation = generation.id(), "generation retired");
-            for (w, tx) in s.mailboxes.iter().enumerate() {
-                // Counted before it is sent, so that no worker over capacity takes this one's
-                // shards for free of dead entries meanwhile.
-                s.retires_pending[w].fetch_add(1, Ordering::SeqCst);
-                if tx.send(Command::Retire(generation.id())).is_err() {
-                    s.retires_pending[w].fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-        }
-    }
-
-    /// Whether `generation` is live (issued by this engine and not retired).
-    pub fn is_live(&self, generation: Generation) -> bool {
-        self.shared().gens.is_live(generation)
-    }
-
-    /// Values stored under `generation` and not yet reclaimed (all shards), counted from the
-    /// moment each store is handed over: once an insert under `generation` has returned, the
-    /// count includes its value whether or not a worker has applied it yet, so it is never
-    /// below the number of values of `generation` that lookups can find. A value leaves the
-    /// count when it is discarded: at once when a later store or remove of its key finds it
-    /// still pending; when a worker applies its removal, eviction, expiry, reclamation or
-    /// clearing once it is resident, or refuses it because the generation was retired before
-    /// it was applied (so the count is exact after [`flush`](Engine::flush)). Each value
-    /// counts once; a store that cannot be kept (zero TTL, heavier than the capacity, after
-    /// shutdown, a retired generation) is never counted.
-    ///
-    /// # Example
-    /// ```
-    /// use memokit_engine::{Engine, InsertOptions};
-    /// let e: Engine<u32, u32> = Engine::new(100);
-    /// let g = e.new_generation();
-    /// e.insert_with_options(1, 10, InsertOptions::new().generations(g, None));
-    /// assert_eq!(e.generation_entries(g), 1); // applied by the worker or not
-    /// e.remove(&1);
-    /// e.flush();
-    /// assert_eq!(e.generation_entries(g), 0);
-    /// ```
-    pub fn generation_entries(&self, generation: Generation) -> u64 {
-        self.shared().gens.live_entries(generation)
-    }
-
-    /// Sends a request to every worker and waits for their replies; returns whether it
-    /// waited. On a worker thread (a user's `Drop` there) it does not wait: this engine's
-    /// worker, if it is one, does its own share at once (it cannot answer while it runs
-    /// this), and the others are only asked. Waiting there for another worker deadlocked
-    /// when that one, in a `Drop` of its own, was waiting for this one (two workers of one
-    /// engine, or of two engines, flushing at once: `tests/engine_rev_reentry.rs`).
-    fn broadcast(&self, make: impl Fn(crate::sync::Sender<()>) -> Command) -> bool {
-        let s = self.shared();
-        let (tx, rx) = crate::sync::unbounded();
-        let mut sent = 0;
-        let here = worker::worker_of(s);
-        let wait = !worker::on_worker_thread();
-        for (w, mb) in s.mailboxes.iter().enumerate() {
-            if here == Some(w) {
-                worker::serve_inline(s, w, make(tx.clone()));
-                sent += 1;
-            } else if mb.send(make(tx.clone())).is_ok() {
-                sent += 1;
-            }
-        }
-        drop(tx);
-        if !wait {
-            return false;
-        }
-        for _ in 0..sent {
-            if rx.recv().is_err() {
-                break; // a worker is gone (shut down): nothing more will come
-            }
-        }
-        true
-    }
-
-    /// Returns once every operation issued before it has been applied by the workers (after
-    /// it, [`len`](Engine::len) is exact, and within the capacity). Returns at once after
-    /// shutdown.
-    ///
-    /// From a key's or value's `Drop` running on a worker thread (workers drop what they
-    /// remove, evict, expire or reclaim), this, [`clear`](Engine::clear) and
-    /// [`run_maintenance`](Engine::run_maintenance) do not wait for other workers, which may
-    /// be waiting for this one: if the thread is one of this engine's workers, it does its
-    /// own share on the spot (so the promise holds for the keys of its shards; an eviction
-    /// another worker asked of it waits until the `Drop` returns), and the other workers are
-    /// asked and do theirs shortly after.
-    ///
-    /// # Panics
-    /// From inside this engine's weigher, which runs under a lock that a worker's `Drop`
-    /// storing into the engine would wait for (see
-    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
-    ///
-    /// ```
-    /// use memokit_engine::Engine;
-    ///
-    /// let cache: Engine<u64, u64> = Engine::new(2);
-    /// for k in 0..10 {
-    ///     cache.insert(k, k);
-    /// }
-    /// cache.flush();
-    /// assert_eq!(cache.len(), 2);
-    /// ```
-    pub fn flush(&self) {
-        let s = self.shared();
-        // A worker over capacity may have asked another worker to reclaim dead entries (and
-        // evict) instead of evicting itself, and that one may pass an excess back: `Settle`
-        // requests, counted from before they are sent until they are served. Mailboxes are
-        // FIFO, so another round is answered only after every request sent before it. Each
-        // request reclaims the requested worker's dead entries first and passes back at most
-        // once, so requests stop after a few rounds; the bound only rules out a loop while the
-        // real clock keeps making new entries due.
-        s.not_weighing();
-        for _ in 0..64 {
-            if !self.broadcast(Command::Flush) {
-                break; // on a worker thread: see above
-            }
-            // Within capacity too: a worker whose shards could not cover an excess passed back
-            // to it (the asker it answers may have been replaced by another asker's record)
-            // leaves it; in the next round every worker over capacity with no dead entries
-            // left anywhere evicts from its own shards.
-            if s.settles_in_flight.load(Ordering::SeqCst) == 0
-                && s.weight.load(Ordering::Acquire) <= s.capacity
-            {
-                break;
-            }
-        }
-    }
-
-    /// [`flush`](Engine::flush), then one maintenance step on every worker: expire what the
-    /// clock says is due (every entry whose deadline has passed, whatever the tick) and
-    /// reclaim entries of retired generations (up to a budget of 256k entries per shard).
-    /// With a [`ManualClock`](crate::ManualClock) this is the only way expiry and reclamation
-    /// run, which makes them deterministic in tests.
-    ///
-    /// From a `Drop` on a worker thread and from the weigher: as for
-    /// [`flush`](Engine::flush).
-    pub fn run_maintenance(&self) {
-        self.shared().not_weighing();
-        self.broadcast(Command::Maintain);
-    }
-
-    /// Removes every value and detaches every running computation; returns when done
-    /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
-    /// workers' shards are cleared shortly after).
-    ///
-    /// # Panics
-    /// From inside this engine's weigher (see
-    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
-    ///
-    /// ```
-    /// use memokit_engine::Engine;
-    ///
-    /// let cache: Engine<u64, u64> = Engine::new(10);
-    /// cache.insert(1, 1);
-    /// cache.clear();
-    /// assert_eq!(cache.get(&1), None);
-    /// ```
-    pub fn clear(&self) {
-        self.shared().not_weighing();
-        for cell in self.shared().cells.iter() {
-            let mut fl = cell.flights.lock();
-            let flights = std::mem::take(&mut *fl);
-            drop(fl);
-            drop(flights);
-        }
-        self.broadcast(Command::Clear);
-    }
-
-    /// Stops and joins the engine's threads now (dropping the last handle does the same).
-    /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
-    /// storing.
-    pub fn shutdown(&self) {
-        self.shared().not_weighing();
-        shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
-    }
-
-    /// The engine's counters.
-    pub fn stats(&self) -> EngineStats {
-        let s = self.shared();
-        let mut out = EngineStats {
-            single_flight_waits: s.waits.load(Ordering::Relaxed),
-            weight: s.weight.load(Ordering::Relaxed),
-            ..EngineStats::default()
-        };
-        for cell in s.cells.iter() {
-            out.hits += cell.hits.load(Ordering::Relaxed);
-            out.misses += cell.misses.load(Ordering::Relaxed);
-            let core = cell.core.read();
-            out.inserts += core.counts.inserts;
-            out.evictions += core.counts.evictions;
-            out.expirations += core.counts.expirations;
-            out.stale_reclaimed += core.counts.stale_reclaimed;
-            out.entries += core.len() as u64;
-        }
-        out
-    }
-
-    /// Values resident (exact after [`flush`](Engine::flush); pending stores are not counted).
-    pub fn len(&self) -> u64 {
-        self.shared().cells.iter().map(|c| c.core.read().len() as u64).sum()
-    }
-
-    /// Whether no value is resident.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Total weight resident.
-    pub fn weighted_size(&self) -> u64 {
-        self.shared().weight.load(Ordering::Relaxed)
-    }
-
-    /// The configured capacity.
-    pub fn max_capacity(&self) -> u64 {
-        self.shared().capacity
-    }
-
-    /// Checks every shard's structural invariants (for tests and fuzzing).
-    ///
-    /// # Errors
-    /// A description of the first broken invariant.
-    pub fn validate(&self) -> Result<(), String> {
-        let s = self.shared();
-        for (i, cell) in s.cells.iter().enumerate() {
-            cell.core.read().validate().map_err(|e| format!("shard {i}: {e}"))?;
-        }
-        Ok(())
     }
 }
 

@@ -70,6 +70,14 @@ pub struct Generation(u64);
 
 impl Generation {
     /// The generation's id (unique for the life of the process, never zero).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(10);
+    /// let g = cache.new_generation();
+    /// assert_ne!(g.id(), 0);
+    /// ```
     pub fn id(&self) -> u64 {
         self.0
     }

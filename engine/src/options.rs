@@ -61,6 +61,14 @@ pub struct InsertOptions {
 
 impl InsertOptions {
     /// No deadline, no generation.
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(10);
+    /// cache.insert_with_options(1, 1, InsertOptions::new()); // same as `insert`
+    /// assert_eq!(cache.get(&1), Some(1));
+    /// ```
     pub fn new() -> Self {
         InsertOptions::default()
     }
@@ -68,6 +76,14 @@ impl InsertOptions {
     /// Time to live from the moment of the insert. `Duration::ZERO` means "do not store" (the
     /// value is still returned to the caller and to single-flight waiters, and any older value
     /// for the key is dropped). A TTL too large to represent means no deadline.
+    ///
+    /// ```
+    /// use memokit_engine::InsertOptions;
+    /// use std::time::Duration;
+    ///
+    /// let opts = InsertOptions::new().ttl(Duration::from_secs(300));
+    /// assert!(opts.stores());
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -76,6 +92,17 @@ impl InsertOptions {
     /// The generations the value is stored under: retiring either hides it (the primary: see
     /// [`primary_in_key`](Self::primary_in_key) for the exception), and a store still in
     /// flight under a retired generation is dropped.
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    ///
+    /// // One generation per function version, one per (method, receiver) version.
+    /// let cache: Engine<u64, u64> = Engine::new(10);
+    /// let (function, receiver) = (cache.new_generation(), cache.new_generation());
+    /// cache.insert_with_options(1, 1, InsertOptions::new().generations(function, Some(receiver)));
+    /// cache.retire(receiver); // either one hides it
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
     pub fn generations(mut self, primary: Generation, secondary: Option<Generation>) -> Self {
         self.gens = [primary.id(), secondary.map_or(0, |g| g.id())];
         self
@@ -122,6 +149,14 @@ impl InsertOptions {
     }
 
     /// Whether a value inserted with these options is kept at all.
+    ///
+    /// ```
+    /// use memokit_engine::InsertOptions;
+    /// use std::time::Duration;
+    ///
+    /// assert!(InsertOptions::new().stores());
+    /// assert!(!InsertOptions::new().ttl(Duration::ZERO).stores());
+    /// ```
     pub fn stores(&self) -> bool {
         self.ttl != Some(Duration::ZERO)
     }

@@ -1,0 +1,370 @@
+//! The engine's generations, maintenance, lifecycle and counters: the second half of
+//! [`Engine`]'s methods (lookups and stores are in the parent module).
+
+use std::hash::Hash;
+use std::sync::atomic::Ordering;
+
+use super::{shutdown, Engine, EngineStats};
+use crate::generation::Generation;
+use crate::worker::{self, Command};
+
+impl<K, V> Engine<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A fresh generation (version) to store values under.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// let (a, b) = (cache.new_generation(), cache.new_generation());
+    /// assert_ne!(a, b);
+    /// assert!(cache.is_live(a));
+    /// ```
+    pub fn new_generation(&self) -> Generation {
+        self.shared().gens.allocate()
+    }
+
+    /// Retires `generation`: from now on no value stored under it is returned (for values that
+    /// declared it [in their key](InsertOptions::primary_in_key): once the workers have
+    /// reclaimed them), stores still in flight under it are dropped, and new callers do not
+    /// join computations started under it. O(1); the workers reclaim the entries in the
+    /// background. Retiring twice does nothing.
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// let version = cache.new_generation();
+    /// for k in 0..10 {
+    ///     cache.insert_with_options(k, k, InsertOptions::new().generations(version, None));
+    /// }
+    /// cache.retire(version); // O(1), whatever the number of values
+    /// assert!((0..10).all(|k| cache.get(&k).is_none()));
+    /// cache.run_maintenance(); // the workers reclaim them (in the background with the real clock)
+    /// assert_eq!(cache.len(), 0);
+    /// ```
+    pub fn retire(&self, generation: Generation) {
+        let s = self.shared();
+        if s.gens.retire(generation) {
+            event!(debug, generation = generation.id(), "generation retired");
+            for (w, tx) in s.mailboxes.iter().enumerate() {
+                // Counted before it is sent, so that no worker over capacity takes this one's
+                // shards for free of dead entries meanwhile.
+                s.retires_pending[w].fetch_add(1, Ordering::SeqCst);
+                if tx.send(Command::Retire(generation.id())).is_err() {
+                    s.retires_pending[w].fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Whether `generation` is live (issued by this engine and not retired).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// let g = cache.new_generation();
+    /// assert!(cache.is_live(g));
+    /// cache.retire(g);
+    /// assert!(!cache.is_live(g));
+    /// ```
+    pub fn is_live(&self, generation: Generation) -> bool {
+        self.shared().gens.is_live(generation)
+    }
+
+    /// Values stored under `generation` and not yet reclaimed (all shards), counted from the
+    /// moment each store is handed over: once an insert under `generation` has returned, the
+    /// count includes its value whether or not a worker has applied it yet, so it is never
+    /// below the number of values of `generation` that lookups can find. A value leaves the
+    /// count when it is discarded: at once when a later store or remove of its key finds it
+    /// still pending; when a worker applies its removal, eviction, expiry, reclamation or
+    /// clearing once it is resident, or refuses it because the generation was retired before
+    /// it was applied (so the count is exact after [`flush`](Engine::flush)). Each value
+    /// counts once; a store that cannot be kept (zero TTL, heavier than the capacity, after
+    /// shutdown, a retired generation) is never counted.
+    ///
+    /// # Example
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions};
+    /// let e: Engine<u32, u32> = Engine::new(100);
+    /// let g = e.new_generation();
+    /// e.insert_with_options(1, 10, InsertOptions::new().generations(g, None));
+    /// assert_eq!(e.generation_entries(g), 1); // applied by the worker or not
+    /// e.remove(&1);
+    /// e.flush();
+    /// assert_eq!(e.generation_entries(g), 0);
+    /// ```
+    pub fn generation_entries(&self, generation: Generation) -> u64 {
+        self.shared().gens.live_entries(generation)
+    }
+
+    /// Sends a request to every worker and waits for their replies; returns whether it
+    /// waited. On a worker thread (a user's `Drop` there) it does not wait: this engine's
+    /// worker, if it is one, does its own share at once (it cannot answer while it runs
+    /// this), and the others are only asked. Waiting there for another worker deadlocked
+    /// when that one, in a `Drop` of its own, was waiting for this one (two workers of one
+    /// engine, or of two engines, flushing at once: `tests/engine_rev_reentry.rs`).
+    fn broadcast(&self, make: impl Fn(crate::sync::Sender<()>) -> Command) -> bool {
+        let s = self.shared();
+        let (tx, rx) = crate::sync::unbounded();
+        let mut sent = 0;
+        let here = worker::worker_of(s);
+        let wait = !worker::on_worker_thread();
+        for (w, mb) in s.mailboxes.iter().enumerate() {
+            if here == Some(w) {
+                worker::serve_inline(s, w, make(tx.clone()));
+                sent += 1;
+            } else if mb.send(make(tx.clone())).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(tx);
+        if !wait {
+            return false;
+        }
+        for _ in 0..sent {
+            if rx.recv().is_err() {
+                break; // a worker is gone (shut down): nothing more will come
+            }
+        }
+        true
+    }
+
+    /// Returns once every operation issued before it has been applied by the workers (after
+    /// it, [`len`](Engine::len) is exact, and within the capacity). Returns at once after
+    /// shutdown.
+    ///
+    /// From a key's or value's `Drop` running on a worker thread (workers drop what they
+    /// remove, evict, expire or reclaim), this, [`clear`](Engine::clear) and
+    /// [`run_maintenance`](Engine::run_maintenance) do not wait for other workers, which may
+    /// be waiting for this one: if the thread is one of this engine's workers, it does its
+    /// own share on the spot (so the promise holds for the keys of its shards; an eviction
+    /// another worker asked of it waits until the `Drop` returns), and the other workers are
+    /// asked and do theirs shortly after.
+    ///
+    /// # Panics
+    /// From inside this engine's weigher, which runs under a lock that a worker's `Drop`
+    /// storing into the engine would wait for (see
+    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(2);
+    /// for k in 0..10 {
+    ///     cache.insert(k, k);
+    /// }
+    /// cache.flush();
+    /// assert_eq!(cache.len(), 2);
+    /// ```
+    pub fn flush(&self) {
+        let s = self.shared();
+        // A worker over capacity may have asked another worker to reclaim dead entries (and
+        // evict) instead of evicting itself, and that one may pass an excess back: `Settle`
+        // requests, counted from before they are sent until they are served. Mailboxes are
+        // FIFO, so another round is answered only after every request sent before it. Each
+        // request reclaims the requested worker's dead entries first and passes back at most
+        // once, so requests stop after a few rounds; the bound only rules out a loop while the
+        // real clock keeps making new entries due.
+        s.not_weighing();
+        for _ in 0..64 {
+            if !self.broadcast(Command::Flush) {
+                break; // on a worker thread: see above
+            }
+            // Within capacity too: a worker whose shards could not cover an excess passed back
+            // to it (the asker it answers may have been replaced by another asker's record)
+            // leaves it; in the next round every worker over capacity with no dead entries
+            // left anywhere evicts from its own shards.
+            if s.settles_in_flight.load(Ordering::SeqCst) == 0
+                && s.weight.load(Ordering::Acquire) <= s.capacity
+            {
+                break;
+            }
+        }
+    }
+
+    /// [`flush`](Engine::flush), then one maintenance step on every worker: expire what the
+    /// clock says is due (every entry whose deadline has passed, whatever the tick) and
+    /// reclaim entries of retired generations (up to a budget of 256k entries per shard).
+    /// With a [`ManualClock`](crate::ManualClock) this is the only way expiry and reclamation
+    /// run, which makes them deterministic in tests.
+    ///
+    /// From a `Drop` on a worker thread and from the weigher: as for
+    /// [`flush`](Engine::flush).
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Engine<u64, u64> = Engine::builder().clock(clock.clone()).build()?;
+    /// cache.insert_with_ttl(1, 1, Duration::from_secs(1));
+    /// clock.advance(Duration::from_secs(2));
+    /// cache.run_maintenance();
+    /// assert_eq!(cache.len(), 0);
+    /// assert_eq!(cache.stats().expirations, 1);
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
+    pub fn run_maintenance(&self) {
+        self.shared().not_weighing();
+        self.broadcast(Command::Maintain);
+    }
+
+    /// Removes every value and detaches every running computation; returns when done
+    /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
+    /// workers' shards are cleared shortly after).
+    ///
+    /// # Panics
+    /// From inside this engine's weigher (see
+    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(10);
+    /// cache.insert(1, 1);
+    /// cache.clear();
+    /// assert_eq!(cache.get(&1), None);
+    /// ```
+    pub fn clear(&self) {
+        self.shared().not_weighing();
+        for cell in self.shared().cells.iter() {
+            let mut fl = cell.flights.lock();
+            let flights = std::mem::take(&mut *fl);
+            drop(fl);
+            drop(flights);
+        }
+        self.broadcast(Command::Clear);
+    }
+
+    /// Stops and joins the engine's threads now (dropping the last handle does the same).
+    /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
+    /// storing.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// cache.insert(1, 1);
+    /// cache.shutdown();
+    /// cache.insert(2, 2);
+    /// assert_eq!(cache.get(&2), None); // dropped after shutdown
+    /// assert_eq!(cache.get_or_insert_with(3, || 3), 3); // computed, not stored
+    /// ```
+    pub fn shutdown(&self) {
+        self.shared().not_weighing();
+        shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
+    }
+
+    /// The engine's counters.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// cache.insert(1, 1);
+    /// cache.get(&1);
+    /// cache.get(&2);
+    /// cache.flush();
+    /// let s = cache.stats();
+    /// assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
+    /// ```
+    pub fn stats(&self) -> EngineStats {
+        let s = self.shared();
+        let mut out = EngineStats {
+            single_flight_waits: s.waits.load(Ordering::Relaxed),
+            weight: s.weight.load(Ordering::Relaxed),
+            ..EngineStats::default()
+        };
+        for cell in s.cells.iter() {
+            out.hits += cell.hits.load(Ordering::Relaxed);
+            out.misses += cell.misses.load(Ordering::Relaxed);
+            let core = cell.core.read();
+            out.inserts += core.counts.inserts;
+            out.evictions += core.counts.evictions;
+            out.expirations += core.counts.expirations;
+            out.stale_reclaimed += core.counts.stale_reclaimed;
+            out.entries += core.len() as u64;
+        }
+        out
+    }
+
+    /// Values resident (exact after [`flush`](Engine::flush); pending stores are not counted).
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// cache.insert(1, 1);
+    /// cache.flush();
+    /// assert_eq!(cache.len(), 1);
+    /// ```
+    pub fn len(&self) -> u64 {
+        self.shared().cells.iter().map(|c| c.core.read().len() as u64).sum()
+    }
+
+    /// Whether no value is resident.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// assert!(cache.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total weight resident.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, String> =
+    ///     Engine::builder().max_capacity(100).weigher(|_k, v: &String| v.len() as u32).build()?;
+    /// cache.insert(1, "four".to_string());
+    /// cache.flush();
+    /// assert_eq!(cache.weighted_size(), 4);
+    /// # Ok::<(), memokit_engine::BuildError>(())
+    /// ```
+    pub fn weighted_size(&self) -> u64 {
+        self.shared().weight.load(Ordering::Relaxed)
+    }
+
+    /// The configured capacity.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// assert_eq!(cache.max_capacity(), 100);
+    /// ```
+    pub fn max_capacity(&self) -> u64 {
+        self.shared().capacity
+    }
+
+    /// Checks every shard's structural invariants (for tests and fuzzing).
+    ///
+    /// # Errors
+    /// A description of the first broken invariant.
+    ///
+    /// ```
+    /// use memokit_engine::Engine;
+    ///
+    /// let cache: Engine<u64, u64> = Engine::new(100);
+    /// cache.insert(1, 1);
+    /// cache.flush();
+    /// assert_eq!(cache.validate(), Ok(()));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        let s = self.shared();
+        for (i, cell) in s.cells.iter().enumerate() {
+            cell.core.read().validate().map_err(|e| format!("shard {i}: {e}"))?;
+        }
+        Ok(())
+    }
+}
