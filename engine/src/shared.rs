@@ -77,20 +77,24 @@ pub(crate) type PendingAndCore<'a, K, V> =
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// One shard with its concurrent wrapping.
-#[repr(align(128))]
+///
+/// Laid out (`repr(C)`) in groups that start on lines of their own ([`LineBreak`]), by who
+/// writes them: a lookup's read lock, a store's pending table and a computation's flight
+/// table are each one group, and the worker's own fields another. Left to the compiler, the
+/// pending filter that every store sets shared a line with the read lock's word, so each
+/// store invalidated that line for every reader of the shard, and the worker's `due_at` sat
+/// among the store fields ([`Cell::layout_groups`] checks the grouping).
+#[repr(C, align(128))]
 pub(crate) struct Cell<K, V> {
-    pub(crate) core: RwLock<Shard<K, V>>,
-    /// Hits and misses of lookups in this shard: striped per shard, on the cache line the
-    /// read lock has just taken exclusively, so counting costs no extra cache miss.
+    // Lookups: the counters they bump, the lock word and the core's header.
+    /// Hits and misses of lookups in this shard: striped per shard, beside the read lock's
+    /// word, which the lookup has just written, so counting costs no extra cache miss.
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
+    pub(crate) core: RwLock<Shard<K, V>>,
+    // Stores: written by callers at each store, emptied by the worker at each batch.
+    _stores: LineBreak,
     pub(crate) pending: Mutex<Pending<K, V>>,
-    /// The batch the worker is applying: swapped with `pending` under the core's write lock,
-    /// so the pending tables keep their capacity and `pending` is held only for the swap.
-    /// Only the worker holding the write lock touches it.
-    pub(crate) batch: Mutex<Pending<K, V>>,
-    pub(crate) drained: Condvar,
-    pub(crate) flights: Mutex<Flights<K, V>>,
     /// `pending.len()`, published after each change under the lock, and the number of batches
     /// the worker has applied (incremented before it publishes an empty pending table): a
     /// lookup that misses in the core while nothing is pending and no batch was applied since
@@ -104,18 +108,33 @@ pub(crate) struct Cell<K, V> {
     pub(crate) pending_keys: [AtomicU64; PENDING_WORDS],
     pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
+    /// The worker that owns this shard (read by stores to wake it).
+    pub(crate) worker: usize,
+    // Computations: callers only.
+    _flights: LineBreak,
+    pub(crate) flights: Mutex<Flights<K, V>>,
+    // The worker's own.
+    _worker: LineBreak,
+    /// The batch the worker is applying: swapped with `pending` under the core's write lock,
+    /// so the pending tables keep their capacity and `pending` is held only for the swap.
+    /// Only the worker holding the write lock touches it.
+    pub(crate) batch: Mutex<Pending<K, V>>,
+    pub(crate) drained: Condvar,
     /// [`Shard::dead_possible_from`], published by the worker each time it lets go of the
     /// write lock: lets another worker see without a lock whether this shard may hold dead
     /// entries to reclaim.
-    pub(crate) due_at: OwnLine<AtomicU64>,
-    pub(crate) worker: usize,
+    pub(crate) due_at: AtomicU64,
 }
 
-/// A field on a cache line of its own, away from fields written by other threads: a shard's
-/// `due_at` (written by its worker only) sits among fields callers write at every store
-/// (`pending_keys`, `signaled`, `pending_len`), so a worker that read its shards' `due_at` at
-/// every batch took a cache miss on each (27% of `settle`'s samples in a two-thread
-/// miss-heavy run); the engine's `weight` and `waits` sit among the fields every lookup reads.
+/// A zero-sized field that starts the next field of a `repr(C)` struct on a new 128-byte
+/// boundary (a pair of cache lines: Intel's adjacent-line prefetcher moves lines in pairs).
+#[repr(align(128))]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LineBreak;
+
+/// A field on a cache line of its own, away from fields written by other threads: the
+/// engine's `weight` (written by the workers at every batch and eviction) and `waits`
+/// (written by callers that join a computation) sit among fields every lookup reads.
 #[repr(align(128))]
 #[derive(Default)]
 pub(crate) struct OwnLine<T>(pub(crate) T);
@@ -132,11 +151,9 @@ pub(crate) struct Shared<K, V> {
     pub(crate) hasher: ahash::RandomState,
     pub(crate) clock: Clock,
     pub(crate) gens: Registry,
-    /// Written by callers that wait for a computation: kept off the line of the read-mostly
-    /// fields every lookup reads (the hasher, the clock, the cells' pointer).
+    /// Single-flight joins (see [`OwnLine`]).
     pub(crate) waits: OwnLine<AtomicU64>,
-    /// The engine's total weight, written by the workers at every batch and eviction: on a
-    /// line of its own for the same reason.
+    /// The engine's total weight (see [`OwnLine`]).
     pub(crate) weight: OwnLine<AtomicU64>,
     pub(crate) capacity: u64,
     pub(crate) weigher: Option<Weigher<K, V>>,
@@ -254,19 +271,22 @@ impl<K, V> Shared<K, V> {
         let now = clock.precise();
         let cells = (0..shards)
             .map(|i| Cell {
-                core: RwLock::new(Shard::new(share, tick_nanos, now)),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
+                core: RwLock::new(Shard::new(share, tick_nanos, now)),
+                _stores: LineBreak,
                 pending: Mutex::new(Pending::default()),
-                batch: Mutex::new(Pending::default()),
-                drained: Condvar::new(),
-                flights: Mutex::new(Flights::new()),
                 pending_len: AtomicUsize::new(0),
                 pending_keys: Default::default(),
                 applied: AtomicU64::new(0),
                 signaled: AtomicBool::new(false),
-                due_at: OwnLine(AtomicU64::new(u64::MAX)),
                 worker: i % workers,
+                _flights: LineBreak,
+                flights: Mutex::new(Flights::new()),
+                _worker: LineBreak,
+                batch: Mutex::new(Pending::default()),
+                drained: Condvar::new(),
+                due_at: AtomicU64::new(u64::MAX),
             })
             .collect();
         Shared {
@@ -558,5 +578,44 @@ where
             self.finish(cell, stored);
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cell;
+    use std::mem::offset_of;
+
+    /// The 128-byte block a field starts in.
+    fn block(offset: usize) -> usize {
+        offset / 128
+    }
+
+    /// Whether the fields of each group share no 128-byte block with another group's.
+    #[test]
+    fn layout_groups() {
+        type C = Cell<u64, std::sync::Arc<u64>>;
+        let lookups = [offset_of!(C, hits), offset_of!(C, misses), offset_of!(C, core)];
+        let stores = [
+            offset_of!(C, pending),
+            offset_of!(C, pending_len),
+            offset_of!(C, pending_keys),
+            offset_of!(C, applied),
+            offset_of!(C, signaled),
+        ];
+        let flights = [offset_of!(C, flights)];
+        let worker = [offset_of!(C, batch), offset_of!(C, drained), offset_of!(C, due_at)];
+        let groups = [&lookups[..], &stores, &flights, &worker];
+        for (i, g) in groups.iter().enumerate() {
+            for h in &groups[i + 1..] {
+                for &a in g.iter() {
+                    for &b in h.iter() {
+                        assert_ne!(block(a), block(b), "offsets {a} and {b} share a block");
+                    }
+                }
+            }
+        }
+        // The read lock's word is the core's first bytes: beside the counters.
+        assert_eq!(block(offset_of!(C, hits)), block(offset_of!(C, core)));
     }
 }
