@@ -99,6 +99,7 @@ impl Links {
         self.nodes[kind as usize].len()
     }
 
+    #[inline]
     fn get(&self, kind: Kind, i: u32) -> Link {
         if i & SENTINEL != 0 {
             self.sentinels[(i & !SENTINEL) as usize]
@@ -107,17 +108,26 @@ impl Links {
         }
     }
 
+    #[inline]
     fn get_mut(&mut self, kind: Kind, i: u32) -> &mut Link {
         if i & SENTINEL != 0 {
             &mut self.sentinels[(i & !SENTINEL) as usize]
         } else {
-            let v = &mut self.nodes[kind as usize];
-            if i as usize >= v.len() {
-                reserve_slots(v, i as usize + 1, self.share);
-                v.resize(i as usize + 1, DETACHED);
+            if i as usize >= self.nodes[kind as usize].len() {
+                self.cover(kind, i);
             }
-            &mut v[i as usize]
+            &mut self.nodes[kind as usize][i as usize]
         }
+    }
+
+    /// Grows the link array of `kind` to cover slot `i` (out of line: the hot paths above
+    /// stay small enough to inline).
+    #[cold]
+    #[inline(never)]
+    fn cover(&mut self, kind: Kind, i: u32) {
+        let v = &mut self.nodes[kind as usize];
+        reserve_slots(v, i as usize + 1, self.share);
+        v.resize(i as usize + 1, DETACHED);
     }
 
     /// A new, empty list.
