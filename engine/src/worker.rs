@@ -31,7 +31,11 @@ use std::time::{Duration, Instant};
 use crate::sync::{spin_loop, Receiver, RecvTimeoutError, Sender};
 
 use crate::shard::Shard;
+
+mod capacity;
+
 use crate::shared::{Cell, Shared};
+use capacity::{apply_evicting, evict_while_over, settle};
 
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
 /// enough that a reader arriving meanwhile spins instead of sleeping (`benches/retire.rs`: read
@@ -273,7 +277,7 @@ where
                 resume = (!finished).then(|| Instant::now() + PAUSE);
             }
             Some(Command::Work(i)) => {
-                apply(&shared, &shared.cells[i]);
+                apply_evicting(&shared, &shared.cells[i], me, &mine);
                 settle(&shared, me, &mine, i, None);
             }
             Some(Command::Settle) => {
@@ -379,6 +383,14 @@ pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: us
 /// the batch is then swapped out of `pending` and applied before the write lock is released,
 /// so a lookup that misses the pending table finds the batch in the core.
 pub(crate) fn apply<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
+    apply_then(shared, cell, |_, _| {});
+}
+
+fn apply_then<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    cell: &Cell<K, V>,
+    then: impl FnOnce(&mut Shard<K, V>, &mut Vec<(K, V)>),
+) {
     // Nothing pending and no wake-up to reset (every tick and flush comes here for every
     // shard): no lock at all. A store publishes `pending_len` before it returns and signals
     // after, so one that this check misses sends a `Work` of its own.
@@ -418,6 +430,7 @@ pub(crate) fn apply<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K
         shared.weight.fetch_sub(before - after, Ordering::AcqRel);
     }
     drop(batch);
+    then(&mut core, &mut garbage);
     drop(core);
     drop_outside(garbage);
 }
@@ -498,145 +511,6 @@ fn maintain<K: 'static, V: 'static>(
         drop_outside(garbage);
     }
     all_finished
-}
-
-/// Evicts from `core` while the engine as a whole is over capacity. Each victim's weight is
-/// reserved with a compare-and-swap that succeeds only while the engine is over capacity, so
-/// two workers never both evict for the same excess.
-fn evict_while_over<K, V>(
-    shared: &Shared<K, V>,
-    core: &mut crate::shard::Shard<K, V>,
-    garbage: &mut Vec<(K, V)>,
-) {
-    while shared.weight.load(Ordering::Acquire) > shared.capacity {
-        let Some((idx, w)) = core.victim() else { return };
-        let reserved = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
-            (total > shared.capacity).then(|| total - w)
-        });
-        if reserved.is_err() {
-            return;
-        }
-        core.evict(idx, &shared.gens, garbage);
-    }
-}
-
-/// Brings the engine back within capacity: first every shard of this worker gives up entries
-/// that are expired or of retired generations (so a live entry is never evicted while dead
-/// ones take its place, even with a manual clock that runs no timers). Then, if another
-/// worker's shard may still hold dead entries (its published `due_at` has come), that worker
-/// is asked to settle instead, and this one evicts nothing. Otherwise the policy evicts from
-/// shard `first`, and from the others if it cannot; a worker that was asked and whose shards
-/// cannot cover the excess passes it back to the asker (the answer is not answered). Each
-/// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
-/// hops end, and `flush` waits for them. `reply_to`: the worker that asked this one (it
-/// then evicts what this worker's shards could not cover); `None` after a batch or a flush,
-/// or when answering an asker.
-fn settle<K: 'static, V: 'static>(
-    shared: &Shared<K, V>,
-    me: usize,
-    mine: &[usize],
-    first: usize,
-    reply_to: Option<usize>,
-) {
-    if shared.weight.load(Ordering::Acquire) <= shared.capacity {
-        return;
-    }
-    let now = shared.clock.precise();
-    for &i in mine {
-        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
-            return;
-        }
-        // A shard with nothing to reclaim costs no lock at all (at capacity every batch of new
-        // keys comes here, and one worker may own every shard): its published `due_at` is
-        // exact for its own worker, the only one to change it, which publishes it each time it
-        // lets go of the write lock. (A read lock per shard here, on lock words the readers
-        // keep taking, was ~2% of all CPU samples in a sustained two-thread miss-heavy run.)
-        if shared.cells[i].due_at.load(Ordering::Acquire) > now {
-            continue;
-        }
-        // Slice after slice (the lock let go in between) until the engine is within capacity
-        // or the shard has nothing dead left: one slice alone left an excess larger than it
-        // (a heavy entry, a large batch) to the policy, which evicted live entries while dead
-        // ones stayed (`tests/engine_rev_capacity.rs`). Bounded by the shard's dead entries:
-        // a slice that is not the last removes what it examines, or reschedules entries not
-        // yet due, which the next slice does not pull again.
-        loop {
-            let mut garbage = Vec::new();
-            let finished = {
-                let mut core = write_lock(&shared.cells[i]);
-                let (_, freed, finished) =
-                    core.reclaim_dead(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
-                shared.weight.fetch_sub(freed, Ordering::AcqRel);
-                finished
-            };
-            drop_outside(garbage);
-            if finished || shared.weight.load(Ordering::Acquire) <= shared.capacity {
-                break;
-            }
-        }
-    }
-    // Asked workers defer too. With three workers or more, a worker asked to reclaim used to
-    // evict live entries as soon as its own reclamation left the engine over capacity, while
-    // another asked worker had not reclaimed its dead entries yet (live entries lost below
-    // capacity: `tests/engine_rev_capacity.rs`). A worker still reclaiming shows its `due_at`
-    // until it lets go of its last write lock, so whoever looks meanwhile leaves the eviction
-    // to it (or to a worker it defers to). The hops still end: only a worker whose shards may
-    // hold dead entries is asked, and serving the request leaves it with none dead at `now`.
-    if ask_others_to_reclaim(shared, me, now) {
-        return;
-    }
-    for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
-        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
-            return;
-        }
-        let mut garbage = Vec::new();
-        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
-        drop_outside(garbage);
-    }
-    if let Some(asker) = reply_to {
-        if shared.weight.load(Ordering::Acquire) > shared.capacity {
-            ask(shared, asker, None);
-        }
-    }
-}
-
-/// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
-/// when a `Settle` it has not begun yet is outstanding (that one reads the record). The record
-/// is written before the flag is read, and the worker clears the flag before it takes the
-/// record, so an asker either finds the flag set and its record taken later, or sends anew.
-fn ask<K, V>(shared: &Shared<K, V>, w: usize, reply_to: Option<usize>) {
-    if let Some(asker) = reply_to {
-        shared.settle_reply[w].store(asker, Ordering::SeqCst);
-    }
-    if !shared.settle_asked[w].swap(true, Ordering::SeqCst) {
-        shared.settles_in_flight.fetch_add(1, Ordering::SeqCst);
-        if shared.mailboxes[w].send(Command::Settle).is_err() {
-            shared.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Sends `Settle` to every other worker that owns a shard whose published `due_at` has come
-/// (one outstanding request per worker); returns whether any such worker exists. Reads only
-/// atomics: no other worker's lock.
-fn ask_others_to_reclaim<K, V>(shared: &Shared<K, V>, me: usize, now: u64) -> bool {
-    let mut any = false;
-    for w in (0..shared.mailboxes.len()).filter(|&w| w != me) {
-        // A worker with a `Retire` not yet handled may hold entries of that generation that
-        // its `due_at` does not show yet: a store right after `retire` used to evict live
-        // entries in their place (`tests/engine_rev_capacity.rs`). Its mailbox serves the
-        // `Retire` before this request.
-        let due = shared.retires_pending[w].load(Ordering::SeqCst) > 0
-            || shared
-                .cells
-                .iter()
-                .any(|c| c.worker == w && c.due_at.load(Ordering::Acquire) <= now);
-        if due {
-            any = true;
-            ask(shared, w, Some(me));
-        }
-    }
-    any
 }
 
 /// Removes everything from one shard, pending operations included.

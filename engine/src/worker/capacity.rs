@@ -1,0 +1,187 @@
+//! Keeping the engine within its capacity: what a worker does when a batch (or a request
+//! from another worker) leaves the engine's total weight above `max_capacity`.
+//!
+//! The rule: a live entry is never evicted while an expired or stale one takes its place. So
+//! a worker first reclaims the dead entries of its own shards (slice after slice), then, if
+//! another worker's shards may still hold some (its published `due_at` has come, or it has a
+//! `Retire` it has not handled), asks that worker to settle instead of evicting; only when no
+//! shard of any worker may hold a dead entry does the policy evict live ones. When nothing
+//! can be dead anywhere (the common case at capacity), the evictions happen within the
+//! batch's own hold of the write lock ([`apply_evicting`]).
+//!
+//! Cost: reading the published `due_at` of every shard (atomics, no lock) per batch over
+//! capacity; a lock hold per reclaim slice only where dead entries may be.
+
+use std::sync::atomic::Ordering;
+
+use super::{apply_then, drop_outside, write_lock, Command, RECLAIM_BEFORE_EVICT};
+use crate::shard::Shard;
+use crate::shared::{Cell, Shared};
+
+/// [`apply`](super::apply) for a shard's `Work`, and, if that leaves the engine over capacity while no
+/// shard of any worker may hold an expired or stale entry, the evictions within the same
+/// hold of the write lock (one hold per batch instead of two; what `settle` would do next
+/// anyway, as its reclaiming and asking would find nothing to do). Otherwise `settle` does it.
+pub(super) fn apply_evicting<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    cell: &Cell<K, V>,
+    me: usize,
+    mine: &[usize],
+) {
+    apply_then(shared, cell, |core, garbage| {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            return;
+        }
+        let now = shared.clock.precise();
+        let others_clean =
+            |c: &Cell<K, V>| std::ptr::eq(c, cell) || c.due_at.load(Ordering::Acquire) > now;
+        if core.dead_possible_from() > now
+            && shared.retires_pending[me].load(Ordering::SeqCst) == 0
+            && mine.iter().all(|&i| others_clean(&shared.cells[i]))
+            && !(0..shared.mailboxes.len()).any(|w| w != me && may_hold_dead(shared, w, now))
+        {
+            evict_while_over(shared, core, garbage);
+        }
+    });
+}
+
+/// Evicts from `core` while the engine as a whole is over capacity. Each victim's weight is
+/// reserved with a compare-and-swap that succeeds only while the engine is over capacity, so
+/// two workers never both evict for the same excess.
+pub(super) fn evict_while_over<K, V>(
+    shared: &Shared<K, V>,
+    core: &mut Shard<K, V>,
+    garbage: &mut Vec<(K, V)>,
+) {
+    while shared.weight.load(Ordering::Acquire) > shared.capacity {
+        let Some((idx, w)) = core.victim() else { return };
+        let reserved = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
+            (total > shared.capacity).then(|| total - w)
+        });
+        if reserved.is_err() {
+            return;
+        }
+        core.evict(idx, &shared.gens, garbage);
+    }
+}
+
+/// Brings the engine back within capacity: first every shard of this worker gives up entries
+/// that are expired or of retired generations (so a live entry is never evicted while dead
+/// ones take its place, even with a manual clock that runs no timers). Then, if another
+/// worker's shard may still hold dead entries (its published `due_at` has come), that worker
+/// is asked to settle instead, and this one evicts nothing. Otherwise the policy evicts from
+/// shard `first`, and from the others if it cannot; a worker that was asked and whose shards
+/// cannot cover the excess passes it back to the asker (the answer is not answered). Each
+/// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
+/// hops end, and `flush` waits for them. `reply_to`: the worker that asked this one (it
+/// then evicts what this worker's shards could not cover); `None` after a batch or a flush,
+/// or when answering an asker.
+pub(super) fn settle<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    me: usize,
+    mine: &[usize],
+    first: usize,
+    reply_to: Option<usize>,
+) {
+    if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+        return;
+    }
+    let now = shared.clock.precise();
+    for &i in mine {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            return;
+        }
+        // A shard with nothing to reclaim costs no lock at all (at capacity every batch of new
+        // keys comes here, and one worker may own every shard): its published `due_at` is
+        // exact for its own worker, the only one to change it, which publishes it each time it
+        // lets go of the write lock. (A read lock per shard here, on lock words the readers
+        // keep taking, was ~2% of all CPU samples in a sustained two-thread miss-heavy run.)
+        if shared.cells[i].due_at.load(Ordering::Acquire) > now {
+            continue;
+        }
+        // Slice after slice (the lock let go in between) until the engine is within capacity
+        // or the shard has nothing dead left: one slice alone left an excess larger than it
+        // (a heavy entry, a large batch) to the policy, which evicted live entries while dead
+        // ones stayed (`tests/engine_rev_capacity.rs`). Bounded by the shard's dead entries:
+        // a slice that is not the last removes what it examines, or reschedules entries not
+        // yet due, which the next slice does not pull again.
+        loop {
+            let mut garbage = Vec::new();
+            let finished = {
+                let mut core = write_lock(&shared.cells[i]);
+                let (_, freed, finished) =
+                    core.reclaim_dead(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
+                shared.weight.fetch_sub(freed, Ordering::AcqRel);
+                finished
+            };
+            drop_outside(garbage);
+            if finished || shared.weight.load(Ordering::Acquire) <= shared.capacity {
+                break;
+            }
+        }
+    }
+    // Asked workers defer too. With three workers or more, a worker asked to reclaim used to
+    // evict live entries as soon as its own reclamation left the engine over capacity, while
+    // another asked worker had not reclaimed its dead entries yet (live entries lost below
+    // capacity: `tests/engine_rev_capacity.rs`). A worker still reclaiming shows its `due_at`
+    // until it lets go of its last write lock, so whoever looks meanwhile leaves the eviction
+    // to it (or to a worker it defers to). The hops still end: only a worker whose shards may
+    // hold dead entries is asked, and serving the request leaves it with none dead at `now`.
+    if ask_others_to_reclaim(shared, me, now) {
+        return;
+    }
+    for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            return;
+        }
+        let mut garbage = Vec::new();
+        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
+        drop_outside(garbage);
+    }
+    if let Some(asker) = reply_to {
+        if shared.weight.load(Ordering::Acquire) > shared.capacity {
+            ask(shared, asker, None);
+        }
+    }
+}
+
+/// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
+/// when a `Settle` it has not begun yet is outstanding (that one reads the record). The record
+/// is written before the flag is read, and the worker clears the flag before it takes the
+/// record, so an asker either finds the flag set and its record taken later, or sends anew.
+fn ask<K, V>(shared: &Shared<K, V>, w: usize, reply_to: Option<usize>) {
+    if let Some(asker) = reply_to {
+        shared.settle_reply[w].store(asker, Ordering::SeqCst);
+    }
+    if !shared.settle_asked[w].swap(true, Ordering::SeqCst) {
+        shared.settles_in_flight.fetch_add(1, Ordering::SeqCst);
+        if shared.mailboxes[w].send(Command::Settle).is_err() {
+            shared.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Sends `Settle` to every other worker that owns a shard whose published `due_at` has come
+/// (one outstanding request per worker); returns whether any such worker exists. Reads only
+/// atomics: no other worker's lock.
+fn ask_others_to_reclaim<K, V>(shared: &Shared<K, V>, me: usize, now: u64) -> bool {
+    let mut any = false;
+    for w in (0..shared.mailboxes.len()).filter(|&w| w != me) {
+        // A worker with a `Retire` not yet handled may hold entries of that generation that
+        // its `due_at` does not show yet: a store right after `retire` used to evict live
+        // entries in their place (`tests/engine_rev_capacity.rs`). Its mailbox serves the
+        // `Retire` before this request.
+        if may_hold_dead(shared, w, now) {
+            any = true;
+            ask(shared, w, Some(me));
+        }
+    }
+    any
+}
+
+/// Whether worker `w`'s shards may hold an expired or stale entry at `now`: a `Retire` it has
+/// not handled yet, or a shard whose published `due_at` has come.
+fn may_hold_dead<K, V>(shared: &Shared<K, V>, w: usize, now: u64) -> bool {
+    shared.retires_pending[w].load(Ordering::SeqCst) > 0
+        || shared.cells.iter().any(|c| c.worker == w && c.due_at.load(Ordering::Acquire) <= now)
+}
