@@ -453,4 +453,26 @@ mod tests {
         assert_eq!(due, vec![0]);
         w.validate(&links, |i| Some(deadlines[i as usize])).unwrap();
     }
+
+    /// An entry beyond the last level (in the overflow) that comes due at the next tick when
+    /// that tick starts a new span of the last level: `pull_next` within the tick before
+    /// fetches it once its deadline has passed.
+    #[test]
+    fn pull_next_finds_an_overflow_entry_of_the_next_tick() {
+        let tick = 10;
+        let top = 1u64 << (BITS as usize * LEVELS); // ticks spanned by all the levels
+        let mut links = Links::default();
+        let mut w = Wheel::new(&mut links, tick, 0);
+        let d = top * tick - 2; // due at tick `top`: in the overflow, seen from tick 0
+        w.schedule(&mut links, 0, d);
+        w.advance(&mut links, (top - 1) * tick); // the tick before
+        assert_eq!(w.pop_backlog(&mut links), None);
+        w.validate(&links, |_| Some(d)).unwrap();
+        assert!(w.next_expiry_from() <= d);
+        w.pull_next(&mut links, d);
+        assert_eq!(w.pop_backlog(&mut links), Some(0), "expired, in the overflow");
+    }
+
+    /// A model test of the wheel alone (extreme ticks, deadlines and clock jumps).
+    mod model;
 }
