@@ -92,17 +92,22 @@ impl ManualClock {
     }
 }
 
+/// How long the refresher keeps refreshing without a reader before it parks.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// The coarse clock cell the hit path reads.
 #[derive(Debug)]
 pub(crate) struct Coarse {
     now: AtomicU64,
     /// Set by readers; cleared by the refresher once a second to detect idleness.
     touched: AtomicBool,
+    /// How many times the refresher has parked for want of readers (tests watch it).
+    parks: AtomicU64,
 }
 
 impl Default for Coarse {
     fn default() -> Self {
-        Coarse { now: AtomicU64::new(0), touched: AtomicBool::new(true) }
+        Coarse { now: AtomicU64::new(0), touched: AtomicBool::new(true), parks: AtomicU64::new(0) }
     }
 }
 
@@ -180,21 +185,36 @@ impl Clock {
 
     /// The refresher's loop; returns when `stop` is set (and the thread unparked).
     pub(crate) fn refresh_loop(&self, resolution: Duration, stop: &AtomicBool) {
+        self.refresh_loop_idle_after(resolution, IDLE_AFTER, stop);
+    }
+
+    /// [`Clock::refresh_loop`], parking once nobody has read for `idle` (tests shorten it).
+    fn refresh_loop_idle_after(&self, resolution: Duration, idle: Duration, stop: &AtomicBool) {
         if let Source::Real { refresher, .. } = &self.source {
             *refresher.lock() = Some(thread::current());
         }
-        let per_second = (1_000_000_000 / resolution.as_nanos().max(1)).max(1) as u64;
-        let mut n = 0u64;
+        // Idleness is judged by the clock, not by counting wake-ups: a wake-up takes at least
+        // tens of microseconds whatever the resolution asks for, so "idle / resolution"
+        // wake-ups lasted far longer than `idle` with a fine resolution (with 1 ns, 10^9
+        // wake-ups: the refresher of an idle engine never parked).
+        let idle = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+        let mut check_at = self.precise().saturating_add(idle);
         while !stop.load(Ordering::Acquire) {
-            self.cell.now.fetch_max(self.precise(), Ordering::AcqRel);
-            thread::park_timeout(resolution);
-            n += 1;
-            if n % per_second == 0 && !self.cell.touched.swap(false, Ordering::AcqRel) {
-                // Nobody read for a second: sleep until a reader (or shutdown) wakes us.
-                while !self.cell.touched.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
-                    thread::park();
+            let now = self.precise();
+            self.cell.now.fetch_max(now, Ordering::AcqRel);
+            if now >= check_at {
+                if !self.cell.touched.swap(false, Ordering::AcqRel) {
+                    // Nobody read for `idle`: sleep until a reader (or shutdown) wakes us.
+                    self.cell.parks.fetch_add(1, Ordering::SeqCst);
+                    while !self.cell.touched.load(Ordering::Acquire)
+                        && !stop.load(Ordering::Acquire)
+                    {
+                        thread::park();
+                    }
                 }
+                check_at = self.precise().saturating_add(idle);
             }
+            thread::park_timeout(resolution);
         }
     }
 
@@ -217,6 +237,56 @@ impl Clock {
 mod tests {
     use super::*;
     use std::sync::Barrier;
+    use std::time::Instant;
+
+    /// Turns a hang into a failure (a correct refresher parks within a few idle periods).
+    const HANG_LIMIT: Duration = Duration::from_secs(20);
+
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < HANG_LIMIT, "never happened: {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// Nobody reads for the idle period: the refresher parks (no wake-ups while idle), also
+    /// with a resolution far finer than the OS can sleep (a wake-up takes tens of
+    /// microseconds, not 1 ns), and whatever the resolution. The first reader after that sees
+    /// fresh time and the refresher resumes; shutdown of a parked refresher ends its thread.
+    /// The idle period was counted in wake-ups (one period = period / resolution of them),
+    /// so with a 1 ns resolution the refresher would have parked only after 10^9 wake-ups
+    /// (about 16 hours with the default second).
+    #[test]
+    fn the_refresher_parks_when_idle_whatever_the_resolution() {
+        for resolution in
+            [Duration::from_nanos(1), Duration::from_micros(3), Duration::from_millis(2)]
+        {
+            let clock = Arc::new(Clock::real());
+            let stop = Arc::new(AtomicBool::new(false));
+            let t = {
+                let (clock, stop) = (clock.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    clock.refresh_loop_idle_after(resolution, Duration::from_millis(20), &stop)
+                })
+            };
+            let parks = || clock.cell.parks.load(Ordering::SeqCst);
+            for round in 0..3 {
+                // Parked again after each read (it resumed): nobody reads meanwhile.
+                wait_until(&format!("parked, idle ({resolution:?}, round {round})"), || {
+                    parks() > round
+                });
+                if round < 2 {
+                    let before = clock.precise();
+                    assert!(clock.coarse() >= before, "a reader after the pause saw stale time");
+                }
+            }
+            stop.store(true, Ordering::SeqCst);
+            clock.unpark_refresher();
+            wait_until("the refresher ended", || t.is_finished());
+            t.join().unwrap();
+        }
+    }
 
     #[test]
     fn readers_after_a_pause_see_fresh_time() {
