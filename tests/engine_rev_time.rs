@@ -41,6 +41,8 @@ enum Op {
     Advance(u64),
     /// To `k` ticks from the current tick's start, plus `delta` ns.
     AdvanceTicks(u64, i8),
+    /// To the key's deadline plus `delta` ns (if it has one still ahead).
+    AdvanceToDeadline(u8, i8),
     Flush,
     Maintain,
 }
@@ -66,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop_oneof![(0u64..3_000), any::<u64>(), (0u32..64).prop_map(|b| 1u64 << b)]
             .prop_map(Op::Advance),
         2 => (0u64..70, -2i8..=2).prop_map(|(k, d)| Op::AdvanceTicks(k, d)),
+        2 => (0u8..8, -1i8..=1).prop_map(|(k, d)| Op::AdvanceToDeadline(k, d)),
         1 => Just(Op::Flush),
         2 => Just(Op::Maintain),
     ]
@@ -120,6 +123,19 @@ impl Model {
             }
             Ttl::Max => (Some(Duration::MAX), Some(None)),
         }
+    }
+
+    /// Moves the clock as `op` (`AdvanceTicks`, `AdvanceToDeadline`) says.
+    fn advance(&self, op: &Op, clock: &ManualClock) {
+        let to = match *op {
+            Op::AdvanceTicks(k, delta) => self.tick_time(k, delta),
+            Op::AdvanceToDeadline(key, delta) => match self.deadlines.get(&key) {
+                Some(Some(d)) => d.saturating_add_signed(i64::from(delta)),
+                _ => return,
+            },
+            _ => unreachable!(),
+        };
+        clock.advance(Duration::from_nanos(to.min(END).saturating_sub(self.now)));
     }
 
     fn live(&self, key: u8) -> bool {
@@ -194,10 +210,7 @@ fn run(tick: u64, shards: usize, start: u64, ops: &[Op]) -> Result<(), TestCaseE
                 }
             }
             Op::Advance(n) => clock.advance(Duration::from_nanos(*n)),
-            Op::AdvanceTicks(k, delta) => {
-                let to = m.tick_time(*k, *delta).min(END);
-                clock.advance(Duration::from_nanos(to.saturating_sub(m.now)));
-            }
+            Op::AdvanceTicks(_, _) | Op::AdvanceToDeadline(_, _) => m.advance(op, &clock),
             Op::Flush => engine.flush(),
             Op::Maintain => {
                 engine.run_maintenance();
@@ -241,5 +254,121 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..60),
     ) {
         run(tick, shards, start.min(END), &ops)?;
+    }
+}
+
+/// The capacity rule with the same edge deadlines and ticks: while the live entries (per
+/// the model) fit the capacity, none is evicted, whichever shard or worker holds the dead
+/// ones and wherever their deadlines fall (on a tick boundary, exactly now, in the current
+/// tick, at the clock's end). Stores that would take the live entries over the capacity are
+/// skipped.
+fn run_capacity(tick: u64, workers: usize, start: u64, ops: &[Op]) -> Result<(), TestCaseError> {
+    const CAPACITY: usize = 5;
+    let clock = ManualClock::new();
+    clock.advance(Duration::from_nanos(start));
+    let engine: Engine<u8, u64> = Engine::builder()
+        .max_capacity(CAPACITY as u64)
+        .shards(4)
+        .workers(workers)
+        .tick(Duration::from_nanos(tick))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let now = || u64::try_from(clock.now().as_nanos()).unwrap();
+    let mut m = Model { now: now(), tick, deadlines: HashMap::new(), expirations: 0 };
+    for op in ops {
+        match op {
+            Op::Insert(k, t) | Op::Compute(k, t) => {
+                let others = (0..u8::MAX).filter(|o| o != k && m.live(*o)).count();
+                let (ttl, deadline) = m.ttl(t);
+                if others + 1 > CAPACITY {
+                    continue;
+                }
+                match ttl {
+                    Some(ttl) => engine.insert_with_ttl(*k, u64::from(*k), ttl),
+                    None => engine.insert(*k, u64::from(*k)),
+                }
+                match deadline {
+                    Some(d) => m.deadlines.insert(*k, d),
+                    None => m.deadlines.remove(k),
+                };
+                engine.flush();
+                for o in 0..u8::MAX {
+                    if m.live(o) {
+                        prop_assert_eq!(
+                            engine.get(&o),
+                            Some(u64::from(o)),
+                            "live {} lost at {}",
+                            o,
+                            m.now
+                        );
+                    }
+                }
+                prop_assert_eq!(engine.stats().evictions, 0);
+            }
+            Op::Advance(n) => clock.advance(Duration::from_nanos(*n)),
+            Op::AdvanceTicks(_, _) | Op::AdvanceToDeadline(_, _) => m.advance(op, &clock),
+            // Leaves the wheel with exact bounds (the next tick's entries pulled).
+            Op::Maintain => engine.run_maintenance(),
+            Op::Remove(_) | Op::Get(_) | Op::Flush => {}
+        }
+        m.now = now();
+        engine.validate().map_err(TestCaseError::fail)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: common::proptest_cases(128),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// See [`run_capacity`].
+    #[test]
+    fn dead_entries_go_before_live_ones_at_the_edges(
+        tick in tick(),
+        workers in 1usize..=3,
+        start in prop_oneof![Just(0u64), any::<u64>(), (0u64..3_000).prop_map(|x| END - x)],
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        run_capacity(tick, workers, start.min(END), &ops)?;
+    }
+}
+
+/// An entry whose deadline is exactly the clock's time is dead: over capacity, it goes
+/// before a live entry is evicted, whether its deadline falls inside the current tick or on
+/// the tick's boundary, with one worker or several. A maintenance step inside the tick
+/// first leaves the wheel with exact bounds (the entries of the next tick pulled, so the
+/// shard's `dead_possible_from` is the dead entry's deadline itself, not the tick's start).
+#[test]
+fn an_entry_due_exactly_now_goes_before_a_live_one() {
+    const MS: Duration = Duration::from_millis(1);
+    for workers in [1, 2, 3] {
+        for deadline in [700, 999, 1000] {
+            let clock = ManualClock::new();
+            let e: Engine<u64, u64> = Engine::builder()
+                .max_capacity(2)
+                .shards(1)
+                .workers(workers)
+                .tick(1000 * MS)
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            e.insert_with_ttl(1, 1, 500 * MS);
+            e.insert_with_ttl(2, 2, deadline * MS);
+            clock.advance(500 * MS);
+            e.run_maintenance(); // key 1 expires; key 2 is pulled and scheduled again
+            assert_eq!(e.len(), 1);
+            e.insert(3, 3);
+            clock.advance((deadline - 500) * MS); // exactly at key 2's deadline
+            e.insert(4, 4);
+            e.flush();
+            let case = format!("{workers} workers, deadline {deadline} ms");
+            assert_eq!((e.get(&3), e.get(&4)), (Some(3), Some(4)), "{case}");
+            assert_eq!((e.stats().evictions, e.stats().expirations), (0, 2), "{case}");
+            e.validate().unwrap();
+        }
     }
 }
