@@ -372,3 +372,90 @@ fn an_entry_due_exactly_now_goes_before_a_live_one() {
         }
     }
 }
+
+/// The real clock at the extremes of `tick` and `clock_resolution` (1 ns to `Duration::MAX`):
+/// the engine builds, serves, expires a zero-length stay as soon as the clock moves on, runs
+/// maintenance and shuts down (every thread joined: no hang). Two engines with different
+/// resolutions side by side: the coarse one's lagging clock is its own.
+#[test]
+fn real_clock_at_extreme_ticks_and_resolutions() {
+    let ns = Duration::from_nanos(1);
+    for (tick, resolution) in
+        [(ns, ns), (Duration::MAX, Duration::MAX), (ns, Duration::MAX), (Duration::MAX, ns)]
+    {
+        common::no_hang("an engine at extreme settings", move || {
+            let fine: Engine<u64, u64> =
+                Engine::builder().tick(tick).clock_resolution(ns).build().unwrap();
+            let coarse: Engine<u64, u64> =
+                Engine::builder().tick(tick).clock_resolution(resolution).build().unwrap();
+            for e in [&fine, &coarse] {
+                e.insert_with_ttl(1, 1, Duration::from_secs(3600));
+                e.insert_with_ttl(2, 2, Duration::MAX);
+                e.insert(3, 3);
+                e.flush();
+                assert_eq!((e.get(&1), e.get(&2), e.get(&3)), (Some(1), Some(2), Some(3)));
+            }
+            // 1 ns to live: gone once the fine clock has moved on, whatever the other does.
+            fine.insert_with_ttl(4, 4, ns);
+            common::wait_until("a 1 ns stay over on the fine clock", || fine.get(&4).is_none());
+            for e in [&fine, &coarse] {
+                e.run_maintenance();
+                assert_eq!(e.get(&3), Some(3));
+                e.validate().unwrap();
+            }
+            coarse.shutdown();
+            drop(fine);
+        });
+    }
+}
+
+static MEMO_CLOCK: std::sync::LazyLock<ManualClock> = std::sync::LazyLock::new(ManualClock::new);
+static MEMO: std::sync::LazyLock<memokit::Memoizer> = std::sync::LazyLock::new(|| {
+    memokit::Memoizer::builder().clock(MEMO_CLOCK.clone()).build().expect("memoizer")
+});
+static MEMO_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[memokit::memoize(timeout = 5, memoizer = &MEMO)]
+fn memo_timed(x: u64) -> u64 {
+    MEMO_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    x
+}
+
+/// The memoizer serves a result exactly until its timeout (the manual clock is the lookups'
+/// clock), each result keeps the timeout it was stored with, and timeouts at the edges: 1 ns,
+/// `u64::MAX` seconds and `Duration::MAX` (no deadline, even at the clock's end).
+#[test]
+fn memoizer_timeouts_at_the_edges() {
+    let runs = || MEMO_RUNS.load(std::sync::atomic::Ordering::SeqCst);
+    let clock = &*MEMO_CLOCK;
+    let ns = Duration::from_nanos(1);
+    let h = memo_timed_memo();
+    memo_timed(1);
+    clock.advance(Duration::from_secs(5) - ns);
+    memo_timed(1);
+    assert_eq!(runs(), 1, "served until the last nanosecond before the timeout");
+    h.set_cache_timeout(ns);
+    clock.advance(ns);
+    memo_timed(1);
+    assert_eq!(runs(), 2, "not served at the deadline (t = 5 s); stored again for 1 ns");
+    memo_timed(1);
+    assert_eq!(runs(), 2, "served within its nanosecond");
+    memo_timed(2);
+    clock.advance(ns);
+    memo_timed(1);
+    memo_timed(2);
+    assert_eq!(runs(), 5, "both 1 ns results are gone a nanosecond later");
+    h.set_cache_timeout(u64::MAX);
+    memo_timed(3);
+    h.set_cache_timeout(Duration::MAX);
+    memo_timed(4);
+    h.set_cache_timeout(5);
+    clock.advance(Duration::MAX);
+    memo_timed(3);
+    memo_timed(4);
+    assert_eq!(runs(), 7, "timeouts too large to represent never expire");
+    MEMO.run_maintenance();
+    memo_timed(3);
+    memo_timed(4);
+    assert_eq!(runs(), 7, "nor does maintenance reclaim them");
+}
