@@ -459,3 +459,133 @@ fn memoizer_timeouts_at_the_edges() {
     memo_timed(4);
     assert_eq!(runs(), 7, "nor does maintenance reclaim them");
 }
+
+/// Never stale under concurrency, checked without timing: on a manual clock moved by another
+/// thread, a value (named by a unique id) returned by `get` or `get_or_insert_with` must
+/// still have been live when the lookup began: `now` read before the lookup is below the
+/// value's deadline. The engine computes the deadline from a clock reading taken during the
+/// store, so `now` read after the store returned, plus the TTL, bounds it from above. Stores,
+/// replacements (with and without TTL, in place or not), maintenance and capacity pressure
+/// run meanwhile.
+#[test]
+fn never_stale_under_concurrency() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    const IDS: usize = 1 << 20;
+    let clock = ManualClock::new();
+    let e: Engine<u64, u64> = Engine::builder()
+        .max_capacity(12)
+        .shards(4)
+        .workers(2)
+        .tick(Duration::from_nanos(50))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let now = {
+        let clock = clock.clone();
+        move || u64::try_from(clock.now().as_nanos()).unwrap()
+    };
+    // Per id: an upper bound of its deadline (u64::MAX: no deadline, or not stored yet).
+    let bounds: Arc<Vec<AtomicU64>> =
+        Arc::new((0..IDS).map(|_| AtomicU64::new(u64::MAX)).collect());
+    let next_id = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ttl_of = |id: u64| match id % 5 {
+        0 => None,
+        n => Some(n * 37),
+    };
+    let store = {
+        let (e, bounds, next_id, now) = (e.clone(), bounds.clone(), next_id.clone(), now.clone());
+        move |key: u64| {
+            let id = next_id.fetch_add(1, SeqCst);
+            if id as usize >= IDS {
+                return false;
+            }
+            match ttl_of(id) {
+                Some(t) => {
+                    e.insert_with_ttl(key, id, Duration::from_nanos(t));
+                    bounds[id as usize].store(now() + t, SeqCst);
+                }
+                None => e.insert(key, id),
+            }
+            true
+        }
+    };
+    let check = {
+        let bounds = bounds.clone();
+        move |before: u64, got: Option<u64>, what: &str| {
+            if let Some(id) = got {
+                let bound = bounds[id as usize].load(SeqCst);
+                assert!(
+                    before < bound,
+                    "{what}: value {id} served at {before}, its deadline <= {bound}"
+                );
+            }
+        }
+    };
+    let mut threads = Vec::new();
+    for t in 0..2u64 {
+        let (store, stop, now) = (store.clone(), stop.clone(), now.clone());
+        threads.push(std::thread::spawn(move || {
+            // A store per move of the clock, so that stores, moves and lookups interleave.
+            let (mut k, mut last) = (t, u64::MAX);
+            while !stop.load(SeqCst) {
+                if now() == last {
+                    std::thread::yield_now();
+                    continue;
+                }
+                last = now();
+                if !store(k % 16) {
+                    break;
+                }
+                k += 3;
+            }
+        }));
+    }
+    for t in 0..2u64 {
+        let (e, check, stop, now, bounds, next_id) =
+            (e.clone(), check.clone(), stop.clone(), now.clone(), bounds.clone(), next_id.clone());
+        threads.push(std::thread::spawn(move || {
+            let (mut k, mut last) = (t, u64::MAX);
+            while !stop.load(SeqCst) {
+                if now() == last {
+                    std::thread::yield_now();
+                    continue;
+                }
+                last = now();
+                k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let key = (k >> 33) % 16;
+                let before = now();
+                check(before, e.get(&key), "get");
+                let before = now();
+                let mine = next_id.fetch_add(1, SeqCst);
+                if mine as usize >= IDS {
+                    break;
+                }
+                let opts = memokit_engine::InsertOptions::new().ttl(Duration::from_nanos(40));
+                let got = e.get_or_insert_with_options(key, opts, || mine);
+                if got == mine {
+                    bounds[mine as usize].store(now() + 40, SeqCst);
+                } else {
+                    check(before, Some(got), "get_or_insert_with");
+                }
+            }
+        }));
+    }
+    for steps in 0..5_000u64 {
+        clock.advance(Duration::from_nanos(1 + steps % 29));
+        if steps % 7 == 0 {
+            e.run_maintenance();
+        }
+        std::thread::yield_now();
+    }
+    stop.store(true, SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    e.flush();
+    let s = e.stats();
+    // The lookups had something to check (not a property: a sanity check of the run).
+    assert!(s.hits > 0 && s.expirations > 0, "{s:?}");
+    e.validate().unwrap();
+}
