@@ -94,6 +94,7 @@ mod list;
 mod options;
 mod pending;
 mod policy;
+mod reentry;
 mod shard;
 mod shared;
 mod sync;

@@ -40,7 +40,9 @@
 //! caller (or for a worker whose `Drop` of a user's key waits for it). Workers run only the
 //! user's `Drop`, outside every lock, under `catch_unwind`; a `Drop` there that asks every
 //! worker for something (`flush`, `clear`, `run_maintenance`) does its own worker's share on
-//! the spot (`worker::worker_of`) and does not wait for the others.
+//! the spot (`worker::worker_of`) and does not wait for the others. `Eq`, `Clone` and
+//! `to_owned` run under the shard's locks; what they may call back is in `crate::reentry`
+//! (the hit path only counts itself in and out of a thread-local there).
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -57,8 +59,9 @@ use crate::flight::{Flight, Flights, Slot, SELF_WAIT};
 use crate::generation::Registry;
 use crate::options::{Equivalent, InsertOptions};
 use crate::pending::{assert_may_wait_for_core, pending_bit, Pending, PendingGuard, PENDING_WORDS};
+use crate::reentry::{UnderRead, UserCode};
 use crate::shard::Shard;
-use crate::worker::Command;
+use crate::worker::{engine_id, Command};
 
 mod store;
 
@@ -212,7 +215,14 @@ impl<K, V> Cell<K, V> {
     pub(crate) fn lock_pending_and_core(&self) -> PendingAndCore<'_, K, V> {
         loop {
             let p = self.lock_pending();
-            if let Some(core) = self.core.try_read() {
+            // Recursively from user code run under a lock: this thread may hold this core's
+            // read lock already, and the worker may be queued for the write lock behind it.
+            let core = if crate::reentry::under_lock() {
+                self.core.try_read_recursive()
+            } else {
+                self.core.try_read()
+            };
+            if let Some(core) = core {
                 return (p, core);
             }
             drop(p);
@@ -233,16 +243,33 @@ impl<K, V> Cell<K, V> {
         }
     }
 
+    /// Waits for the read lock. From user code run under an engine's lock
+    /// ([`crate::reentry`]): panics if this thread holds this shard's write lock, and takes
+    /// the lock recursively (this thread may already read this shard, and a plain read would
+    /// queue behind the worker waiting for the write lock, which waits for that first read).
     #[cold]
     #[inline(never)]
     fn read_core_slow(&self) -> RwLockReadGuard<'_, Shard<K, V>> {
+        let user = crate::reentry::under_lock();
+        if user {
+            crate::reentry::may_read(self.address());
+        }
         for _ in 0..READ_SPINS {
             spin_loop();
             if let Some(core) = self.core.try_read() {
                 return core;
             }
         }
-        self.core.read()
+        if user {
+            self.core.read_recursive()
+        } else {
+            self.core.read()
+        }
+    }
+
+    /// The address of this shard: names it for [`crate::reentry`].
+    pub(crate) fn address(&self) -> usize {
+        std::ptr::from_ref(self).cast::<()>() as usize
     }
 
     /// Clears the pending-insert filter (the worker, under the pending lock, after counting
@@ -342,6 +369,23 @@ impl<K, V> Shared<K, V> {
     pub(crate) fn cell_index(&self, hash: u64) -> usize {
         (((hash >> 32) * self.cells.len() as u64) >> 32) as usize
     }
+
+    /// A shard's flights lock; panics instead when this thread runs user code under one of
+    /// this engine's locks ([`crate::reentry`]).
+    pub(crate) fn lock_flights<'a>(
+        &self,
+        cell: &'a Cell<K, V>,
+    ) -> crate::sync::MutexGuard<'a, Flights<K, V>> {
+        crate::reentry::may_lock(engine_id(self));
+        cell.flights.lock()
+    }
+
+    /// [`Cell::lock_pending_and_core`]; panics instead when this thread runs user code under
+    /// one of this engine's locks ([`crate::reentry`]).
+    pub(crate) fn pending_and_core<'a>(&self, cell: &'a Cell<K, V>) -> PendingAndCore<'a, K, V> {
+        crate::reentry::may_lock(engine_id(self));
+        cell.lock_pending_and_core()
+    }
 }
 
 impl<K, V> Shared<K, V>
@@ -365,6 +409,8 @@ where
     ) -> Result<R, (F, Option<u64>)> {
         let cell = self.cell(hash);
         let core = cell.read_core();
+        // The user's `Eq` and `Clone` run under the read lock (see `crate::reentry`).
+        let _user = UnderRead::enter();
         let Some(e) = core.entry(hash, |k| q.equivalent(k)) else {
             return Err((read, Some(cell.applied.load(Ordering::Acquire))));
         };
@@ -395,7 +441,8 @@ where
         // between the two probes and leave this lookup with neither. A batch the worker has
         // taken from the pending table is in the core by the time the read lock is granted
         // (the worker takes and applies it under one write lock).
-        let (p, core) = cell.lock_pending_and_core();
+        let (p, core) = self.pending_and_core(cell);
+        let _user = UserCode::enter(engine_id(self), 0);
         let now = self.clock.coarse();
         if let Some((n, _)) = p.inserts.find(hash, |(n, _)| q.equivalent(&n.key)) {
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
@@ -463,7 +510,7 @@ where
         // Declared before the flights lock: dropped after it, even if `to_owned` panics.
         let stale;
         let (mut fl, running) = loop {
-            let fl = cell.flights.lock();
+            let fl = self.lock_flights(cell);
             // Read under the flights lock: a leader removes its flight and stores its value
             // within one hold of this lock, so a value whose flight is gone is seen here.
             if !searched.take().is_some_and(|searched| cell.miss_stands(hash, searched)) {
@@ -473,7 +520,9 @@ where
                     return Ok(v);
                 }
             }
+            let user = UserCode::enter(engine_id(self), 0);
             let running = fl.find(hash, |s| q.equivalent(&s.key)).map(|s| s.flight.clone());
+            drop(user);
             match running {
                 Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
                     drop(fl);
@@ -500,12 +549,14 @@ where
         }
         // Lead a new flight, replacing one that may not be joined. `q` is not used after
         // `to_owned`, which may consume it.
+        let user = UserCode::enter(engine_id(self), 0);
         stale = if running {
             fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0)
         } else {
             None
         };
         let key = to_owned(q);
+        drop(user);
         let flight = Flight::new(gens);
         fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
         drop(fl);

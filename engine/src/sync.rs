@@ -185,6 +185,17 @@ mod model {
             try_unpoison(self.0.try_read())
         }
 
+        /// A plain read: the model's tests run no user code under a lock, the only place the
+        /// engine reads recursively (shuttle takes a second read of one thread for a deadlock).
+        pub(crate) fn read_recursive(&self) -> RwLockReadGuard<'_, T> {
+            self.read()
+        }
+
+        /// As [`Self::read_recursive`].
+        pub(crate) fn try_read_recursive(&self) -> Option<RwLockReadGuard<'_, T>> {
+            self.try_read()
+        }
+
         pub(crate) fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
             try_unpoison(self.0.try_write())
         }

@@ -171,6 +171,7 @@ where
         // once, so requests stop after a few rounds; the bound only rules out a loop while the
         // real clock keeps making new entries due.
         s.not_weighing();
+        crate::reentry::may_wait_for_workers();
         for _ in 0..64 {
             if !self.broadcast(Command::Flush) {
                 break; // on a worker thread: see above
@@ -211,6 +212,7 @@ where
     /// ```
     pub fn run_maintenance(&self) {
         self.shared().not_weighing();
+        crate::reentry::may_wait_for_workers();
         self.broadcast(Command::Maintain);
     }
 
@@ -232,6 +234,7 @@ where
     /// ```
     pub fn clear(&self) {
         self.shared().not_weighing();
+        crate::reentry::may_wait_for_workers();
         for cell in self.shared().cells.iter() {
             let mut fl = cell.flights.lock();
             let flights = std::mem::take(&mut *fl);
@@ -257,6 +260,7 @@ where
     /// ```
     pub fn shutdown(&self) {
         self.shared().not_weighing();
+        crate::reentry::may_wait_for_workers();
         shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
     }
 
@@ -283,7 +287,7 @@ where
         for cell in s.cells.iter() {
             out.hits += cell.hits.load(Ordering::Relaxed);
             out.misses += cell.misses.load(Ordering::Relaxed);
-            let core = cell.core.read();
+            let core = cell.read_core();
             out.inserts += core.counts.inserts;
             out.evictions += core.counts.evictions;
             out.expirations += core.counts.expirations;
@@ -304,7 +308,7 @@ where
     /// assert_eq!(cache.len(), 1);
     /// ```
     pub fn len(&self) -> u64 {
-        self.shared().cells.iter().map(|c| c.core.read().len() as u64).sum()
+        self.shared().cells.iter().map(|c| c.read_core().len() as u64).sum()
     }
 
     /// Whether no value is resident.
@@ -363,7 +367,7 @@ where
     pub fn validate(&self) -> Result<(), String> {
         let s = self.shared();
         for (i, cell) in s.cells.iter().enumerate() {
-            cell.core.read().validate().map_err(|e| format!("shard {i}: {e}"))?;
+            cell.read_core().validate().map_err(|e| format!("shard {i}: {e}"))?;
         }
         Ok(())
     }

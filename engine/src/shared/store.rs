@@ -30,8 +30,10 @@ use super::{Cell, Shared, PENDING_LIMIT};
 use crate::entry::{gens_live, NEVER};
 use crate::options::{Equivalent, InsertOptions};
 use crate::pending::pending_bit;
+use crate::reentry::UserCode;
 use crate::shard::{NewEntry, Shard};
 use crate::sync::{spin_loop, RwLockWriteGuard};
+use crate::worker::engine_id;
 
 /// Operations a shard gathers before its worker is woken. One: a lookup of a pending key takes
 /// the slow path (the pending table's mutex), so pending operations should not linger; while a
@@ -126,17 +128,19 @@ where
             } else {
                 (key, value)
             };
-        let (mut p, core) = cell.lock_pending_and_core();
+        let (mut p, core) = self.pending_and_core(cell);
         // Checked under the pending lock: shutdown sets the flag before it empties each
         // shard under this lock, so a store either lands before that emptying (and is
         // dropped by it) or sees the flag.
         let storable = fits && !self.is_shut_down();
         // Probe both tables (user `Eq`) before changing anything.
+        let user = UserCode::enter(engine_id(self), 0);
         let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
         let found = core.find(hash, |k| *k == key).map(|(h, e)| {
             e.hide();
             h
         });
+        drop(user);
         drop(core);
         let replaced = old.map(|o| o.remove().0);
         // Counted under its generations as it is recorded (refused if one is retired), so that
@@ -212,7 +216,8 @@ where
     pub(super) fn finish(&self, cell: &Cell<K, V>, stored: Leftovers<K, V>) {
         let full = stored.full;
         drop(stored);
-        if !full || crate::worker::on_worker_thread() {
+        // Nor from user code run under a lock ([`crate::reentry`]): the worker may need it.
+        if !full || crate::worker::on_worker_thread() || crate::reentry::under_lock() {
             return;
         }
         let mut p = cell.lock_pending();
@@ -245,6 +250,8 @@ where
             return Err((key, value));
         }
         let gens = opts.raw_gens();
+        // The user's `Eq` runs under the write lock.
+        let _user = UserCode::enter(engine_id(self), cell.address());
         core.replace_value(hash, key, value, &gens, opts.checks_generations(), weight)
     }
 
@@ -262,8 +269,10 @@ where
         // Declared before the lock, so that it is dropped after it even when the store
         // unwinds (a user's `Eq` or weigher panicking): user `Drop`s run outside the locks.
         let detached;
-        let mut fl = cell.flights.lock();
+        let mut fl = self.lock_flights(cell);
+        let user = UserCode::enter(engine_id(self), 0);
         detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
+        drop(user);
         let leftovers = self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
@@ -277,14 +286,18 @@ where
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
         let detached; // dropped after the locks, even on unwinding (see `insert`)
-        let mut fl = cell.flights.lock();
+        let mut fl = self.lock_flights(cell);
+        let user = UserCode::enter(engine_id(self), 0);
         detached = fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0);
-        let (mut p, core) = cell.lock_pending_and_core();
+        drop(user);
+        let (mut p, core) = self.pending_and_core(cell);
+        let user = UserCode::enter(engine_id(self), 0);
         let old = p.inserts.find_entry(hash, |(n, _)| q.equivalent(&n.key)).ok();
         let found = core.find(hash, |k| q.equivalent(k)).map(|(h, e)| {
             e.hide();
             h
         });
+        drop(user);
         drop(core);
         let replaced = old.map(|o| o.remove().0);
         if let Some((n, _)) = &replaced {

@@ -1,0 +1,121 @@
+//! User code that runs while the engine holds one of its own locks, and what that code may do
+//! when it calls back into an engine.
+//!
+//! Where such code runs: a key's `Eq` (or `Equivalent`) in every probe, under a shard's read
+//! lock (lookups), its pending table (slow lookups, stores, removes), its flights lock (single
+//! flight, explicit stores and removes) or its write lock (an in-place replacement); a value's
+//! `Clone` under the read lock (every hit) or the pending table; `to_owned` under the flights
+//! lock. Nowhere else: the user's `Hash` runs before any lock (the tables rehash by the stored
+//! hash), and the user's keys and values are dropped after the locks, by callers and workers
+//! alike. The weigher has its own guard (`Shared::not_weighing`).
+//!
+//! Rules, so that a call back never waits for its own caller (a hang) but works or panics
+//! with [`REENTRANT_USER_CODE`]:
+//! - **Read locks:** a thread running such code takes a shard's read lock *recursively*
+//!   once it would wait (`Cell::read_core`, `Cell::lock_pending_and_core`). parking_lot's lock
+//!   is writer-preferring: a plain second read of a shard the thread already reads queues
+//!   behind the worker waiting for the write lock, which waits for the first read.
+//! - **Pending table, flights lock, write lock:** code run under one of these marks the engine
+//!   ([`UserCode::enter`]). A call back into that engine that would take its pending table or
+//!   flights lock panics (a store, remove, computation, or a lookup the fast path cannot
+//!   answer), on any shard, so that the answer does not depend on where keys fall, and two
+//!   threads cannot deadlock each other through two shards. A lookup of the shard whose write
+//!   lock the thread holds panics too; other lookups work.
+//! - **Waiting for the workers** (`flush`, `clear`, `run_maintenance`, `shutdown`) panics from
+//!   such code of any engine: a worker may need the lock held (a shard's write lock, or the
+//!   lock a key's `Drop` storing into the engine takes on the worker). A store's backpressure
+//!   wait is skipped instead.
+//!
+//! Cost: the hit path counts itself in and out of [`UNDER_LOCK`] (two thread-local writes,
+//! no branch, no allocation); the marks and checks are on slow paths only.
+
+use std::cell::{Cell, RefCell};
+
+/// The panic message for user code that calls back into an engine in a way that would wait
+/// for a lock its caller holds.
+pub(crate) const REENTRANT_USER_CODE: &str = "memokit: user code that the engine runs while \
+it holds a lock (a key's `Eq` or `Equivalent`, a value's `Clone` during a lookup, or \
+`to_owned`) called back into the engine to store, remove, compute, look up through a lock, \
+flush, clear, run maintenance or shut down; that call would wait for the lock its own caller \
+holds, so it panics instead. Such code should only compare, clone or convert";
+
+crate::sync::thread_local! {
+    /// User code calls running on this thread under an engine's lock (any engine): while
+    /// nonzero, read locks are taken recursively and waits for workers panic.
+    static UNDER_LOCK: Cell<u32> = const { Cell::new(0) };
+    /// The engines ([`crate::worker::engine_id`]) whose pending table, flights lock or write
+    /// lock this thread holds while it runs user code, innermost last, each with the address
+    /// of the shard whose write lock is held (0: none).
+    static HELD: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks user code running under a shard's read lock, until dropped (also on unwinding).
+pub(crate) struct UnderRead(());
+
+impl UnderRead {
+    #[inline(always)]
+    pub(crate) fn enter() -> Self {
+        UNDER_LOCK.with(|n| n.set(n.get() + 1));
+        UnderRead(())
+    }
+}
+
+impl Drop for UnderRead {
+    #[inline(always)]
+    fn drop(&mut self) {
+        UNDER_LOCK.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Marks user code running while this thread holds `engine`'s pending table, flights lock or
+/// the write lock of the shard at address `write` (0: none), until dropped.
+pub(crate) struct UserCode(usize);
+
+impl UserCode {
+    pub(crate) fn enter(engine: usize, write: usize) -> Self {
+        UNDER_LOCK.with(|n| n.set(n.get() + 1));
+        UserCode(HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.push((engine, write));
+            h.len() - 1
+        }))
+    }
+}
+
+impl Drop for UserCode {
+    fn drop(&mut self) {
+        HELD.with(|h| h.borrow_mut().truncate(self.0));
+        UNDER_LOCK.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Whether this thread runs user code under an engine's lock.
+#[inline]
+pub(crate) fn under_lock() -> bool {
+    UNDER_LOCK.with(|n| n.get() > 0)
+}
+
+/// Panics if this thread runs user code under `engine`'s pending table, flights lock or a
+/// write lock: called before taking a pending table or flights lock of `engine`.
+#[inline]
+pub(crate) fn may_lock(engine: usize) {
+    if HELD.with(|h| h.borrow().iter().any(|&(e, _)| e == engine)) {
+        panic!("{REENTRANT_USER_CODE}");
+    }
+}
+
+/// Panics if this thread runs user code under the write lock of the shard at `shard`:
+/// called before waiting for that shard's read lock.
+pub(crate) fn may_read(shard: usize) {
+    if HELD.with(|h| h.borrow().iter().any(|&(_, w)| w == shard)) {
+        panic!("{REENTRANT_USER_CODE}");
+    }
+}
+
+/// Panics if this thread runs user code under any engine's lock: called before waiting for
+/// an engine's workers.
+pub(crate) fn may_wait_for_workers() {
+    if under_lock() {
+        panic!("{REENTRANT_USER_CODE}");
+    }
+}
