@@ -33,6 +33,9 @@ mod admin;
 /// - **Single flight:** concurrent [`get_or_insert_with`](Engine::get_or_insert_with) calls for
 ///   one key run one computation; computations of different keys never wait for each other.
 /// - **Bounded:** while it holds less than `max_capacity`, nothing is evicted.
+/// - **Never a hang:** user code the engine runs under its locks (a key's `Eq`, a value's
+///   `Clone`, `to_owned`) that calls back into it either works or panics with a message
+///   (see [the crate docs](crate#user-code-calling-back-into-the-engine)).
 ///
 /// # Example
 /// ```
@@ -292,8 +295,8 @@ where
     /// and its result is returned, which saves cloning `V` (e.g. the atomic increment and
     /// decrement of an `Arc` when only something inside it is wanted). Keep `read` short: while
     /// it runs, the shard's worker waits for the lock, and lookups of the shard that arrive
-    /// after the worker wait too. `read` must not call into this engine (a lookup in the same
-    /// shard could wait behind the worker, which waits for `read`).
+    /// after the worker wait too. `read` is user code run under a lock, like the value's
+    /// `Clone` (see [the crate docs](crate#user-code-calling-back-into-the-engine)).
     ///
     /// Guarantee (the memoizer's `unsafe` relies on it): `read` sees only a value held with a
     /// key that `key` was found [`Equivalent`] to, and the engine holds a value only with a key

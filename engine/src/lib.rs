@@ -59,6 +59,27 @@
 //! per second. With a [`ManualClock`] no thread wakes on its own. Dropping the last handle (or
 //! [`Engine::shutdown`]) stops and joins all of them.
 //!
+//! ## User code calling back into the engine
+//!
+//! The engine runs some of your code while it holds one of its locks: the key's `Eq` (or
+//! [`Equivalent`]) in every probe of its tables, the value's `Clone` on every hit (and
+//! [`Engine::get_map`]'s `read`), and the `to_owned` of
+//! [`Engine::get_or_try_insert_with_ref`]. (Your `Hash` runs before any lock, and the engine
+//! drops your keys and values after its locks: see [`Engine::insert_with_options`]; the
+//! weigher has rules of its own: [`EngineBuilder::weigher`].) Such code should only compare,
+//! clone or convert. If it calls back into an engine anyway, the call never hangs; it works
+//! or panics with a message starting with `memokit:`, and the engine stays usable:
+//! - a lookup works, unless it needs a lock its caller holds: a lookup that the fast path
+//!   cannot answer, from code the engine runs under a shard's pending table or flights lock
+//!   (a lookup of a key still being handed to a worker, a store, a remove, a computation);
+//!   any lookup of the shard whose value is being replaced in place. Those panic;
+//! - a store, remove or computation of the same engine works from code run under a read
+//!   lock only (a hit: the value's `Clone`, `get_map`'s `read`, the key's `Eq` in that probe)
+//!   and panics from the others;
+//! - [`Engine::flush`], [`Engine::clear`], [`Engine::run_maintenance`] and
+//!   [`Engine::shutdown`], of any engine, panic: they wait for workers, and a worker may need
+//!   the lock held (a shard's write lock, or a lock a key's `Drop` on that worker takes).
+//!
 //! ## Tracing
 //! With the `tracing` feature, the engine emits events with target `memokit_engine`: a
 //! generation retired (debug), each background maintenance burst that reclaimed entries (debug:
