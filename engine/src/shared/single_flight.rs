@@ -1,0 +1,175 @@
+//! Single flight: `get_or_insert_with` and its relatives, for a caller whose lookup missed.
+//!
+//! Under the shard's flights lock, a caller either finds a computation of its key running
+//! under the same live generations and waits for its value, or registers its own and leads
+//! it: computes (without any lock), stores the value and removes the flight within one hold
+//! of the flights lock (so a caller that finds no flight finds the value), then hands the
+//! value to the waiters. A computation that fails or panics is abandoned: its waiters wake
+//! and retry, and nothing stays registered. A caller under a retired generation computes for
+//! itself and registers nothing; a flight detached by a remove, a retirement or `clear` is
+//! not stored, and later callers do not join it.
+//!
+//! Cost, on a miss: the flights lock twice, one flight allocation, the store of
+//! [`super::store`]; a waiter blocks on the flight's condition variable.
+
+use std::hash::Hash;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{Cell, Shared};
+use crate::entry::gens_live;
+use crate::flight::{Flight, Slot, SELF_WAIT};
+use crate::options::{Equivalent, InsertOptions};
+use crate::reentry::UserCode;
+use crate::worker::engine_id;
+
+impl<K, V> Shared<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Single flight; see `Engine::get_or_try_insert_with_ref`.
+    pub(crate) fn get_or_try_insert<Q, E>(
+        &self,
+        q: &Q,
+        opts: &InsertOptions,
+        to_owned: impl FnOnce(&Q) -> K,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E>
+    where
+        Q: ?Sized + Hash + Equivalent<K>,
+    {
+        let hash = self.hash(q);
+        // The batches applied to the core the fast path searched: while none is applied and
+        // nothing is pending, that search still holds and the slow path can be skipped.
+        let mut searched = match self.get_fast(hash, q, V::clone) {
+            Ok(v) => return Ok(v),
+            Err((_, searched)) => Some(searched),
+        };
+        self.not_weighing();
+        let cell = self.cell(hash);
+        let gens = opts.raw_gens();
+        // Declared before the flights lock: dropped after it, even if `to_owned` panics.
+        let stale;
+        let (mut fl, running) = loop {
+            let fl = self.lock_flights(cell);
+            // Read under the flights lock: a leader removes its flight and stores its value
+            // within one hold of this lock, so a value whose flight is gone is seen here.
+            if !searched.take().is_some_and(|searched| cell.miss_stands(hash, searched)) {
+                if let Some(v) = self.get_slow(hash, q, V::clone) {
+                    drop(fl);
+                    self.count(hash, true);
+                    return Ok(v);
+                }
+            }
+            let user = UserCode::enter(engine_id(self), 0);
+            let running = fl.find(hash, |s| q.equivalent(&s.key)).map(|s| s.flight.clone());
+            drop(user);
+            match running {
+                Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
+                    drop(fl);
+                    if f.leader == crate::sync::thread::current().id() {
+                        panic!("{SELF_WAIT}");
+                    }
+                    self.waits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(v) = f.wait() {
+                        return Ok(v);
+                    }
+                    // The leader gave up (panic or error): try again.
+                }
+                running => break (fl, running.is_some()),
+            }
+        };
+        // A caller under a retired generation (it read an old version) computes for itself:
+        // its value could not be stored, and a flight of its own would displace one under
+        // live generations that later callers must still join (the live computation's value
+        // would then be lost, and the key computed again).
+        if !gens_live(&gens, &self.gens) {
+            drop(fl);
+            self.count(hash, false);
+            return compute();
+        }
+        // Lead a new flight, replacing one that may not be joined. `q` is not used after
+        // `to_owned`, which may consume it.
+        let user = UserCode::enter(engine_id(self), 0);
+        stale = if running {
+            fl.find_entry(hash, |s| q.equivalent(&s.key)).ok().map(|o| o.remove().0)
+        } else {
+            None
+        };
+        let key = to_owned(q);
+        drop(user);
+        let flight = Flight::new(gens);
+        fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
+        drop(fl);
+        self.count(hash, false);
+        self.lead(cell, hash, flight, opts, stale, compute)
+    }
+
+    /// Leads `flight`, registered in `cell`'s table. `stale`, the flight it replaced (if
+    /// any), is dropped once this flight is guarded: a user's `Drop` of its key that panics
+    /// then abandons this flight instead of leaving it registered with nobody to finish it.
+    fn lead<E>(
+        &self,
+        cell: &Cell<K, V>,
+        hash: u64,
+        flight: Arc<Flight<V>>,
+        opts: &InsertOptions,
+        stale: Option<Slot<K, V>>,
+        compute: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        struct Abandon<'a, K, V: Clone> {
+            cell: &'a Cell<K, V>,
+            hash: u64,
+            flight: &'a Arc<Flight<V>>,
+        }
+        impl<K, V: Clone> Drop for Abandon<'_, K, V> {
+            fn drop(&mut self) {
+                let mut fl = self.cell.flights.lock();
+                let mine = fl.find_entry(self.hash, |s| Arc::ptr_eq(&s.flight, self.flight)).ok();
+                let slot = mine.map(|o| o.remove().0);
+                drop(fl);
+                self.flight.abandon();
+                drop(slot);
+            }
+        }
+        let guard = Abandon { cell, hash, flight: &flight };
+        drop(stale);
+        // On `Err` or a panic, of the computation or of the user's `Clone`s below, the guard
+        // abandons the flight.
+        let v = compute()?;
+        let for_waiters = v.clone();
+        let mut to_store = opts.stores().then(|| v.clone());
+        std::mem::forget(guard);
+        // Store first, then wake the waiters, so a waiter that reads the key back finds the
+        // value. If the store panics (the user's `Eq` or weigher), the guard still hands the
+        // value to the waiters.
+        struct Complete<'a, V: Clone>(&'a Flight<V>, Option<V>);
+        impl<V: Clone> Drop for Complete<'_, V> {
+            fn drop(&mut self) {
+                if let Some(v) = self.1.take() {
+                    self.0.complete(v);
+                }
+            }
+        }
+        let complete = Complete(&flight, Some(for_waiters));
+        // The user's keys and values left over are dropped after the lock (declared first, so
+        // even when unwinding).
+        let (mut leftovers, mut unstored) = (None, None);
+        let mut fl = cell.flights.lock();
+        let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
+        if let Some(slot) = mine.map(|o| o.remove().0) {
+            match to_store.take() {
+                Some(value) => leftovers = Some(self.store(slot.key, hash, value, opts, false)),
+                None => unstored = Some(slot),
+            }
+        }
+        drop(fl);
+        drop(complete);
+        drop((unstored, to_store));
+        if let Some(stored) = leftovers {
+            self.finish(cell, stored);
+        }
+        Ok(v)
+    }
+}
