@@ -113,8 +113,9 @@ impl UserCode {
 impl Drop for UserCode {
     #[inline]
     fn drop(&mut self) {
-        // Back to the depth this mark was taken at (also when marks are dropped out of order).
-        DEPTH.with(|d| d.set(self.0));
+        // Back to the depth this mark was taken at; a mark dropped after one it was nested in
+        // (out of order) leaves the depth where that one left it.
+        DEPTH.with(|d| d.set(d.get().min(self.0)));
         if self.0 >= INLINE {
             MORE.with(|m| m.borrow_mut().truncate(self.0 - INLINE));
         }
@@ -150,5 +151,37 @@ pub(crate) fn may_read(shard: usize) {
 pub(crate) fn may_wait_for_workers() {
     if under_lock() {
         panic!("{REENTRANT_USER_CODE}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{may_lock, may_read, under_lock, UserCode, INLINE};
+    use std::panic::catch_unwind;
+
+    /// Marks nested beyond the inline ones are found like the others, and each mark's drop
+    /// takes back exactly its own and those nested in it.
+    #[test]
+    fn marks_nest_beyond_the_inline_ones() {
+        let n = INLINE + 3;
+        let mut marks: Vec<UserCode> = (1..=n).map(|e| UserCode::enter(e, 1000 + e)).collect();
+        assert!(under_lock());
+        for e in 1..=n {
+            assert!(catch_unwind(|| may_lock(e)).is_err(), "engine {e} is marked");
+            assert!(catch_unwind(|| may_read(1000 + e)).is_err(), "shard {e} is marked");
+        }
+        may_lock(n + 1);
+        // Dropping the mark at depth INLINE (out of order) takes back the marks nested in it.
+        drop(marks.split_off(INLINE));
+        assert_eq!(super::DEPTH.with(std::cell::Cell::get), INLINE);
+        assert!(catch_unwind(|| may_lock(INLINE)).is_err());
+        for e in INLINE + 1..=n {
+            may_lock(e);
+        }
+        while let Some(m) = marks.pop() {
+            drop(m);
+        }
+        assert!(!under_lock());
+        (1..=n).for_each(may_lock);
     }
 }
