@@ -288,6 +288,11 @@ where
                 // After the shards' `due_at` show the retired entries (published as each write
                 // lock above was let go).
                 shared.retires_pending[me].fetch_sub(1, Ordering::SeqCst);
+                // A batch over capacity before it left the excess to this `Retire` (`settle`
+                // evicts nothing while this worker's own retirement is pending).
+                if let Some(&first) = mine.first() {
+                    settle(&shared, me, &mine, first, None);
+                }
             }
             Some(cmd @ (Command::Flush(_) | Command::Maintain(_) | Command::Clear(_))) => {
                 serve(&shared, me, &mine, &mut cursor, cmd);

@@ -127,7 +127,12 @@ pub(super) fn settle<K: 'static, V: 'static>(
     // until it lets go of its last write lock, so whoever looks meanwhile leaves the eviction
     // to it (or to a worker it defers to). The hops still end: only a worker whose shards may
     // hold dead entries is asked, and serving the request leaves it with none dead at `now`.
-    if ask_others_to_reclaim(shared, me, now) {
+    // This worker's own `Retire` not handled yet (a batch queued before it, applied after
+    // `retire` returned): its shards may hold entries of that generation that their `due_at`
+    // does not show, so nothing live goes now; the `Retire`, next in this mailbox, settles
+    // once it has scheduled them (`tests/engine_rev_s12.rs`).
+    let own_retire = shared.retires_pending[me].load(Ordering::SeqCst) > 0;
+    if ask_others_to_reclaim(shared, me, now) || own_retire {
         return;
     }
     for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
