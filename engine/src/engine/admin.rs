@@ -48,15 +48,28 @@ where
     /// ```
     pub fn retire(&self, generation: Generation) {
         let s = self.shared();
-        if s.gens.retire(generation) {
-            event!(debug, generation = generation.id(), "generation retired");
-            for (w, tx) in s.mailboxes.iter().enumerate() {
-                // Counted before it is sent, so that no worker over capacity takes this one's
-                // shards for free of dead entries meanwhile.
-                s.retires_pending[w].fetch_add(1, Ordering::SeqCst);
-                if tx.send(Command::Retire(generation.id())).is_err() {
-                    s.retires_pending[w].fetch_sub(1, Ordering::SeqCst);
-                }
+        if !s.gens.is_live(generation) {
+            return; // retired already, or not one of this engine's
+        }
+        // Counted before the generation is retired, so that no worker over capacity takes
+        // any shard for free of dead entries from the moment its entries are dead (counted
+        // after, a worker in between evicted live entries while the retired ones stayed:
+        // `engine/tests/shuttle/capacity.rs`).
+        for pending in s.retires_pending.iter() {
+            pending.fetch_add(1, Ordering::SeqCst);
+        }
+        if !s.gens.retire(generation) {
+            // Retired meanwhile by another caller, which sends the commands. A worker that
+            // deferred to this count meanwhile evicts at its next batch or flush.
+            for pending in s.retires_pending.iter() {
+                pending.fetch_sub(1, Ordering::SeqCst);
+            }
+            return;
+        }
+        event!(debug, generation = generation.id(), "generation retired");
+        for (w, tx) in s.mailboxes.iter().enumerate() {
+            if tx.send(Command::Retire(generation.id())).is_err() {
+                s.retires_pending[w].fetch_sub(1, Ordering::SeqCst);
             }
         }
     }

@@ -129,10 +129,14 @@ pub(super) fn settle<K: 'static, V: 'static>(
     // hold dead entries is asked, and serving the request leaves it with none dead at `now`.
     // This worker's own `Retire` not handled yet (a batch queued before it, applied after
     // `retire` returned): its shards may hold entries of that generation that their `due_at`
-    // does not show, so nothing live goes now; the `Retire`, next in this mailbox, settles
-    // once it has scheduled them (`tests/engine_rev_s12.rs`).
-    let own_retire = shared.retires_pending[me].load(Ordering::SeqCst) > 0;
-    if ask_others_to_reclaim(shared, me, now) || own_retire {
+    // does not show, so nothing live goes now; the `Retire`, later in this mailbox, settles
+    // once it has scheduled them (`tests/engine_rev_s12.rs`). It asks nobody meanwhile: two
+    // workers both waiting for their `Retire` would ask each other back and forth until
+    // `retire` sent them (`engine/tests/shuttle/capacity.rs`).
+    if shared.retires_pending[me].load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    if ask_others_to_reclaim(shared, me, now) {
         return;
     }
     for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {

@@ -4,7 +4,8 @@
 //! (`src/sync.rs`), exploring a different interleaving in each iteration. A thread that waits
 //! forever fails the test as a deadlock.
 //!
-//! The tests are in `handoff`, `flight` and `counts`; this file holds their shared helpers.
+//! The tests are in `handoff`, `flight`, `counts` and `capacity`; this file holds their shared
+//! helpers.
 //!
 //! Run with `RUSTFLAGS="--cfg memokit_shuttle" cargo test -p memokit-engine --test shuttle`
 //! (`.ci/run` does, in its own target directory); ordinary builds compile nothing here.
@@ -138,6 +139,7 @@ fn spawn_computation(
     (handle, started)
 }
 
+mod capacity;
 mod counts;
 mod flight;
 mod handoff;

@@ -1,0 +1,60 @@
+//! The capacity rule across two workers racing a retirement: a live entry is never evicted
+//! while an entry of a retired generation is resident, also while `retire` is still running
+//! (its generation already refused to lookups, its `Retire` commands not counted or sent yet).
+
+use super::*;
+
+static SEEN: Seen = Seen([const { std::sync::atomic::AtomicUsize::new(0) }; 2]);
+
+/// A store that begins once `retire(g)` has made `g` dead (`is_live` says so) pushes the
+/// engine over capacity; the excess is made of `g`'s entries, so nothing live may go. `retire`
+/// used to mark the generation retired before it counted its `Retire` commands as pending
+/// (`retires_pending`): a worker over capacity in between took every shard for free of dead
+/// entries, and its policy evicted live entries (the oldest, never read) while the retired
+/// ones, read often, stayed.
+#[test]
+fn a_store_after_a_retirement_began_never_evicts_live_entries() {
+    check(|| {
+        let e = engine(6, 2, 2);
+        let g = e.new_generation();
+        for k in 0..3u64 {
+            e.insert(k, k);
+        }
+        for k in 10..13u64 {
+            e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
+        }
+        e.flush();
+        for k in 10..13u64 {
+            assert_eq!(e.get(&k), Some(k));
+            assert_eq!(e.get(&k), Some(k));
+        }
+        let retirer = spawn_with(&e, move |e| e.retire(g));
+        // Whether the store began after `g` was dead: only then must nothing live go (before,
+        // every entry was live and any may be the victim).
+        let writer = spawn_with(&e, move |e| {
+            let mut dead = false;
+            for _ in 0..4 {
+                dead = !e.is_live(g);
+                if dead {
+                    break;
+                }
+                thread::yield_now();
+            }
+            e.insert(3, 3);
+            dead
+        });
+        retirer.join().unwrap();
+        let dead = writer.join().unwrap();
+        SEEN.0[usize::from(dead)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        e.flush();
+        let s = e.stats();
+        if dead {
+            let missing: Vec<u64> = (0..4).filter(|k| e.get(k).is_none()).collect();
+            assert!(missing.is_empty(), "live keys {missing:?} evicted for retired ones: {s:?}");
+            assert_eq!(s.evictions, 0, "{s:?}");
+        }
+        assert!(s.weight <= 6, "{s:?}");
+        e.validate().unwrap();
+    });
+    SEEN.assert_both();
+}
