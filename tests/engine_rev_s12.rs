@@ -79,3 +79,118 @@ fn own_pending_retire_goes_before_live_entries() {
         e.validate().unwrap();
     }
 }
+
+/// A key whose `Eq` panics while this thread's [`PANIC_EQ`] is set, and a value whose `Clone`
+/// panics while [`PANIC_CLONE`] is set (the user's code under an engine lock).
+#[derive(Hash)]
+struct Touchy(u64);
+
+impl PartialEq for Touchy {
+    fn eq(&self, other: &Self) -> bool {
+        if self.0 == other.0 && PANIC_EQ.with(std::cell::Cell::get) {
+            panic!("a user's Eq panics");
+        }
+        self.0 == other.0
+    }
+}
+
+impl Eq for Touchy {}
+
+#[derive(Debug)]
+struct Brittle(u64);
+
+impl Clone for Brittle {
+    fn clone(&self) -> Self {
+        if PANIC_CLONE.with(std::cell::Cell::get) {
+            panic!("a user's Clone panics");
+        }
+        Brittle(self.0)
+    }
+}
+
+std::thread_local! {
+    static PANIC_EQ: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PANIC_CLONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the thread's `flag` set, expecting the user's panic.
+fn panicking(flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>, f: impl FnOnce()) {
+    flag.with(|p| p.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    flag.with(|p| p.set(false));
+    let msg = common::panic_message(&*r.expect_err("the user's code panicked"));
+    assert!(msg.starts_with("a user's"), "not the user's panic: {msg}");
+}
+
+/// A user's `Eq` or `Clone` that panics under an engine lock (the hit path's read lock, a
+/// slow lookup's pending table, single flight's flights lock, an in-place replacement's write
+/// lock) leaves the thread as it was: the re-entry marks (`reentry::UNDER_LOCK`, `HELD`) are
+/// given back on unwinding, so later ordinary calls on that thread (`flush`, `clear`,
+/// `run_maintenance`, stores, computations, lookups) neither panic as if called back from
+/// under a lock nor take their read locks recursively. Catches a mark left set by a panic.
+#[test]
+fn user_code_panicking_under_a_lock_leaves_no_mark() {
+    no_hang("panicking user code", || {
+        let e: Engine<Touchy, Brittle> = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("build");
+        let usable = |e: &Engine<Touchy, Brittle>, round: u64| {
+            e.flush();
+            e.run_maintenance();
+            e.insert(Touchy(round), Brittle(round));
+            assert_eq!(e.get(&Touchy(round)).map(|v| v.0), Some(round), "round {round}");
+            let v = e.get_or_insert_with(Touchy(1_000 + round), || Brittle(round));
+            assert_eq!(v.0, round);
+            e.remove(&Touchy(round));
+            e.flush();
+        };
+        e.insert(Touchy(1), Brittle(1));
+        e.flush();
+        // The hit path: `Clone` under the read lock, `Eq` in the probe.
+        panicking(&PANIC_CLONE, || drop(e.get(&Touchy(1))));
+        usable(&e, 10);
+        panicking(&PANIC_EQ, || drop(e.get(&Touchy(1))));
+        usable(&e, 11);
+        // An in-place replacement: `Eq` under the shard's write lock.
+        panicking(&PANIC_EQ, || e.insert(Touchy(1), Brittle(2)));
+        usable(&e, 12);
+        // Single flight: `to_owned` under the flights lock.
+        panicking(&PANIC_EQ, || {
+            e.get_or_try_insert_with_ref(
+                &Touchy(2),
+                InsertOptions::new(),
+                |_| panic!("a user's to_owned panics"),
+                || Ok::<_, ()>(Brittle(2)),
+            )
+            .ok();
+        });
+        usable(&e, 13);
+        // A slow lookup (the key pending): `Eq` and `Clone` under the pending table.
+        let gate = Gate::new();
+        let g = gate.clone();
+        let held = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("build");
+        held.insert(HookedKey::with_drop(100, move || g.enter_and_wait()), Brittle(0));
+        held.flush();
+        held.remove(&HookedKey::new(100));
+        gate.wait_entered();
+        held.insert(HookedKey::new(3), Brittle(3)); // pending while the worker is held
+        panicking(&PANIC_CLONE, || drop(held.get(&HookedKey::new(3))));
+        assert_eq!(held.get(&HookedKey::new(3)).map(|v| v.0), Some(3));
+        held.insert(HookedKey::new(4), Brittle(4));
+        gate.open();
+        held.flush();
+        held.clear();
+        usable(&e, 14);
+        e.shutdown();
+    });
+}
