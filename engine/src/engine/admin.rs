@@ -226,7 +226,15 @@ where
     pub fn run_maintenance(&self) {
         self.shared().not_weighing();
         crate::reentry::may_wait_for_workers();
-        self.broadcast(Command::Maintain);
+        let s = self.shared();
+        // A worker left over capacity settles like a batch: it may have asked another worker
+        // to reclaim first (see `flush`), which then ends within capacity.
+        if self.broadcast(Command::Maintain)
+            && (s.settles_in_flight.load(Ordering::SeqCst) != 0
+                || s.weight.load(Ordering::Acquire) > s.capacity)
+        {
+            self.flush();
+        }
     }
 
     /// Removes every value and detaches every running computation; returns when done

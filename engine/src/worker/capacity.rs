@@ -48,7 +48,7 @@ pub(super) fn apply_evicting<K: 'static, V: 'static>(
 /// Evicts from `core` while the engine as a whole is over capacity. Each victim's weight is
 /// reserved with a compare-and-swap that succeeds only while the engine is over capacity, so
 /// two workers never both evict for the same excess.
-pub(super) fn evict_while_over<K, V>(
+fn evict_while_over<K, V>(
     shared: &Shared<K, V>,
     core: &mut Shard<K, V>,
     garbage: &mut Vec<(K, V)>,
