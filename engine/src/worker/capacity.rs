@@ -4,8 +4,10 @@
 //! The rule: a live entry is never evicted while an expired or stale one takes its place. So
 //! a worker first reclaims the dead entries of its own shards (slice after slice), then, if
 //! another worker's shards may still hold some (its published `due_at` has come, or it has a
-//! `Retire` it has not handled), asks that worker to settle instead of evicting; only when no
-//! shard of any worker may hold a dead entry does the policy evict live ones. When nothing
+//! `Retire` it has not handled), asks that worker to settle instead of evicting; with a
+//! `Retire` of its own not handled yet it leaves the excess to that `Retire`, which settles
+//! once it has scheduled the retired entries; only when no shard of any worker may hold a
+//! dead entry does the policy evict live ones. When nothing
 //! can be dead anywhere (the common case at capacity), the evictions happen within the
 //! batch's own hold of the write lock ([`apply_evicting`]).
 //!
