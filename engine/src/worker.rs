@@ -467,7 +467,7 @@ fn maintain<K: 'static, V: 'static>(
         let mut done = 0;
         let mut garbage = Vec::with_capacity(SLICE);
         let finished = loop {
-            let (work, freed, finished) = {
+            let (work, _, finished) = {
                 let mut core = write_lock(cell);
                 // An explicit step expires every entry the clock says is dead, also those whose
                 // deadline fell inside the current tick; the background bursts leave those to
@@ -476,11 +476,15 @@ fn maintain<K: 'static, V: 'static>(
                     Budget::Entries(_) => core.reclaim_dead(now, SLICE, &shared.gens, &mut garbage),
                     Budget::Until(_) => core.maintain(now, SLICE, &shared.gens, &mut garbage),
                 };
+                // The weight freed is given back before the lock (and with it the shard's
+                // `due_at`, maybe clean now) is published: another worker that then sees the
+                // shard clean must not also see the engine still over capacity by what this
+                // slice reclaimed, and evict a live entry for it.
+                shared.weight.fetch_sub(r.1, Ordering::AcqRel);
                 // Hand the lock to waiting readers before taking it again for the next slice.
                 core.unlock_fair();
                 r
             };
-            shared.weight.fetch_sub(freed, Ordering::AcqRel);
             drop_outside(garbage.drain(..));
             done += work;
             if finished {
