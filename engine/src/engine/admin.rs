@@ -28,7 +28,7 @@ where
     }
 
     /// Retires `generation`: from now on no value stored under it is returned (for values that
-    /// declared it [in their key](InsertOptions::primary_in_key): once the workers have
+    /// declared it [in their key](crate::InsertOptions::primary_in_key): once the workers have
     /// reclaimed them), stores still in flight under it are dropped, and new callers do not
     /// join computations started under it. O(1); the workers reclaim the entries in the
     /// background. Retiring twice does nothing.
