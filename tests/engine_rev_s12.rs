@@ -36,6 +36,35 @@ fn hold_worker(e: &E, id: u64) -> Gate {
     gate
 }
 
+/// Stores keys 10..13 under a new generation and live key 0, then reads 10..13 three times
+/// (the retired-to-be entries look valuable to the policy; the live ones do not); returns
+/// the generation.
+fn valued_generation(e: &E) -> memokit_engine::Generation {
+    let g = e.new_generation();
+    for k in 10..13 {
+        e.insert_with_options(HookedKey::new(k), k, InsertOptions::new().generations(g, None));
+    }
+    e.insert(HookedKey::new(0), 0);
+    e.flush();
+    for _ in 0..3 {
+        for k in 10..13 {
+            assert!(e.get(&HookedKey::new(k)).is_some());
+        }
+    }
+    g
+}
+
+/// After the generation of [`valued_generation`] was retired and live keys 1 and 2 stored
+/// (capacity 5): live keys 0..3 are all resident, nothing was evicted, within capacity.
+fn no_live_key_evicted(e: &E, case: &str) {
+    let missing: Vec<u64> = (0..3).filter(|&k| e.get(&HookedKey::new(k)).is_none()).collect();
+    let s = e.stats();
+    assert!(missing.is_empty(), "{case}: live keys {missing:?} evicted ({s:?})");
+    assert_eq!(s.evictions, 0, "{case}: {s:?}");
+    assert!(s.weight <= 5, "{case}: {s:?}");
+    e.validate().unwrap();
+}
+
 /// A worker's own `Retire` counts as much as another worker's. A batch stored before a
 /// `retire` may reach the worker after `retire` has returned, with the `Retire` still behind
 /// it in the mailbox: the shards then hold entries of the retired generation that their
@@ -51,18 +80,7 @@ fn hold_worker(e: &E, id: u64) -> Gate {
 fn own_pending_retire_goes_before_live_entries() {
     for shards in [1, 4] {
         let e = one_worker(5, shards);
-        let g = e.new_generation();
-        for k in 10..13 {
-            e.insert_with_options(HookedKey::new(k), k, InsertOptions::new().generations(g, None));
-        }
-        e.insert(HookedKey::new(0), 0);
-        e.flush();
-        // The retired-to-be entries look valuable to the policy; the live ones do not.
-        for _ in 0..3 {
-            for k in 10..13 {
-                assert!(e.get(&HookedKey::new(k)).is_some());
-            }
-        }
+        let g = valued_generation(&e);
         let gate = hold_worker(&e, 100);
         // Queued as `Work` before the `Retire` below, applied after `retire` has returned.
         e.insert(HookedKey::new(1), 1);
@@ -71,28 +89,8 @@ fn own_pending_retire_goes_before_live_entries() {
         gate.open();
         let e2 = e.clone();
         no_hang("flush", move || e2.flush());
-        let missing: Vec<u64> = (0..3).filter(|&k| e.get(&HookedKey::new(k)).is_none()).collect();
-        let s = e.stats();
-        assert!(missing.is_empty(), "{shards} shards: live keys {missing:?} evicted ({s:?})");
-        assert_eq!(s.evictions, 0, "{shards} shards: {s:?}");
-        assert!(s.weight <= 5, "{shards} shards: {s:?}");
-        e.validate().unwrap();
+        no_live_key_evicted(&e, &format!("{shards} shards"));
     }
-}
-
-/// The thread `tid` (of this process) sleeps on many consecutive looks: blocked, not passing
-/// through a sleep on its way somewhere (Linux: `/proc/self/task/<tid>/stat`).
-fn wait_asleep(what: &str, tid: &str) {
-    let stat = format!("/proc/self/task/{tid}/stat");
-    let sleeping = || {
-        let s = std::fs::read_to_string(&stat).unwrap_or_default();
-        s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
-    };
-    let mut seen = 0;
-    common::wait_until(what, || {
-        seen = if sleeping() { seen + 1 } else { 0 };
-        seen >= 200
-    });
 }
 
 /// `run_maintenance` served between a batch over capacity and the worker's own `Retire`: the
@@ -108,17 +106,7 @@ fn wait_asleep(what: &str, tid: &str) {
 #[test]
 fn maintenance_before_a_pending_retire_evicts_nothing_live() {
     let e = one_worker(5, 1);
-    let g = e.new_generation();
-    for k in 10..13 {
-        e.insert_with_options(HookedKey::new(k), k, InsertOptions::new().generations(g, None));
-    }
-    e.insert(HookedKey::new(0), 0);
-    e.flush();
-    for _ in 0..3 {
-        for k in 10..13 {
-            assert!(e.get(&HookedKey::new(k)).is_some());
-        }
-    }
+    let g = valued_generation(&e);
     let gate = hold_worker(&e, 100);
     e.insert(HookedKey::new(1), 1);
     e.insert(HookedKey::new(2), 2);
@@ -126,26 +114,20 @@ fn maintenance_before_a_pending_retire_evicts_nothing_live() {
     let maintainer = {
         let (e, tid) = (e.clone(), tid.clone());
         std::thread::spawn(move || {
-            let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
-            *tid.lock().unwrap() = me.file_name().unwrap().to_string_lossy().into_owned();
+            *tid.lock().unwrap() = common::this_thread_id();
             e.run_maintenance();
         })
     };
     common::wait_until("the maintainer started", || !tid.lock().unwrap().is_empty());
     let tid = tid.lock().unwrap().clone();
     // Asleep: it has sent `Maintain` and waits for the answer.
-    wait_asleep("run_maintenance waits for the held worker", &tid);
+    common::wait_asleep("run_maintenance waits for the held worker", &tid);
     e.retire(g);
     gate.open();
     no_hang("run_maintenance", move || maintainer.join().unwrap());
     let e2 = e.clone();
     no_hang("flush", move || e2.flush());
-    let missing: Vec<u64> = (0..3).filter(|&k| e.get(&HookedKey::new(k)).is_none()).collect();
-    let s = e.stats();
-    assert!(missing.is_empty(), "live keys {missing:?} evicted ({s:?})");
-    assert_eq!(s.evictions, 0, "{s:?}");
-    assert!(s.weight <= 5, "{s:?}");
-    e.validate().unwrap();
+    no_live_key_evicted(&e, "maintenance first");
 }
 
 /// A key whose `Eq` panics while this thread's [`PANIC_EQ`] is set, and a value whose `Clone`

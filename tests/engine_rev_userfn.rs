@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{expect_panic, no_hang, wait_until, Gate};
+use common::{expect_panic, no_hang, this_thread_id, wait_asleep, wait_until, Gate};
 use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 type Hook = Box<dyn FnOnce()>;
@@ -134,8 +134,7 @@ fn stall(e: &E) -> Stalled {
     let h = s.clone();
     e.insert(
         Key::with_drop(STALL, move || {
-            let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
-            *h.tid.lock().unwrap() = me.file_name().unwrap().to_string_lossy().into_owned();
+            *h.tid.lock().unwrap() = this_thread_id();
             h.gate.enter_and_wait();
             h.returned.store(true, Ordering::SeqCst);
         }),
@@ -157,17 +156,8 @@ impl Stalled {
     fn release_until_queued(&self) {
         self.release();
         wait_until("the worker's Drop returned", || self.returned.load(Ordering::SeqCst));
-        let stat = format!("/proc/self/task/{}/stat", self.tid.lock().unwrap());
-        let sleeping = || {
-            let s = std::fs::read_to_string(&stat).unwrap_or_default();
-            s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
-        };
-        // Asleep on many consecutive looks: not a passing sleep on its way to the lock.
-        let mut seen = 0;
-        wait_until("the worker queued for the write lock", || {
-            seen = if sleeping() { seen + 1 } else { 0 };
-            seen >= 200
-        });
+        let tid = self.tid.lock().unwrap().clone();
+        wait_asleep("the worker queued for the write lock", &tid);
     }
 }
 

@@ -50,6 +50,29 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The id of the calling thread within this process (Linux: `/proc/thread-self`), for
+/// [`wait_asleep`].
+pub(crate) fn this_thread_id() -> String {
+    let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    me.file_name().expect("a thread id").to_string_lossy().into_owned()
+}
+
+/// Waits until thread `tid` of this process is asleep on many consecutive looks: blocked
+/// (queued for a lock, waiting for an answer), not passing through a sleep on its way
+/// somewhere (Linux: `/proc/self/task/<tid>/stat`).
+pub(crate) fn wait_asleep(what: &str, tid: &str) {
+    let stat = format!("/proc/self/task/{tid}/stat");
+    let sleeping = || {
+        let s = std::fs::read_to_string(&stat).unwrap_or_default();
+        s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
+    };
+    let mut seen = 0;
+    wait_until(what, || {
+        seen = if sleeping() { seen + 1 } else { 0 };
+        seen >= 200
+    });
+}
+
 /// Like [`wait_until`], but gives up quietly after `limit` and reports whether the
 /// condition was reached. For conditions that make a test stronger but are not part of
 /// what it asserts (for example "the waiters are parked by now").

@@ -183,8 +183,7 @@ where
         // request reclaims the requested worker's dead entries first and passes back at most
         // once, so requests stop after a few rounds; the bound only rules out a loop while the
         // real clock keeps making new entries due.
-        s.not_weighing();
-        crate::reentry::may_wait_for_workers();
+        s.may_wait_for_workers();
         for _ in 0..64 {
             if !self.broadcast(Command::Flush) {
                 break; // on a worker thread: see above
@@ -193,9 +192,7 @@ where
             // to it (the asker it answers may have been replaced by another asker's record)
             // leaves it; in the next round every worker over capacity with no dead entries
             // left anywhere evicts from its own shards.
-            if s.settles_in_flight.load(Ordering::SeqCst) == 0
-                && s.weight.load(Ordering::Acquire) <= s.capacity
-            {
+            if s.settled() {
                 break;
             }
         }
@@ -224,15 +221,11 @@ where
     /// # Ok::<(), memokit_engine::BuildError>(())
     /// ```
     pub fn run_maintenance(&self) {
-        self.shared().not_weighing();
-        crate::reentry::may_wait_for_workers();
         let s = self.shared();
+        s.may_wait_for_workers();
         // A worker left over capacity settles like a batch: it may have asked another worker
         // to reclaim first (see `flush`), which then ends within capacity.
-        if self.broadcast(Command::Maintain)
-            && (s.settles_in_flight.load(Ordering::SeqCst) != 0
-                || s.weight.load(Ordering::Acquire) > s.capacity)
-        {
+        if self.broadcast(Command::Maintain) && !s.settled() {
             self.flush();
         }
     }
@@ -254,8 +247,7 @@ where
     /// assert_eq!(cache.get(&1), None);
     /// ```
     pub fn clear(&self) {
-        self.shared().not_weighing();
-        crate::reentry::may_wait_for_workers();
+        self.shared().may_wait_for_workers();
         for cell in self.shared().cells.iter() {
             let mut fl = cell.flights.lock();
             let flights = std::mem::take(&mut *fl);
@@ -280,8 +272,7 @@ where
     /// assert_eq!(cache.get_or_insert_with(3, || 3), 3); // computed, not stored
     /// ```
     pub fn shutdown(&self) {
-        self.shared().not_weighing();
-        crate::reentry::may_wait_for_workers();
+        self.shared().may_wait_for_workers();
         shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
     }
 

@@ -208,6 +208,22 @@ where
         }
     }
 
+    /// Panics unless this caller may wait for the workers (`flush`, `run_maintenance`,
+    /// `clear`, `shutdown`): not from this engine's weigher ([`Self::not_weighing`]), nor from
+    /// user code run under any engine's lock ([`crate::reentry::may_wait_for_workers`]).
+    #[inline]
+    pub(crate) fn may_wait_for_workers(&self) {
+        self.not_weighing();
+        crate::reentry::may_wait_for_workers();
+    }
+
+    /// Whether no `Settle` request is outstanding and the engine is within capacity: what a
+    /// `flush` waits for (see `Engine::flush`).
+    pub(crate) fn settled(&self) -> bool {
+        self.settles_in_flight.load(Ordering::SeqCst) == 0
+            && self.weight.load(Ordering::Acquire) <= self.capacity
+    }
+
     /// Finishes a store or remove once its caller holds no lock: drops what it displaced,
     /// then, if the shard's pending table was full, waits until its worker has drained it
     /// below half the limit, or the engine is shut down or its worker died (backpressure).
