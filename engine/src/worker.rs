@@ -12,7 +12,8 @@
 //! also wakes every `tick` for maintenance: advance the wheel (expire) and reclaim entries of
 //! retired generations, in slices of [`SLICE`] entries per write lock, each released fairly so that
 //! readers waiting meanwhile go first. Background maintenance is paced by time: a burst of at most
-//! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile), so
+//! [`BURST`], then, while work is left, a pause of [`PAUSE`] (the mailbox is served meanwhile, and
+//! a tick shorter than the pause drains the shards without cutting it short: `pace`), so
 //! reclaiming a large retired generation takes at most a seventh of a core and leaves the shards'
 //! locks free to readers six sevenths of the time: 1M stale entries are reclaimed in about 3 s (3
 //! ticks) while a reader keeps ~87% of its throughput (`benches/retire.rs`). With a manual clock
@@ -33,9 +34,11 @@ use crate::sync::{spin_loop, Receiver, RecvTimeoutError, Sender};
 use crate::shard::Shard;
 
 mod capacity;
+mod pace;
 
 use crate::shared::{Cell, Shared};
 use capacity::{apply_evicting, settle};
+use pace::Pace;
 
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
 /// enough that a reader arriving meanwhile spins instead of sleeping (`benches/retire.rs`: read
@@ -247,15 +250,12 @@ where
     let _forget = Forget;
     let mine = shards_of(&shared, me);
     let auto = !shared.clock.is_manual();
-    let mut next_tick = after(Instant::now(), shared.tick);
-    // Set while background maintenance has work left: when to run the next burst.
-    let mut resume: Option<Instant> = None;
+    let mut pace = Pace::new(Instant::now(), shared.tick);
     // The shard the next burst starts with, so that every shard gets its turn.
     let mut cursor = 0usize;
     loop {
         let msg = if auto {
-            let wake = resume.map_or(next_tick, |r| r.min(next_tick));
-            match rx.recv_deadline(wake) {
+            match rx.recv_deadline(pace.wake_at()) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -307,15 +307,14 @@ where
             continue;
         }
         let now = Instant::now();
-        if now < resume.map_or(next_tick, |r| r.min(next_tick)) {
-            continue;
-        }
-        if now >= next_tick {
+        let due = pace.due(now);
+        if due.drain {
             mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
-            next_tick = after(now, shared.tick);
         }
-        let finished = maintain(&shared, me, &mine, &mut cursor, Budget::Until(now + BURST));
-        resume = (!finished).then(|| Instant::now() + PAUSE);
+        if due.burst {
+            let finished = maintain(&shared, me, &mine, &mut cursor, Budget::Until(now + BURST));
+            pace.burst_ended(Instant::now(), finished);
+        }
     }
 }
 
