@@ -57,6 +57,9 @@ pub struct InsertOptions {
     ttl: Option<Duration>,
     gens: Gens,
     primary_in_key: bool,
+    /// The secondary given was the primary itself: stored once (each value counts once
+    /// under a generation), but still checked by lookups, as a secondary is.
+    secondary_is_primary: bool,
 }
 
 impl InsertOptions {
@@ -93,6 +96,10 @@ impl InsertOptions {
     /// [`primary_in_key`](Self::primary_in_key) for the exception), and a store still in
     /// flight under a retired generation is dropped.
     ///
+    /// The same generation as both counts once (in
+    /// [`Engine::generation_entries`](crate::Engine::generation_entries)) and is checked by
+    /// lookups as a secondary is, even with [`primary_in_key`](Self::primary_in_key).
+    ///
     /// ```
     /// use memokit_engine::{Engine, InsertOptions};
     ///
@@ -104,6 +111,8 @@ impl InsertOptions {
     /// assert_eq!(cache.get(&1), None);
     /// ```
     pub fn generations(mut self, primary: Generation, secondary: Option<Generation>) -> Self {
+        self.secondary_is_primary = secondary == Some(primary);
+        let secondary = secondary.filter(|&s| s != primary);
         self.gens = [primary.id(), secondary.map_or(0, |g| g.id())];
         self
     }
@@ -145,7 +154,9 @@ impl InsertOptions {
     /// Whether lookups check the generations of a value stored with these options: it has a
     /// secondary, or a primary not declared [in the key](Self::primary_in_key).
     pub(crate) fn checks_generations(&self) -> bool {
-        self.gens[1] != 0 || (self.gens[0] != 0 && !self.primary_in_key)
+        self.gens[1] != 0
+            || self.secondary_is_primary
+            || (self.gens[0] != 0 && !self.primary_in_key)
     }
 
     /// Whether a value inserted with these options is kept at all.

@@ -250,12 +250,13 @@ impl<K: Hash + Eq + Clone + Debug> Model<K> {
         (sure, self.entries.values().map(|s| s.weight).sum())
     }
 
-    /// Entries stored under generation `g` (counted once per slot carrying it), as bounds like
+    /// Entries stored under generation `g` (each once, also one carrying `g` as both primary
+    /// and secondary), as bounds like
     /// [`Model::len_bounds`].
     pub fn generation_entries(&self, g: u64) -> (u64, u64) {
         let mut bounds = (0, 0);
         for s in self.entries.values() {
-            let n = s.gens.iter().filter(|&&x| x == g).count() as u64;
+            let n = u64::from(s.gens.contains(&g));
             if self.surely_held(s) {
                 bounds.0 += n;
             }
