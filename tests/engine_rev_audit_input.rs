@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{expect_panic, manual_engine, no_hang};
-use memokit_engine::InsertOptions;
+use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 /// `generations(g, Some(g))`: "each value counts once" (`Engine::generation_entries`), and
 /// the value behaves as stored under `g`.
@@ -231,4 +231,48 @@ fn every_operation_after_panicking_hash_or_eq() {
             e.shutdown();
         });
     }
+}
+
+/// A value heavier than the whole capacity: "not stored", "the previous value of the key is
+/// dropped all the same" (an explicit insert), and "never counted" under its generation.
+#[test]
+fn heavier_than_the_capacity() {
+    let (e, _clock) = common::manual_engine_with::<u64, u64>(
+        Engine::builder().max_capacity(10).weigher(|_, v| *v as u32),
+    );
+    let g = e.new_generation();
+    let under_g = InsertOptions::new().generations(g, None);
+    e.insert_with_options(1, 5, under_g);
+    assert_eq!(e.generation_entries(g), 1);
+    e.insert_with_options(1, 11, under_g);
+    assert_eq!((e.get(&1), e.generation_entries(g)), (None, 0), "pending: dropped, uncounted");
+    e.insert_with_options(2, 6, under_g);
+    e.flush();
+    e.insert_with_options(2, 12, under_g);
+    assert_eq!(e.get(&2), None, "resident: dropped (uncounted once the worker removes it)");
+    e.flush();
+    assert_eq!((e.len(), e.weighted_size(), e.generation_entries(g)), (0, 0, 0));
+    // Computed: returned to the caller, not stored.
+    assert_eq!(e.get_or_insert_with_options(3, under_g, || 13), 13);
+    assert_eq!(e.get_or_insert_with_options(3, under_g, || 3), 3);
+    e.flush();
+    assert_eq!((e.get(&3), e.generation_entries(g), e.len()), (Some(3), 1, 1));
+    let s = e.stats();
+    // Key 1's first store counts unless the second superseded it while still pending.
+    assert!((2..=3).contains(&s.inserts), "{s:?}");
+    assert_eq!((s.evictions, s.weight), (0, 3), "{s:?}");
+}
+
+/// `shards`: "at most 65,536; more are treated as 65,536"; `workers`: at most one per shard.
+#[test]
+fn too_many_shards_or_workers_are_capped() {
+    let e: Engine<u64, u64> =
+        Engine::builder().shards(1 << 20).workers(3).clock(ManualClock::new()).build().unwrap();
+    let shown = format!("{e:?}");
+    assert!(shown.contains("shards: 65536") && shown.contains("workers: 3"), "{shown}");
+    e.insert(1, 1);
+    e.flush();
+    assert_eq!((e.get(&1), e.len()), (Some(1), 1));
+    let e: Engine<u64, u64> = Engine::builder().shards(2).workers(64).build().unwrap();
+    assert!(format!("{e:?}").contains("workers: 2"), "{e:?}");
 }

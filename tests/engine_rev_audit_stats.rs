@@ -381,3 +381,53 @@ fn reclaimed_before_eviction_counts_as_expired_or_stale() {
         assert_eq!(e.stats(), s, "{shards} shards: nothing left to expire or reclaim");
     }
 }
+
+/// Single flight in the counters: a leader counts one miss, each caller that joins its
+/// computation one `single_flight_waits` (and neither a hit nor a miss). When the leader
+/// panics, its waiters retry: one leads again (one more miss), and each other one either
+/// joins that computation (one more wait) or, arriving after it, hits the stored value.
+#[test]
+fn single_flight_counts_one_miss_per_leader() {
+    const WAITERS: u64 = 3;
+    for panics in [false, true] {
+        let e = common::sharded_engine(4);
+        let gate = common::Gate::new();
+        let leader = {
+            let (e, gate) = (e.clone(), gate.clone());
+            std::thread::spawn(move || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    e.get_or_insert_with(1, || {
+                        gate.enter_and_wait();
+                        assert!(!panics, "boom");
+                        10
+                    })
+                }))
+            })
+        };
+        gate.wait_entered();
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|_| {
+                let e = e.clone();
+                std::thread::spawn(move || e.get_or_insert_with(1, || 11))
+            })
+            .collect();
+        common::wait_until("the waiters joined", || e.stats().single_flight_waits == WAITERS);
+        gate.open();
+        let led = common::no_hang("the leader", move || leader.join().unwrap());
+        assert_eq!(led.is_err(), panics);
+        for w in waiters {
+            let v = common::no_hang("a waiter", move || w.join().unwrap());
+            assert_eq!(v, if panics { 11 } else { 10 });
+        }
+        let s = e.stats();
+        if panics {
+            assert_eq!(s.misses, 2, "{s:?}: the leader, then one waiter leading again");
+            let rejoined = s.single_flight_waits - WAITERS;
+            assert_eq!(rejoined + s.hits, WAITERS - 1, "{s:?}: the others joined or hit");
+        } else {
+            assert_eq!((s.hits, s.misses, s.single_flight_waits), (0, 1, WAITERS), "{s:?}");
+        }
+        e.flush();
+        assert_eq!((e.stats().inserts, e.stats().entries), (1, 1));
+    }
+}
