@@ -139,6 +139,9 @@ impl PartialEq for Bomb {
 
 impl Eq for Bomb {}
 
+/// One operation of a test, boxed.
+type Op<'a> = Box<dyn Fn() + 'a>;
+
 /// Every operation that hashes or compares a key, with its `Hash`, then its `Eq`, panicking;
 /// then every operation on the same keys, disarmed: each works, and the engine's counts and
 /// invariants are exact.
@@ -157,7 +160,7 @@ fn every_operation_after_panicking_hash_or_eq() {
         let switch = if which == "hash" { &hash } else { &eq };
         switch.store(true, Ordering::SeqCst);
         // Operations whose lookup finds the resident key (so `Eq` runs) or hashes it.
-        let ops: Vec<(&str, Box<dyn Fn()>)> = vec![
+        let ops: Vec<(&str, Op<'_>)> = vec![
             (
                 "get",
                 Box::new(|| {
