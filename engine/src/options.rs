@@ -8,8 +8,13 @@ use crate::generation::Generation;
 /// Looks a key up by a borrowed form of it, without building the owned key.
 ///
 /// Implemented for every `Q: Eq` that `K` borrows as (`String` by `str`, `Vec<T>` by `[T]`, ...).
-/// Implement it for your own borrowed key types (a tuple of references, say); `Q` must hash
-/// exactly as the `K` it is equivalent to.
+/// Implement it for your own borrowed key types; `Q` must hash exactly as the `K` it is
+/// equivalent to. A key made of several owned parts is looked up without allocating through a
+/// struct of the borrowed parts, as below: a plain tuple such as `(&str, u64)` cannot stand for
+/// `(String, u64)`, because `(String, u64)` does not implement `Borrow<(&str, u64)>` and Rust's
+/// coherence rules let neither this crate nor yours add that impl (nor an `Equivalent` impl
+/// between the two tuples beside the `Borrow` one). Derived `Hash` of such a struct hashes its
+/// parts in order, as the tuple or struct it stands for does (a `&str` hashes as its `String`).
 ///
 /// # Example
 /// ```
