@@ -14,18 +14,18 @@
 //! that one unsuitable type gives one error, at that type, instead of one more per generated
 //! use. Deletes and `ops` dispatch the same way (their last tier is a no-op, selected only
 //! where the call is a compile error too), and so does the view of a `key =` value (a
-//! reference is the view, an owned value is borrowed). `ops` has three tiers: an owned
-//! argument tuple that is a key but not `Clone` (a by-reference argument whose
-//! `ToOwned::Owned` is not `Clone`; its calls are cached) still gets working deletes
-//! ([`OpsDeleteOnly`]; it once fell to the no-op, so `Memoized::delete` and the by-name
-//! delete by arguments deleted nothing).
+//! reference is the view, an owned value is borrowed). `ops` (the handle's `delete` and
+//! `make_cache_key`, the by-name delete) builds the call's own view from the owned argument
+//! tuple (each borrowed argument through `Borrow`), so it finds and makes the key a call would
+//! use, and needs no `Clone` of the tuple: a by-reference argument whose `ToOwned::Owned` is
+//! not `Clone` has working deletes and keys (deletes once did nothing for it, and
+//! `make_cache_key` panicked).
 
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::key::{CacheKey, Found, KeyView};
-use crate::state::{FnState, KeyOp, Ops, Recv};
+use crate::state::{FnState, KeyOp, Recv};
 use crate::Memoized;
 
 /// A type-level probe carrying the key view type `V` and the stored value type `R`.
@@ -40,7 +40,7 @@ pub fn probe<V, R>(_: &V) -> Probe<V, R> {
     Probe(PhantomData)
 }
 
-/// The probe for an owned argument tuple (for `ops`).
+/// The probe for a type (for a receiver's identity).
 #[inline(always)]
 pub fn probe_args<A: ?Sized>() -> Probe<A, ()> {
     Probe(PhantomData)
@@ -168,65 +168,8 @@ impl<V, R> DeleteNone<V> for Probe<V, R> {
     fn __memokit_delete<A: 'static>(&self, _: Memoized<A>, _: V) {}
 }
 
-/// Tier 1 of the `ops` of a function without `key =`.
-pub trait OpsOwned<A> {
-    /// The ops for the owned tuple.
-    fn __memokit_ops(&self) -> Ops<A>;
-}
-
-/// Tier 2 of the `ops` of a function without `key =`: an owned tuple that is not `Clone`
-/// (a by-reference argument whose `ToOwned::Owned` is not `Clone`). Its calls are cached
-/// (a call never clones its owned key), so its deletes must work: they need only `Hash` and
-/// `Eq`. It has no [`CacheKey`] (one owns a copy of the arguments), so `make_cache_key`
-/// panics.
-pub trait OpsDeleteOnly<A> {
-    /// The ops for the owned tuple: deletes only.
-    fn __memokit_ops(&self) -> Ops<A>;
-}
-
-/// Tier 3 of `ops` (already a compile error: the arguments are no key).
-pub trait OpsNone<A> {
-    /// Ops that do nothing.
-    fn __memokit_ops(&self) -> Ops<A>;
-}
-
-fn key_op_owned<A>(state: &'static FnState, args: &A, op: KeyOp) -> Option<CacheKey>
-where
-    A: Hash + Eq + Clone + Send + Sync + 'static,
-{
-    state.key_op_owned(args, op)
-}
-
-fn delete_owned<A>(state: &'static FnState, args: &A, op: KeyOp) -> Option<CacheKey>
-where
-    A: Hash + Eq + Send + Sync + 'static,
-{
-    match op {
-        KeyOp::Delete => state.delete_owned(args),
-        KeyOp::Make => {}
-    }
-    None
-}
-
-impl<A: Hash + Eq + Clone + Send + Sync + 'static> OpsOwned<A> for &&Probe<A, ()> {
-    fn __memokit_ops(&self) -> Ops<A> {
-        key_op_owned::<A>
-    }
-}
-
-impl<A: Hash + Eq + Send + Sync + 'static> OpsDeleteOnly<A> for &Probe<A, ()> {
-    fn __memokit_ops(&self) -> Ops<A> {
-        delete_owned::<A>
-    }
-}
-
-impl<A> OpsNone<A> for Probe<A, ()> {
-    fn __memokit_ops(&self) -> Ops<A> {
-        |_, _, _| None
-    }
-}
-
-/// Tier 1 of a key operation on a view (for `ops` of functions with `key =`).
+/// Tier 1 of a key operation on a view (for `ops`, which builds the call's view from the owned
+/// argument tuple).
 pub trait KeyOpView<V> {
     /// Applies `op` to the key of `view`.
     fn __memokit_key_op(&self, s: &'static FnState, view: V, op: KeyOp) -> Option<CacheKey>;

@@ -89,10 +89,6 @@ impl<A: 'static> Memoized<A> {
     /// The key a call with these arguments would use. Equal exactly when two calls would
     /// share a result.
     ///
-    /// # Panics
-    /// When the owned argument tuple `A` is not `Clone` (a by-reference argument whose
-    /// `ToOwned::Owned` is not): a key owns a copy of the arguments.
-    ///
     /// ```
     /// #[memokit::memoize]
     /// fn f(s: &str) -> usize { s.len() }
@@ -101,12 +97,9 @@ impl<A: 'static> Memoized<A> {
     pub fn make_cache_key(&self, args: &A) -> CacheKey {
         match (self.ops)(self.state, args, KeyOp::Make) {
             Some(k) => k,
-            // Only a function whose owned argument tuple is not `Clone` (a by-reference
-            // argument whose `ToOwned::Owned` is not): a key owns a copy of the arguments.
-            None => panic!(
-                "memokit: `{}` has no cache key: its owned arguments are not `Clone`",
-                self.name()
-            ),
+            // `ops` gives no key only where its arguments are no key at all, in code that
+            // `#[memoize]` already made a compile error (see `dispatch`).
+            None => unreachable!("memokit: `{}` has no cache key", self.name()),
         }
     }
 

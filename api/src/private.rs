@@ -15,8 +15,7 @@ pub use std::string::String;
 
 pub use crate::dispatch::{
     probe, probe_args, probe_key, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone,
-    IdOf, KeyOpNone, KeyOpView, KeyOwned, KeyRef, OpsDeleteOnly, OpsNone, OpsOwned, Probe,
-    SettleNone, SettleRefRef,
+    IdOf, KeyOpNone, KeyOpView, KeyOwned, KeyRef, Probe, SettleNone, SettleRefRef,
 };
 pub use crate::identity::MemoIdentity;
 pub use crate::key::{KeyArg, KeyView};

@@ -52,9 +52,7 @@ use memokit_engine::{Engine, Generation, InsertOptions};
 use parking_lot::{Mutex, RwLock};
 
 use crate::dispatch::Codec;
-use crate::key::{
-    CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, OwnedLookup, OwnedView, Space,
-};
+use crate::key::{CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, Space};
 use crate::memoizer::{ErasedValue, Registered};
 use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
@@ -512,31 +510,6 @@ impl FnState {
                 Some(CacheKey { name: self.name(), key: ErasedKey::unstored(self.keys.id(), view) })
             }
         }
-    }
-
-    /// [`key_op`](Self::key_op) for an owned argument tuple.
-    pub(crate) fn key_op_owned<A>(&'static self, args: &A, op: KeyOp) -> Option<CacheKey>
-    where
-        A: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-    {
-        match op {
-            KeyOp::Delete => {
-                self.delete_owned(args);
-                None
-            }
-            KeyOp::Make => self.key_op(&OwnedView(args), op),
-        }
-    }
-
-    /// Deletes the result for an owned argument tuple (and detaches its computation), with
-    /// its `Hash` and `Eq` only: an owned tuple need not be `Clone` (a by-reference argument's
-    /// `ToOwned::Owned` may not be), and its calls are cached all the same.
-    pub(crate) fn delete_owned<A>(&'static self, args: &A)
-    where
-        A: std::hash::Hash + Eq + Send + Sync + 'static,
-    {
-        event!(debug, function = %self.name, "delete one result");
-        self.engine.remove(&OwnedLookup { space: self.keys.space(), args });
     }
 }
 

@@ -354,36 +354,37 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         Some(e) => quote_spanned!(e.span()=> #m::timeout(#e)),
         None => quote!(#m::Timeout::Default),
     };
-    let ops = match &opts.key {
-        None => quote!({
-            use #m::{OpsOwned as _, OpsDeleteOnly as _, OpsNone as _};
-            (&&&#m::probe_args::<#args_ty>()).__memokit_ops()
-        }),
-        Some(k) => {
-            // For a method, the receiver's id: a pattern of the argument tuple and, bound as
-            // `&Id`, the first part of the view.
-            let id = match f.kind {
-                Kind::Method(_) => quote!(__memokit_id,),
-                _ => quote!(),
-            };
-            let (bindings, views) = key_bindings_and_views(k);
-            // The parts see a borrowed argument as the call does (`&str`, not `&String`), so
-            // that both paths give the key the same types and values.
-            let as_called = f.params.iter().filter(|p| p.by_ref).map(|p| {
-                let (n, b) = (&p.name, &p.borrowed);
-                quote!(#[allow(unused_variables)] let #n: &#b = #m::Borrow::borrow(#n);)
-            });
-            quote! {
-                |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
-                    #[allow(unused_variables)]
-                    let (#id #(#names,)*) = __memokit_a;
-                    #(#as_called)*
-                    #bindings
-                    use #m::{KeyOpView as _, KeyOpNone as _};
-                    let __memokit_view = (#id #views);
-                    (&&#m::probe::<_, ()>(&__memokit_view))
-                        .__memokit_key_op(__memokit_s, __memokit_view, __memokit_op)
-                }
+    // `ops` (the handle's `delete`/`make_cache_key` and the by-name delete) gets the owned
+    // argument tuple. It sees each argument as the call does (a `String` as `&str`, through
+    // `Borrow`) and builds the call's own view, so that both paths give the key the same types
+    // and values, and a key exists whether or not the owned tuple is `Clone` (it is built
+    // from the borrowed forms with `ToOwned`, as a call stores it).
+    let ops = {
+        // For a method, the receiver's id: a pattern of the argument tuple and, bound as
+        // `&Id`, the first part of the view.
+        let id = match f.kind {
+            Kind::Method(_) => quote!(__memokit_id,),
+            _ => quote!(),
+        };
+        let as_called = f.params.iter().filter(|p| p.by_ref).map(|p| {
+            let (n, b) = (&p.name, &p.borrowed);
+            quote!(#[allow(unused_variables)] let #n: &#b = #m::Borrow::borrow(#n);)
+        });
+        let (bindings, views) = match &opts.key {
+            Some(k) => key_bindings_and_views(k),
+            // Each argument is already a reference here, like each part of the call's view.
+            None => (quote!(), quote!(#(#names,)*)),
+        };
+        quote! {
+            |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
+                #[allow(unused_variables)]
+                let (#id #(#names,)*) = __memokit_a;
+                #(#as_called)*
+                #bindings
+                use #m::{KeyOpView as _, KeyOpNone as _};
+                let __memokit_view = (#id #views);
+                (&&#m::probe::<_, ()>(&__memokit_view))
+                    .__memokit_key_op(__memokit_s, __memokit_view, __memokit_op)
             }
         }
     };
