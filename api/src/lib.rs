@@ -146,6 +146,17 @@
 //! - a default method of a trait (whose one cache would serve every implementor): "generic
 //!   parameters may not be used in const operations" at `#[memoize]`: memoize a free function
 //!   or an inherent method and call it from the trait's method.
+//! - an associated function without `self` in an `impl` block, not marked `associated`: one
+//!   error at its name, "cannot find function
+//!   `in_an_impl_block_write_memoize_associated_on_f`" (rustc's help to write `fn Self::f` is
+//!   wrong: add `associated`); `associated` on a free function: "cannot find type `Self`" at
+//!   `associated` (remove it).
+//!
+//! `delete_memoized!` cannot see the function it names either. If it is not memoized, the
+//! error at its name is "cannot find function `delete_memoized_needs_memoize_on_f`" (or
+//! `f_memo` for `delete_memoized!(f)`, "no method named
+//! `delete_memoized_all_needs_memoize_on_m`" for `obj.m`): add `#[memoize]` to it, or name it by
+//! a path that reaches its companions.
 //!
 //! # Limits
 //! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock, and a

@@ -4,12 +4,18 @@
 //! | form | expands to |
 //! |---|---|
 //! | `delete_memoized!(path::f)` | `path::f_memo().delete_all()` |
-//! | `delete_memoized!(path::f, a, b)` | `path::__memokit_delete_f(a, b)` |
-//! | `delete_memoized!(obj.m)` | `(obj).__memokit_delete_all_m()` |
-//! | `delete_memoized!(obj.m, a)` | `(obj).__memokit_delete_m(a)` |
-//! | `delete_memoized!(Type::m, &obj, a)` | `Type::__memokit_delete_m(&obj, a)` |
+//! | `delete_memoized!(path::f, a, b)` | `path::delete_memoized_needs_memoize_on_f(a, b)` |
+//! | `delete_memoized!(obj.m)` | `(obj).delete_memoized_all_needs_memoize_on_m()` |
+//! | `delete_memoized!(obj.m, a)` | `(obj).delete_memoized_needs_memoize_on_m(a)` |
+//! | `delete_memoized!(Type::m, &obj, a)` | `Type::delete_memoized_needs_memoize_on_m(&obj, a)` |
 //! | `delete_memoized_verhash!(path::f)` | `path::f_memo().delete_verhash()` |
-//! | `delete_memoized_verhash!(obj.m)` | `(obj).__memokit_delete_all_m()` |
+//! | `delete_memoized_verhash!(obj.m)` | `(obj).delete_memoized_all_needs_memoize_on_m()` |
+//!
+//! The macros cannot see the function they name. The companions' names say what is missing
+//! when it is not memoized: rustc's error is then "cannot find function
+//! `delete_memoized_needs_memoize_on_f`" (or "no method named
+//! `delete_memoized_all_needs_memoize_on_m`") at `f`; for `delete_memoized!(f)` it is "cannot
+//! find function `f_memo`", the handle `#[memoize]` generates.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -41,6 +47,17 @@ fn parse(input: TokenStream) -> syn::Result<(Target, Vec<Expr>)> {
     Ok((target, it.collect()))
 }
 
+/// The doc-hidden companion `delete_memoized!(f, args..)` calls, spanned at `span`. Named for
+/// the error a user sees when `f` is not memoized (see the module docs).
+pub(crate) fn deleter(f: &syn::Ident, span: proc_macro2::Span) -> syn::Ident {
+    format_ident!("delete_memoized_needs_memoize_on_{}", f, span = span)
+}
+
+/// The doc-hidden companion `delete_memoized!(obj.m)` calls (a method's per-receiver delete).
+pub(crate) fn deleter_all(m: &syn::Ident, span: proc_macro2::Span) -> syn::Ident {
+    format_ident!("delete_memoized_all_needs_memoize_on_{}", m, span = span)
+}
+
 /// `path::f` -> `path::<prefix>f<suffix>`, the new segment spanned at `f`.
 fn rename(p: &syn::ExprPath, prefix: &str, suffix: &str) -> syn::ExprPath {
     let mut p = p.clone();
@@ -62,15 +79,18 @@ pub(crate) fn delete_memoized(input: TokenStream) -> TokenStream {
             quote!({ #memo().delete_all(); })
         }
         (Target::Path(p), false) => {
-            let del = rename(&p, "__memokit_delete_", "");
+            let mut del = p.clone();
+            if let Some(last) = del.path.segments.last_mut() {
+                last.ident = deleter(&last.ident, last.ident.span());
+            }
             quote!({ #del(#(#args),*); })
         }
         (Target::Method(obj, m), true) => {
-            let del = format_ident!("__memokit_delete_all_{}", m, span = m.span());
+            let del = deleter_all(&m, m.span());
             quote!({ (#obj).#del(); })
         }
         (Target::Method(obj, m), false) => {
-            let del = format_ident!("__memokit_delete_{}", m, span = m.span());
+            let del = deleter(&m, m.span());
             quote!({ (#obj).#del(#(#args),*); })
         }
     }
@@ -95,7 +115,7 @@ pub(crate) fn delete_memoized_verhash(input: TokenStream) -> TokenStream {
             quote!({ #memo().delete_verhash(); })
         }
         Target::Method(obj, m) => {
-            let del = format_ident!("__memokit_delete_all_{}", m, span = m.span());
+            let del = deleter_all(&m, m.span());
             quote!({ (#obj).#del(); })
         }
     }

@@ -11,10 +11,10 @@
 //! }
 //! vis fn f_uncached(a: A, b: &B) -> R { body }
 //! vis fn f_memo() -> Memoized<(A, <B as ToOwned>::Owned)> { static SLOT; handle(&SLOT, spec, ops) }
-//! #[doc(hidden)] vis fn __memokit_delete_f(a: A, b: &B) { <delete the key (&a, b)> }
+//! #[doc(hidden)] vis fn delete_memoized_needs_memoize_on_f(a: A, b: &B) { <delete the key (&a, b)> }
 //! ```
 //! Methods add `&MemoIdentity::memo_id(self)` in front of the key, a receiver argument to the
-//! call, and `__memokit_delete_all_f(&self)` for `delete_memoized!(obj.f)`. By-value arguments
+//! call, and `delete_memoized_all_needs_memoize_on_f(&self)` for `delete_memoized!(obj.f)`. By-value arguments
 //! are passed to the uncached body with `to_owned` (a clone, on a miss only), since the key
 //! borrows them during the call.
 //!
@@ -138,10 +138,22 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let span = name.span();
     let uncached = format_ident!("{}_uncached", name, span = span);
     let memo = format_ident!("{}_memo", name, span = span);
-    let deleter = format_ident!("__memokit_delete_{}", name, span = span);
-    let deleter_all = format_ident!("__memokit_delete_all_{}", name, span = span);
+    let deleter = crate::delete::deleter(name, span);
+    let deleter_all = crate::delete::deleter_all(name, span);
     let in_impl = !matches!(f.kind, Kind::Free);
-    let path = |id: &Ident| if in_impl { quote!(Self::#id) } else { quote!(#id) };
+    // `Self`, in an `impl`: for an associated function spanned at the `associated` flag, so
+    // that on a free function rustc's one error, "cannot find type `Self`" ("only available
+    // in impls"), points at the flag to remove.
+    let self_ty = match (f.kind, opts.associated) {
+        (Kind::Associated, Some(a)) => Ident::new("Self", a),
+        _ => Ident::new("Self", Span::call_site()),
+    };
+    let path = |id: &Ident| match f.kind {
+        Kind::Free => quote!(#id),
+        // A type, not a path's first segment: one error about `Self` (E0411), not two.
+        Kind::Associated => quote!(<#self_ty>::#id),
+        Kind::Method(_) => quote!(Self::#id),
+    };
     let (uncached_path, memo_path) = (path(&uncached), path(&memo));
     // For a method, `f_memo()` returns a type naming `<Self as MemoIdentity>::Id`: its calls
     // are spanned at `self`, where the signature of `f_memo` reports a missing `MemoIdentity`,
@@ -211,6 +223,25 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         Ret::Result(t) => (t, true),
     };
     checks.push(quote_spanned!(value_ty.span()=> #m::assert_value::<#value_ty>();));
+    // A function without `self` and without `associated` is taken for a free function; in an
+    // `impl` block each call of its companions by their bare names fails ("cannot find
+    // function `f_memo`", rustc's help: `fn Self::f`). Those errors share the span of `f`'s name
+    // and rustc keeps the last one resolved there, so the deleter (the last item) ends with a
+    // call of this do-nothing function, named for the fix.
+    let (free_check_call, free_check_item) = if matches!(f.kind, Kind::Free) {
+        let free_check =
+            format_ident!("in_an_impl_block_write_memoize_associated_on_{}", name, span = span);
+        let item = quote! {
+            #[doc(hidden)]
+            #(#hidden_extra)*
+            #[allow(dead_code)]
+            #[inline(always)]
+            fn #free_check() {}
+        };
+        (quote!(#free_check();), item)
+    } else {
+        (quote!(), quote!())
+    };
 
     // The key view and the receiver id.
     let id_binding = match f.kind {
@@ -334,7 +365,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let fn_name = match f.kind {
         Kind::Free => quote!(#m::String::from(#m::concat!(#m::module_path!(), "::", #name_str))),
-        _ => quote!(#m::format!("{}::{}", #m::type_name::<Self>(), #name_str)),
+        _ => quote!(#m::format!("{}::{}", #m::type_name::<#self_ty>(), #name_str)),
     };
     let make_name = match &opts.make_name {
         Some(e) => quote_spanned!(e.span()=> {
@@ -399,7 +430,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     // construct that fails only in a generic impl lets a message of ours through. Spanned at
     // `#[memoize]`, so the error is read as the attribute's ("originates in the attribute").
     let not_generic = if in_impl {
-        quote!(let _: [(); { let _ = ::core::mem::size_of::<*const Self>(); 0 }] = [];)
+        quote!(let _: [(); { let _ = ::core::mem::size_of::<*const #self_ty>(); 0 }] = [];)
     } else {
         quote!()
     };
@@ -430,7 +461,9 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             #vis fn #deleter #generics (#(#typed),*) #where_clause {
                 #key_binding
                 #delete_view
+                #free_check_call
             }
+            #free_check_item
         },
     };
 
