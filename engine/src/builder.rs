@@ -171,12 +171,15 @@ where
         self
     }
 
-    /// Number of shards (at most 65,536; more are treated as 65,536). The default is between 4
-    /// and 8 per core: of those counts, the one whose share of `max_capacity` fills its hash
-    /// table best once the engine is full (a table has a power-of-two number of buckets and
-    /// grows at 7/8 load, so a share just past a threshold leaves it half empty: 1M entries in
-    /// 8 shards fill 48% of their buckets, in 9 shards 85%). With a weigher, 4 per core
-    /// rounded up to a power of two.
+    /// Number of shards (at most 65,536; more are treated as 65,536). More shards mean less
+    /// contention on each shard's locks, which callers and the shard's worker share; each costs
+    /// ~7 KB even when empty, and its eviction policy sees only its share of the keys. The
+    /// default: one shard per 1,024 entries of `max_capacity`, from 4 to 32 per core (powers of
+    /// two), then, up to twice that count, the one whose share fills its hash table best once
+    /// the engine is full (a table has a power-of-two number of buckets and grows at 7/8 load,
+    /// so a share just past a threshold leaves it half empty: on 2 cores, 1M entries in 64
+    /// shards fill 48% of their buckets, in 73 shards 84%). With a weigher, 4 per core; without
+    /// a bound, 32 per core.
     ///
     /// ```
     /// use memokit_engine::{BuildError, Engine};
@@ -357,17 +360,44 @@ where
 /// The most shards an engine has.
 const MAX_SHARDS: usize = 1 << 16;
 
+/// Shards per core an engine has by default at least (rounded up to a power of two).
+const MIN_SHARDS_PER_CORE: usize = 4;
+/// Shards per core an engine has by default at most, where its capacity allows (rounded up to
+/// a power of two).
+const MAX_SHARDS_PER_CORE: usize = 32;
+/// Entries per shard at least, for a default count above the minimum.
+const MIN_SHARE: u64 = 1024;
+
 /// The default shard count for `cores` cores and `capacity` entries (see
-/// [`EngineBuilder::shards`]): from `base` (4 × cores, a power of two) to `2 × base - 1`, the
-/// count with the fullest tables at capacity, keeping room for shards that get a few more
-/// entries than their share (four standard deviations of a uniform spread); a larger count only
-/// for a table at least 15% fuller. Weighted capacities say nothing about entries: `base`.
+/// [`EngineBuilder::shards`]). More shards mean less contention: a shard's locks are taken by
+/// every caller of its keys and, for each batch, by its worker, which on a busy machine shares
+/// the cores with the callers (two threads, 50% stores: 64 shards instead of 8 gave 1.3x the
+/// throughput, `BENCHMARKS.md`). But each shard costs ~7 KB even empty, and its policy sees
+/// only its share of the keys. So: `capacity / MIN_SHARE` shards, rounded down to a power of
+/// two and kept within `lo` (4 per core) and `hi` (32 per core); then, from there to twice as
+/// many, the count with the fullest tables at capacity, keeping room for shards that get a few
+/// more entries than their share (four standard deviations of a uniform spread); a larger
+/// count only for a table at least 15% fuller. Weighted capacities say nothing about entries:
+/// `lo`. An unbounded engine: `hi`.
 fn default_shards(cores: usize, capacity: u64, weighted: bool) -> usize {
-    let base = (4 * cores).checked_next_power_of_two().unwrap_or(MAX_SHARDS).min(MAX_SHARDS);
-    // Beyond 2^40 entries the capacity only means "unbounded".
-    if weighted || capacity == 0 || capacity > 1 << 40 {
-        return base;
+    let per_core = |n: usize| {
+        n.saturating_mul(cores).checked_next_power_of_two().unwrap_or(MAX_SHARDS).min(MAX_SHARDS)
+    };
+    let (lo, hi) = (per_core(MIN_SHARDS_PER_CORE), per_core(MAX_SHARDS_PER_CORE));
+    if weighted || capacity == 0 {
+        return lo;
     }
+    // Beyond 2^40 entries the capacity only means "unbounded".
+    if capacity > 1 << 40 {
+        return hi;
+    }
+    let wanted = usize::try_from(capacity / MIN_SHARE).unwrap_or(usize::MAX);
+    let base = if wanted <= lo {
+        lo
+    } else {
+        // The largest power of two not above `wanted`.
+        (1usize << wanted.ilog2()).clamp(lo, hi)
+    };
     let load = |n: usize| {
         let share = capacity.div_ceil(n as u64);
         let crowded = share + 4 * (share as f64).sqrt() as u64;
@@ -392,19 +422,30 @@ mod tests {
 
     #[test]
     fn default_shards_fill_the_tables() {
-        // 1M entries on 2 cores: 8 shards of 125k need 2^18 buckets each (48% full), 9 shards
-        // of 111k fit 2^17 (85% full).
-        assert_eq!(default_shards(2, 1_000_000, false), 9);
-        // Already well filled at 8: stays.
-        assert_eq!(default_shards(2, 800_000, false), 8);
+        // 1M entries on 2 cores: 64 shards (the most, 32 per core) of 15.6k need 2^15 buckets
+        // each (48% full), 73 shards of 13.7k fit 2^14 (84% full).
+        assert_eq!(default_shards(2, 1_000_000, false), 73);
+        // Already well filled at 64: stays.
+        assert_eq!(default_shards(2, 800_000, false), 64);
+        assert_eq!(default_shards(2, 100_000, false), 64);
+        // Fewer where the capacity gives each shard fewer than 1024 entries.
+        assert_eq!(default_shards(2, 50_000, false), 32);
+        // 10k (the memoizer's default): 8 shards of 1250 need 2048 buckets (61% full), 13 of
+        // 770 fit 1024 (75% full).
+        assert_eq!(default_shards(2, 10_000, false), 13);
+        assert_eq!(default_shards(2, 1_000, false), 13, "as 10k: 77 entries fill 128 buckets best");
         assert_eq!(default_shards(2, 1_000_000, true), 8, "weighted: entries unknown");
         assert_eq!(default_shards(2, 0, false), 8);
-        assert_eq!(default_shards(3, u64::MAX, false), 16);
-        for cores in [1, 2, 3, 8, 64] {
+        assert_eq!(default_shards(3, u64::MAX, false), 128, "unbounded: the most");
+        for cores in [1usize, 2, 3, 8, 64] {
+            let lo = (4 * cores).next_power_of_two();
+            let hi = (32 * cores).next_power_of_two();
             for cap in [1, 10, 1_000, 10_000, 100_000, 123_457, 1 << 20, 50_000_000] {
                 let n = default_shards(cores, cap, false);
-                let base = (4 * cores).next_power_of_two();
-                assert!((base..2 * base).contains(&n), "{cores} cores, {cap}: {n}");
+                assert!((lo..2 * hi).contains(&n), "{cores} cores, {cap}: {n}");
+                if n > 2 * lo {
+                    assert!(cap / n as u64 >= 512, "{cores} cores, {cap}: {n} shards too small");
+                }
             }
         }
     }
