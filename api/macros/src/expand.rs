@@ -110,6 +110,21 @@ fn companion_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
         .collect()
 }
 
+/// `a`, a lint expectation made `allow`. A user's `#[expect(..)]` is kept on `f_uncached`
+/// alone, which has the user's signature and body, where the lints it expects are raised; on
+/// `f`, `f_memo` and the hidden companions, which do not raise them (`f_memo` takes no
+/// arguments, the deleters allow `dead_code`, `f` only borrows its arguments), a copy would
+/// warn that it is unfulfilled.
+fn expect_as_allow(a: &Attribute) -> Attribute {
+    let mut a = a.clone();
+    if let syn::Meta::List(l) = &mut a.meta {
+        if l.path.is_ident("expect") {
+            l.path = Ident::new("allow", l.path.span()).into();
+        }
+    }
+    a
+}
+
 /// The owned type of an argument: readable for `&str` and `&[T]`, a `ToOwned` projection for
 /// other references.
 fn owned_type(p: &Param) -> TokenStream {
@@ -169,9 +184,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     // The doc-hidden companions (called by `delete_memoized!`) do not carry `deprecated`: a
     // delete would warn with their hidden names. They and `f` call the deprecated
     // `f_memo`/`f_uncached` under `allow(deprecated)`.
-    let hidden_extra: Vec<&Attribute> =
-        extra.iter().copied().filter(|a| !a.path().is_ident("deprecated")).collect();
-    let own_attrs = &item.attrs;
+    let hidden_extra: Vec<Attribute> = extra
+        .iter()
+        .filter(|a| !a.path().is_ident("deprecated"))
+        .map(|a| expect_as_allow(a))
+        .collect();
+    let memo_extra: Vec<Attribute> = extra.iter().map(|a| expect_as_allow(a)).collect();
+    // `f_uncached` is `f`'s body: the user's `must_use` holds for it too (clippy's pedantic
+    // `must_use_candidate` flagged it at `f`'s name, where `#[must_use]` could not reach it).
+    let must_use = item.attrs.iter().filter(|a| a.path().is_ident("must_use"));
+    let own_attrs: Vec<Attribute> = item.attrs.iter().map(expect_as_allow).collect();
     let generics = &item.sig.generics;
     let where_clause = &item.sig.generics.where_clause;
     let output = &item.sig.output;
@@ -499,9 +521,11 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     quote! {
         #advice
 
+        // Before the user's attributes, so that theirs win (`expect(clippy::too_many_arguments)`
+        // is then fulfilled, not overridden).
+        #[allow(clippy::too_many_arguments)]
         #(#own_attrs)*
         #inline
-        #[allow(clippy::too_many_arguments)]
         #vis fn #name #generics (#recv #(#typed),*) #output #where_clause {
             #(#checks)*
             #id_binding
@@ -515,12 +539,13 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         }
 
         #[doc = #doc_uncached]
-        #(#extra)*
         #[allow(clippy::too_many_arguments)]
+        #(#extra)*
+        #(#must_use)*
         #vis fn #uncached #generics (#orig_inputs) #output #where_clause #block
 
         #[doc = #doc_memo]
-        #(#extra)*
+        #(#memo_extra)*
         #vis fn #memo() -> #memo_ty {
             #not_generic
             static __MEMOKIT_SLOT: #m::FnSlot = #m::FnSlot::new();
