@@ -82,3 +82,86 @@ fn strict_lints_compile() {
     assert_eq!(api::many(1, 1, 1, 1, 1, 1, 1, 1), 8);
     assert_eq!(api::Svc::assoc(4), 4);
 }
+
+/// Names the companions could collide on: a raw identifier, a free function and a method of
+/// one name, `x` beside `all_x` (the old `__memokit_delete_all_x` was both the per-receiver
+/// deleter of `x` and the deleter of `all_x`), two functions from one `macro_rules!`.
+mod names {
+    use memokit::{delete_memoized, memoize, MemoIdentity};
+
+    #[memoize]
+    pub(crate) fn r#type(n: u64) -> u64 {
+        n
+    }
+
+    #[memoize]
+    pub(crate) fn x(n: u64) -> u64 {
+        n + 1
+    }
+
+    #[memoize]
+    pub(crate) fn all_x(n: u64) -> u64 {
+        n + 2
+    }
+
+    #[derive(Debug, MemoIdentity)]
+    pub(crate) struct S {
+        #[memo(id)]
+        pub(crate) id: u64,
+    }
+
+    impl S {
+        #[memoize]
+        pub(crate) fn x(&self, n: u64) -> u64 {
+            self.id + n + 3
+        }
+
+        #[memoize]
+        pub(crate) fn all_x(&self, n: u64) -> u64 {
+            self.id + n + 4
+        }
+
+        #[memoize(associated)]
+        pub(crate) fn type_memo_x(n: u64) -> u64 {
+            n + 5
+        }
+    }
+
+    macro_rules! two {
+        ($a:ident, $b:ident) => {
+            #[memoize]
+            pub(crate) fn $a(n: u64) -> u64 {
+                n + 6
+            }
+            #[memoize]
+            pub(crate) fn $b(n: u64) -> u64 {
+                n + 7
+            }
+        };
+    }
+
+    two!(from_macro_a, from_macro_b);
+
+    pub(crate) fn use_all() {
+        let s = S { id: 10 };
+        assert_eq!((r#type(1), x(1), all_x(1)), (1, 2, 3));
+        assert_eq!((s.x(1), s.all_x(1), S::type_memo_x(1)), (14, 15, 6));
+        assert_eq!((from_macro_a(1), from_macro_b(1)), (7, 8));
+        delete_memoized!(r#type, 1);
+        delete_memoized!(x, 1);
+        delete_memoized!(all_x, 1);
+        delete_memoized!(s.x, 1);
+        delete_memoized!(s.x);
+        delete_memoized!(s.all_x);
+        delete_memoized!(S::type_memo_x, 1);
+        delete_memoized!(from_macro_a, 1);
+        delete_memoized!(from_macro_b);
+        assert_eq!((r#type(1), x(1), all_x(1)), (1, 2, 3));
+        assert_eq!((s.x(1), s.all_x(1), S::type_memo_x(1)), (14, 15, 6));
+    }
+}
+
+#[test]
+fn companions_of_like_names_do_not_collide() {
+    names::use_all();
+}
