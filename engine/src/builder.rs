@@ -449,4 +449,54 @@ mod tests {
             }
         }
     }
+
+    /// Extreme core counts and capacities (1 to `usize::MAX` cores; capacity 0, 1, around 2^40,
+    /// `u64::MAX`): no panic or overflow, and the count stays within the documented bounds:
+    /// from 4 to 32 per core (powers of two, at most `MAX_SHARDS`), up to twice that, at most
+    /// `MAX_SHARDS`; `lo` when weighted or of capacity 0, `hi` past 2^40 entries.
+    #[test]
+    fn default_shards_of_extreme_inputs() {
+        use super::MAX_SHARDS;
+        let per_core = |n: usize, cores: usize| {
+            n.checked_mul(cores)
+                .and_then(usize::checked_next_power_of_two)
+                .map_or(MAX_SHARDS, |p| p.min(MAX_SHARDS))
+        };
+        let t = 1u64 << 40;
+        for cores in [1usize, 2, 3, 1024, 1 << 14, 1 << 16, 1 << 20, usize::MAX / 4, usize::MAX] {
+            let (lo, hi) = (per_core(4, cores), per_core(32, cores));
+            for cap in [
+                0,
+                1,
+                2,
+                1023,
+                1024,
+                1025,
+                4096,
+                1 << 20,
+                t - 1,
+                t,
+                t + 1,
+                u64::MAX / 1024,
+                u64::MAX,
+            ] {
+                let n = default_shards(cores, cap, false);
+                assert!((1..=MAX_SHARDS).contains(&n), "{cores} cores, {cap}: {n}");
+                assert!(
+                    n >= lo && n <= (2 * hi - 1).max(hi).min(MAX_SHARDS),
+                    "{cores} cores, {cap}: {n}"
+                );
+                if cap == 0 {
+                    assert_eq!(n, lo, "{cores} cores, capacity 0");
+                }
+                if cap > t {
+                    assert_eq!(n, hi, "{cores} cores, {cap}: unbounded");
+                }
+                assert_eq!(default_shards(cores, cap, true), lo, "{cores} cores, {cap}: weighted");
+            }
+        }
+        assert_eq!(default_shards(1, 1, false), 4);
+        assert_eq!(default_shards(1024, u64::MAX, false), 32_768);
+        assert_eq!(default_shards(usize::MAX, u64::MAX, false), MAX_SHARDS);
+    }
 }
