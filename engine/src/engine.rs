@@ -19,7 +19,9 @@ mod admin;
 /// A bounded, concurrent, in-process cache with single flight, expiry and generations.
 ///
 /// `Engine` is a cheap-clone handle (`Arc` inside), `Send + Sync`. Dropping the last handle
-/// stops and joins every thread the engine started.
+/// stops and joins every thread the engine started. A handle stored inside the engine (in a
+/// key or value) counts like any other: such a cycle keeps the engine and its threads alive
+/// until [`shutdown`](Engine::shutdown) or [`clear`](Engine::clear) lets the stored handle go.
 ///
 /// Guarantees:
 /// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,
