@@ -146,12 +146,14 @@ pub struct EngineStats {
     pub inserts: u64,
     /// Values evicted by the policy to stay within capacity.
     pub evictions: u64,
-    /// Values removed by the wheel after their deadline.
+    /// Values removed after their deadline: by the wheel, or reclaimed to make room before
+    /// the policy evicts a live one.
     pub expirations: u64,
-    /// Values of retired generations reclaimed by the workers.
+    /// Values of retired generations reclaimed by the workers (also to make room).
     pub stale_reclaimed: u64,
     /// Waits for another caller's computation: one per caller that joined one, plus one each
-    /// time a caller whose computation gave up (panic or error) joins the next one.
+    /// time a caller whose computation gave up (panic or error) joins the next one. A caller
+    /// that waits counts here only, neither as a hit nor as a miss.
     pub single_flight_waits: u64,
     /// Values resident now.
     pub entries: u64,
