@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{expect_panic, manual_engine, no_hang, Gate};
+use common::{expect_panic, manual_engine, no_hang, Evil, Gate};
 use memokit_engine::{BuildError, Engine, InsertOptions, ManualClock};
 
 #[test]
@@ -121,49 +121,6 @@ fn zero_tick_or_resolution_does_not_hang() {
         });
     }
 }
-
-/// A key whose `Hash` or `Eq` can be armed to panic. Equal ids hash equally, so a lookup of
-/// an armed key finds the stored entry with the same id and must call `eq`.
-#[derive(Clone, Debug)]
-struct Evil {
-    id: u32,
-    hash_bomb: Arc<AtomicBool>,
-    eq_bomb: Arc<AtomicBool>,
-}
-
-impl Evil {
-    fn new(id: u32) -> Self {
-        Evil { id, hash_bomb: Arc::default(), eq_bomb: Arc::default() }
-    }
-    fn bad_hash(id: u32) -> Self {
-        let k = Self::new(id);
-        k.hash_bomb.store(true, Ordering::SeqCst);
-        k
-    }
-    fn bad_eq(id: u32) -> Self {
-        let k = Self::new(id);
-        k.eq_bomb.store(true, Ordering::SeqCst);
-        k
-    }
-}
-
-impl Hash for Evil {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        assert!(!self.hash_bomb.load(Ordering::SeqCst), "evil hash of key {}", self.id);
-        self.id.hash(state);
-    }
-}
-
-impl PartialEq for Evil {
-    fn eq(&self, other: &Self) -> bool {
-        for k in [self, other] {
-            assert!(!k.eq_bomb.load(Ordering::SeqCst), "evil eq of key {}", k.id);
-        }
-        self.id == other.id
-    }
-}
-
-impl Eq for Evil {}
 
 /// The engine still does everything right for ordinary keys.
 fn assert_usable(e: &Engine<Evil, u64>, base: u32) {

@@ -5,12 +5,11 @@
 //! and `validate()` still exact.
 mod common;
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{expect_panic, manual_engine, no_hang};
+use common::{expect_panic, manual_engine, no_hang, Evil};
 use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 /// `generations(g, Some(g))`: "each value counts once" (`Engine::generation_entries`), and
@@ -113,32 +112,6 @@ fn every_method_after_shutdown() {
     no_hang("drop after shutdown", move || drop(e));
 }
 
-/// A key whose `Hash` or `Eq` panics while its shared switch is on. Equal ids hash equally.
-#[derive(Clone, Debug)]
-struct Bomb {
-    id: u32,
-    hash: Arc<AtomicBool>,
-    eq: Arc<AtomicBool>,
-}
-
-impl Hash for Bomb {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        assert!(!self.hash.load(Ordering::SeqCst), "bomb: hash of key {}", self.id);
-        self.id.hash(state);
-    }
-}
-
-impl PartialEq for Bomb {
-    fn eq(&self, other: &Self) -> bool {
-        for k in [self, other] {
-            assert!(!k.eq.load(Ordering::SeqCst), "bomb: eq of key {}", k.id);
-        }
-        self.id == other.id
-    }
-}
-
-impl Eq for Bomb {}
-
 /// One operation of a test, boxed.
 type Op<'a> = Box<dyn Fn() + 'a>;
 
@@ -148,9 +121,9 @@ type Op<'a> = Box<dyn Fn() + 'a>;
 #[test]
 fn every_operation_after_panicking_hash_or_eq() {
     for which in ["hash", "eq"] {
-        let (e, _clock) = manual_engine::<Bomb, u64>(1_000);
+        let (e, _clock) = manual_engine::<Evil, u64>(1_000);
         let (hash, eq) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let key = |id| Bomb { id, hash: hash.clone(), eq: eq.clone() };
+        let key = |id| Evil { id, hash_bomb: hash.clone(), eq_bomb: eq.clone() };
         let g = e.new_generation();
         let under_g = InsertOptions::new().generations(g, None);
         for id in 0..8 {
@@ -200,11 +173,11 @@ fn every_operation_after_panicking_hash_or_eq() {
                 continue; // no key of that hash to compare with
             }
             let m = expect_panic(what, op);
-            assert!(m.contains("bomb"), "{which}, {what}: the key's own panic: {m:?}");
+            assert!(m.contains("evil"), "{which}, {what}: the key's own panic: {m:?}");
         }
         switch.store(false, Ordering::SeqCst);
         let e2 = e.clone();
-        let key2 = move |id| Bomb { id, hash: Arc::default(), eq: Arc::default() };
+        let key2 = move |id| Evil::new(id);
         no_hang("every operation on the same keys", move || {
             let e = e2;
             let key = key2;

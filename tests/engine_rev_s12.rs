@@ -177,6 +177,15 @@ fn panicking(flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>, f: imp
     assert!(msg.starts_with("a user's"), "not the user's panic: {msg}");
 }
 
+/// One shard, one worker, capacity 100, a manual clock.
+fn one_shard<K, V>() -> Engine<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    common::manual_engine_with(Engine::builder().max_capacity(100).shards(1).workers(1)).0
+}
+
 /// A user's `Eq` or `Clone` that panics under an engine lock (the hit path's read lock, a
 /// slow lookup's pending table, single flight's flights lock, an in-place replacement's write
 /// lock) leaves the thread as it was: the re-entry marks (`reentry::UNDER_LOCK`, `HELD`) are
@@ -186,13 +195,7 @@ fn panicking(flag: &'static std::thread::LocalKey<std::cell::Cell<bool>>, f: imp
 #[test]
 fn user_code_panicking_under_a_lock_leaves_no_mark() {
     no_hang("panicking user code", || {
-        let e: Engine<Touchy, Brittle> = Engine::builder()
-            .max_capacity(100)
-            .shards(1)
-            .workers(1)
-            .clock(ManualClock::new())
-            .build()
-            .expect("build");
+        let e: Engine<Touchy, Brittle> = one_shard();
         let usable = |e: &Engine<Touchy, Brittle>, round: u64| {
             e.flush();
             e.run_maintenance();
@@ -231,13 +234,7 @@ fn user_code_panicking_under_a_lock_leaves_no_mark() {
         // A slow lookup (the key pending): `Eq` and `Clone` under the pending table.
         let gate = Gate::new();
         let g = gate.clone();
-        let held = Engine::builder()
-            .max_capacity(100)
-            .shards(1)
-            .workers(1)
-            .clock(ManualClock::new())
-            .build()
-            .expect("build");
+        let held = one_shard();
         held.insert(HookedKey::with_drop(100, move || g.enter_and_wait()), Brittle(0));
         held.flush();
         held.remove(&HookedKey::new(100));

@@ -366,52 +366,38 @@ fn twelve_args(last: u64) -> Twelve {
     (1, "b".into(), 3, vec![4], 5, "f".into(), -7, "/h".into(), true, 'j', 11, last)
 }
 
+/// The call with these arguments (the last one varies).
+fn twelve_call(last: u64) -> u64 {
+    twelve(1, "b", 3, &[4], 5, "f".into(), -7, Path::new("/h"), true, 'j', 11, &last)
+}
+
+/// `delete_memoized!` of [`twelve_call`]'s call.
+fn twelve_delete(last: u64) {
+    delete_memoized!(
+        twelve,
+        1,
+        "b",
+        3,
+        &[4],
+        5,
+        "f".into(),
+        -7,
+        Path::new("/h"),
+        true,
+        'j',
+        11,
+        &last
+    )
+}
+
 #[test]
 fn twelve_arguments_mixed() {
     check(Form {
         what: "fn of 12 arguments",
         memo: twelve_memo(),
-        call: [
-            &|| twelve(1, "b", 3, &[4], 5, "f".into(), -7, Path::new("/h"), true, 'j', 11, &0),
-            &|| twelve(1, "b", 3, &[4], 5, "f".into(), -7, Path::new("/h"), true, 'j', 11, &1),
-        ],
+        call: [&|| twelve_call(0), &|| twelve_call(1)],
         args: [&|| twelve_args(0), &|| twelve_args(1)],
-        by_macro: [
-            &|| {
-                delete_memoized!(
-                    twelve,
-                    1,
-                    "b",
-                    3,
-                    &[4],
-                    5,
-                    "f".into(),
-                    -7,
-                    Path::new("/h"),
-                    true,
-                    'j',
-                    11,
-                    &0
-                )
-            },
-            &|| {
-                delete_memoized!(
-                    twelve,
-                    1,
-                    "b",
-                    3,
-                    &[4],
-                    5,
-                    "f".into(),
-                    -7,
-                    Path::new("/h"),
-                    true,
-                    'j',
-                    11,
-                    &1
-                )
-            },
-        ],
+        by_macro: [&|| twelve_delete(0), &|| twelve_delete(1)],
     });
 }
 

@@ -126,24 +126,6 @@ tuple_view!(B0 0, B1 1, B2 2, B3 3, B4 4, B5 5, B6 6, B7 7, B8 8, B9 9);
 tuple_view!(B0 0, B1 1, B2 2, B3 3, B4 4, B5 5, B6 6, B7 7, B8 8, B9 9, B10 10);
 tuple_view!(B0 0, B1 1, B2 2, B3 3, B4 4, B5 5, B6 6, B7 7, B8 8, B9 9, B10 10, B11 11);
 
-/// A view of an already owned argument tuple (the tests compare it with a call's view; the
-/// handle's `ops` build the call's view instead, which needs no `Clone` of the tuple).
-#[cfg(test)]
-#[derive(Hash)]
-pub(crate) struct OwnedView<'a, O>(pub(crate) &'a O);
-
-#[cfg(test)]
-impl<O: Hash + Eq + Clone + Send + Sync + 'static> KeyView for OwnedView<'_, O> {
-    type Owned = O;
-    #[inline]
-    fn eq_owned(&self, owned: &O) -> bool {
-        self.0 == owned
-    }
-    fn to_owned_key(&self) -> O {
-        self.0.clone()
-    }
-}
-
 /// The owned arguments of one stored key.
 struct OwnedKey<O> {
     args: O,

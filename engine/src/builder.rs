@@ -391,13 +391,9 @@ fn default_shards(cores: usize, capacity: u64, weighted: bool) -> usize {
     if capacity > 1 << 40 {
         return hi;
     }
+    // `capacity / MIN_SHARE` rounded down to a power of two, within `lo..=hi`.
     let wanted = usize::try_from(capacity / MIN_SHARE).unwrap_or(usize::MAX);
-    let base = if wanted <= lo {
-        lo
-    } else {
-        // The largest power of two not above `wanted`.
-        (1usize << wanted.ilog2()).clamp(lo, hi)
-    };
+    let base = wanted.checked_ilog2().map_or(lo, |b| (1usize << b).clamp(lo, hi));
     let load = |n: usize| {
         let share = capacity.div_ceil(n as u64);
         let crowded = share + 4 * (share as f64).sqrt() as u64;

@@ -259,3 +259,47 @@ impl Drop for HookedKey {
         }
     }
 }
+
+/// A key whose `Hash` or `Eq` can be armed to panic. Equal ids hash equally, so a lookup of
+/// an armed key finds the stored entry with the same id and must call `eq`. Keys may share
+/// their switches (clones, or built with the same `Arc`s) to be armed together.
+#[derive(Clone, Debug)]
+pub(crate) struct Evil {
+    pub(crate) id: u32,
+    pub(crate) hash_bomb: Arc<AtomicBool>,
+    pub(crate) eq_bomb: Arc<AtomicBool>,
+}
+
+impl Evil {
+    pub(crate) fn new(id: u32) -> Self {
+        Evil { id, hash_bomb: Arc::default(), eq_bomb: Arc::default() }
+    }
+    pub(crate) fn bad_hash(id: u32) -> Self {
+        let k = Self::new(id);
+        k.hash_bomb.store(true, Ordering::SeqCst);
+        k
+    }
+    pub(crate) fn bad_eq(id: u32) -> Self {
+        let k = Self::new(id);
+        k.eq_bomb.store(true, Ordering::SeqCst);
+        k
+    }
+}
+
+impl Hash for Evil {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        assert!(!self.hash_bomb.load(Ordering::SeqCst), "evil hash of key {}", self.id);
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Evil {
+    fn eq(&self, other: &Self) -> bool {
+        for k in [self, other] {
+            assert!(!k.eq_bomb.load(Ordering::SeqCst), "evil eq of key {}", k.id);
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for Evil {}

@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// A view of an already owned argument tuple (the tests compare it with a call's view; the
+/// handle's `ops` build the call's view instead, which needs no `Clone` of the tuple).
+#[derive(Hash)]
+struct OwnedView<'a, O>(&'a O);
+
+impl<O: Hash + Eq + Clone + Send + Sync + 'static> KeyView for OwnedView<'_, O> {
+    type Owned = O;
+    #[inline]
+    fn eq_owned(&self, owned: &O) -> bool {
+        self.0 == owned
+    }
+    fn to_owned_key(&self) -> O {
+        self.0.clone()
+    }
+}
+
 fn engine() -> Engine<ErasedKey, ErasedValue> {
     Engine::builder().max_capacity(100).build().expect("engine")
 }
