@@ -61,7 +61,7 @@ impl std::error::Error for BuildError {
 /// |---|---|---|
 /// | `max_capacity` | 10 000 | entries (or total weight with a weigher); 0 stores nothing |
 /// | `weigher` | none (every entry weighs 1) | `Fn(&K, &V) -> u32`, run on the inserting thread |
-/// | `shards` | 4–8 × cores, chosen to fill the tables well at capacity | at most 65,536 |
+/// | `shards` | one per 1,024 entries, 4–32 × cores, chosen to fill the tables well at capacity | at most 65,536 |
 /// | `workers` | cores / 2, at least 1 | threads that own the shards |
 /// | `tick` | 1 s | how often workers expire and reclaim (pacing only, never correctness) |
 /// | `clock_resolution` | 1 ms | how far behind real time the lookups' clock may be |
@@ -126,6 +126,11 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// The most entries (or total weight, with a weigher) kept at once. 0 stores nothing.
+    ///
+    /// Applied by the workers: stores handed over and not yet applied are held besides, so
+    /// the engine may hold more for a moment while its workers catch up, and, without a
+    /// weigher, a few stores of new keys per shard that wait for more to be applied with
+    /// them (under 1% of the capacity, until the next tick at most; see [`Engine::flush`]).
     ///
     /// ```
     /// use memokit_engine::Engine;

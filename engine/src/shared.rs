@@ -17,9 +17,14 @@
 //!   pending table is in the core by the time the core's read lock is granted.
 //! - **Store / remove:** under `pending`, the current core entry for the key (if any) is hidden
 //!   (its `HIDDEN` flag set, an atomic store under the read lock) and the operation is recorded;
-//!   the worker is woken unless a wake-up is already outstanding. So a value handed over is
-//!   visible at once to every later lookup (read-your-writes), and a superseded or removed one
-//!   never again; the engine may briefly hold more than its capacity until the workers catch up.
+//!   the worker is woken unless a wake-up is already outstanding, at once for a remove or a
+//!   store that hid an entry, after a few operations for stores of new keys (up to 8, fewer
+//!   in small shards: `store::signal_threshold`), and when a lookup finds a pending store. So
+//!   a value handed over is visible at once to every later lookup (read-your-writes), and a
+//!   superseded or removed one never again; the engine may hold more than its capacity until
+//!   the workers catch up: by the pending stores of new keys (under 1% of the capacity,
+//!   until the next tick at most) and, while the workers are behind, by what they have not
+//!   applied yet.
 //! - **Replacing a resident value** (an explicit insert of a key whose visible entry has no
 //!   deadline, the same generations and the same weight as the new value, and nothing of the
 //!   key pending): the caller swaps the value under the core's write lock itself. Nothing the
@@ -181,6 +186,9 @@ pub(crate) struct Shared<K, V> {
     pub(crate) settles_in_flight: AtomicUsize,
     pub(crate) tick: Duration,
     pub(crate) resolution: Duration,
+    /// Pending operations after which a store of a new key wakes the shard's worker
+    /// ([`store::signal_threshold`]).
+    pub(crate) signal_at: usize,
 }
 
 impl<K, V> Cell<K, V> {
@@ -298,6 +306,7 @@ impl<K, V> Shared<K, V> {
         let share = capacity.div_ceil(shards as u64).max(1);
         let tick_nanos = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
         let now = clock.precise();
+        let signal_at = store::signal_threshold(share, weigher.is_some());
         let cells = (0..shards)
             .map(|i| Cell {
                 hits: AtomicU64::new(0),
@@ -337,6 +346,7 @@ impl<K, V> Shared<K, V> {
             settles_in_flight: AtomicUsize::new(0),
             tick,
             resolution,
+            signal_at,
         }
     }
 
@@ -448,7 +458,13 @@ where
         let now = self.clock.coarse();
         if let Some((n, _)) = p.inserts.find(hash, |(n, _)| q.equivalent(&n.key)) {
             let live = now < n.deadline && gens_live(&n.gens, &self.gens);
-            return live.then(|| read(&n.value));
+            let r = live.then(|| read(&n.value));
+            drop(core);
+            drop(p);
+            // A key read again: its store, which may be waiting for more in its shard (see
+            // `store::signal_threshold`), goes to the core, where lookups take the fast path.
+            self.signal(cell, self.cell_index(hash));
+            return r;
         }
         let e = core.entry(hash, |k| q.equivalent(k))?;
         if !e.is_visible(|| now, &self.gens, core.stamps()) {

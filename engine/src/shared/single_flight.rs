@@ -168,7 +168,7 @@ where
         drop(complete);
         drop((unstored, to_store));
         if let Some(stored) = leftovers {
-            self.finish(cell, stored);
+            self.finish(hash, stored);
         }
         Ok(v)
     }

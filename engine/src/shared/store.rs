@@ -19,8 +19,8 @@
 //!
 //! Cost: a store of a new key takes the pending mutex and the core's read lock once (one
 //! probe of each table), makes one atomic add per generation it is stored under, and wakes the
-//! worker unless a wake-up is outstanding; an in-place replacement takes the write lock and
-//! probes once.
+//! worker once the shard has gathered a few (see [`signal_threshold`]) unless a wake-up is
+//! outstanding; an in-place replacement takes the write lock and probes once.
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -35,12 +35,35 @@ use crate::shard::{NewEntry, Shard};
 use crate::sync::{spin_loop, RwLockWriteGuard};
 use crate::worker::engine_id;
 
-/// Operations a shard gathers before its worker is woken. One: a lookup of a pending key takes
-/// the slow path (the pending table's mutex), so pending operations should not linger; while a
-/// wake-up is outstanding (`signaled`), further operations send nothing, so a busy worker is
-/// woken once per batch anyway. (Batching 64 before waking was measured: no gain in write
-/// throughput, and up to a tick of slow-path hits on freshly stored keys.)
-pub(crate) const SIGNAL_BATCH: usize = 1;
+/// Most stores of new keys a shard gathers before its worker is woken ([`signal_threshold`]).
+pub(crate) const SIGNAL_BATCH_MAX: usize = 8;
+/// A shard waits for at most one new key per this many entries of its share before it wakes
+/// its worker, so the entries waiting in pending tables stay under 1% of the capacity.
+const SIGNAL_SHARE: u64 = 128;
+
+/// How many operations a shard's pending table gathers before a store of a new key wakes the
+/// worker: up to [`SIGNAL_BATCH_MAX`], one per [`SIGNAL_SHARE`] entries of the shard's
+/// `share` of the capacity, at least one, never more than half [`PENDING_LIMIT`] (so a table
+/// a caller waits to see drained below that half was last filled by a store that woke the
+/// worker). One for a weighted engine, whose entries may each weigh up to the
+/// capacity. Every other store wakes the worker at once: one that hides a resident entry
+/// (whose old value waits for the batch to be dropped), a remove, and a lookup that finds a
+/// pending store (a key read again should not keep taking the slow path), as does the tick.
+///
+/// Why: each batch costs the worker a write lock, the swap of the pending table, a wake-up
+/// and the loads of lines the callers wrote, and takes the shard's read lock from its readers
+/// for a moment; with many shards (see `default_shards`) one wake-up per new key made batches
+/// of 2-3 stores, and the worker's share of two cores came out of the callers'. Gathering 8
+/// (two-thread `get_or_insert_with` bench, paired): 0.71 -> 0.79 of quick_cache. Cost: a new
+/// key that is neither read again nor followed by others in its shard waits for the tick
+/// (with a manual clock, for `flush` or `run_maintenance`) before the policy sees it.
+pub(crate) fn signal_threshold(share: u64, weighted: bool) -> usize {
+    if weighted {
+        return 1;
+    }
+    let by_share = usize::try_from(share / SIGNAL_SHARE).unwrap_or(usize::MAX);
+    by_share.clamp(1, SIGNAL_BATCH_MAX).min(PENDING_LIMIT / 2)
+}
 
 /// The panic message for a weigher that stores, removes, computes or clears through its own
 /// engine.
@@ -166,10 +189,12 @@ where
             Some((key, value))
         };
         cell.pending_len.store(p.len(), Ordering::Release);
-        if p.len() >= SIGNAL_BATCH {
+        let full = p.len() >= PENDING_LIMIT;
+        // A hidden resident entry (its value waiting to be dropped) wakes the worker at once;
+        // a new key only once the shard has gathered `signal_at` operations.
+        if found.is_some() || full || p.len() >= self.signal_at {
             self.signal(cell, index);
         }
-        let full = p.len() >= PENDING_LIMIT;
         drop(p);
         Leftovers { _kv: kv, _replaced: replaced, full }
     }
@@ -224,23 +249,32 @@ where
             && self.weight.load(Ordering::Acquire) <= self.capacity
     }
 
-    /// Finishes a store or remove once its caller holds no lock: drops what it displaced,
-    /// then, if the shard's pending table was full, waits until its worker has drained it
-    /// below half the limit, or the engine is shut down or its worker died (backpressure).
-    /// Never on a worker thread: a user's `Drop` running there may store, and would wait for
-    /// its own worker (such stores are not held back; see [`crate::shard::Handle`]).
-    pub(super) fn finish(&self, cell: &Cell<K, V>, stored: Leftovers<K, V>) {
+    /// Finishes a store or remove of a key with this `hash` once its caller holds no lock:
+    /// drops what it displaced, then, if the shard's pending table was full, waits until its
+    /// worker has drained it below half the limit, or the engine is shut down or its worker
+    /// died (backpressure). Never on a worker thread: a user's `Drop` running there may store,
+    /// and would wait for its own worker (such stores are not held back; see
+    /// [`crate::shard::Handle`]).
+    pub(super) fn finish(&self, hash: u64, stored: Leftovers<K, V>) {
         let full = stored.full;
         drop(stored);
         // Nor from user code run under a lock ([`crate::reentry`]): the worker may need it.
         if !full || crate::worker::on_worker_thread() || crate::reentry::under_lock() {
             return;
         }
+        let index = self.cell_index(hash);
+        let cell = &self.cells[index];
         let mut p = cell.lock_pending();
         while p.len() >= PENDING_LIMIT / 2
             && !self.is_shut_down()
             && !self.worker_died.load(Ordering::Acquire)
         {
+            // Stores of new keys that refill the table after the worker drained it wake it
+            // only once they are `signal_at` (`signal_threshold`, at most half the limit, so
+            // the store that refilled it this far did). Waking it here too costs nothing on
+            // this path and does not rest on that bound (a threshold above half the limit
+            // deadlocked here: `engine/tests/shuttle/handoff.rs`).
+            self.signal(cell, index);
             cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
         }
     }
@@ -292,7 +326,7 @@ where
         let leftovers = self.store(key, hash, value, opts, true);
         drop(fl);
         drop(detached);
-        self.finish(cell, leftovers);
+        self.finish(hash, leftovers);
     }
 
     /// Hides and drops the value of `q`, and detaches its running computation.
@@ -321,9 +355,7 @@ where
         }
         if let Some(h) = found {
             p.removes.push(h);
-            if p.len() >= SIGNAL_BATCH {
-                self.signal(cell, index);
-            }
+            self.signal(cell, index);
         }
         cell.pending_len.store(p.len(), Ordering::Release);
         // Finished like a store, so removes are held back too: removing the same key again
@@ -333,6 +365,50 @@ where
         drop(p);
         drop(fl);
         drop(detached);
-        self.finish(cell, leftovers);
+        self.finish(hash, leftovers);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{signal_threshold, SIGNAL_BATCH_MAX, SIGNAL_SHARE};
+    use crate::shared::PENDING_LIMIT;
+    use crate::{Engine, ManualClock};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn the_threshold_keeps_gathered_stores_under_a_percent_of_the_share() {
+        for share in [0, 1, 127, 128, 255, 256, 1_000, 1_024, 1_562, 100_000, u64::MAX] {
+            let t = signal_threshold(share, false);
+            assert!(
+                (1..=SIGNAL_BATCH_MAX.min(PENDING_LIMIT / 2)).contains(&t),
+                "share {share}: {t}"
+            );
+            // The stores that may wait: one fewer than the threshold.
+            assert!((t as u64 - 1) * SIGNAL_SHARE <= share, "share {share}: {t}");
+            assert_eq!(signal_threshold(share, true), 1, "weighted, share {share}");
+        }
+        assert_eq!(signal_threshold(1_562, false), SIGNAL_BATCH_MAX.min(PENDING_LIMIT / 2));
+    }
+
+    /// Below the threshold nothing is sent: the stores wait in the pending table (the
+    /// integration tests in `tests/engine_signal.rs` check what does wake the worker).
+    #[test]
+    fn new_keys_below_the_threshold_wait_without_a_wake_up() {
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(100_000)
+            .shards(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let (cell, at) = (&e.shared().cells[0], e.shared().signal_at);
+        assert_eq!(at, SIGNAL_BATCH_MAX.min(PENDING_LIMIT / 2));
+        for k in 1..at as u64 {
+            e.insert(k, k);
+            assert!(!cell.signaled.load(Ordering::Acquire), "store {k} woke the worker");
+            assert_eq!(cell.pending_len.load(Ordering::Acquire), k as usize);
+        }
+        e.flush();
+        assert_eq!(e.len(), at as u64 - 1);
     }
 }

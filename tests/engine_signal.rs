@@ -1,0 +1,103 @@
+//! When a store wakes its shard's worker. Stores of new keys are gathered (up to 8 per shard,
+//! fewer in small shards) before the worker is woken; everything else wakes it at once: a
+//! lookup that finds a pending store, a store that hides a resident entry, a remove, a
+//! weighted engine's store, the gathered count reached. Each test uses a manual clock (no
+//! tick ever drains the shards) and no `flush`, so only the wake-up under test can get the
+//! worker to apply what is pending; `len()` counts applied entries only. A wake-up that is
+//! not sent shows as a hang, which `wait_until` turns into a failure.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{manual_engine_with, wait_until};
+use memokit_engine::{Engine, InsertOptions};
+
+/// One shard of 100,000 entries: it gathers 8 stores of new keys before it wakes the worker.
+fn gathering() -> Engine<u64, Arc<u64>> {
+    manual_engine_with(Engine::builder().max_capacity(100_000).shards(1)).0
+}
+
+#[test]
+fn the_eighth_new_key_wakes_the_worker_and_all_eight_are_applied() {
+    let e = gathering();
+    for k in 0..8 {
+        e.insert(k, Arc::new(k));
+    }
+    wait_until("the eight stores applied", || e.len() == 8);
+}
+
+#[test]
+fn a_lookup_of_a_gathered_store_wakes_the_worker() {
+    let e = gathering();
+    e.insert(1, Arc::new(1));
+    assert_eq!(e.get(&1).as_deref(), Some(&1));
+    wait_until("the store applied after its lookup", || e.len() == 1);
+}
+
+#[test]
+fn a_get_or_insert_hit_on_a_gathered_store_wakes_the_worker() {
+    let e = gathering();
+    e.insert(1, Arc::new(1));
+    assert_eq!(*e.get_or_insert_with(1, || Arc::new(2)), 1);
+    wait_until("the store applied after its lookup", || e.len() == 1);
+}
+
+#[test]
+fn a_store_that_hides_a_resident_value_wakes_the_worker_to_drop_it() {
+    let e = gathering();
+    let old = Arc::new(1);
+    e.insert(1, Arc::clone(&old));
+    e.flush();
+    // With a TTL the new value cannot replace the old one in place: the old one is hidden and
+    // waits for the worker.
+    e.insert_with_options(
+        1,
+        Arc::new(2),
+        InsertOptions::new().ttl(std::time::Duration::from_secs(3600)),
+    );
+    assert_eq!(e.get(&1).as_deref(), Some(&2));
+    wait_until("the hidden value dropped", || Arc::strong_count(&old) == 1);
+}
+
+#[test]
+fn a_remove_wakes_the_worker_to_drop_the_value() {
+    let e = gathering();
+    let old = Arc::new(1);
+    e.insert(1, Arc::clone(&old));
+    e.flush();
+    e.remove(&1);
+    assert_eq!(e.get(&1), None);
+    wait_until("the removed value dropped", || Arc::strong_count(&old) == 1);
+}
+
+#[test]
+fn a_weighted_engine_wakes_the_worker_at_each_store() {
+    let (e, _clock) = manual_engine_with(
+        Engine::<u64, Arc<u64>>::builder().max_capacity(100_000).shards(1).weigher(|_, _| 1),
+    );
+    e.insert(1, Arc::new(1));
+    wait_until("the weighted store applied", || e.len() == 1);
+}
+
+#[test]
+fn a_small_shard_wakes_the_worker_at_each_store() {
+    // 100 entries per shard: fewer than 128, so nothing is gathered.
+    let (e, _clock) =
+        manual_engine_with(Engine::<u64, Arc<u64>>::builder().max_capacity(100).shards(1));
+    e.insert(1, Arc::new(1));
+    wait_until("the store applied", || e.len() == 1);
+}
+
+#[test]
+fn gathered_stores_are_applied_by_flush_and_count_toward_capacity_then() {
+    let (e, _clock) =
+        manual_engine_with(Engine::<u64, Arc<u64>>::builder().max_capacity(1_024).shards(1));
+    for k in 0..2_000 {
+        e.insert(k, Arc::new(k));
+    }
+    e.flush();
+    assert_eq!(e.len(), 1_024);
+    let held = (0..2_000).filter(|k| e.get(k).is_some()).count();
+    assert_eq!(held, 1_024, "every gathered store was applied, then evicted down to capacity");
+}
