@@ -93,7 +93,7 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// table are each one group, and the worker's own fields another. Left to the compiler, the
 /// pending filter that every store sets shared a line with the read lock's word, so each
 /// store invalidated that line for every reader of the shard, and the worker's `due_at` sat
-/// among the store fields ([`Cell::layout_groups`] checks the grouping).
+/// among the store fields (the test `layout_groups` checks the grouping).
 #[repr(C, align(128))]
 pub(crate) struct Cell<K, V> {
     // Lookups: the counters they bump, the lock word and the core's header.

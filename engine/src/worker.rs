@@ -309,7 +309,7 @@ where
         let now = Instant::now();
         let due = pace.due(now);
         if due.drain {
-            mine.iter().for_each(|&i| apply(&shared, &shared.cells[i]));
+            drain(&shared, me, &mine);
         }
         if due.burst {
             let finished = maintain(&shared, me, &mine, &mut cursor, Budget::Until(now + BURST));
@@ -334,14 +334,11 @@ fn serve<K: 'static, V: 'static>(
 ) {
     match cmd {
         Command::Flush(ack) => {
-            mine.iter().for_each(|&i| apply(shared, &shared.cells[i]));
-            if let Some(&first) = mine.first() {
-                settle(shared, me, mine, first, None);
-            }
+            drain(shared, me, mine);
             let _ = ack.send(());
         }
         Command::Maintain(ack) => {
-            mine.iter().for_each(|&i| apply(shared, &shared.cells[i]));
+            drain(shared, me, mine);
             maintain(shared, me, mine, cursor, Budget::Entries(TICK_BUDGET));
             let _ = ack.send(());
         }
@@ -391,14 +388,26 @@ pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: us
     }
 }
 
-/// Applies a shard's pending operations in one batch. The write lock comes first, without
-/// holding `pending` (so callers are not held up while the worker waits for readers to leave);
-/// the batch is then swapped out of `pending` and applied before the write lock is released,
-/// so a lookup that misses the pending table finds the batch in the core.
-pub(crate) fn apply<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    apply_then(shared, cell, |_, _| {});
+/// Applies the pending operations of every shard of worker `me`, each followed by the
+/// evictions its batch calls for in that shard (as a `Work` would), then settles what is left
+/// over. Stores of new keys may wait in a shard below its threshold with no `Work` sent
+/// (`store::signal_threshold`); a flush, a maintenance step or the tick applies them.
+/// (Applying them all and then settling from the worker's first shard evicted only there:
+/// that shard emptied while the others overflowed.)
+fn drain<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, mine: &[usize]) {
+    for &i in mine {
+        apply_evicting(shared, &shared.cells[i], me, mine);
+    }
+    if let Some(&first) = mine.first() {
+        settle(shared, me, mine, first, None);
+    }
 }
 
+/// Applies a shard's pending operations in one batch, then runs `then` on the core within
+/// the same hold of the write lock (`apply_evicting` evicts there). The write lock comes
+/// first, without holding `pending` (so callers are not held up while the worker waits for
+/// readers to leave); the batch is then swapped out of `pending` and applied before the write
+/// lock is released, so a lookup that misses the pending table finds the batch in the core.
 fn apply_then<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cell: &Cell<K, V>,
