@@ -389,17 +389,18 @@ pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: us
 }
 
 /// Applies the pending operations of every shard of worker `me`, each followed by the
-/// evictions its batch calls for in that shard (as a `Work` would), then settles what is left
-/// over. Stores of new keys may wait in a shard below its threshold with no `Work` sent
-/// (`store::signal_threshold`); a flush, a maintenance step or the tick applies them.
-/// (Applying them all and then settling from the worker's first shard evicted only there:
-/// that shard emptied while the others overflowed.)
+/// evictions its batch calls for in that shard, exactly as a `Work` does: within the batch's
+/// write lock when nothing can be dead anywhere, or else by settling from that shard (which
+/// reclaims dead entries first). Stores of new keys may wait in a shard below its threshold
+/// with no `Work` sent (`store::signal_threshold`); a flush, a maintenance step or the tick
+/// applies them. (Applying them all and then settling from the worker's first shard evicted
+/// only there: that shard emptied while the others overflowed; settling once at the end,
+/// from the first shard, did the same whenever an entry might have expired, as after every
+/// tick boundary: `capacity::tests`.)
 fn drain<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, mine: &[usize]) {
     for &i in mine {
         apply_evicting(shared, &shared.cells[i], me, mine);
-    }
-    if let Some(&first) = mine.first() {
-        settle(shared, me, mine, first, None);
+        settle(shared, me, mine, i, None);
     }
 }
 

@@ -234,4 +234,30 @@ mod tests {
     fn maintenance_evicts_from_the_shard_it_applied() {
         each_shard_keeps_its_share(Engine::run_maintenance);
     }
+
+    /// The same while the shards may hold expired entries when the batches are applied (a
+    /// tick boundary has passed since the wheels last advanced, as at every tick of the real
+    /// clock, whose drain comes before its maintenance): the evictions wait for `settle`,
+    /// which reclaims first, and must then still come from the shard each batch went to.
+    /// Settling once after all of them, from the worker's first shard, emptied that shard.
+    #[test]
+    fn flush_evicts_from_the_shard_it_applied_while_entries_may_have_expired() {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(2_048)
+            .shards(2)
+            .workers(1)
+            .clock(clock.clone())
+            .build()
+            .expect("engine");
+        let opts = crate::InsertOptions::new().ttl(std::time::Duration::from_secs(1 << 20));
+        for k in 0..8_192 {
+            e.insert_with_options(k, k, opts);
+            clock.advance(std::time::Duration::from_secs(1));
+            e.flush();
+        }
+        let lens: Vec<usize> = e.shared().cells.iter().map(|c| c.core.read().len()).collect();
+        assert_eq!(lens.iter().sum::<usize>(), 2_048);
+        assert!(lens.iter().all(|&n| n >= 768), "per shard: {lens:?}");
+    }
 }
