@@ -207,7 +207,10 @@ where
     /// Stores `value` for `key` with no deadline, replacing any previous value. Visible at once
     /// to every later lookup, on any thread.
     ///
-    /// Cost: a new key is handed to the shard's worker (a pending table, a wake-up, a batch).
+    /// Cost: a new key is handed to the shard's worker (a pending table, then a batch; the
+    /// worker is woken once a few stores of new keys have gathered in the shard, or by the
+    /// next lookup of the key, the tick, [`flush`](Engine::flush) or
+    /// [`run_maintenance`](Engine::run_maintenance)).
     /// A new value for a key already resident without a deadline, under the same generations
     /// and of the same weight, is swapped in place under the shard's write lock instead, which
     /// costs about a lookup.

@@ -1,8 +1,13 @@
 //! Worker threads: each owns a set of shards and is the only one to change their structure.
 //!
 //! A worker sleeps on its crossbeam-channel mailbox. `Work(shard)` says that shard has pending
-//! operations (a caller sends it unless one is already outstanding; the worker also drains every
-//! shard at each tick): under the shard's write lock, the worker swaps them all out of the
+//! operations (a caller sends it unless one is already outstanding: at once for a remove or a
+//! store that hides a resident entry, and once a few stores of new keys have gathered, see
+//! `shared::store::signal_threshold`; a lookup that finds a pending store sends it too). The
+//! worker also drains every shard at each tick, and at each `Flush` and `Maintain`, which is
+//! how stores gathered below the threshold get applied when nothing else wakes it (with a
+//! manual clock, no tick: only those requests, lookups and the threshold do). Either way,
+//! under the shard's write lock, the worker swaps them all out of the
 //! `pending` table (held only for the swap) and applies them (removes first, then stores) before
 //! releasing the lock, and drops the displaced keys and values after. If the engine is then over
 //! capacity it first reclaims expired and stale entries of its shards, and only then lets the

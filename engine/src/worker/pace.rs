@@ -25,7 +25,8 @@ pub(super) struct Pace {
 /// What is due now.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Due {
-    /// Drain every shard's pending table (the tick's backstop for lost wake-ups).
+    /// Drain every shard's pending table: applies the stores of new keys gathered below
+    /// their shard's threshold, which no `Work` announced (`store::signal_threshold`).
     pub(super) drain: bool,
     /// Run a maintenance burst.
     pub(super) burst: bool,
