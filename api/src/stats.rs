@@ -48,7 +48,9 @@ pub struct Stats {
     pub evictions: u64,
     /// Results removed because their timeout passed (memoizer only).
     pub expirations: u64,
-    /// Results reclaimed after a delete retired their version (memoizer only).
+    /// Results reclaimed after a delete retired their version (memoizer only). A result
+    /// stored just before the delete and not yet applied by the engine's worker is dropped
+    /// without being counted here.
     pub stale_reclaimed: u64,
     /// Calls that missed and did not run the function: they got the value of another
     /// caller's computation (on the memoizer: joins of one; see above).

@@ -149,7 +149,9 @@ pub struct EngineStats {
     /// Values removed after their deadline: by the wheel, or reclaimed to make room before
     /// the policy evicts a live one.
     pub expirations: u64,
-    /// Values of retired generations reclaimed by the workers (also to make room).
+    /// Values of retired generations reclaimed by the workers (also to make room). A store
+    /// whose generation was retired before a worker applied it is dropped then, and counted
+    /// neither here nor in `inserts`.
     pub stale_reclaimed: u64,
     /// Waits for another caller's computation: one per caller that joined one, plus one each
     /// time a caller whose computation gave up (panic or error) joins the next one. A caller
