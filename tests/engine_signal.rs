@@ -71,22 +71,23 @@ fn a_remove_wakes_the_worker_to_drop_the_value() {
     wait_until("the removed value dropped", || Arc::strong_count(&old) == 1);
 }
 
+/// One store into a fresh one-shard engine built from `builder` gets applied without a
+/// `flush`.
+fn a_store_is_applied_at_once(builder: memokit_engine::EngineBuilder<u64, Arc<u64>>) {
+    let (e, _clock) = manual_engine_with(builder.shards(1));
+    e.insert(1, Arc::new(1));
+    wait_until("the store applied", || e.len() == 1);
+}
+
 #[test]
 fn a_weighted_engine_wakes_the_worker_at_each_store() {
-    let (e, _clock) = manual_engine_with(
-        Engine::<u64, Arc<u64>>::builder().max_capacity(100_000).shards(1).weigher(|_, _| 1),
-    );
-    e.insert(1, Arc::new(1));
-    wait_until("the weighted store applied", || e.len() == 1);
+    a_store_is_applied_at_once(Engine::builder().max_capacity(100_000).weigher(|_, _| 1));
 }
 
 #[test]
 fn a_small_shard_wakes_the_worker_at_each_store() {
-    // 100 entries per shard: fewer than 128, so nothing is gathered.
-    let (e, _clock) =
-        manual_engine_with(Engine::<u64, Arc<u64>>::builder().max_capacity(100).shards(1));
-    e.insert(1, Arc::new(1));
-    wait_until("the store applied", || e.len() == 1);
+    // 100 entries per shard: fewer than 256, so nothing is gathered.
+    a_store_is_applied_at_once(Engine::builder().max_capacity(100));
 }
 
 #[test]
