@@ -54,7 +54,8 @@ const SIGNAL_SHARE: u64 = 128;
 /// and the loads of lines the callers wrote, and takes the shard's read lock from its readers
 /// for a moment; with many shards (see `default_shards`) one wake-up per new key made batches
 /// of 2-3 stores, and the worker's share of two cores came out of the callers'. Gathering 8
-/// (two-thread `get_or_insert_with` bench, paired): 0.71 -> 0.79 of quick_cache. Cost: a new
+/// (two-thread benches, paired, against quick_cache; `BENCHMARKS.md`, session 14): 50/50
+/// 0.78 -> 0.96, `get_or_insert_with` 0.72 -> 0.88; more than 8 gained nothing. Cost: a new
 /// key that is neither read again nor followed by others in its shard waits for the tick
 /// (with a manual clock, for `flush` or `run_maintenance`) before the policy sees it.
 pub(crate) fn signal_threshold(share: u64, weighted: bool) -> usize {
