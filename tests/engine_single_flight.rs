@@ -458,3 +458,53 @@ fn many_keys_many_waiters() {
     e.flush();
     assert_eq!(e.len(), 50);
 }
+
+/// A computation of a key whose old entry is still in the core, invisible (expired, or of a
+/// retired generation), replaces that entry: a store that took the missed lookup for "not in
+/// the core" would leave the key there twice once its batch is applied (a shortcut tried in
+/// session 14 and not kept: it failed this test when it took an invisible entry for an
+/// absent one). `validate` checks the table and slab agree, `len` that each key is held
+/// once.
+#[test]
+fn a_computation_replaces_an_invisible_entry_of_its_key() {
+    let (e, clock) = common::manual_engine_with(Engine::builder().max_capacity(1_000).shards(1));
+    // Expired.
+    e.insert_with_ttl(1, 10, Duration::from_secs(1));
+    // Retired.
+    let g = e.new_generation();
+    e.insert_with_options(2, 20, InsertOptions::new().generations(g, None));
+    // Absent (the control case: nothing to replace).
+    e.flush();
+    e.retire(g);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!((e.get(&1), e.get(&2)), (None, None));
+    assert_eq!(e.get_or_insert_with(1, || 11), 11);
+    assert_eq!(e.get_or_insert_with(2, || 21), 21);
+    assert_eq!(e.get_or_insert_with(3, || 31), 31);
+    e.flush();
+    e.validate().expect("consistent after the batch");
+    assert_eq!((e.get(&1), e.get(&2), e.get(&3)), (Some(11), Some(21), Some(31)));
+    assert_eq!(e.len(), 3);
+}
+
+/// The key absent from the core at the lookup, but a pending store of it (expired, so the
+/// lookup misses) applied while the computation runs: the computation's store must find it
+/// in the core and replace it (the same shortcut failed this test when it did not look
+/// again after a batch).
+#[test]
+fn a_computation_replaces_an_entry_applied_while_it_ran() {
+    // One shard of 1,000 entries: stores of new keys gather there (up to 7).
+    let (e, clock) = common::manual_engine_with(Engine::builder().max_capacity(1_000).shards(1));
+    e.insert_with_ttl(1, 10, Duration::from_secs(1));
+    clock.advance(Duration::from_secs(2));
+    let v = e.get_or_insert_with(1, || {
+        // The expired store goes from the pending table to the core meanwhile.
+        e.flush();
+        11
+    });
+    assert_eq!(v, 11);
+    e.flush();
+    e.validate().expect("consistent after the batch");
+    assert_eq!(e.get(&1), Some(11));
+    assert_eq!(e.len(), 1);
+}
