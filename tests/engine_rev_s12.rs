@@ -68,7 +68,7 @@ fn no_live_key_evicted(e: &E, case: &str) {
 /// A worker's own `Retire` counts as much as another worker's. A batch stored before a
 /// `retire` may reach the worker after `retire` has returned, with the `Retire` still behind
 /// it in the mailbox: the shards then hold entries of the retired generation that their
-/// `due_at` does not show yet. `apply_evicting` leaves that batch to `settle`
+/// `due_at` does not show yet. `apply_and_settle` leaves that batch to `settle`
 /// (`retires_pending[me]`), but `settle` read only the other workers' pending retirements and
 /// evicted live entries in place of the retired ones (live weight within capacity, live
 /// entries lost). Catches any over-capacity path that ignores the worker's own pending

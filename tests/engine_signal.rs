@@ -43,32 +43,34 @@ fn a_get_or_insert_hit_on_a_gathered_store_wakes_the_worker() {
     wait_until("the store applied after its lookup", || e.len() == 1);
 }
 
-#[test]
-fn a_store_that_hides_a_resident_value_wakes_the_worker_to_drop_it() {
+/// Stores a value for key 1 and has it applied, then runs `displace` on the key without a
+/// flush: the worker must be woken to drop the old value.
+fn the_old_value_is_dropped_after(displace: impl FnOnce(&Engine<u64, Arc<u64>>)) {
     let e = gathering();
     let old = Arc::new(1);
     e.insert(1, Arc::clone(&old));
     e.flush();
-    // With a TTL the new value cannot replace the old one in place: the old one is hidden and
-    // waits for the worker.
-    e.insert_with_options(
-        1,
-        Arc::new(2),
-        InsertOptions::new().ttl(std::time::Duration::from_secs(3600)),
-    );
-    assert_eq!(e.get(&1).as_deref(), Some(&2));
-    wait_until("the hidden value dropped", || Arc::strong_count(&old) == 1);
+    displace(&e);
+    wait_until("the old value dropped", || Arc::strong_count(&old) == 1);
+}
+
+#[test]
+fn a_store_that_hides_a_resident_value_wakes_the_worker_to_drop_it() {
+    the_old_value_is_dropped_after(|e| {
+        // With a TTL the new value cannot replace the old one in place: the old one is hidden
+        // and waits for the worker.
+        let ttl = InsertOptions::new().ttl(std::time::Duration::from_secs(3600));
+        e.insert_with_options(1, Arc::new(2), ttl);
+        assert_eq!(e.get(&1).as_deref(), Some(&2));
+    });
 }
 
 #[test]
 fn a_remove_wakes_the_worker_to_drop_the_value() {
-    let e = gathering();
-    let old = Arc::new(1);
-    e.insert(1, Arc::clone(&old));
-    e.flush();
-    e.remove(&1);
-    assert_eq!(e.get(&1), None);
-    wait_until("the removed value dropped", || Arc::strong_count(&old) == 1);
+    the_old_value_is_dropped_after(|e| {
+        e.remove(&1);
+        assert_eq!(e.get(&1), None);
+    });
 }
 
 /// One store into a fresh one-shard engine built from `builder` gets applied without a

@@ -447,7 +447,8 @@ where
         q: &Q,
         read: impl FnOnce(&V) -> R,
     ) -> Option<R> {
-        let cell = self.cell(hash);
+        let index = self.cell_index(hash);
+        let cell = &self.cells[index];
         // Both tables at one instant: `pending` stays locked through the core probe, so a
         // store cannot move the key's value from the core (hidden) to the pending table
         // between the two probes and leave this lookup with neither. A batch the worker has
@@ -463,7 +464,7 @@ where
             drop(p);
             // A key read again: its store, which may be waiting for more in its shard (see
             // `store::signal_threshold`), goes to the core, where lookups take the fast path.
-            self.signal(cell, self.cell_index(hash));
+            self.signal(cell, index);
             return r;
         }
         let e = core.entry(hash, |k| q.equivalent(k))?;

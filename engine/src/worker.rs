@@ -42,7 +42,7 @@ mod capacity;
 mod pace;
 
 use crate::shared::{Cell, Shared};
-use capacity::{apply_evicting, settle};
+use capacity::{apply_and_settle, settle};
 use pace::Pace;
 
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
@@ -273,10 +273,7 @@ where
         };
         match msg {
             None => {}
-            Some(Command::Work(i)) => {
-                apply_evicting(&shared, &shared.cells[i], me, &mine);
-                settle(&shared, me, &mine, i, None);
-            }
+            Some(Command::Work(i)) => apply_and_settle(&shared, me, &mine, i),
             Some(Command::Settle) => {
                 shared.settle_asked[me].store(false, Ordering::SeqCst);
                 let asker = shared.settle_reply[me].swap(usize::MAX, Ordering::SeqCst);
@@ -394,23 +391,19 @@ pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: us
 }
 
 /// Applies the pending operations of every shard of worker `me`, each followed by the
-/// evictions its batch calls for in that shard, exactly as a `Work` does: within the batch's
-/// write lock when nothing can be dead anywhere, or else by settling from that shard (which
-/// reclaims dead entries first). Stores of new keys may wait in a shard below its threshold
-/// with no `Work` sent (`store::signal_threshold`); a flush, a maintenance step or the tick
-/// applies them. (Applying them all and then settling from the worker's first shard evicted
-/// only there: that shard emptied while the others overflowed; settling once at the end,
-/// from the first shard, did the same whenever an entry might have expired, as after every
-/// tick boundary: `capacity::tests`.)
+/// evictions its batch calls for in that shard, as a `Work` does ([`apply_and_settle`]).
+/// Stores of new keys may wait in a shard below its threshold with no `Work` sent
+/// (`store::signal_threshold`); a flush, a maintenance step or the tick applies them.
+/// (Applying them all and then settling once from the worker's first shard evicted only
+/// there: that shard emptied while the others overflowed, `capacity::tests`.)
 fn drain<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, mine: &[usize]) {
     for &i in mine {
-        apply_evicting(shared, &shared.cells[i], me, mine);
-        settle(shared, me, mine, i, None);
+        apply_and_settle(shared, me, mine, i);
     }
 }
 
 /// Applies a shard's pending operations in one batch, then runs `then` on the core within
-/// the same hold of the write lock (`apply_evicting` evicts there). The write lock comes
+/// the same hold of the write lock (`apply_and_settle` evicts there). The write lock comes
 /// first, without holding `pending` (so callers are not held up while the worker waits for
 /// readers to leave); the batch is then swapped out of `pending` and applied before the write
 /// lock is released, so a lookup that misses the pending table finds the batch in the core.
