@@ -16,7 +16,9 @@
 //! allocated then: an engine that never fills pays nothing (about 8.5 B per entry once it does;
 //! the S3-FIFO ghost this replaces took 8–16 B).
 //!
-//! - An insert (a miss) counts the key in the sketch and enters small.
+//! - An insert (a miss) counts the key in the sketch and enters small. A store that replaces
+//!   a resident entry leaves it where it is and sets its access mark, like a read
+//!   (`crate::shard` `replace`): storing a key again is a sign of use, not a new key.
 //! - Evicting, while small is over its target: the entry at the front of small was read while
 //!   there (access mark set) → it moves to main, mark cleared. Otherwise it is the *candidate*
 //!   and competes with main's *victim* (the first entry main's CLOCK hand finds unmarked;
@@ -194,6 +196,15 @@ impl Policy {
             Queue::Small => self.small_weight -= u64::from(weight),
             Queue::Main => self.main_weight -= u64::from(weight),
         }
+    }
+
+    /// An entry that stays where it is changes weight (a store replacing it in place).
+    pub(crate) fn reweigh(&mut self, e: &Meta, old: u32, new: u32) {
+        let queue = match e.queue {
+            Queue::Small => &mut self.small_weight,
+            Queue::Main => &mut self.main_weight,
+        };
+        *queue = *queue - u64::from(old) + u64::from(new);
     }
 
     /// Picks the next victim (still linked; the shard removes it and then calls

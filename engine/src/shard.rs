@@ -14,7 +14,8 @@
 //! bucket, one list per generation and link kind) link slots in `links`. The worker finds an
 //! entry from its slot by probing the table with the stored hash and comparing slots, so it
 //! never calls the user's `Hash` or `Eq`. A [`Handle`] (slot + reuse count + hash bits) taken by
-//! a caller is detected as stale, never dereferenced.
+//! a caller is detected as stale, never dereferenced. A store that replaces a resident entry
+//! updates it in its slot (`replace.rs`), keeping its place in the policy's queues.
 //!
 //! Cost per entry, `u64` keys and `Arc` values, as `benches/memory.rs` measures it (1M entries
 //! in the default 9 shards of 111k; B/entry beyond the `Vec<(u64, Arc)>` floor, whose 16 B are
@@ -69,6 +70,7 @@ use crate::list::{reserve_slots, Kind, Links, List};
 use crate::policy::Policy;
 use crate::wheel::Wheel;
 
+mod replace;
 mod validate;
 
 /// A slab index with the slot's reuse count and 16 bits of the entry's hash at the time it was
@@ -110,6 +112,15 @@ pub(crate) struct NewEntry<K, V> {
     /// Whether lookups check `gens` (`InsertOptions::checks_generations`).
     pub(crate) checked: bool,
     pub(crate) weight: u32,
+}
+
+impl<K, V> NewEntry<K, V> {
+    /// The entry flags the store calls for: [`TIMED`] with a deadline, [`VERSIONED`] when
+    /// lookups check its generations.
+    fn flags(&self) -> u8 {
+        let timed = if self.deadline != NEVER { TIMED } else { 0 };
+        timed | if self.checked { VERSIONED } else { 0 }
+    }
 }
 
 /// Worker-side counters of one shard (read under the read lock by `stats()`).
@@ -241,10 +252,12 @@ impl<K, V> Shard<K, V> {
         }
     }
 
-    /// Stores `n`, replacing the entry behind `replaces` if still valid. `n` comes counted
-    /// under its generations (by the caller that recorded it: [`Registry::acquire_all`]); the
-    /// entry keeps those counts, or, when a generation was retired meanwhile, the store is
-    /// refused and they are given back. Returns the weight added (0 when refused).
+    /// Stores `n`: in place of the entry behind `replaces` if that is still valid (the same
+    /// slot, its place in the policy kept: `Shard::update`), as a new entry otherwise. `n`
+    /// comes counted under its generations (by the caller that recorded it:
+    /// [`Registry::acquire_all`]); the entry keeps those counts, or, when a generation was
+    /// retired meanwhile, the store is refused, they are given back and the replaced entry is
+    /// removed. Returns the entry's weight (0 when refused).
     pub(crate) fn insert(
         &mut self,
         n: NewEntry<K, V>,
@@ -253,6 +266,12 @@ impl<K, V> Shard<K, V> {
         garbage: &mut Vec<(K, V)>,
     ) -> u64 {
         if let Some(h) = replaces {
+            if self.valid(h)
+                && gens_live(&n.gens, reg)
+                && self.metas[h.idx as usize].hash == n.hash as u32
+            {
+                return self.update(h.idx, n, reg, garbage);
+            }
             self.remove_handle(h, reg, garbage);
         }
         // `n`'s counts keep its generations' slots from being recycled: each slot still holds
@@ -284,14 +303,9 @@ impl<K, V> Shard<K, V> {
             self.timed += 1;
         }
         for (k, &g) in n.gens.iter().enumerate() {
-            if g != 0 {
-                let links = &mut self.links;
-                let list = *self.gen_lists[k].entry(g).or_insert_with(|| links.new_list());
-                links.push_back(GEN_KINDS[k], list, idx);
-            }
+            self.link_gen(idx, k, g);
         }
-        let flags =
-            if n.deadline != NEVER { TIMED } else { 0 } | if n.checked { VERSIONED } else { 0 };
+        let flags = n.flags();
         let e = Entry { key: n.key, value: n.value, idx, freq: 0.into(), flags: flags.into() };
         let metas = &self.metas;
         self.map.insert_unique(slot_hash(n.hash as u32), e, |e| metas[e.idx as usize].slot_hash());
@@ -357,19 +371,7 @@ impl<K, V> Shard<K, V> {
             self.timed -= 1;
         }
         for (k, &g) in stamp.gens.iter().enumerate() {
-            if g == 0 {
-                continue;
-            }
-            self.links.unlink(GEN_KINDS[k], idx);
-            if let Some(&list) = self.gen_lists[k].get(&g) {
-                if self.links.is_empty(list) {
-                    self.gen_lists[k].remove(&g);
-                    self.links.free_list(list);
-                }
-            }
-            if let Some(gen) = Generation::from_raw(g) {
-                reg.release(gen);
-            }
+            self.unlink_gen(idx, k, g, reg);
         }
         let slot = &mut self.metas[idx as usize];
         slot.occupied = false;
@@ -384,6 +386,33 @@ impl<K, V> Shard<K, V> {
         }
         garbage.push((e.key, e.value));
         u64::from(weight)
+    }
+
+    /// Links slot `idx` into the list of generation `g` (raw id; 0: none) as its `k`-th.
+    fn link_gen(&mut self, idx: u32, k: usize, g: u64) {
+        if g != 0 {
+            let links = &mut self.links;
+            let list = *self.gen_lists[k].entry(g).or_insert_with(|| links.new_list());
+            links.push_back(GEN_KINDS[k], list, idx);
+        }
+    }
+
+    /// Unlinks slot `idx` from the list of its `k`-th generation `g` (freeing the list when
+    /// it empties) and gives back the entry's count under it.
+    fn unlink_gen(&mut self, idx: u32, k: usize, g: u64, reg: &Registry) {
+        if g == 0 {
+            return;
+        }
+        self.links.unlink(GEN_KINDS[k], idx);
+        if let Some(&list) = self.gen_lists[k].get(&g) {
+            if self.links.is_empty(list) {
+                self.gen_lists[k].remove(&g);
+                self.links.free_list(list);
+            }
+        }
+        if let Some(gen) = Generation::from_raw(g) {
+            reg.release(gen);
+        }
     }
 
     /// The entry the policy would evict next, with its weight (`None` when empty). Choosing
@@ -502,97 +531,4 @@ impl<K, V> Shard<K, V> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(key: u64, deadline: u64, gens: Gens) -> NewEntry<u64, u64> {
-        let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
-        NewEntry { key, value: key, hash, deadline, gens, checked: gens != [0; 2], weight: 1 }
-    }
-
-    #[test]
-    fn link_arrays_and_slab_grow_only_as_used() {
-        let reg = Registry::new();
-        let mut garbage = Vec::new();
-        let mut s = Shard::<u64, u64>::new(1000, 10, 0);
-        for k in 0..1000 {
-            s.insert(entry(k, NEVER, [0; 2]), None, &reg, &mut garbage);
-        }
-        s.validate().unwrap();
-        // No deadline and no generation yet: no timer or generation links at all.
-        for kind in [Kind::Timer, Kind::Gen0, Kind::Gen1] {
-            assert_eq!(s.links.covered(kind), 0, "{kind:?}");
-        }
-        assert_eq!(s.links.covered(Kind::Queue), 1000);
-        // Nor any stamp slab (deadlines and generations).
-        assert_eq!(s.stamps.len(), 0);
-        // Doubling stops at the share, then grows by steps of 1/32 of it.
-        assert_eq!(s.metas.capacity(), 1000);
-        s.insert(entry(1000, 50, [0; 2]), None, &reg, &mut garbage);
-        assert_eq!(s.metas.capacity(), 1031);
-        // The first deadline allocates timer links up to its slot, no further generations.
-        assert_eq!(s.links.covered(Kind::Timer), 1001);
-        assert_eq!(s.links.covered(Kind::Gen0), 0);
-        assert_eq!(s.stamps.len(), 1001);
-        s.validate().unwrap();
-        let g = reg.allocate();
-        assert!(reg.acquire_all(&[0, g.id()])); // as the caller recording the store does
-        s.insert(entry(1001, NEVER, [0, g.id()]), None, &reg, &mut garbage);
-        assert_eq!((s.links.covered(Kind::Gen0), s.links.covered(Kind::Gen1)), (0, 1002));
-        s.validate().unwrap();
-        // Expiry and reclamation unlink them again; the arrays stay and still validate.
-        assert_eq!(s.maintain(100, 10, &reg, &mut garbage).1, 1);
-        assert!(reg.retire(g));
-        s.schedule_reclaim(g.id());
-        assert_eq!(s.maintain(100, 10, &reg, &mut garbage).1, 1);
-        assert_eq!(s.len(), 1000);
-        s.validate().unwrap();
-        // A freed stamped slot taken by an entry without deadline or generations reads as
-        // none (`validate` checks the flags against the stamp), and a stamped one as its own.
-        s.insert(entry(3000, NEVER, [0; 2]), None, &reg, &mut garbage);
-        s.validate().unwrap();
-        let g2 = reg.allocate();
-        assert!(reg.acquire_all(&[g2.id(), 0]));
-        s.insert(entry(2000, 500, [g2.id(), 0]), None, &reg, &mut garbage);
-        s.validate().unwrap();
-        assert_eq!(s.stamps.len(), 1002);
-        assert_eq!(s.clear(&reg, &mut garbage), 1002);
-        s.validate().unwrap();
-    }
-
-    #[test]
-    fn layout_sizes() {
-        use std::mem::size_of;
-        // The figures the module docs and BENCHMARKS.md count with.
-        assert_eq!(size_of::<Entry<u64, std::sync::Arc<[u8; 64]>>>(), 24);
-        assert_eq!(size_of::<Meta>(), 8);
-        assert_eq!(size_of::<Stamp>(), 24);
-        assert_eq!(size_of::<Option<Handle>>(), 12);
-    }
-
-    #[test]
-    fn stale_handle_is_refused_after_the_reuse_count_wraps() {
-        let reg = Registry::new();
-        let mut garbage = Vec::new();
-        let mut s = Shard::<u64, u64>::new(4, 10, 0);
-        let first = entry(7, NEVER, [0; 2]);
-        let hash = first.hash;
-        s.insert(first, None, &reg, &mut garbage);
-        let (h, _) = s.find(hash, |&k| k == 7).unwrap();
-        let mut current = hash;
-        for k in 0..=u64::from(u16::MAX) {
-            let (old, _) = s.find(current, |_| true).unwrap();
-            s.remove_handle(old, &reg, &mut garbage);
-            let n = entry(100 + k, NEVER, [0; 2]);
-            current = n.hash;
-            s.insert(n, None, &reg, &mut garbage);
-        }
-        s.validate().unwrap();
-        assert_eq!((s.len(), s.metas.len()), (1, 1));
-        assert_eq!(s.metas[h.idx as usize].reuse, h.gen);
-        assert_ne!(tag(current as u32), h.tag);
-        // Same slot, same (wrapped) reuse count, another entry: the hash tells them apart.
-        s.remove_handle(h, &reg, &mut garbage);
-        assert_eq!(s.len(), 1);
-    }
-}
+mod tests;
