@@ -134,6 +134,9 @@ pub(crate) struct Cell<K, V> {
     /// write lock: lets another worker see without a lock whether this shard may hold dead
     /// entries to reclaim.
     pub(crate) due_at: AtomicU64,
+    /// [`Shard::weight`], published with `due_at`: where its own worker's evictions go when
+    /// no batch names the shard (`worker::capacity::settle`).
+    pub(crate) weight: AtomicU64,
 }
 
 /// A zero-sized field that starts the next field of a `repr(C)` struct on a new 128-byte
@@ -325,6 +328,7 @@ impl<K, V> Shared<K, V> {
                 batch: Mutex::new(Pending::default()),
                 drained: Condvar::new(),
                 due_at: AtomicU64::new(u64::MAX),
+                weight: AtomicU64::new(0),
             })
             .collect();
         Shared {
@@ -529,7 +533,12 @@ mod tests {
             offset_of!(C, signaled),
         ];
         let flights = [offset_of!(C, flights)];
-        let worker = [offset_of!(C, batch), offset_of!(C, drained), offset_of!(C, due_at)];
+        let worker = [
+            offset_of!(C, batch),
+            offset_of!(C, drained),
+            offset_of!(C, due_at),
+            offset_of!(C, weight),
+        ];
         let groups = [&lookups[..], &stores, &flights, &worker];
         for (i, g) in groups.iter().enumerate() {
             for h in &groups[i + 1..] {

@@ -127,7 +127,8 @@ fn write_lock<K, V>(cell: &Cell<K, V>) -> WorkerLock<'_, K, V> {
 }
 
 /// The worker's write lock of a shard. Letting go of it publishes the shard's
-/// [`Shard::dead_possible_from`] in `Cell::due_at`, for the other workers (see `settle`).
+/// [`Shard::dead_possible_from`] in `Cell::due_at`, for the other workers, and its weight in
+/// `Cell::weight` (see `settle`).
 struct WorkerLock<'a, K, V> {
     cell: &'a Cell<K, V>,
     guard: Option<crate::sync::RwLockWriteGuard<'a, Shard<K, V>>>,
@@ -139,6 +140,7 @@ impl<K, V> WorkerLock<'_, K, V> {
     fn unlock_fair(mut self) {
         if let Some(g) = self.guard.take() {
             self.cell.due_at.store(g.dead_possible_from(), Ordering::Release);
+            self.cell.weight.store(g.weight(), Ordering::Release);
             crate::sync::unlock_fair(g);
         }
     }
@@ -161,6 +163,7 @@ impl<K, V> Drop for WorkerLock<'_, K, V> {
     fn drop(&mut self) {
         if let Some(g) = &self.guard {
             self.cell.due_at.store(g.dead_possible_from(), Ordering::Release);
+            self.cell.weight.store(g.weight(), Ordering::Release);
         }
     }
 }
@@ -278,9 +281,7 @@ where
                 shared.settle_asked[me].store(false, Ordering::SeqCst);
                 let asker = shared.settle_reply[me].swap(usize::MAX, Ordering::SeqCst);
                 let reply_to = (asker != usize::MAX).then_some(asker);
-                if let Some(&first) = mine.first() {
-                    settle(&shared, me, &mine, first, reply_to);
-                }
+                settle(&shared, me, &mine, reply_to);
                 shared.settles_in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             Some(Command::Retire(g)) => {
@@ -292,9 +293,7 @@ where
                 shared.retires_pending[me].fetch_sub(1, Ordering::SeqCst);
                 // A batch over capacity before it left the excess to this `Retire` (`settle`
                 // evicts nothing while this worker's own retirement is pending).
-                if let Some(&first) = mine.first() {
-                    settle(&shared, me, &mine, first, None);
-                }
+                settle(&shared, me, &mine, None);
             }
             Some(cmd @ (Command::Flush(_) | Command::Maintain(_) | Command::Clear(_))) => {
                 serve(&shared, me, &mine, &mut cursor, cmd);
@@ -403,14 +402,15 @@ fn drain<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, mine: &[usize
 }
 
 /// Applies a shard's pending operations in one batch, then runs `then` on the core within
-/// the same hold of the write lock (`apply_and_settle` evicts there). The write lock comes
+/// the same hold of the write lock, with the weight the batch added (`apply_and_settle`
+/// evicts there). The write lock comes
 /// first, without holding `pending` (so callers are not held up while the worker waits for
 /// readers to leave); the batch is then swapped out of `pending` and applied before the write
 /// lock is released, so a lookup that misses the pending table finds the batch in the core.
 fn apply_then<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cell: &Cell<K, V>,
-    then: impl FnOnce(&mut Shard<K, V>, &mut Vec<(K, V)>),
+    then: impl FnOnce(&mut Shard<K, V>, &mut Vec<(K, V)>, u64),
 ) {
     // Nothing pending and no wake-up to reset (every tick and flush comes here for every
     // shard): no lock at all. A store publishes `pending_len` before it returns and signals
@@ -451,7 +451,7 @@ fn apply_then<K: 'static, V: 'static>(
         shared.weight.fetch_sub(before - after, Ordering::AcqRel);
     }
     drop(batch);
-    then(&mut core, &mut garbage);
+    then(&mut core, &mut garbage, after.saturating_sub(before));
     drop(core);
     drop_outside(garbage);
 }
@@ -530,9 +530,7 @@ fn maintain<K: 'static, V: 'static>(
     // to a pending `Retire`): settled like a batch, so nothing live goes while dead entries
     // may be left anywhere (a bare eviction here evicted live entries while this worker's own
     // `Retire` waited behind the `Maintain`: `tests/engine_rev_s12.rs`).
-    if let Some(&first) = mine.first() {
-        settle(shared, me, mine, first, None);
-    }
+    settle(shared, me, mine, None);
     all_finished
 }
 

@@ -21,11 +21,14 @@ use crate::shard::Shard;
 use crate::shared::{Cell, Shared};
 
 /// Applies shard `i`'s batch ([`apply_then`]) for a `Work`, a flush, maintenance or the tick,
-/// then brings the engine back within capacity from that shard: if nothing can be dead in any
-/// worker's shards, by evicting within the same hold of the write lock (one hold per batch
-/// instead of two; what `settle` would do next anyway, as its reclaiming and asking would
-/// find nothing to do); otherwise by settling from shard `i`, which reclaims dead entries
-/// first. Either way the evictions a batch calls for come from its own shard.
+/// then brings the engine back within capacity. If nothing can be dead in any worker's
+/// shards, the batch's own growth is evicted from shard `i` within the same hold of the write
+/// lock (one hold per batch instead of two; what `settle` would do next anyway, as its
+/// reclaiming and asking would find nothing to do). Whatever excess is left (all of it while
+/// dead entries may be anywhere; an excess other workers left while they deferred) goes to
+/// [`settle`], which reclaims first and spreads what it evicts over this worker's heaviest
+/// shards. (Evicting that excess from the batch's shard, or from the worker's first shard,
+/// emptied one shard for good: `settle_tests`.)
 pub(super) fn apply_and_settle<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     me: usize,
@@ -33,7 +36,7 @@ pub(super) fn apply_and_settle<K: 'static, V: 'static>(
     i: usize,
 ) {
     let cell = &shared.cells[i];
-    apply_then(shared, cell, |core, garbage| {
+    apply_then(shared, cell, |core, garbage, added| {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             return;
         }
@@ -45,21 +48,23 @@ pub(super) fn apply_and_settle<K: 'static, V: 'static>(
             && mine.iter().all(|&i| others_clean(&shared.cells[i]))
             && !(0..shared.mailboxes.len()).any(|w| w != me && may_hold_dead(shared, w, now))
         {
-            evict_while_over(shared, core, garbage);
+            evict_while_over(shared, core, garbage, added);
         }
     });
-    settle(shared, me, mine, i, None);
+    settle(shared, me, mine, None);
 }
 
-/// Evicts from `core` while the engine as a whole is over capacity. Each victim's weight is
-/// reserved with a compare-and-swap that succeeds only while the engine is over capacity, so
-/// two workers never both evict for the same excess.
+/// Evicts from `core` while the engine as a whole is over capacity, at most `quota` of
+/// weight (the victim that reaches it included). Each victim's weight is reserved with a
+/// compare-and-swap that succeeds only while the engine is over capacity, so two workers
+/// never both evict for the same excess.
 fn evict_while_over<K, V>(
     shared: &Shared<K, V>,
     core: &mut Shard<K, V>,
     garbage: &mut Vec<(K, V)>,
+    mut quota: u64,
 ) {
-    while shared.weight.load(Ordering::Acquire) > shared.capacity {
+    while quota > 0 && shared.weight.load(Ordering::Acquire) > shared.capacity {
         let Some((idx, w)) = core.victim() else { return };
         let reserved = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
             (total > shared.capacity).then(|| total - w)
@@ -68,16 +73,39 @@ fn evict_while_over<K, V>(
             return;
         }
         core.evict(idx, &shared.gens, garbage);
+        quota = quota.saturating_sub(w.max(1));
     }
+}
+
+/// How much weight each shard gives up so that `excess` goes from the heaviest ones, cut
+/// down to one level (water-filling); `shards` are (index, weight) pairs. Heaviest first.
+/// The quotas add up to at least `excess` when the shards hold that much.
+fn quotas(mut shards: Vec<(usize, u64)>, excess: u64) -> Vec<(usize, u64)> {
+    shards.sort_by_key(|s| std::cmp::Reverse(s.1));
+    let (mut sum, mut level, mut k) = (0u64, 0u64, 0usize);
+    while k < shards.len() {
+        sum = sum.saturating_add(shards[k].1);
+        k += 1;
+        // The level the top `k` reach if they share the cut (rounded down: they give a
+        // little more, never less).
+        level = sum.saturating_sub(excess) / k as u64;
+        if shards.get(k).is_none_or(|next| level >= next.1) {
+            break;
+        }
+    }
+    shards.truncate(k);
+    shards.into_iter().map(|(i, w)| (i, w.saturating_sub(level))).filter(|q| q.1 > 0).collect()
 }
 
 /// Brings the engine back within capacity: first every shard of this worker gives up entries
 /// that are expired or of retired generations (so a live entry is never evicted while dead
 /// ones take its place, even with a manual clock that runs no timers). Then, if another
 /// worker's shard may still hold dead entries (its published `due_at` has come), that worker
-/// is asked to settle instead, and this one evicts nothing. Otherwise the policy evicts from
-/// shard `first`, and from the others if it cannot; a worker that was asked and whose shards
-/// cannot cover the excess passes it back to the asker (the answer is not answered). Each
+/// is asked to settle instead, and this one evicts nothing. Otherwise the policy evicts the
+/// excess from this worker's heaviest shards, cut down to one level ([`quotas`], from the
+/// weights each shard publishes as its write lock is let go), then from any shard of this
+/// worker if that did not cover it; a worker that was asked and whose shards cannot cover
+/// the excess passes it back to the asker (the answer is not answered). Each
 /// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
 /// hops end, and `flush` waits for them. `reply_to`: the worker that asked this one (it
 /// then evicts what this worker's shards could not cover); `None` after a batch or a flush,
@@ -86,7 +114,6 @@ pub(super) fn settle<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     me: usize,
     mine: &[usize],
-    first: usize,
     reply_to: Option<usize>,
 ) {
     if shared.weight.load(Ordering::Acquire) <= shared.capacity {
@@ -145,12 +172,17 @@ pub(super) fn settle<K: 'static, V: 'static>(
     if ask_others_to_reclaim(shared, me, now) {
         return;
     }
-    for &i in std::iter::once(&first).chain(mine.iter().filter(|&&i| i != first)) {
+    let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
+    let weights = mine.iter().map(|&i| (i, shared.cells[i].weight.load(Ordering::Acquire)));
+    let cuts = quotas(weights.collect(), excess);
+    // Then, should victims or weights have changed meanwhile, any shard for what is left.
+    let rest = mine.iter().map(|&i| (i, u64::MAX));
+    for (i, quota) in cuts.into_iter().chain(rest) {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             return;
         }
         let mut garbage = Vec::new();
-        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage);
+        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
         drop_outside(garbage);
     }
     if let Some(asker) = reply_to {
@@ -260,5 +292,49 @@ mod tests {
             clock.advance(Duration::from_secs(1));
             e.flush();
         });
+    }
+}
+
+#[cfg(test)]
+mod settle_tests {
+    use std::time::Duration;
+
+    use crate::{Engine, InsertOptions, ManualClock};
+
+    /// With two workers, a batch over capacity while the other worker's shards may hold
+    /// expired entries (a tick boundary has passed) asks that worker to settle, which then
+    /// evicts what reclaiming did not cover. Evicting from its first shard every time emptied
+    /// that shard for good (`[0, 1, 953, 1094]`): inserts evict from their own shard, so a
+    /// shard that lost entries there never got them back.
+    #[test]
+    fn settling_for_another_worker_spreads_its_evictions() {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(2_048)
+            .shards(4)
+            .workers(2)
+            .clock(clock.clone())
+            .build()
+            .expect("engine");
+        let opts = InsertOptions::new().ttl(Duration::from_secs(1 << 20));
+        for k in 0..8_192 {
+            e.insert_with_options(k, k, opts);
+            clock.advance(Duration::from_secs(1));
+            e.flush();
+        }
+        let lens: Vec<usize> = e.shared().cells.iter().map(|c| c.core.read().len()).collect();
+        assert_eq!(lens.iter().sum::<usize>(), 2_048);
+        assert!(lens.iter().all(|&n| n >= 384), "per shard: {lens:?}");
+    }
+
+    /// The excess comes from the heaviest shards, cut to one level.
+    #[test]
+    fn quotas_cut_the_heaviest_to_one_level() {
+        use super::quotas;
+        assert_eq!(quotas(vec![(0, 10), (1, 10), (2, 10)], 3), vec![(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(quotas(vec![(0, 5), (1, 20), (2, 12)], 10), vec![(1, 9), (2, 1)]);
+        assert_eq!(quotas(vec![(0, 4), (1, 4)], 0), vec![]);
+        assert_eq!(quotas(vec![(0, 3), (1, 1)], 10), vec![(0, 3), (1, 1)], "everything, no more");
+        assert_eq!(quotas(vec![], 5), vec![]);
     }
 }
