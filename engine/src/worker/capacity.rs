@@ -7,12 +7,15 @@
 //! `Retire` it has not handled), asks that worker to settle instead of evicting; with a
 //! `Retire` of its own not handled yet it leaves the excess to that `Retire`, which settles
 //! once it has scheduled the retired entries; only when no shard of any worker may hold a
-//! dead entry does the policy evict live ones. When nothing
-//! can be dead anywhere (the common case at capacity), the evictions happen within the
-//! batch's own hold of the write lock ([`apply_and_settle`]).
+//! dead entry does the policy evict live ones. When nothing can be dead anywhere (the common
+//! case at capacity), a batch's own growth is evicted from its shard within the batch's hold
+//! of the write lock ([`apply_and_settle`]). Any other excess (left while workers deferred to
+//! each other, or to a `Retire`) is evicted from the worker's heaviest shards, cut down to one
+//! level, so that no shard is emptied for the others ([`settle`]).
 //!
 //! Cost: reading the published `due_at` of every shard (atomics, no lock) per batch over
-//! capacity; a lock hold per reclaim slice only where dead entries may be.
+//! capacity, and the published weights of the worker's own shards when it then evicts; a
+//! lock hold per reclaim slice only where dead entries may be.
 
 use std::sync::atomic::Ordering;
 
