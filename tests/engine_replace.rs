@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{manual_engine, no_hang};
+use common::{manual_engine, manual_engine_with, no_hang, Gate};
 use memokit_engine::{Engine, InsertOptions};
 
 #[test]
@@ -221,5 +221,126 @@ fn concurrent_replacements_agree_with_the_worker_path() {
             let v = e.get(&k).expect("every key below 60 is still stored");
             assert!(v >= 1_000_000 && v % 1_000_000 < 20_000, "key {k}: {v}");
         }
+    });
+}
+
+/// Stores that replace entries already dead when the worker applies them: 976 expired
+/// entries sit on the timer wheel's backlog (the wheel advanced past their deadline, and the
+/// reclamation that made room stopped after its first slice of 1,024 once the engine was
+/// within capacity), and each is replaced with a new value and a deadline an hour away. The
+/// replacements are resident and counted as inserts, not as expirations; the old deadline
+/// expires nothing, the new one expires all of them; the weights and `validate()` hold
+/// throughout.
+#[test]
+fn expired_entries_on_the_backlog_replaced_take_the_new_deadline() {
+    const HEAVY: u64 = 5_000;
+    let builder = Engine::builder()
+        .max_capacity(2_999)
+        .shards(1)
+        .workers(1)
+        .weigher(|k: &u64, _: &u64| if *k == HEAVY { 1_000 } else { 1 });
+    let (e, clock) = manual_engine_with::<u64, u64>(builder);
+    for k in 0..2_000 {
+        e.insert_with_ttl(k, 1, Duration::from_secs(1));
+    }
+    e.flush();
+    clock.advance(Duration::from_secs(2));
+    // Over capacity by one: the worker reclaims one slice of expired entries and stops.
+    e.insert(HEAVY, 0);
+    e.flush();
+    let s = e.stats();
+    assert_eq!((s.expirations, s.evictions, s.entries), (1_024, 0, 977));
+    e.remove(&HEAVY);
+    e.flush();
+    assert_eq!(e.weighted_size(), 976, "expired, not reclaimed yet");
+    let hour = InsertOptions::new().ttl(Duration::from_secs(3_600));
+    for k in 0..2_000 {
+        e.insert_with_options(k, 2, hour);
+    }
+    e.flush();
+    e.validate().unwrap();
+    let s = e.stats();
+    assert_eq!((s.inserts, s.expirations, s.entries, s.weight), (4_001, 1_024, 2_000, 2_000));
+    e.run_maintenance();
+    assert_eq!(e.stats().expirations, 1_024, "the old deadlines expire nothing");
+    assert!((0..2_000).all(|k| e.get(&k) == Some(2)));
+    e.validate().unwrap();
+    clock.advance(Duration::from_secs(3_601));
+    e.run_maintenance();
+    let s = e.stats();
+    assert_eq!((s.expirations, s.entries, s.weight), (3_024, 0, 0), "the new deadlines hold");
+    e.validate().unwrap();
+}
+
+/// A value whose drop, when it carries a gate, blocks the thread dropping it until the test
+/// opens the gate: the worker that drops it holds no lock and serves its mailbox afterwards,
+/// in order.
+#[derive(Clone)]
+struct Gated(u64, Option<Gate>);
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        if let Some(gate) = self.1.take() {
+            gate.enter_and_wait();
+        }
+    }
+}
+
+/// Replacing a stale entry, and retiring a generation between a store and the worker's
+/// application of it. First a store under a live generation replaces an entry of a retired
+/// generation already queued for reclamation: it is resident under the new generation, and
+/// reclamation takes only the other stale entry. Then, with the worker held in a user's
+/// `Drop`, two stores hide resident entries under `g2` (one keeps `g2`, one moves to `g3`)
+/// and both generations are retired before the worker applies them: both stores are refused
+/// and the entries they replaced removed, so right after `flush` neither generation counts an
+/// entry, nothing counts as an insert or a stale reclaim, and the keys stay unreadable.
+#[test]
+fn a_store_replacing_a_stale_entry_or_raced_by_a_retirement() {
+    no_hang("stale replacements", || {
+        let (e, _clock) = manual_engine_with::<u64, Gated>(
+            Engine::builder().max_capacity(100).shards(1).workers(1),
+        );
+        let read = |k: u64| e.get_map(&k, |v| v.0);
+        let under = |g| InsertOptions::new().generations(g, None);
+        let (g1, g2, g3) = (e.new_generation(), e.new_generation(), e.new_generation());
+        e.insert_with_options(1, Gated(10, None), under(g1));
+        e.insert_with_options(2, Gated(20, None), under(g1));
+        e.insert_with_options(3, Gated(30, None), under(g2));
+        let gate = Gate::new();
+        e.insert(100, Gated(0, Some(gate.clone())));
+        e.flush();
+        e.retire(g1);
+        e.flush(); // the worker has queued g1's entries for reclamation
+        assert_eq!(e.len(), 4);
+        e.insert_with_options(1, Gated(11, None), under(g2));
+        e.flush();
+        assert_eq!(read(1), Some(11));
+        assert_eq!((e.generation_entries(g1), e.generation_entries(g2)), (1, 2));
+        e.run_maintenance();
+        let s = e.stats();
+        assert_eq!((s.stale_reclaimed, s.inserts, s.entries), (1, 5, 3));
+        assert_eq!((read(1), read(2)), (Some(11), None));
+        assert_eq!((e.generation_entries(g1), e.generation_entries(g2)), (0, 2));
+        e.validate().unwrap();
+
+        // The worker drops key 100's gated value and waits there; what follows queues behind.
+        // (With a deadline, the store goes through the worker: the caller swapping the value
+        // in place would drop it itself.)
+        e.insert_with_ttl(100, Gated(1, None), Duration::from_secs(3_600));
+        gate.wait_entered();
+        // With a deadline, so that the worker applies them (not the caller, in place).
+        let ttl = Duration::from_secs(3_600);
+        e.insert_with_options(1, Gated(12, None), under(g2).ttl(ttl));
+        e.insert_with_options(3, Gated(31, None), under(g3).ttl(ttl));
+        e.retire(g2);
+        e.retire(g3);
+        assert_eq!((read(1), read(3)), (None, None));
+        gate.open();
+        e.flush();
+        assert_eq!((read(1), read(3)), (None, None));
+        assert_eq!((e.generation_entries(g2), e.generation_entries(g3)), (0, 0));
+        let s = e.stats();
+        assert_eq!((s.stale_reclaimed, s.inserts, s.entries), (1, 6, 1), "only key 100's store");
+        e.validate().unwrap();
     });
 }
