@@ -96,14 +96,10 @@ impl<K, V> Shard<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use crate::entry::{Gens, Queue, NEVER};
+    use crate::entry::{Queue, NEVER};
     use crate::generation::Registry;
+    use crate::shard::tests::store;
     use crate::shard::{NewEntry, Shard};
-
-    fn store(key: u64, value: u64, deadline: u64, gens: Gens, weight: u32) -> NewEntry<u64, u64> {
-        let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
-        NewEntry { key, value, hash, deadline, gens, checked: gens != [0; 2], weight }
-    }
 
     /// Stores `n` over the resident entry of its key, as the worker applies a store that hid it.
     fn restore(s: &mut Shard<u64, u64>, n: NewEntry<u64, u64>, reg: &Registry) -> Vec<(u64, u64)> {

@@ -2,9 +2,22 @@
 
 use super::*;
 
+/// A store of `key` (its value too) with this deadline and these generations, weight 1.
 fn entry(key: u64, deadline: u64, gens: Gens) -> NewEntry<u64, u64> {
+    store(key, key, deadline, gens, 1)
+}
+
+/// A store of `value` under `key`, as a caller records it for the worker (the generations
+/// checked by lookups when there are any).
+pub(super) fn store(
+    key: u64,
+    value: u64,
+    deadline: u64,
+    gens: Gens,
+    weight: u32,
+) -> NewEntry<u64, u64> {
     let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
-    NewEntry { key, value: key, hash, deadline, gens, checked: gens != [0; 2], weight: 1 }
+    NewEntry { key, value, hash, deadline, gens, checked: gens != [0; 2], weight }
 }
 
 #[test]
