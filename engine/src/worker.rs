@@ -86,9 +86,10 @@ pub(crate) enum Command {
     Flush(Sender<()>),
     /// Apply everything pending, run one maintenance step, then acknowledge.
     Maintain(Sender<()>),
-    /// Another worker is over capacity while this one may hold dead entries: reclaim them,
-    /// then evict if still over; if this worker's shards cannot cover the excess, pass it back
-    /// to the asker recorded in `Shared::settle_reply` (see `settle`).
+    /// Another worker is over capacity while this one may hold dead entries, or this one's
+    /// shards have a cut of the excess: reclaim dead entries, then evict if still over; if
+    /// this worker's shards cannot cover the excess, pass it back to the asker recorded in
+    /// `Shared::settle_reply` (see `settle`).
     Settle,
     /// Remove everything, then acknowledge.
     Clear(Sender<()>),
@@ -390,7 +391,8 @@ pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: us
 }
 
 /// Applies the pending operations of every shard of worker `me`, each followed by the
-/// evictions its batch calls for in that shard, as a `Work` does ([`apply_and_settle`]).
+/// evictions its batch calls for (its own growth in that shard, any other excess from the
+/// heaviest shards), as a `Work` does ([`apply_and_settle`]).
 /// Stores of new keys may wait in a shard below its threshold with no `Work` sent
 /// (`store::signal_threshold`); a flush, a maintenance step or the tick applies them.
 /// (Applying them all and then settling once from the worker's first shard evicted only

@@ -10,12 +10,14 @@
 //! dead entry does the policy evict live ones. When nothing can be dead anywhere (the common
 //! case at capacity), a batch's own growth is evicted from its shard within the batch's hold
 //! of the write lock ([`apply_and_settle`]). Any other excess (left while workers deferred to
-//! each other, or to a `Retire`) is evicted from the worker's heaviest shards, cut down to one
-//! level, so that no shard is emptied for the others ([`settle`]).
+//! each other, or to a `Retire`) is evicted from the engine's heaviest shards, cut down to one
+//! level, each worker evicting its own shards' cuts, so that no shard is emptied for the
+//! others ([`settle`]).
 //!
 //! Cost: reading the published `due_at` of every shard (atomics, no lock) per batch over
-//! capacity, and the published weights of the worker's own shards when it then evicts; a
-//! lock hold per reclaim slice only where dead entries may be.
+//! capacity, and the published weights of every shard when a worker then evicts; a lock
+//! hold per reclaim slice only where dead entries may be; a `Settle` hop when another
+//! worker's shards have a cut.
 
 use std::sync::atomic::Ordering;
 
@@ -29,7 +31,7 @@ use crate::shared::{Cell, Shared};
 /// lock (one hold per batch instead of two; what `settle` would do next anyway, as its
 /// reclaiming and asking would find nothing to do). Whatever excess is left (all of it while
 /// dead entries may be anywhere; an excess other workers left while they deferred) goes to
-/// [`settle`], which reclaims first and spreads what it evicts over this worker's heaviest
+/// [`settle`], which reclaims first and spreads what is evicted over the engine's heaviest
 /// shards. (Evicting that excess from the batch's shard, or from the worker's first shard,
 /// emptied one shard for good: `tests::settling_for_another_worker_spreads_its_evictions`.)
 pub(super) fn apply_and_settle<K: 'static, V: 'static>(
@@ -104,13 +106,15 @@ fn quotas(mut shards: Vec<(usize, u64)>, excess: u64) -> Vec<(usize, u64)> {
 /// that are expired or of retired generations (so a live entry is never evicted while dead
 /// ones take its place, even with a manual clock that runs no timers). Then, if another
 /// worker's shard may still hold dead entries (its published `due_at` has come), that worker
-/// is asked to settle instead, and this one evicts nothing. Otherwise the policy evicts the
-/// excess from this worker's heaviest shards, cut down to one level ([`quotas`], from the
-/// weights each shard publishes as its write lock is let go), then from any shard of this
-/// worker if that did not cover it; a worker that was asked and whose shards cannot cover
-/// the excess passes it back to the asker (the answer is not answered). Each
-/// hop goes to a worker that may hold dead entries and leaves it with none at `now`, so the
-/// hops end, and `flush` waits for them. `reply_to`: the worker that asked this one (it
+/// is asked to settle instead, and this one evicts nothing. Otherwise the excess is cut from
+/// the engine's heaviest shards, down to one level ([`quotas`], from the weights each shard
+/// publishes as its write lock is let go): the policy evicts this worker's shards' cuts, then
+/// asks the worker of another shard with a cut (no reply asked) to settle, or, when no other
+/// shard has one, evicts from any shard of this worker; a worker that was asked and whose
+/// shards cannot cover the excess passes it back to the asker (the answer is not answered).
+/// Each hop goes to a worker that may hold dead entries and leaves it with none at `now`, or
+/// to a worker with a cut, which evicts at least one entry while the weights read hold; so
+/// the hops end, and `flush` waits for them. `reply_to`: the worker that asked this one (it
 /// then evicts what this worker's shards could not cover); `None` after a batch or a flush,
 /// or when answering an asker.
 pub(super) fn settle<K: 'static, V: 'static>(
@@ -175,18 +179,40 @@ pub(super) fn settle<K: 'static, V: 'static>(
     if ask_others_to_reclaim(shared, me, now) {
         return;
     }
+    // The cut of every shard of the engine, from the weights the workers published: this
+    // worker evicts its own shards' cuts, then asks a worker whose shards have a cut left to
+    // evict it (and so on: each hop evicts at least one entry while the weights it read
+    // hold). Cutting only this worker's shards moved weight from them to the other workers'
+    // for good, as a worker asked to settle evicted another's growth: with three workers, or
+    // workers owning different numbers of shards, whole workers' shards emptied
+    // (`[682, 0, 683, 0, 683]`: `tests::settling_for_another_worker_spreads_its_evictions`).
     let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
-    let weights = mine.iter().map(|&i| (i, shared.cells[i].weight.load(Ordering::Acquire)));
+    let weights = shared.cells.iter().map(|c| c.weight.load(Ordering::Acquire)).enumerate();
     let cuts = quotas(weights.collect(), excess);
-    // Then, should victims or weights have changed meanwhile, any shard for what is left.
-    let rest = mine.iter().map(|&i| (i, u64::MAX));
-    for (i, quota) in cuts.into_iter().chain(rest) {
-        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
-            return;
+    let (own, others): (Vec<_>, Vec<_>) =
+        cuts.into_iter().partition(|&(i, _)| shared.cells[i].worker == me);
+    let evict = |cuts: &mut dyn Iterator<Item = (usize, u64)>| {
+        for (i, quota) in cuts {
+            if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+                return true;
+            }
+            let mut garbage = Vec::new();
+            evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
+            drop_outside(garbage);
         }
-        let mut garbage = Vec::new();
-        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
-        drop_outside(garbage);
+        shared.weight.load(Ordering::Acquire) <= shared.capacity
+    };
+    if evict(&mut own.into_iter()) {
+        return;
+    }
+    if let Some(&(j, _)) = others.first() {
+        ask(shared, shared.cells[j].worker, None);
+        return;
+    }
+    // Should victims or weights have changed meanwhile, any shard of this worker for what is
+    // left.
+    if evict(&mut mine.iter().map(|&i| (i, u64::MAX))) {
+        return;
     }
     if let Some(asker) = reply_to {
         if shared.weight.load(Ordering::Acquire) > shared.capacity {
@@ -269,7 +295,11 @@ mod tests {
         e.flush();
         let lens: Vec<usize> = e.shared().cells.iter().map(|c| c.core.read().len()).collect();
         assert_eq!(lens.iter().sum::<usize>(), 2_048);
-        assert!(lens.iter().all(|&n| n >= 2_048 / shards * 3 / 4), "per shard: {lens:?}");
+        let fair = 2_048 / shards;
+        assert!(
+            lens.iter().all(|&n| n >= fair * 3 / 4),
+            "{shards} shards, {workers} workers: {lens:?}"
+        );
     }
 
     #[test]
@@ -298,7 +328,7 @@ mod tests {
     /// The same while the shards may hold expired entries when the batches are applied (a
     /// tick boundary has passed since the wheels last advanced, as at every tick of the real
     /// clock, whose drain comes before its maintenance): the evictions wait for `settle`,
-    /// which reclaims first, and must then still come from the shard each batch went to.
+    /// which reclaims first and must then spread them over the shards (the heaviest first).
     /// Settling once after all of them, from the worker's first shard, emptied that shard.
     #[test]
     fn flush_evicts_from_the_shard_it_applied_while_entries_may_have_expired() {
@@ -310,10 +340,15 @@ mod tests {
     /// evicts what reclaiming did not cover. Evicting from its first shard every time (and,
     /// after a batch, the whole excess from the batch's shard) emptied shards for good
     /// (`[1, 3, 1033, 1011]`): inserts evict from their own shard, so a shard that lost
-    /// entries there never got them back.
+    /// entries there never got them back. Cutting only the asked worker's own shards still
+    /// moved weight from one worker's shards to another's for good: with three workers
+    /// (`[0, 1, 1023, 0, 1, 1023]`), or two owning three shards and two
+    /// (`[682, 0, 683, 0, 683]`).
     #[test]
     fn settling_for_another_worker_spreads_its_evictions() {
-        each_shard_keeps_its_share(4, 2, store_then_tick);
+        for (shards, workers) in [(4, 2), (5, 2), (6, 3), (3, 3), (8, 3)] {
+            each_shard_keeps_its_share(shards, workers, store_then_tick);
+        }
     }
 
     /// The excess comes from the heaviest shards, cut to one level.
