@@ -181,6 +181,12 @@ impl Links {
         *self.get_mut(kind, i) = DETACHED;
     }
 
+    /// The node after `i` in `list` (`None` at its end).
+    pub(crate) fn next_in(&self, kind: Kind, list: List, i: u32) -> Option<u32> {
+        let n = self.get(kind, i).next;
+        (n != list.0 && n != NIL).then_some(n)
+    }
+
     /// The first node of `list`.
     pub(crate) fn front(&self, kind: Kind, list: List) -> Option<u32> {
         let n = self.get(kind, list.0).next;

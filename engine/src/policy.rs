@@ -198,6 +198,35 @@ impl Policy {
         }
     }
 
+    /// Loads the lines that inserting keys with these hashes will touch (each one's sketch
+    /// block and ghost slot), without changing anything ([`crate::shard::Shard::warm`]).
+    pub(crate) fn warm(&self, hashes: &[u64]) {
+        for &h in hashes {
+            if self.sketch.is_ready() {
+                // The key's block of 8 words: its first and last word (one cache line, or two
+                // when the block straddles a line boundary).
+                let block = self.sketch.counters(h)[0].0 & !7;
+                std::hint::black_box(self.sketch.words[block]);
+                std::hint::black_box(self.sketch.words[block + 7]);
+            }
+            if !self.ghost.slots.is_empty() {
+                std::hint::black_box(self.ghost.slots[self.ghost.place(h).0]);
+            }
+        }
+    }
+
+    /// Calls `f` with the first `n` slots of each queue: the next eviction candidates.
+    pub(crate) fn candidates(&self, links: &Links, n: usize, mut f: impl FnMut(u32)) {
+        for list in [self.small, self.main] {
+            let mut at = links.front(Kind::Queue, list);
+            for _ in 0..n {
+                let Some(i) = at else { break };
+                f(i);
+                at = links.next_in(Kind::Queue, list, i);
+            }
+        }
+    }
+
     /// An entry that stays where it is changes weight (a store replacing it in place).
     pub(crate) fn reweigh(&mut self, e: &Meta, old: u32, new: u32) {
         let queue = match e.queue {

@@ -58,6 +58,7 @@
 //! arena itself is consistent ([`Links::validate`]); the weights add up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 use hashbrown::HashMap;
 use hashbrown::HashTable;
@@ -197,6 +198,24 @@ impl<K, V> Shard<K, V> {
 
     pub(crate) fn weight(&self) -> u64 {
         self.weight
+    }
+
+    /// Loads the lines that applying stores of keys with these hashes will touch (the table's
+    /// control bytes, the policy's sketch block and ghost slot) and those of the next
+    /// eviction candidates (slot metadata, table bucket and access mark), changing nothing:
+    /// the worker calls it under the read lock before it takes the write lock for the batch,
+    /// so that readers do not wait out those cache misses (`Cell::warm_batch`).
+    pub(crate) fn warm(&self, hashes: &[u64]) {
+        for &h in hashes {
+            std::hint::black_box(self.map.find(slot_hash(h as u32), |_| false).is_some());
+        }
+        self.policy.warm(hashes);
+        self.policy.candidates(&self.links, hashes.len(), |i| {
+            if let Some(m) = self.metas.get(i as usize) {
+                let e = self.map.find(m.slot_hash(), |e| e.idx == i);
+                std::hint::black_box(e.map(|e| e.freq.load(Ordering::Relaxed)));
+            }
+        });
     }
 
     /// The slab that [`Entry::is_visible`] reads.

@@ -420,6 +420,7 @@ fn apply_then<K: 'static, V: 'static>(
     if cell.pending_len.load(Ordering::Acquire) == 0 && !cell.signaled.load(Ordering::Acquire) {
         return;
     }
+    cell.warm_batch();
     let mut core = write_lock(cell);
     let mut batch = cell.batch.lock();
     {
