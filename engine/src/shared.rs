@@ -82,6 +82,8 @@ const READ_SPINS: u32 = 1000;
 
 /// Stores of new keys whose lines [`Cell::warm_batch`] loads before a batch is applied.
 const WARM_MAX: usize = 32;
+/// Smaller batches are applied without [`Cell::warm_batch`].
+const WARM_MIN: usize = 4;
 
 /// The pending table and a read lock of the core, held together.
 pub(crate) type PendingAndCore<'a, K, V> =
@@ -293,10 +295,15 @@ impl<K, V> Cell<K, V> {
     /// simulation), and taken one after another inside the write lock they kept a shard locked
     /// 4–16 µs per batch, with readers of that shard spinning meanwhile. Loaded together up
     /// front, the misses overlap and happen while readers still get in. Measured (paired,
-    /// `BENCHMARKS.md` session 15): the worker's CPU per store 0.90x, `get_or_insert_with`
-    /// 0.77 -> 0.86 of quick_cache's throughput. Cost: one more hold of the pending mutex and of
-    /// the read lock per batch.
+    /// `BENCHMARKS.md` session 15): `get_or_insert_with` from 0.78 to 0.83 of quick_cache's
+    /// throughput (medians of four alternations, one of them the other way). Cost: one more
+    /// hold of the pending mutex and of the read lock per batch, which batches of fewer than
+    /// [`WARM_MIN`] stores skip (those of stores that replace a resident entry, which wake the
+    /// worker at once: warming them cost the 50/50 mix 5-10%).
     pub(crate) fn warm_batch(&self) {
+        if self.pending_len.load(Ordering::Acquire) < WARM_MIN {
+            return;
+        }
         let mut hashes = [0u64; WARM_MAX];
         let n = {
             let p = self.lock_pending();
