@@ -139,8 +139,8 @@ pub(crate) struct Cell<K, V> {
     /// write lock: lets another worker see without a lock whether this shard may hold dead
     /// entries to reclaim.
     pub(crate) due_at: AtomicU64,
-    /// [`Shard::weight`], published with `due_at`: where its own worker's evictions go when
-    /// no batch names the shard (`worker::capacity::settle`).
+    /// [`Shard::weight`], published with `due_at`: how much of an excess this shard gives up
+    /// when a worker settles (`worker::capacity::settle` cuts the heaviest shards first).
     pub(crate) weight: AtomicU64,
 }
 
@@ -305,11 +305,11 @@ impl<K, V> Cell<K, V> {
             return;
         }
         let mut hashes = [0u64; WARM_MAX];
-        let n = {
-            let p = self.lock_pending();
-            let pending = p.inserts.iter().map(|(n, _)| n.hash);
-            hashes.iter_mut().zip(pending).map(|(slot, h)| *slot = h).count()
-        };
+        let mut n = 0;
+        for ((store, _), slot) in self.lock_pending().inserts.iter().zip(&mut hashes) {
+            *slot = store.hash;
+            n += 1;
+        }
         if n > 0 {
             self.core.read().warm(&hashes[..n]);
         }

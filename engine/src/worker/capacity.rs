@@ -191,18 +191,7 @@ pub(super) fn settle<K: 'static, V: 'static>(
     let cuts = quotas(weights.collect(), excess);
     let (own, others): (Vec<_>, Vec<_>) =
         cuts.into_iter().partition(|&(i, _)| shared.cells[i].worker == me);
-    let evict = |cuts: &mut dyn Iterator<Item = (usize, u64)>| {
-        for (i, quota) in cuts {
-            if shared.weight.load(Ordering::Acquire) <= shared.capacity {
-                return true;
-            }
-            let mut garbage = Vec::new();
-            evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
-            drop_outside(garbage);
-        }
-        shared.weight.load(Ordering::Acquire) <= shared.capacity
-    };
-    if evict(&mut own.into_iter()) {
+    if evict_cuts(shared, own) {
         return;
     }
     if let Some(&(j, _)) = others.first() {
@@ -211,7 +200,7 @@ pub(super) fn settle<K: 'static, V: 'static>(
     }
     // Should victims or weights have changed meanwhile, any shard of this worker for what is
     // left.
-    if evict(&mut mine.iter().map(|&i| (i, u64::MAX))) {
+    if evict_cuts(shared, mine.iter().map(|&i| (i, u64::MAX))) {
         return;
     }
     if let Some(asker) = reply_to {
@@ -219,6 +208,23 @@ pub(super) fn settle<K: 'static, V: 'static>(
             ask(shared, asker, None);
         }
     }
+}
+
+/// Evicts each `(shard, quota)` in turn ([`evict_while_over`] under that shard's write lock)
+/// until the engine is within capacity; returns whether it is.
+fn evict_cuts<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    cuts: impl IntoIterator<Item = (usize, u64)>,
+) -> bool {
+    for (i, quota) in cuts {
+        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+            return true;
+        }
+        let mut garbage = Vec::new();
+        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
+        drop_outside(garbage);
+    }
+    shared.weight.load(Ordering::Acquire) <= shared.capacity
 }
 
 /// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
