@@ -79,6 +79,7 @@ impl std::error::Error for BuildError {
 ///     .build()?;
 /// # Ok::<(), memokit_engine::BuildError>(())
 /// ```
+#[must_use = "a builder's methods return the changed builder, and nothing is built until `build`"]
 pub struct EngineBuilder<K, V> {
     capacity: u64,
     weigher: Option<Weigher<K, V>>,

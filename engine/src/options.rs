@@ -58,6 +58,7 @@ impl<Q: ?Sized + Eq, K: ?Sized + std::borrow::Borrow<Q>> Equivalent<K> for Q {
 /// assert_eq!(e.get(&1), Some(1));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use = "options take effect only when passed to a store; `ttl` and `generations` return the changed options"]
 pub struct InsertOptions {
     ttl: Option<Duration>,
     gens: Gens,
