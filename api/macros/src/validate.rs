@@ -131,24 +131,27 @@ pub(crate) fn first_use(key: &syn::Expr, name: &str) -> Option<Span> {
     u.found
 }
 
+/// `e` without the parentheses, invisible groups (a `macro_rules!` fragment) and references
+/// around it.
+fn bare_expr(e: &syn::Expr) -> &syn::Expr {
+    match e {
+        syn::Expr::Paren(p) => bare_expr(&p.expr),
+        syn::Expr::Group(g) => bare_expr(&g.expr),
+        syn::Expr::Reference(r) => bare_expr(&r.expr),
+        e => e,
+    }
+}
+
 /// The arguments that a `key` part which is an array literal holds as they are (`[a, b]`,
 /// `[&a, b]`), with their spans. In the key expression an argument is a reference, so such
 /// an array is an array of references to the arguments, which rustc rejects with errors about
 /// the macro's hidden bindings; this names the fix instead.
 fn arguments_in_array(part: &syn::Expr, params: &[Param]) -> Vec<(String, Span)> {
-    fn bare(e: &syn::Expr) -> &syn::Expr {
-        match e {
-            syn::Expr::Paren(p) => bare(&p.expr),
-            syn::Expr::Group(g) => bare(&g.expr),
-            syn::Expr::Reference(r) => bare(&r.expr),
-            e => e,
-        }
-    }
-    let syn::Expr::Array(array) = bare(part) else { return Vec::new() };
+    let syn::Expr::Array(array) = bare_expr(part) else { return Vec::new() };
     array
         .elems
         .iter()
-        .filter_map(|e| match bare(e) {
+        .filter_map(|e| match bare_expr(e) {
             syn::Expr::Path(p) if p.qself.is_none() => p.path.get_ident().cloned(),
             _ => None,
         })
@@ -366,6 +369,18 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
                     MAX_KEY_PARTS - id_parts,
                     if id_parts == 1 { ", the receiver's id included" } else { "" },
                 ),
+            );
+        }
+        // A closure (the seed's `make_cache_key` was a function) is no key: rustc would
+        // report it as a key that is not `Hash + Eq` and, with a borrowed argument, a missing
+        // `Clone` at the whole attribute. Say what to write instead.
+        for c in parts.iter().filter_map(|p| match bare_expr(p) {
+            syn::Expr::Closure(c) => Some(c),
+            _ => None,
+        }) {
+            err.push(
+                c.or1_token.span,
+                "`key` is an expression over the arguments, not a function: write the closure's body, naming the arguments directly (`key = user.id`, not `key = |user| user.id`)",
             );
         }
         if let Some(s) = first_use(key, "self") {
