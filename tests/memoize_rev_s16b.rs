@@ -8,7 +8,8 @@
 //! returns `Err` computes for itself; a memoizer whose default timeout is 0; fibonacci with
 //! each level on its own thread (41 computations); below capacity nothing is evicted, across
 //! functions and receivers; a key waited on by its own computation through another function
-//! or a method panics clearly; builder extremes; single-flight counts (a mutation counting a
+//! or a method panics clearly; builder extremes; memoized calls from thread-local destructors
+//! (before and after memokit's own are gone); single-flight counts (a mutation counting a
 //! joined call as a hit fails `single_flight_waits_are_counted_once_each`).
 #![allow(clippy::unwrap_used)]
 
@@ -516,4 +517,57 @@ fn single_flight_waits_are_counted_once_each() {
     assert_eq!((s.hits, s.misses, s.single_flight_waits), (1, 1, 3));
     let m = SF.stats();
     assert_eq!((m.hits, m.misses, m.single_flight_waits), (1, 1, 3));
+}
+
+// --- memoized calls from thread-local destructors -------------------------------------------
+
+static TLS_RUNS: AtomicU64 = AtomicU64::new(0);
+static OUT: AtomicU64 = AtomicU64::new(0);
+
+#[memoize]
+fn tls_f(x: u64) -> u64 {
+    TLS_RUNS.fetch_add(1, SeqCst);
+    x + 1
+}
+
+/// Calls a memoized function when its thread exits.
+struct G(u64);
+impl Drop for G {
+    fn drop(&mut self) {
+        let a = tls_f(self.0);
+        let b = tls_f(self.0);
+        OUT.store(a + b, SeqCst);
+    }
+}
+thread_local! { static T: G = const { G(5) }; }
+
+#[test]
+fn memoized_call_in_a_tls_destructor() {
+    let h = std::thread::spawn(|| {
+        T.with(|_| ());
+    });
+    assert!(h.join().is_ok());
+    assert_eq!(OUT.load(SeqCst), 12);
+    // Threads that used the memoizer before its destructor was registered, and after (so
+    // that it runs after memokit's own thread-locals are gone).
+    let h = std::thread::spawn(|| {
+        tls_f(7);
+        tls_f(100);
+        T.with(|_| ());
+    });
+    assert!(h.join().is_ok());
+    let h = std::thread::spawn(|| {
+        T.with(|_| ());
+        tls_f(8);
+        let _ = tls_f_memo().stats();
+    });
+    assert!(h.join().is_ok());
+    let h = std::thread::spawn(|| {
+        T.with(|_| ());
+        tls_f(9);
+        tls_f(9);
+    });
+    assert!(h.join().is_ok());
+    assert_eq!(tls_f(5), 6);
+    assert_eq!(TLS_RUNS.load(SeqCst), 5, "{:?}", tls_f_memo().stats());
 }
