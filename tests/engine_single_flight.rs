@@ -508,3 +508,50 @@ fn a_computation_replaces_an_entry_applied_while_it_ran() {
     assert_eq!(e.get(&1), Some(11));
     assert_eq!(e.len(), 1);
 }
+
+/// Computations on different threads that wait for each other's keys (thread `i` leads key
+/// `i`, then asks for key `i + 1` of a ring of `n`) would all wait forever: single flight
+/// turns the last wait that closes the cycle into a clear panic, like the wait for an own key
+/// on one thread. That computation's flight is abandoned, so the thread waiting for it takes
+/// the key over (its inner compute returns 0) and the rest of the ring completes.
+#[test]
+fn computations_waiting_for_each_other_across_threads_panic_instead_of_hanging() {
+    for n in [2u64, 3] {
+        let e = sharded_engine(4);
+        let all_lead = Arc::new(Barrier::new(n as usize));
+        let ring: Vec<_> = (0..n)
+            .map(|i| {
+                let (e, all_lead) = (e.clone(), all_lead.clone());
+                std::thread::spawn(move || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        e.get_or_insert_with(i, || {
+                            all_lead.wait();
+                            e.get_or_insert_with((i + 1) % n, || 0) + 1
+                        })
+                    }))
+                    .map_err(|p| common::panic_message(&*p))
+                })
+            })
+            .collect();
+        let results = no_hang("a ring of computations waiting for each other", move || {
+            ring.into_iter().map(|t| t.join().expect("the test's thread")).collect::<Vec<_>>()
+        });
+        let panicked: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(
+            panicked.len(),
+            1,
+            "ring of {n}: exactly the wait that closes it panics: {results:?}"
+        );
+        let msg = panicked[0].to_lowercase();
+        assert!(msg.contains("wait for each other"), "ring of {n}: {msg:?}");
+        assert!(msg.contains("deadlock"), "ring of {n}: {msg:?}");
+        // The others finished: the key whose computation panicked holds 0 (computed by the
+        // thread that was waiting for it), each key after it one more, around the ring.
+        let broke = (0..n).find(|&i| results[i as usize].is_err()).expect("one panicked");
+        for step in 0..n {
+            let k = (broke + step) % n;
+            let want = if step == 0 { 0 } else { n - step };
+            assert_eq!(e.get(&k), Some(want), "ring of {n}, key {k}: {results:?}");
+        }
+    }
+}

@@ -167,3 +167,54 @@ fn waiting_on_its_own_key_is_a_clear_panic_not_a_deadlock() {
     let msg = rx.recv_timeout(HANG).expect("no deadlock");
     assert!(msg.contains("its own key"), "clear message: {msg}");
 }
+
+static CYCLE_LEADS: LazyLock<Barrier> = LazyLock::new(|| Barrier::new(2));
+static CYCLE_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// The first two computations (one of each function, on two threads) meet before going on.
+fn both_computing() {
+    if CYCLE_CALLS.fetch_add(1, SeqCst) < 2 {
+        CYCLE_LEADS.wait();
+    }
+}
+
+#[memoize]
+fn ping(n: u64) -> u64 {
+    both_computing();
+    pong(n) + 1
+}
+
+#[memoize]
+fn pong(n: u64) -> u64 {
+    both_computing();
+    ping(n) + 1
+}
+
+/// `ping(1)` computing on one thread needs `pong(1)`, whose computation on another thread
+/// needs `ping(1)` (the barrier makes both computations run before either asks): on one thread
+/// this is a function waiting on its own key. Each thread's wait is for the other's: one of
+/// them panics with a clear message instead of both hanging, and the other thread's call
+/// then panics on its own key (the same calls on one thread), so both calls panic and
+/// nothing hangs.
+#[test]
+fn functions_waiting_for_each_other_on_two_threads_panic_not_deadlock() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for f in [ping as fn(u64) -> u64, pong] {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(|| f(1)));
+            let msg = match r {
+                Ok(v) => format!("returned {v}"),
+                Err(p) => p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+            };
+            tx.send(msg).expect("send");
+        });
+    }
+    let msgs: Vec<String> = (0..2).map(|_| rx.recv_timeout(HANG).expect("no deadlock")).collect();
+    assert!(msgs.iter().any(|m| m.contains("wait for each other")), "clear message: {msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("its own key")), "clear message: {msgs:?}");
+}

@@ -101,7 +101,9 @@
 //!   (a memoized recursive fibonacci of 90 returns at once).
 //! - A panic in the function propagates to its caller; waiters wake and recompute; the cache is
 //!   never poisoned. A function that waits on its own key (direct self-recursion with the same
-//!   arguments) gets a clear panic, not a deadlock.
+//!   arguments) gets a clear panic, not a deadlock; so do calls on several threads that wait
+//!   for each other's results (`f(1)` computing on one thread needs `g(1)`, whose computation
+//!   on another thread needs `f(1)`).
 //!
 //! # Methods
 //! `#[memoize]` works on `&self` methods of inherent, non-generic `impl` blocks; the receiver

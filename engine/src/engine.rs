@@ -364,7 +364,9 @@ where
     ///
     /// # Panics
     /// Propagates a panic of `compute` (waiting callers then retry, nothing is poisoned), and
-    /// panics if `compute` asks for the same key on the same thread (it would deadlock).
+    /// panics if `compute` asks for the same key on the same thread, or for a key whose
+    /// computation on another thread waits, directly or through others, for this one (either
+    /// would deadlock; the waiters of a computation that panics retry).
     ///
     /// ```
     /// use memokit_engine::Engine;

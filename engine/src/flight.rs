@@ -21,7 +21,18 @@
 //! async adapter can add a waker list next to the condition variable without a second engine.
 //! A leader that panics or returns an error abandons the flight: waiters wake and retry (one of
 //! them becomes the next leader). Joining a flight led by the current thread would deadlock, so
-//! it panics with a message instead.
+//! it panics with a message instead ([`SELF_WAIT`]).
+//!
+//! The same deadlock can take several threads: the computation of `f(1)` on one thread asks
+//! for `g(1)`, whose computation on another thread asks for `f(1)` (on one thread, the same
+//! code asks for its own key). [`Waits`] records, per engine, which flight each waiting thread
+//! waits for; a thread about to wait follows the chain from the flight's leader (the flight
+//! that leader waits for, that flight's leader, ...) and, if it comes back to itself, panics
+//! with [`WAIT_CYCLE`] instead of waiting. The chain follows only flights still running (a
+//! leader finishes its flight before its waiters wake and leave the table), so a cycle found is
+//! one that no thread in it can leave: no false alarm. Cost: one mutex and a table insert and
+//! removal per wait, never on a hit or a computation nobody waits for. Cycles through two
+//! engines (two memoizers) or through the user's own locks are not seen.
 
 use std::sync::Arc;
 
@@ -68,6 +79,11 @@ impl<V: Clone> Flight<V> {
         }
     }
 
+    /// Whether the leader is still computing (neither done nor abandoned).
+    fn running(&self) -> bool {
+        matches!(*self.state.lock(), State::Running)
+    }
+
     pub(crate) fn complete(&self, v: V) {
         *self.state.lock() = State::Done(v);
         self.cv.notify_all();
@@ -80,6 +96,55 @@ impl<V: Clone> Flight<V> {
         }
         drop(s);
         self.cv.notify_all();
+    }
+}
+
+/// The flights the threads of one engine are waiting for, by thread (see the module docs).
+pub(crate) struct Waits<V>(Mutex<hashbrown::HashMap<ThreadId, Arc<Flight<V>>>>);
+
+impl<V> Default for Waits<V> {
+    fn default() -> Self {
+        Waits(Mutex::new(hashbrown::HashMap::new()))
+    }
+}
+
+impl<V: Clone> Waits<V> {
+    /// Records that this thread is about to wait for `flight`, until the returned guard is
+    /// dropped.
+    ///
+    /// # Panics
+    /// With [`WAIT_CYCLE`] when `flight`'s leader waits, directly or through other threads'
+    /// flights, for a flight this thread leads: the wait would never end.
+    pub(crate) fn enter(&self, flight: &Arc<Flight<V>>) -> Waiting<'_, V> {
+        let me = crate::sync::thread::current().id();
+        let mut waits = self.0.lock();
+        // Each thread waits for one flight at a time: the chain has at most one step per
+        // entry, and ends at a leader that is not waiting or whose flight has finished.
+        let mut leader = flight.leader;
+        for _ in 0..=waits.len() {
+            if leader == me {
+                drop(waits);
+                panic!("{WAIT_CYCLE}");
+            }
+            match waits.get(&leader) {
+                Some(f) if f.running() => leader = f.leader,
+                _ => break,
+            }
+        }
+        waits.insert(me, flight.clone());
+        Waiting { waits: self, me }
+    }
+}
+
+/// A thread's entry in [`Waits`], removed when dropped (also when the wait unwinds).
+pub(crate) struct Waiting<'a, V> {
+    waits: &'a Waits<V>,
+    me: ThreadId,
+}
+
+impl<V> Drop for Waiting<'_, V> {
+    fn drop(&mut self) {
+        self.waits.0.lock().remove(&self.me);
     }
 }
 
@@ -98,3 +163,10 @@ pub(crate) type Flights<K, V> = hashbrown::HashTable<Slot<K, V>>;
 pub(crate) const SELF_WAIT: &str = "memokit: a computation asked for its own key on the same \
 thread (direct recursion with the same key); this would deadlock, so it panics instead. Break \
 the recursion or compute the inner value without the cache";
+
+/// The panic message for a wait that would close a cycle of computations on several threads.
+pub(crate) const WAIT_CYCLE: &str = "memokit: computations on different threads wait for each \
+other's keys (the computation of one key asks for a second key, whose computation on another \
+thread is waiting, directly or through others, for the first); they would deadlock, so this \
+one panics instead. The same calls on one thread would ask for a key from its own \
+computation: break the cycle between the functions";

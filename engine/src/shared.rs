@@ -171,6 +171,8 @@ pub(crate) struct Shared<K, V> {
     pub(crate) gens: Registry,
     /// Single-flight joins (see [`OwnLine`]).
     pub(crate) waits: OwnLine<AtomicU64>,
+    /// The flight each waiting thread waits for (to refuse a wait that closes a cycle).
+    pub(crate) waiting: crate::flight::Waits<V>,
     /// The engine's total weight (see [`OwnLine`]).
     pub(crate) weight: OwnLine<AtomicU64>,
     pub(crate) capacity: u64,
@@ -372,6 +374,7 @@ impl<K, V> Shared<K, V> {
             clock,
             gens: Registry::new(),
             waits: OwnLine(AtomicU64::new(0)),
+            waiting: crate::flight::Waits::default(),
             weight: OwnLine(AtomicU64::new(0)),
             capacity,
             weigher,

@@ -10,7 +10,8 @@
 //! not stored, and later callers do not join it.
 //!
 //! Cost, on a miss: the flights lock twice, one flight allocation, the store of
-//! [`super::store`]; a waiter blocks on the flight's condition variable.
+//! [`super::store`]; a waiter records the flight it waits for (to refuse a wait that closes
+//! a cycle of threads, `crate::flight::Waits`) and blocks on the flight's condition variable.
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -71,8 +72,11 @@ where
                     if f.leader == crate::sync::thread::current().id() {
                         panic!("{SELF_WAIT}");
                     }
+                    let waiting = self.waiting.enter(&f);
                     self.waits.fetch_add(1, Ordering::Relaxed);
-                    if let Some(v) = f.wait() {
+                    let v = f.wait();
+                    drop(waiting);
+                    if let Some(v) = v {
                         return Ok(v);
                     }
                     // The leader gave up (panic or error): try again.

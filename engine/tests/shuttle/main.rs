@@ -18,7 +18,9 @@
 //!   starts after a store returned is never undone;
 //! - single flight: one computation per key, however the callers interleave; a panicking
 //!   computation wakes its waiters, which then compute for themselves; a caller under a
-//!   retired generation never displaces a live flight;
+//!   retired generation never displaces a live flight; two computations on two threads that
+//!   ask for each other's keys never hang (the wait that closes the cycle panics, once) and a
+//!   finished flight is never taken for a cycle;
 //! - retirement: once `retire` returns, no lookup returns a value of that generation, even
 //!   one whose computation was running during the retirement;
 //! - eviction with several workers (the settle requests between them) and shutdown while
