@@ -158,7 +158,8 @@
 //! error at its name is "cannot find function `delete_memoized_needs_memoize_on_f`" (or
 //! `f_memo` for `delete_memoized!(f)`, "no method named
 //! `delete_memoized_all_needs_memoize_on_m`" for `obj.m`): add `#[memoize]` to it, or name it by
-//! a path that reaches its companions.
+//! a path that reaches its companions. Written as a call (`delete_memoized!(f(1, 2))`), it says
+//! at the parentheses that the arguments go after the function: `delete_memoized!(f, 1, 2)`.
 //!
 //! # Limits
 //! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock, and a

@@ -30,6 +30,8 @@ enum Target {
 
 const HOW: &str = "name the memoized function by a path (`f`, `module::f`, `Type::method`) or an instance method (`obj.method`)";
 
+const CALL: &str = "the arguments go after the function, separated by commas: `delete_memoized!(f, 1, 2)` deletes the result of `f(1, 2)`, `delete_memoized!(obj.m, 3)` that of `obj.m(3)`";
+
 fn parse(input: TokenStream) -> syn::Result<(Target, Vec<Expr>)> {
     let span = proc_macro2::Span::call_site();
     let list = Punctuated::<Expr, Token![,]>::parse_terminated.parse2(input)?;
@@ -42,6 +44,9 @@ fn parse(input: TokenStream) -> syn::Result<(Target, Vec<Expr>)> {
             Member::Named(id) => Target::Method(f.base, id),
             Member::Unnamed(i) => return Err(syn::Error::new(i.span, HOW)),
         },
+        // `delete_memoized!(f(1, 2))`: the arguments written as a call.
+        Expr::Call(c) => return Err(syn::Error::new(c.paren_token.span.join(), CALL)),
+        Expr::MethodCall(m) => return Err(syn::Error::new(m.paren_token.span.join(), CALL)),
         other => return Err(syn::Error::new_spanned(other, HOW)),
     };
     Ok((target, it.collect()))
