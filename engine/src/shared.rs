@@ -123,6 +123,13 @@ pub(crate) struct Cell<K, V> {
     pub(crate) pending_keys: [AtomicU64; PENDING_WORDS],
     pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
+    /// Whether an operation that hides a resident entry and may free weight is pending (a
+    /// remove; with a weigher, a store replacing it): set under the pending lock as it is
+    /// recorded, cleared once the worker has applied the batch and counted its weight (under
+    /// the write lock, which hiding an entry waits for). Until then the hidden entry still
+    /// counts in the weight, so a worker over capacity applies (or asks for) it before
+    /// evicting a live entry in its place (`worker::capacity`).
+    pub(crate) hides: AtomicBool,
     /// The worker that owns this shard (read by stores to wake it).
     pub(crate) worker: usize,
     // Computations: callers only.
@@ -358,6 +365,7 @@ impl<K, V> Shared<K, V> {
                 pending_keys: Default::default(),
                 applied: AtomicU64::new(0),
                 signaled: AtomicBool::new(false),
+                hides: AtomicBool::new(false),
                 worker: i % workers,
                 _flights: LineBreak,
                 flights: Mutex::new(Flights::new()),
@@ -569,6 +577,7 @@ mod tests {
             offset_of!(C, pending_keys),
             offset_of!(C, applied),
             offset_of!(C, signaled),
+            offset_of!(C, hides),
         ];
         let flights = [offset_of!(C, flights)];
         let worker = [

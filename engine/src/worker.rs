@@ -453,6 +453,10 @@ fn apply_then<K: 'static, V: 'static>(
     } else {
         shared.weight.fetch_sub(before - after, Ordering::AcqRel);
     }
+    // Only once the weight shows the batch: a worker that finds the flag clear must not see
+    // the entries the batch removes or shrinks still weighing. No caller can set it meanwhile
+    // (hiding an entry takes the read lock this worker holds for writing).
+    cell.hides.store(false, Ordering::SeqCst);
     drop(batch);
     then(&mut core, &mut garbage, after.saturating_sub(before));
     drop(core);
@@ -556,6 +560,7 @@ fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
         let mut p = cell.lock_pending();
         let inserts = std::mem::take(&mut p.inserts);
         p.removes.clear();
+        cell.hides.store(false, Ordering::SeqCst);
         let freed = core.clear(&shared.gens, &mut garbage);
         shared.weight.fetch_sub(freed, Ordering::AcqRel);
         cell.applied.fetch_add(1, Ordering::Release);

@@ -189,6 +189,11 @@ where
             }
             Some((key, value))
         };
+        // The hidden entry weighs until the worker applies this: a remove frees its weight, a
+        // replacement may shrink it (only with a weigher: otherwise it weighs 1 either way).
+        if found.is_some() && (!counted || self.weigher.is_some()) {
+            cell.hides.store(true, Ordering::SeqCst);
+        }
         cell.pending_len.store(p.len(), Ordering::Release);
         let full = p.len() >= PENDING_LIMIT;
         // A hidden resident entry (its value waiting to be dropped) wakes the worker at once;
@@ -356,6 +361,7 @@ where
         }
         if let Some(h) = found {
             p.removes.push(h);
+            cell.hides.store(true, Ordering::SeqCst);
             self.signal(cell, index);
         }
         cell.pending_len.store(p.len(), Ordering::Release);

@@ -1,7 +1,10 @@
 //! Keeping the engine within its capacity: what a worker does when a batch (or a request
 //! from another worker) leaves the engine's total weight above `max_capacity`.
 //!
-//! The rule: a live entry is never evicted while an expired or stale one takes its place. So
+//! The rule: a live entry is never evicted while an expired or stale one takes its place, nor
+//! one a pending remove hides (or, with a weigher, a pending replacement that may shrink it:
+//! `Cell::hides`; a worker applies those of its own shards first and treats another worker
+//! with some as one that may hold dead entries). So
 //! a worker first reclaims the dead entries of its own shards (slice after slice), then, if
 //! another worker's shards may still hold some (its published `due_at` has come, or it has a
 //! `Retire` it has not handled), asks that worker to settle instead of evicting; with a
@@ -46,8 +49,10 @@ pub(super) fn apply_and_settle<K: 'static, V: 'static>(
             return;
         }
         let now = shared.clock.precise();
-        let others_clean =
-            |c: &Cell<K, V>| std::ptr::eq(c, cell) || c.due_at.load(Ordering::Acquire) > now;
+        let others_clean = |c: &Cell<K, V>| {
+            !c.hides.load(Ordering::SeqCst)
+                && (std::ptr::eq(c, cell) || c.due_at.load(Ordering::Acquire) > now)
+        };
         if core.dead_possible_from() > now
             && shared.retires_pending[me].load(Ordering::SeqCst) == 0
             && mine.iter().all(|&i| others_clean(&shared.cells[i]))
@@ -130,6 +135,15 @@ pub(super) fn settle<K: 'static, V: 'static>(
     for &i in mine {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             return;
+        }
+        // Removes and replacements pending in the shard: the entries they hide are not live
+        // but still weigh, so they go first (a store to another shard applied before them
+        // evicted a live entry in their place: `tests::a_pending_remove_goes_before_a_live_entry`).
+        if shared.cells[i].hides.load(Ordering::SeqCst) {
+            apply_then(shared, &shared.cells[i], |_, _, _| {});
+            if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+                return;
+            }
         }
         // A shard with nothing to reclaim costs no lock at all (at capacity every batch of new
         // keys comes here, and one worker may own every shard): its published `due_at` is
@@ -262,10 +276,14 @@ fn ask_others_to_reclaim<K, V>(shared: &Shared<K, V>, me: usize, now: u64) -> bo
 }
 
 /// Whether worker `w`'s shards may hold an expired or stale entry at `now`: a `Retire` it has
-/// not handled yet, or a shard whose published `due_at` has come.
+/// not handled yet, a shard whose published `due_at` has come, or one with a pending remove
+/// or replacement (`Cell::hides`: the entry it hides still weighs until `w` applies it).
 fn may_hold_dead<K, V>(shared: &Shared<K, V>, w: usize, now: u64) -> bool {
     shared.retires_pending[w].load(Ordering::SeqCst) > 0
-        || shared.cells.iter().any(|c| c.worker == w && c.due_at.load(Ordering::Acquire) <= now)
+        || shared.cells.iter().any(|c| {
+            c.worker == w
+                && (c.due_at.load(Ordering::Acquire) <= now || c.hides.load(Ordering::SeqCst))
+        })
 }
 
 #[cfg(test)]
@@ -355,6 +373,77 @@ mod tests {
         for (shards, workers) in [(4, 2), (5, 2), (6, 3), (3, 3), (8, 3)] {
             each_shard_keeps_its_share(shards, workers, store_then_tick);
         }
+    }
+
+    /// A value whose `Drop` holds its thread (a worker) at a gate until released.
+    struct Gated(
+        Option<std::sync::Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>>,
+    );
+
+    impl Drop for Gated {
+        fn drop(&mut self) {
+            if let Some(g) = &self.0 {
+                g.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                while !g.1.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// A remove, then a store of a new key into another worker's shard, the remove's worker
+    /// busy (held in a user's `Drop`): the live entries never exceed the capacity, so none
+    /// may be evicted. Before `Cell::hides`, the store's worker found the engine over capacity
+    /// by the removed entry (still weighing while its remove waited), nothing dead anywhere
+    /// (no deadline had come), and evicted a live entry from its own shard:
+    /// `left: [false, true, true]`, `evictions: 1, entries: 2`.
+    #[test]
+    fn a_pending_remove_goes_before_a_live_entry() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let e: Engine<u64, Arc<Gated>> = Engine::builder()
+            .max_capacity(3)
+            .shards(2)
+            .workers(2)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let s = e.shared();
+        let shard = |k: &u64| s.cell_index(s.hash(k));
+        let mut keys = [Vec::new(), Vec::new()];
+        for k in 0..100u64 {
+            keys[shard(&k)].push(k);
+        }
+        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
+        let (a, g) = (keys[0][0], keys[0][1]);
+        let (c, d) = (keys[1][0], keys[1][1]);
+        let gate = Arc::new((AtomicBool::new(false), AtomicBool::new(false)));
+        e.insert(a, Arc::new(Gated(None)));
+        e.insert(g, Arc::new(Gated(Some(gate.clone()))));
+        e.insert(c, Arc::new(Gated(None)));
+        e.flush();
+        assert_eq!(e.len(), 3);
+        // Worker 0 replaces g's value and drops the old one: held at the gate.
+        e.insert_with_ttl(g, Arc::new(Gated(None)), Duration::from_secs(1000));
+        while !gate.0.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let applied = s.cells[1].applied.load(Ordering::SeqCst);
+        e.remove(&a);
+        e.insert(d, Arc::new(Gated(None)));
+        // Worker 1 applies d's store while worker 0 is still held (and, once its write lock
+        // is let go, has evicted whatever it evicts within the batch).
+        let s1 = &s.cells[1];
+        while s1.applied.load(Ordering::SeqCst) == applied {
+            std::thread::yield_now();
+        }
+        drop(s1.core.read());
+        gate.1.store(true, Ordering::SeqCst);
+        e.flush();
+        let st = e.stats();
+        let live = [c, d, g].map(|k| e.get(&k).is_some());
+        assert_eq!(live, [true; 3], "live entries evicted, the live weight (3) fitting: {st:?}");
+        assert_eq!((st.evictions, st.entries, e.get(&a).is_some()), (0, 3, false));
     }
 
     /// The excess comes from the heaviest shards, cut to one level.
