@@ -320,7 +320,7 @@ impl<K, V> Cell<K, V> {
             n += 1;
         }
         if n > 0 {
-            self.core.read().warm(&hashes[..n]);
+            self.read_core().warm(&hashes[..n]);
         }
     }
 
