@@ -119,17 +119,17 @@ impl<V: Clone> Waits<V> {
         let me = crate::sync::thread::current().id();
         let mut waits = self.0.lock();
         // Each thread waits for one flight at a time: the chain has at most one step per
-        // entry, and ends at a leader that is not waiting or whose flight has finished.
-        let mut leader = flight.leader;
+        // entry, and ends at a flight that has finished (this one included: its leader may
+        // have finished it and gone on to wait for a flight of this thread since it was
+        // found, and then `wait` returns at once) or at a leader that is not waiting.
+        let mut next = Some(flight);
         for _ in 0..=waits.len() {
-            if leader == me {
+            let Some(f) = next.take().filter(|f| f.running()) else { break };
+            if f.leader == me {
                 drop(waits);
                 panic!("{WAIT_CYCLE}");
             }
-            match waits.get(&leader) {
-                Some(f) if f.running() => leader = f.leader,
-                _ => break,
-            }
+            next = waits.get(&f.leader);
         }
         waits.insert(me, flight.clone());
         Waiting { waits: self, me }
@@ -170,3 +170,44 @@ other's keys (the computation of one key asks for a second key, whose computatio
 thread is waiting, directly or through others, for the first); they would deadlock, so this \
 one panics instead. The same calls on one thread would ask for a key from its own \
 computation: break the cycle between the functions";
+
+#[cfg(all(test, not(memokit_shuttle)))]
+mod tests {
+    use super::*;
+
+    /// A flight that has finished is no wait at all, whatever its leader does since: thread A
+    /// led `f` and finished it, then went on to wait for `g`, led by this thread. This thread,
+    /// having found `f` registered just before A finished it, now waits for it: `wait` returns
+    /// at once, so no cycle may be reported. (Before: the walk started at `f`'s leader without
+    /// asking whether `f` still runs, and panicked with `WAIT_CYCLE`.)
+    #[test]
+    fn a_finished_flight_waited_for_is_no_cycle() {
+        let waits = Arc::new(Waits::<u64>::default());
+        let g = Flight::<u64>::new([0, 0]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go, release) = std::sync::mpsc::channel::<()>();
+        let a = {
+            let (waits, g) = (waits.clone(), g.clone());
+            std::thread::spawn(move || {
+                let f = Flight::<u64>::new([0, 0]);
+                f.complete(1);
+                let waiting = waits.enter(&g);
+                tx.send(f).unwrap();
+                release.recv().unwrap();
+                drop(waiting);
+            })
+        };
+        let f = rx.recv().unwrap();
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let waiting = waits.enter(&f);
+            let v = f.wait();
+            drop(waiting);
+            v
+        }));
+        go.send(()).unwrap();
+        a.join().unwrap();
+        g.complete(2);
+        assert_eq!(waited.ok(), Some(Some(1)), "a finished flight taken for a cycle");
+        assert!(waits.0.lock().is_empty(), "entries left behind");
+    }
+}
