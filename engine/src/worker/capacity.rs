@@ -446,6 +446,61 @@ mod tests {
         assert_eq!((st.evictions, st.entries, e.get(&a).is_some()), (0, 3, false));
     }
 
+    /// With a weigher, a pending replacement that shrinks an entry goes first too (as a
+    /// remove does above): a weighs 2, then is replaced with weight 1 while worker 0 is held;
+    /// a store of d into worker 1's shard finds the engine over capacity by a's old weight
+    /// only, the live weight (4) fitting. Fails if a weighted replacement does not set
+    /// `Cell::hides` (checked with the condition cut to `!counted`: one live entry evicted).
+    #[test]
+    fn a_pending_shrinking_replacement_goes_before_a_live_entry() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        type V = (u32, Arc<Gated>);
+        let e: Engine<u64, V> = Engine::builder()
+            .max_capacity(4)
+            .shards(2)
+            .workers(2)
+            .weigher(|_, v: &V| v.0)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let s = e.shared();
+        let shard = |k: &u64| s.cell_index(s.hash(k));
+        let mut keys = [Vec::new(), Vec::new()];
+        for k in 0..100u64 {
+            keys[shard(&k)].push(k);
+        }
+        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
+        let (a, g) = (keys[0][0], keys[0][1]);
+        let (c, d) = (keys[1][0], keys[1][1]);
+        let v = |w: u32| (w, Arc::new(Gated(None)));
+        let gate = Arc::new((AtomicBool::new(false), AtomicBool::new(false)));
+        e.insert(a, v(2));
+        e.insert(g, (1, Arc::new(Gated(Some(gate.clone())))));
+        e.insert(c, v(1));
+        e.flush();
+        assert_eq!((e.len(), e.stats().weight), (3, 4));
+        // Worker 0 replaces g's value and drops the old one: held at the gate.
+        e.insert_with_ttl(g, v(1), Duration::from_secs(1000));
+        while !gate.0.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let applied = s.cells[1].applied.load(Ordering::SeqCst);
+        e.insert_with_ttl(a, v(1), Duration::from_secs(1000));
+        e.insert(d, v(1));
+        let s1 = &s.cells[1];
+        while s1.applied.load(Ordering::SeqCst) == applied {
+            std::thread::yield_now();
+        }
+        drop(s1.core.read());
+        gate.1.store(true, Ordering::SeqCst);
+        e.flush();
+        let st = e.stats();
+        let live = [a, c, d, g].map(|k| e.get(&k).is_some());
+        assert_eq!(live, [true; 4], "live entries evicted, the live weight (4) fitting: {st:?}");
+        assert_eq!((st.evictions, st.entries, st.weight), (0, 4, 4));
+    }
+
     /// The excess comes from the heaviest shards, cut to one level.
     #[test]
     fn quotas_cut_the_heaviest_to_one_level() {

@@ -45,12 +45,16 @@ fn iterations() -> usize {
 /// Runs `f` under shuttle's random scheduler and under PCT (which favours the few
 /// preemptions that most bugs need; depth 3), both seeded so that a failure replays.
 fn check(f: impl Fn() + Send + Sync + 'static) {
+    check_n(iterations(), f);
+}
+
+/// [`check`] with `n` iterations per scheduler (a race whose window is a few steps wide).
+fn check_n(n: usize, f: impl Fn() + Send + Sync + 'static) {
     let f = std::sync::Arc::new(f);
     let mut config = shuttle::Config::new();
     // The engine's debug-build frames (hashbrown, the worker loop) outgrow shuttle's default
     // coroutine stacks.
     config.stack_size = 1 << 20;
-    let n = iterations();
     let g = f.clone();
     shuttle::Runner::new(RandomScheduler::new_from_seed(0x5eed, n), config.clone())
         .run(move || g());
