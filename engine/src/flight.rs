@@ -30,14 +30,17 @@
 //! that leader waits for, that flight's leader, ...) and, if it comes back to itself, panics
 //! with [`WAIT_CYCLE`] instead of waiting. The chain follows only flights still running (a
 //! leader finishes its flight before its waiters wake and leave the table), so a cycle found is
-//! one that no thread in it can leave: no false alarm. Cost: one mutex and a table insert and
+//! one that no thread in it can leave: no false alarm. The walk reads each flight's
+//! `finished` flag, never its state lock: a waiter clones the value under that lock, and the
+//! user's `Clone` may itself wait for a flight (so take the table of waits). Cost: one mutex and a table insert and
 //! removal per wait, never on a hit or a computation nobody waits for. Cycles through two
 //! engines (two memoizers) or through the user's own locks are not seen.
 
 use std::sync::Arc;
 
 use crate::sync::thread::ThreadId;
-use crate::sync::{Condvar, Mutex};
+use crate::sync::{AtomicBool, Condvar, Mutex};
+use std::sync::atomic::Ordering;
 
 use crate::entry::Gens;
 
@@ -52,6 +55,10 @@ enum State<V> {
 #[derive(Debug)]
 pub(crate) struct Flight<V> {
     state: Mutex<State<V>>,
+    /// Set as `state` leaves `Running`: read by [`Waits`] without the state lock, under which
+    /// a waiter runs the user's `Clone` (which may wait for another flight, taking the table
+    /// of waits: taking this lock under that table deadlocked, `tests/engine_rev_s16c.rs`).
+    finished: AtomicBool,
     cv: Condvar,
     pub(crate) leader: ThreadId,
     pub(crate) gens: Gens,
@@ -61,6 +68,7 @@ impl<V: Clone> Flight<V> {
     pub(crate) fn new(gens: Gens) -> Arc<Self> {
         Arc::new(Flight {
             state: Mutex::new(State::Running),
+            finished: AtomicBool::new(false),
             cv: Condvar::new(),
             leader: crate::sync::thread::current().id(),
             gens,
@@ -79,13 +87,16 @@ impl<V: Clone> Flight<V> {
         }
     }
 
-    /// Whether the leader is still computing (neither done nor abandoned).
+    /// Whether the leader is still computing (neither done nor abandoned). Takes no lock.
     fn running(&self) -> bool {
-        matches!(*self.state.lock(), State::Running)
+        !self.finished.load(Ordering::SeqCst)
     }
 
     pub(crate) fn complete(&self, v: V) {
-        *self.state.lock() = State::Done(v);
+        let mut s = self.state.lock();
+        *s = State::Done(v);
+        self.finished.store(true, Ordering::SeqCst);
+        drop(s);
         self.cv.notify_all();
     }
 
@@ -93,6 +104,7 @@ impl<V: Clone> Flight<V> {
         let mut s = self.state.lock();
         if matches!(*s, State::Running) {
             *s = State::Abandoned;
+            self.finished.store(true, Ordering::SeqCst);
         }
         drop(s);
         self.cv.notify_all();
