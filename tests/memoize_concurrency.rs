@@ -149,21 +149,22 @@ fn waits_on_itself(n: u64) -> u64 {
     waits_on_itself(n) + 1
 }
 
+/// "returned {v}", or the panic message of `call`.
+fn outcome(call: impl FnOnce() -> u64) -> String {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(v) => format!("returned {v}"),
+        Err(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
 #[test]
 fn waiting_on_its_own_key_is_a_clear_panic_not_a_deadlock() {
     let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(|| waits_on_itself(1)));
-        let msg = match r {
-            Ok(_) => String::from("returned"),
-            Err(p) => p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default(),
-        };
-        tx.send(msg).expect("send");
-    });
+    thread::spawn(move || tx.send(outcome(|| waits_on_itself(1))).expect("send"));
     let msg = rx.recv_timeout(HANG).expect("no deadlock");
     assert!(msg.contains("its own key"), "clear message: {msg}");
 }
@@ -201,18 +202,7 @@ fn functions_waiting_for_each_other_on_two_threads_panic_not_deadlock() {
     let (tx, rx) = std::sync::mpsc::channel();
     for f in [ping as fn(u64) -> u64, pong] {
         let tx = tx.clone();
-        thread::spawn(move || {
-            let r = catch_unwind(AssertUnwindSafe(|| f(1)));
-            let msg = match r {
-                Ok(v) => format!("returned {v}"),
-                Err(p) => p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default(),
-            };
-            tx.send(msg).expect("send");
-        });
+        thread::spawn(move || tx.send(outcome(|| f(1))).expect("send"));
     }
     let msgs: Vec<String> = (0..2).map(|_| rx.recv_timeout(HANG).expect("no deadlock")).collect();
     assert!(msgs.iter().any(|m| m.contains("wait for each other")), "clear message: {msgs:?}");

@@ -375,6 +375,19 @@ mod tests {
         }
     }
 
+    /// Two keys in each of shards 0 and 1, which workers 0 and 1 own.
+    fn two_keys_per_worker<V>(s: &crate::shared::Shared<u64, V>) -> ([u64; 2], [u64; 2])
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
+        let mut keys = [Vec::new(), Vec::new()];
+        for k in 0..100u64 {
+            keys[s.cell_index(s.hash(&k))].push(k);
+        }
+        ([keys[0][0], keys[0][1]], [keys[1][0], keys[1][1]])
+    }
+
     /// A value whose `Drop` holds its thread (a worker) at a gate until released.
     struct Gated(
         Option<std::sync::Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>>,
@@ -409,14 +422,7 @@ mod tests {
             .build()
             .expect("engine");
         let s = e.shared();
-        let shard = |k: &u64| s.cell_index(s.hash(k));
-        let mut keys = [Vec::new(), Vec::new()];
-        for k in 0..100u64 {
-            keys[shard(&k)].push(k);
-        }
-        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
-        let (a, g) = (keys[0][0], keys[0][1]);
-        let (c, d) = (keys[1][0], keys[1][1]);
+        let ([a, g], [c, d]) = two_keys_per_worker(s);
         let gate = Arc::new((AtomicBool::new(false), AtomicBool::new(false)));
         e.insert(a, Arc::new(Gated(None)));
         e.insert(g, Arc::new(Gated(Some(gate.clone()))));
@@ -465,14 +471,7 @@ mod tests {
             .build()
             .expect("engine");
         let s = e.shared();
-        let shard = |k: &u64| s.cell_index(s.hash(k));
-        let mut keys = [Vec::new(), Vec::new()];
-        for k in 0..100u64 {
-            keys[shard(&k)].push(k);
-        }
-        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
-        let (a, g) = (keys[0][0], keys[0][1]);
-        let (c, d) = (keys[1][0], keys[1][1]);
+        let ([a, g], [c, d]) = two_keys_per_worker(s);
         let v = |w: u32| (w, Arc::new(Gated(None)));
         let gate = Arc::new((AtomicBool::new(false), AtomicBool::new(false)));
         e.insert(a, v(2));
