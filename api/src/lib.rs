@@ -165,7 +165,8 @@
 //! - A hit runs the arguments' `Eq` and the result's `Clone` under a shard's read lock, and a
 //!   miss runs the arguments' `Clone` (to own them for the stored key) under the shard's lock
 //!   of running computations: keep them plain (derived); they must not call memoized
-//!   functions or the memoizer.
+//!   functions or the memoizer (such a call panics with a message starting with `memokit:`
+//!   where it would wait for a lock its caller holds, or for another thread's computation).
 //! - Up to 12 arguments, or `key` parts (11 for methods: the receiver id takes a place in the
 //!   key tuple). Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple

@@ -366,7 +366,11 @@ where
     /// Propagates a panic of `compute` (waiting callers then retry, nothing is poisoned), and
     /// panics if `compute` asks for the same key on the same thread, or for a key whose
     /// computation on another thread waits, directly or through others, for this one (either
-    /// would deadlock; the waiters of a computation that panics retry).
+    /// would deadlock; the waiters of a computation that panics retry). Called from user code
+    /// the engine runs under one of its locks (a hit's `Clone`), it panics where it would wait
+    /// for another thread's computation, and as the [crate docs][reentry] say.
+    ///
+    /// [reentry]: crate#user-code-calling-back-into-the-engine
     ///
     /// ```
     /// use memokit_engine::Engine;

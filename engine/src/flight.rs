@@ -30,13 +30,16 @@
 //! that leader waits for, that flight's leader, ...) and, if it comes back to itself, panics
 //! with [`WAIT_CYCLE`] instead of waiting. The chain follows only flights still running (a
 //! leader finishes its flight before its waiters wake and leave the table), so a cycle found is
-//! one that no thread in it can leave: no false alarm. The walk reads each flight's
-//! `finished` flag, never its state lock: a waiter clones the value under that lock, and the
-//! user's `Clone` may itself wait for a flight (so take the table of waits). Cost: one mutex and a table insert and
-//! removal per wait, never on a hit or a computation nobody waits for. Cycles through two
-//! engines (two memoizers) or through the user's own locks are not seen.
+//! one that no thread in it can leave: no false alarm. No lock is held while the user's
+//! `Clone` runs on a waiter (the value is cloned after the state lock is let go), and the walk
+//! reads each flight's `finished` flag, never its state lock: that `Clone` may itself wait for
+//! a flight, whose leader may be another waiter of the first on its way to its own copy. Cost:
+//! one mutex and a table insert and removal per wait, never on a hit or a computation nobody
+//! waits for. Cycles through two engines (two memoizers) or through the user's own locks are
+//! not seen. A wait from user code the engine runs under one of its locks (a hit's `Clone`)
+//! panics instead: see `crate::reentry`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::sync::thread::ThreadId;
 use crate::sync::{AtomicBool, Condvar, Mutex};
@@ -44,20 +47,26 @@ use std::sync::atomic::Ordering;
 
 use crate::entry::Gens;
 
-#[derive(Debug)]
-enum State<V> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
     Running,
-    Done(V),
+    /// The value is in `Flight::value`.
+    Done,
     Abandoned,
 }
 
 /// One running computation.
 #[derive(Debug)]
 pub(crate) struct Flight<V> {
-    state: Mutex<State<V>>,
-    /// Set as `state` leaves `Running`: read by [`Waits`] without the state lock, under which
-    /// a waiter runs the user's `Clone` (which may wait for another flight, taking the table
-    /// of waits: taking this lock under that table deadlocked, `tests/engine_rev_s16c.rs`).
+    state: Mutex<State>,
+    /// The value, set before `state` becomes `Done`, and cloned by each waiter after it lets
+    /// go of `state`: the user's `Clone` may wait for another flight, whose leader may be a
+    /// waiter of this one on its way to its own copy (`tests/engine_rev_s16d.rs`: cloning
+    /// under the lock hung both).
+    value: OnceLock<V>,
+    /// Set as `state` leaves `Running`: read by [`Waits`] without the state lock (taking it
+    /// under the table of waits deadlocked against a waiter's `Clone` that waited in turn,
+    /// `tests/engine_rev_s16c.rs`).
     finished: AtomicBool,
     cv: Condvar,
     pub(crate) leader: ThreadId,
@@ -68,6 +77,7 @@ impl<V: Clone> Flight<V> {
     pub(crate) fn new(gens: Gens) -> Arc<Self> {
         Arc::new(Flight {
             state: Mutex::new(State::Running),
+            value: OnceLock::new(),
             finished: AtomicBool::new(false),
             cv: Condvar::new(),
             leader: crate::sync::thread::current().id(),
@@ -75,16 +85,18 @@ impl<V: Clone> Flight<V> {
         })
     }
 
-    /// Blocks until the leader finishes: `Some(value)`, or `None` if it gave up (retry).
-    pub(crate) fn wait(&self) -> Option<V> {
+    /// Blocks until the leader finishes: `Some(value)`, or `None` if it gave up (retry). The
+    /// caller clones the value, with no lock held (see `value`) and after it has left the
+    /// table of waits (the `Clone` may wait for a flight in turn).
+    pub(crate) fn wait(&self) -> Option<&V> {
         let mut s = self.state.lock();
-        loop {
-            match &*s {
-                State::Running => self.cv.wait(&mut s),
-                State::Done(v) => return Some(v.clone()),
-                State::Abandoned => return None,
-            }
+        while *s == State::Running {
+            self.cv.wait(&mut s);
         }
+        let done = *s == State::Done;
+        drop(s);
+        // Set before `Done` was, under the lock just released.
+        self.value.get().filter(|_| done)
     }
 
     /// Whether the leader is still computing (neither done nor abandoned). Takes no lock.
@@ -92,9 +104,12 @@ impl<V: Clone> Flight<V> {
         !self.finished.load(Ordering::SeqCst)
     }
 
+    /// Hands `v` to the waiters. Called once, by the leader (`v` is dropped if the flight was
+    /// completed already).
     pub(crate) fn complete(&self, v: V) {
+        let _ = self.value.set(v);
         let mut s = self.state.lock();
-        *s = State::Done(v);
+        *s = State::Done;
         self.finished.store(true, Ordering::SeqCst);
         drop(s);
         self.cv.notify_all();
@@ -102,7 +117,7 @@ impl<V: Clone> Flight<V> {
 
     pub(crate) fn abandon(&self) {
         let mut s = self.state.lock();
-        if matches!(*s, State::Running) {
+        if *s == State::Running {
             *s = State::Abandoned;
             self.finished.store(true, Ordering::SeqCst);
         }
@@ -143,7 +158,12 @@ impl<V: Clone> Waits<V> {
             }
             next = waits.get(&f.leader);
         }
-        waits.insert(me, flight.clone());
+        // A flight replaced (none: a thread's wait ends before it waits again) is dropped
+        // after the lock, as is the one `Waiting` removes: the last handle of a flight drops
+        // its value, and the user's `Drop` may wait for a flight in turn.
+        let replaced = waits.insert(me, flight.clone());
+        drop(waits);
+        drop(replaced);
         Waiting { waits: self, me }
     }
 }
@@ -156,7 +176,9 @@ pub(crate) struct Waiting<'a, V> {
 
 impl<V> Drop for Waiting<'_, V> {
     fn drop(&mut self) {
-        self.waits.0.lock().remove(&self.me);
+        // The lock is released at the end of this statement, before `flight` is dropped.
+        let flight = self.waits.0.lock().remove(&self.me);
+        drop(flight);
     }
 }
 
@@ -212,7 +234,7 @@ mod tests {
         let f = rx.recv().unwrap();
         let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let waiting = waits.enter(&f);
-            let v = f.wait();
+            let v = f.wait().copied();
             drop(waiting);
             v
         }));

@@ -76,6 +76,11 @@
 //! - a store, remove or computation of the same engine works from code run under a read
 //!   lock only (a hit: the value's `Clone`, `get_map`'s `read`, the key's `Eq` in that probe)
 //!   and panics from the others;
+//! - waiting for a computation another thread runs (a `get_or_insert_with` of a key being
+//!   computed) panics from any such code, of any engine: that thread's store of the value
+//!   reads the shard, behind a worker waiting to write it, behind the read lock held here.
+//!   (Code the engine runs with no lock held, such as the `Clone` a waiting caller makes of
+//!   the value it was handed, may wait.)
 //! - [`Engine::flush`], [`Engine::clear`], [`Engine::run_maintenance`] and
 //!   [`Engine::shutdown`], of any engine, panic: they wait for workers, and a worker may need
 //!   the lock held (a shard's write lock, or a lock a key's `Drop` on that worker takes).

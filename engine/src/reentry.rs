@@ -25,6 +25,11 @@
 //!   such code of any engine: a worker may need the lock held (a shard's write lock, or the
 //!   lock a key's `Drop` storing into the engine takes on the worker). A store's backpressure
 //!   wait is skipped instead.
+//! - **Waiting for another thread's computation** (a computation of a key being computed)
+//!   panics from such code of any engine, read locks included: the leader's store reads the
+//!   shard, and a read queues behind a worker waiting for the write lock, which waits for the
+//!   read lock this thread holds (`tests/engine_rev_s16d.rs`). Computing a key itself works
+//!   from code under a read lock only (the rule above).
 //!
 //! Cost: the hit path counts itself in and out of [`UNDER_LOCK`] (two thread-local writes,
 //! no branch, no allocation); the marks and checks are on slow paths only.
@@ -149,6 +154,16 @@ pub(crate) fn may_read(shard: usize) {
 /// Panics if this thread runs user code under any engine's lock: called before waiting for
 /// an engine's workers.
 pub(crate) fn may_wait_for_workers() {
+    if under_lock() {
+        panic!("{REENTRANT_USER_CODE}");
+    }
+}
+
+/// Panics if this thread runs user code under any engine's lock: called before waiting for
+/// another thread's computation. Its leader stores the value through the shard's read lock,
+/// which queues behind a worker waiting for the write lock, which waits for a read lock this
+/// thread may hold (a hit's `Clone`); nor can the wait-cycle walk see a lock.
+pub(crate) fn may_wait_for_flight() {
     if under_lock() {
         panic!("{REENTRANT_USER_CODE}");
     }

@@ -72,12 +72,14 @@ where
                     if f.leader == crate::sync::thread::current().id() {
                         panic!("{SELF_WAIT}");
                     }
+                    crate::reentry::may_wait_for_flight();
                     let waiting = self.waiting.enter(&f);
                     self.waits.fetch_add(1, Ordering::Relaxed);
                     let v = f.wait();
+                    // Left before the user's `Clone` runs: it may wait for a flight in turn.
                     drop(waiting);
                     if let Some(v) = v {
-                        return Ok(v);
+                        return Ok(v.clone());
                     }
                     // The leader gave up (panic or error): try again.
                 }
