@@ -148,7 +148,9 @@ where
     }
 
     /// Weighs each entry (on the inserting thread); an entry heavier than the capacity is not
-    /// stored.
+    /// stored. An entry weighing 0 takes no room, but while the engine is over capacity the
+    /// policy may still choose it as a victim like any other (evicting it frees nothing; the
+    /// next victim is taken).
     ///
     /// # Panics
     /// The weigher runs while the engine holds a lock of the key's shard. It may look values
