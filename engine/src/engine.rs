@@ -110,7 +110,7 @@ fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, s
         }
     }
     for cell in shared.cells.iter() {
-        let mut fl = cell.flights.lock();
+        let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
         let flights = std::mem::take(&mut *fl);
         drop(fl);
         worker::clear(shared, cell);

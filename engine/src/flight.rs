@@ -42,7 +42,7 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::sync::thread::ThreadId;
-use crate::sync::{AtomicBool, Condvar, Mutex};
+use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
 
 use crate::entry::Gens;
@@ -192,6 +192,57 @@ pub(crate) struct Slot<K, V> {
 
 /// The running computations of one shard.
 pub(crate) type Flights<K, V> = hashbrown::HashTable<Slot<K, V>>;
+
+crate::sync::thread_local! {
+    /// How many flights locks this thread holds (see [`flights_held`]).
+    static FLIGHTS_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread holds a shard's flights lock: its reads of a core are then recursive
+/// (`Cell::read_core`, `Cell::lock_pending_and_core`), never queued behind a worker waiting
+/// for the write lock. That worker may be waiting for a read lock held by a thread running
+/// user code (a hit's `Clone`) that stores, removes or computes through the engine, which
+/// waits for this flights lock: queued, the three would wait for each other
+/// (`tests/engine_rev_s17a.rs`). A worker never takes a flights lock, so a thread holding
+/// one waits for the core only while the worker holds the write lock, which it lets go.
+#[inline]
+pub(crate) fn flights_held() -> bool {
+    FLIGHTS_HELD.with(|n| n.get() > 0)
+}
+
+/// A shard's table of running computations, locked; counted in [`flights_held`].
+pub(crate) struct FlightsGuard<'a, K, V> {
+    guard: MutexGuard<'a, Flights<K, V>>,
+}
+
+impl<'a, K, V> FlightsGuard<'a, K, V> {
+    /// Locks a shard's table of running computations.
+    #[inline]
+    pub(crate) fn lock(m: &'a Mutex<Flights<K, V>>) -> Self {
+        let guard = m.lock();
+        FLIGHTS_HELD.with(|n| n.set(n.get() + 1));
+        FlightsGuard { guard }
+    }
+}
+
+impl<K, V> std::ops::Deref for FlightsGuard<'_, K, V> {
+    type Target = Flights<K, V>;
+    fn deref(&self) -> &Flights<K, V> {
+        &self.guard
+    }
+}
+
+impl<K, V> std::ops::DerefMut for FlightsGuard<'_, K, V> {
+    fn deref_mut(&mut self) -> &mut Flights<K, V> {
+        &mut self.guard
+    }
+}
+
+impl<K, V> Drop for FlightsGuard<'_, K, V> {
+    fn drop(&mut self) {
+        FLIGHTS_HELD.with(|n| n.set(n.get() - 1));
+    }
+}
 
 /// The panic message for a computation that asks for its own key.
 pub(crate) const SELF_WAIT: &str = "memokit: a computation asked for its own key on the same \

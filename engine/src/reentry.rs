@@ -14,7 +14,10 @@
 //! - **Read locks:** a thread running such code takes a shard's read lock *recursively*
 //!   once it would wait (`Cell::read_core`, `Cell::lock_pending_and_core`). parking_lot's lock
 //!   is writer-preferring: a plain second read of a shard the thread already reads queues
-//!   behind the worker waiting for the write lock, which waits for the first read.
+//!   behind the worker waiting for the write lock, which waits for the first read. So does
+//!   any thread holding a shard's flights lock (`crate::flight::flights_held`): code run
+//!   under a read lock may store, remove or compute, waiting for that flights lock, and its
+//!   holder, queued behind the worker, would never let it go (`tests/engine_rev_s17a.rs`).
 //! - **Pending table, flights lock, write lock:** code run under one of these marks the engine
 //!   ([`UserCode::enter`]). A call back into that engine that would take its pending table or
 //!   flights lock panics (a store, remove, computation, or a lookup the fast path cannot

@@ -61,7 +61,7 @@ use crate::sync::{
 
 use crate::clock::Clock;
 use crate::entry::gens_live;
-use crate::flight::Flights;
+use crate::flight::{Flights, FlightsGuard};
 use crate::generation::Registry;
 use crate::options::Equivalent;
 use crate::pending::{assert_may_wait_for_core, pending_bit, Pending, PendingGuard, PENDING_WORDS};
@@ -244,7 +244,9 @@ impl<K, V> Cell<K, V> {
             let p = self.lock_pending();
             // Recursively from user code run under a lock: this thread may hold this core's
             // read lock already, and the worker may be queued for the write lock behind it.
-            let core = if crate::reentry::under_lock() {
+            // And under a flights lock, which such user code may be waiting for
+            // (`crate::flight::flights_held`).
+            let core = if crate::reentry::under_lock() || crate::flight::flights_held() {
                 self.core.try_read_recursive()
             } else {
                 self.core.try_read()
@@ -274,6 +276,7 @@ impl<K, V> Cell<K, V> {
     /// ([`crate::reentry`]): panics if this thread holds this shard's write lock, and takes
     /// the lock recursively (this thread may already read this shard, and a plain read would
     /// queue behind the worker waiting for the write lock, which waits for that first read).
+    /// Recursively too under a flights lock (`crate::flight::flights_held`).
     #[cold]
     #[inline(never)]
     fn read_core_slow(&self) -> RwLockReadGuard<'_, Shard<K, V>> {
@@ -281,13 +284,14 @@ impl<K, V> Cell<K, V> {
         if user {
             crate::reentry::may_read(self.address());
         }
+        let recursive = user || crate::flight::flights_held();
         for _ in 0..READ_SPINS {
             spin_loop();
             if let Some(core) = self.core.try_read() {
                 return core;
             }
         }
-        if user {
+        if recursive {
             self.core.read_recursive()
         } else {
             self.core.read()
@@ -434,12 +438,9 @@ impl<K, V> Shared<K, V> {
 
     /// A shard's flights lock; panics instead when this thread runs user code under one of
     /// this engine's locks ([`crate::reentry`]).
-    pub(crate) fn lock_flights<'a>(
-        &self,
-        cell: &'a Cell<K, V>,
-    ) -> crate::sync::MutexGuard<'a, Flights<K, V>> {
+    pub(crate) fn lock_flights<'a>(&self, cell: &'a Cell<K, V>) -> FlightsGuard<'a, K, V> {
         crate::reentry::may_lock(engine_id(self));
-        cell.flights.lock()
+        FlightsGuard::lock(&cell.flights)
     }
 
     /// [`Cell::lock_pending_and_core`]; panics instead when this thread runs user code under

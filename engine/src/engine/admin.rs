@@ -249,7 +249,7 @@ where
     pub fn clear(&self) {
         self.shared().may_wait_for_workers();
         for cell in self.shared().cells.iter() {
-            let mut fl = cell.flights.lock();
+            let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
             let flights = std::mem::take(&mut *fl);
             drop(fl);
             drop(flights);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::{Cell, Shared};
 use crate::entry::gens_live;
-use crate::flight::{Flight, Slot, SELF_WAIT};
+use crate::flight::{Flight, FlightsGuard, Slot, SELF_WAIT};
 use crate::options::{Equivalent, InsertOptions};
 use crate::reentry::UserCode;
 use crate::worker::engine_id;
@@ -131,7 +131,7 @@ where
         }
         impl<K, V: Clone> Drop for Abandon<'_, K, V> {
             fn drop(&mut self) {
-                let mut fl = self.cell.flights.lock();
+                let mut fl = FlightsGuard::lock(&self.cell.flights);
                 let mine = fl.find_entry(self.hash, |s| Arc::ptr_eq(&s.flight, self.flight)).ok();
                 let slot = mine.map(|o| o.remove().0);
                 drop(fl);
@@ -162,7 +162,7 @@ where
         // The user's keys and values left over are dropped after the lock (declared first, so
         // even when unwinding).
         let (mut leftovers, mut unstored) = (None, None);
-        let mut fl = cell.flights.lock();
+        let mut fl = FlightsGuard::lock(&cell.flights);
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
             match to_store.take() {

@@ -1,0 +1,279 @@
+//! Review s17a of single flight and re-entry (`flight.rs`, `shared/single_flight.rs`,
+//! `reentry.rs`): user code the engine runs under its locks calling back into it while other
+//! threads hold the engine's other locks, and computations racing deletes and each other.
+//!
+//! Model: a call back either works or panics with a `memokit:` message, whatever other
+//! threads are doing at that moment; it never hangs (every test runs under [`no_hang`]). The
+//! worker is held deterministically in a key's `Drop` waiting at a gate ([`Stalled`]), and a
+//! thread is known to be blocked when Linux reports it asleep on many consecutive looks.
+
+mod common;
+
+use std::cell::RefCell;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use common::{no_hang, this_thread_id, wait_until, Gate, HANG_LIMIT};
+use memokit_engine::{Engine, ManualClock};
+
+type Hook = Box<dyn FnOnce()>;
+type DropHook = Box<dyn FnOnce() + Send>;
+
+std::thread_local! {
+    /// Run (once) by the next `Val::clone` on this thread.
+    static ON_CLONE: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    /// Run (once) by the next weighing on this thread (engines built by [`engine`] with
+    /// `weigher`).
+    static ON_WEIGH: RefCell<Option<Hook>> = const { RefCell::new(None) };
+}
+
+fn on_next_clone(f: impl FnOnce() + 'static) {
+    ON_CLONE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
+}
+
+/// A key whose `Drop` may run a hook of its own.
+struct Key {
+    id: u64,
+    on_drop: Mutex<Option<DropHook>>,
+}
+
+impl Key {
+    fn new(id: u64) -> Self {
+        Key { id, on_drop: Mutex::new(None) }
+    }
+
+    fn with_drop(id: u64, hook: impl FnOnce() + Send + 'static) -> Self {
+        Key { id, on_drop: Mutex::new(Some(Box::new(hook))) }
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Key {}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        let hook = self.on_drop.get_mut().map(Option::take).unwrap_or_default();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+/// A value whose `Clone` runs the thread's armed hook.
+#[derive(Debug, PartialEq)]
+struct Val(u64);
+
+impl Clone for Val {
+    fn clone(&self) -> Self {
+        if let Some(f) = ON_CLONE.with(|h| h.borrow_mut().take()) {
+            f();
+        }
+        Val(self.0)
+    }
+}
+
+type E = Engine<Key, Val>;
+/// A step another thread takes, by name, and one a hit's `Clone` takes.
+type Holder = (&'static str, fn(&E, &Gate));
+type Op = (&'static str, fn(&E));
+
+/// One shard, one worker, a manual clock: every key shares the shard and its locks. With
+/// `weigher`, every entry weighs 1 and the weighing runs the thread's `ON_WEIGH` hook.
+fn engine(weigher: bool) -> E {
+    let b = Engine::builder().max_capacity(10_000).shards(1).workers(1);
+    let b = if weigher {
+        b.weigher(|_: &Key, _: &Val| {
+            if let Some(f) = ON_WEIGH.with(|h| h.borrow_mut().take()) {
+                f();
+            }
+            1
+        })
+    } else {
+        b
+    };
+    b.clock(ManualClock::new()).build().expect("build")
+}
+
+fn get(e: &E, id: u64) -> Option<u64> {
+    e.get(&Key::new(id)).map(|v| v.0)
+}
+
+/// Whether thread `tid` of this process is asleep (Linux: `/proc/self/task/<tid>/stat`).
+fn asleep(tid: &str) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
+}
+
+/// Waits until `done` holds or thread `tid` is asleep on many consecutive looks (blocked).
+/// Returns whether it was found blocked.
+fn until_done_or_blocked(what: &str, tid: &str, done: impl Fn() -> bool) -> bool {
+    let mut seen = 0;
+    let mut blocked = false;
+    wait_until(what, || {
+        if done() {
+            return true;
+        }
+        seen = if asleep(tid) { seen + 1 } else { 0 };
+        blocked = seen >= 200;
+        blocked
+    });
+    blocked
+}
+
+/// The id of the key a [`Stalled`] worker is dropping.
+const STALL: u64 = 1 << 40;
+
+/// An engine's only worker, held in a key's `Drop` until released: what is stored meanwhile
+/// stays pending, and the first store sends the worker a `Work` it serves once released.
+#[derive(Clone)]
+struct Stalled {
+    gate: Gate,
+    returned: Arc<AtomicBool>,
+    tid: Arc<Mutex<String>>,
+}
+
+fn stall(e: &E) -> Stalled {
+    let s = Stalled { gate: Gate::new(), returned: Arc::default(), tid: Arc::default() };
+    let h = s.clone();
+    e.insert(
+        Key::with_drop(STALL, move || {
+            *h.tid.lock().unwrap() = this_thread_id();
+            h.gate.enter_and_wait();
+            h.returned.store(true, Ordering::SeqCst);
+        }),
+        Val(0),
+    );
+    e.flush();
+    e.remove(&Key::new(STALL));
+    s.gate.wait_entered();
+    s
+}
+
+impl Stalled {
+    /// Releases the worker, then has it queue for the write lock of the shard this thread
+    /// reads (from user code run under that read lock): a lookup of the pending key `pending`
+    /// sends it the batch, and once it sleeps again it is queued.
+    fn release_until_queued(&self, e: &E, pending: u64) {
+        self.gate.open();
+        wait_until("the worker's Drop returned", || self.returned.load(Ordering::SeqCst));
+        let tid = self.tid.lock().unwrap().clone();
+        assert!(until_done_or_blocked("the worker idle", &tid, || false));
+        assert_eq!(get(e, pending), Some(pending), "a pending key, read back");
+        assert!(until_done_or_blocked("the worker queued for the write lock", &tid, || false));
+    }
+}
+
+/// After a test: the engine answers, stores, flushes and is consistent.
+fn still_usable(e: &E) {
+    e.insert(Key::new(900), Val(900));
+    e.flush();
+    assert_eq!(get(e, 900), Some(900));
+    e.run_maintenance();
+    e.validate().unwrap();
+}
+
+/// What another thread U does, once `gate` opens, that holds the shard's flights lock while
+/// it reads the shard: a remove, an insert, a computation's store (its lookup is done
+/// before: the computation waits at the gate), or an insert whose weigher (run under the
+/// flights lock) looks a key up.
+fn flights_holders() -> [Holder; 4] {
+    [
+        ("remove", |e, gate| {
+            gate.enter_and_wait();
+            e.remove(&Key::new(3));
+        }),
+        ("insert", |e, gate| {
+            gate.enter_and_wait();
+            e.insert(Key::new(3), Val(3));
+        }),
+        ("a computation's store", |e, gate| {
+            let _ = e.get_or_insert_with(Key::new(3), || {
+                gate.enter_and_wait();
+                Val(3)
+            });
+        }),
+        ("an insert whose weigher looks up", |e, gate| {
+            let he = e.clone();
+            ON_WEIGH.with(|h| {
+                *h.borrow_mut() = Some(Box::new(move || assert_eq!(get(&he, 1), Some(1))))
+            });
+            gate.enter_and_wait();
+            e.insert(Key::new(3), Val(3));
+        }),
+    ]
+}
+
+/// What a hit's `Clone` does through its own engine (`crate::reentry`: each works).
+fn nested_calls() -> [Op; 3] {
+    [
+        ("remove", |e| e.remove(&Key::new(3))),
+        ("insert", |e| e.insert(Key::new(3), Val(3))),
+        ("get_or_insert_with", |e| {
+            assert_eq!(e.get_or_insert_with(Key::new(3), || Val(3)), Val(3));
+        }),
+    ]
+}
+
+/// A value's `Clone` on a hit (the shard's read lock held) may store, remove or compute
+/// through its own engine (`crate::reentry`: it works). Meanwhile the worker is queued for the
+/// write lock behind that read, and another thread U, holding the shard's flights lock for a
+/// remove, an insert or a computation's store, goes for the read lock: it must not queue
+/// behind the worker while it holds the flights lock the `Clone`'s call waits for. Before: U
+/// queued behind the worker, the worker waited for the `Clone`'s read lock, and the `Clone`'s
+/// call waited for U's flights lock (three threads, none returned: each of the twelve pairs).
+#[test]
+fn a_clone_on_a_hit_that_stores_while_another_thread_holds_the_flights_lock_never_hangs() {
+    for (name, hold) in flights_holders() {
+        for (nested, call) in nested_calls() {
+            no_hang(&format!("U: {name}; from a hit's Clone: {nested}"), move || {
+                let e = engine(name.contains("weigher"));
+                e.insert(Key::new(1), Val(1));
+                e.flush();
+                let stalled = stall(&e);
+                e.insert(Key::new(2), Val(2)); // pending: the worker has a batch to apply
+                let (gate, (tx, rx)) = (Gate::new(), mpsc::channel());
+                let u = {
+                    let (e, gate) = (e.clone(), gate.clone());
+                    std::thread::spawn(move || {
+                        tx.send(this_thread_id()).unwrap();
+                        hold(&e, &gate);
+                    })
+                };
+                let tid = rx.recv_timeout(HANG_LIMIT).unwrap();
+                gate.wait_entered();
+                let (he, ran) = (e.clone(), Arc::new(AtomicBool::new(false)));
+                let hran = ran.clone();
+                on_next_clone(move || {
+                    stalled.release_until_queued(&he, 2);
+                    gate.open();
+                    // U either finishes or blocks (before the fix: in the read lock, behind
+                    // the worker, with the flights lock held).
+                    until_done_or_blocked("U holds the flights lock", &tid, || u.is_finished());
+                    call(&he);
+                    u.join().unwrap();
+                    hran.store(true, Ordering::SeqCst);
+                });
+                assert_eq!(get(&e, 1), Some(1));
+                assert!(ran.load(Ordering::SeqCst), "the hook ran");
+                e.flush();
+                assert_eq!(get(&e, 2), Some(2));
+                // The `Clone`'s call came last.
+                let three = if nested == "remove" { None } else { Some(3) };
+                assert_eq!(get(&e, 3), three);
+                still_usable(&e);
+            });
+        }
+    }
+}
