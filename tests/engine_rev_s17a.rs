@@ -277,3 +277,50 @@ fn a_clone_on_a_hit_that_stores_while_another_thread_holds_the_flights_lock_neve
         }
     }
 }
+
+/// A key's `Drop` on the worker asks for a key that another thread L is computing, and L's
+/// computation then flushes the engine (which waits for that worker). The `Drop` computes the
+/// value itself (not stored: L's value is), and both return. Before: the `Drop` waited for L,
+/// and L for the worker running it (documented as a `Drop` that must not join a computation,
+/// but a hang all the same).
+#[test]
+fn a_drop_on_the_worker_that_asks_for_a_key_being_computed_does_not_wait() {
+    no_hang("a worker's Drop waiting for a computation that flushes", || {
+        let e = engine(false);
+        let gate = Gate::new();
+        let l = {
+            let (e, gate) = (e.clone(), gate.clone());
+            std::thread::spawn(move || {
+                e.get_or_insert_with(Key::new(5), || {
+                    gate.enter_and_wait();
+                    e.flush();
+                    Val(5)
+                })
+            })
+        };
+        gate.wait_entered();
+        let misses = e.stats().misses;
+        let (he, got) = (e.clone(), Arc::new(Mutex::new(None)));
+        let hgot = got.clone();
+        e.insert(
+            Key::with_drop(6, move || {
+                let v = he.get_or_insert_with(Key::new(5), || Val(55));
+                *hgot.lock().unwrap() = Some(v);
+            }),
+            Val(6),
+        );
+        e.flush();
+        e.remove(&Key::new(6));
+        wait_until("the Drop computed for itself (or waits, before the fix)", || {
+            e.stats().single_flight_waits == 1 || got.lock().unwrap().is_some()
+        });
+        gate.open();
+        assert_eq!(l.join().unwrap(), Val(5));
+        e.flush();
+        assert_eq!(got.lock().unwrap().take(), Some(Val(55)), "the Drop's own value");
+        assert_eq!(get(&e, 5), Some(5), "L's value stored, not the Drop's");
+        let s = e.stats();
+        assert_eq!((s.single_flight_waits, s.misses), (0, misses + 1), "{s:?}");
+        still_usable(&e);
+    });
+}

@@ -261,8 +261,9 @@ where
     /// drops what it evicts, expires and removes), so their `Drop` may look up and store
     /// values of this engine. It must not wait for the engine ([`flush`](Engine::flush),
     /// [`clear`](Engine::clear), [`run_maintenance`](Engine::run_maintenance),
-    /// [`shutdown`](Engine::shutdown), or a [`get_or_insert_with`](Engine::get_or_insert_with)
-    /// that may join another thread's computation): on a worker, that could wait for itself.
+    /// [`shutdown`](Engine::shutdown)): on a worker, that could wait for itself. (A
+    /// [`get_or_insert_with`](Engine::get_or_insert_with) of a key another thread is computing
+    /// does not wait on a worker: it computes the value itself and does not store it.)
     ///
     /// # Panics
     /// Propagates a panic of the key's `Eq` or of the weigher; the engine stays usable. The
@@ -368,7 +369,10 @@ where
     /// computation on another thread waits, directly or through others, for this one (either
     /// would deadlock; the waiters of a computation that panics retry). Called from user code
     /// the engine runs under one of its locks (a hit's `Clone`), it panics where it would wait
-    /// for another thread's computation, and as the [crate docs][reentry] say.
+    /// for another thread's computation, and as the [crate docs][reentry] say. From a `Drop`
+    /// running on a worker thread (of any engine), it does not wait for another thread's
+    /// computation of `key` (whose leader may be waiting for that worker): it runs `compute`
+    /// and returns its value without storing it.
     ///
     /// [reentry]: crate#user-code-calling-back-into-the-engine
     ///

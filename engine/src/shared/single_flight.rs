@@ -7,7 +7,9 @@
 //! value to the waiters. A computation that fails or panics is abandoned: its waiters wake
 //! and retry, and nothing stays registered. A caller under a retired generation computes for
 //! itself and registers nothing; a flight detached by a remove, a retirement or `clear` is
-//! not stored, and later callers do not join it.
+//! not stored, and later callers do not join it. So does a caller on a worker thread (a
+//! user's `Drop` there) that finds its key being computed: it never waits for another thread's
+//! computation, whose leader may be waiting for that worker.
 //!
 //! Cost, on a miss: the flights lock twice, one flight allocation, the store of
 //! [`super::store`]; a waiter records the flight it waits for (to refuse a wait that closes
@@ -73,6 +75,16 @@ where
                         panic!("{SELF_WAIT}");
                     }
                     crate::reentry::may_wait_for_flight();
+                    if crate::worker::on_worker_thread() {
+                        // A user's `Drop` on a worker (of any engine) asks for a key being
+                        // computed: the leader may wait for that worker (a `flush`, `clear`,
+                        // `run_maintenance`, a full pending table), and would never get an
+                        // answer while it waits here (`tests/engine_rev_s17a.rs`). So it
+                        // computes for itself, like a caller under a retired generation, and
+                        // stores nothing: the live flight stays for later callers.
+                        self.count(hash, false);
+                        return compute();
+                    }
                     let waiting = self.waiting.enter(&f);
                     self.waits.fetch_add(1, Ordering::Relaxed);
                     let v = f.wait();
