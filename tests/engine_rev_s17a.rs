@@ -324,3 +324,48 @@ fn a_drop_on_the_worker_that_asks_for_a_key_being_computed_does_not_wait() {
         still_usable(&e);
     });
 }
+
+/// A waiter's `Clone` of the value it was handed runs with no lock held (since review s16d),
+/// so it may wait for the engine: here it flushes, clears and removes. Each works, and runs
+/// after the leader's store (the leader stores before it wakes its waiters), so the clear
+/// takes the stored value away.
+#[test]
+fn a_waiters_clone_may_flush_clear_and_remove() {
+    no_hang("a waiter's Clone that flushes and clears", || {
+        let e = engine(false);
+        let gate = Gate::new();
+        let l = {
+            let (e, gate) = (e.clone(), gate.clone());
+            std::thread::spawn(move || {
+                e.get_or_insert_with(Key::new(1), || {
+                    gate.enter_and_wait();
+                    Val(1)
+                })
+            })
+        };
+        gate.wait_entered();
+        let w = {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let he = e.clone();
+                on_next_clone(move || {
+                    assert_eq!(get(&he, 1), Some(1), "the leader stored before waking");
+                    he.flush();
+                    he.clear();
+                    he.remove(&Key::new(1));
+                });
+                e.get_or_insert_with(Key::new(1), || unreachable!("key 1 is being computed"))
+            })
+        };
+        wait_until("W waits for key 1", || e.stats().single_flight_waits == 1);
+        gate.open();
+        assert_eq!(l.join().unwrap(), Val(1));
+        assert_eq!(w.join().unwrap(), Val(1));
+        e.flush();
+        let s = e.stats();
+        // The leader's miss, the waiter's wait, the hook's hit.
+        assert_eq!((s.misses, s.single_flight_waits, s.hits), (1, 1, 1), "{s:?}");
+        assert_eq!(get(&e, 1), None, "cleared after the store");
+        still_usable(&e);
+    });
+}
