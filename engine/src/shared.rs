@@ -124,7 +124,8 @@ pub(crate) struct Cell<K, V> {
     pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
     /// Whether an operation that hides a resident entry and may free weight is pending (a
-    /// remove; with a weigher, a store replacing it): set under the pending lock as it is
+    /// remove; a store replacing it with a weigher, or with a deadline or generations, which
+    /// may be dead by the time it is applied): set under the pending lock as it is
     /// recorded, cleared once the worker has applied the batch and counted its weight (under
     /// the write lock, which hiding an entry waits for). Until then the hidden entry still
     /// counts in the weight, so a worker over capacity applies (or asks for) it before

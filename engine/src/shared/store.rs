@@ -190,8 +190,17 @@ where
             Some((key, value))
         };
         // The hidden entry weighs until the worker applies this: a remove frees its weight, a
-        // replacement may shrink it (only with a weigher: otherwise it weighs 1 either way).
-        if found.is_some() && (!counted || self.weigher.is_some()) {
+        // replacement may shrink it (only with a weigher: otherwise it weighs 1 either way),
+        // or be dead by the time it is applied (its deadline passed, its generation retired
+        // meanwhile), its entry then reclaimed. Only a replacement of the same weight with
+        // neither leaves the weight of live entries as it is (without this, a store of a new
+        // key applied first evicted a live entry in the place of one replaced by an expired
+        // value: `tests/engine_rev_s17b.rs`).
+        let may_free = !counted
+            || self.weigher.is_some()
+            || deadline != Some(NEVER)
+            || gens.iter().any(|&g| g != 0);
+        if found.is_some() && may_free {
             cell.hides.store(true, Ordering::SeqCst);
         }
         cell.pending_len.store(p.len(), Ordering::Release);

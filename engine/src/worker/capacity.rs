@@ -2,9 +2,10 @@
 //! from another worker) leaves the engine's total weight above `max_capacity`.
 //!
 //! The rule: a live entry is never evicted while an expired or stale one takes its place, nor
-//! one a pending remove hides (or, with a weigher, a pending replacement that may shrink it:
-//! `Cell::hides`; a worker applies those of its own shards first and treats another worker
-//! with some as one that may hold dead entries). So
+//! one a pending remove hides (or a pending replacement that may shrink it, with a weigher,
+//! or be dead when applied, with a deadline or generations: `Cell::hides`; a worker applies
+//! those of its own shards first and treats another worker with some as one that may hold
+//! dead entries). So
 //! a worker first reclaims the dead entries of its own shards (slice after slice), then, if
 //! another worker's shards may still hold some (its published `due_at` has come, or it has a
 //! `Retire` it has not handled), asks that worker to settle instead of evicting; with a
