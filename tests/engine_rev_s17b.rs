@@ -282,3 +282,130 @@ proptest! {
         }
     }
 }
+
+/// The kind of writer operation number `n` on key `k` (deterministic, so readers know it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// `remove`.
+    Remove,
+    /// `insert`: in place when the entry is resident, untimed, without generations.
+    Plain,
+    /// `insert_with_ttl` (an hour): always through the pending table.
+    Timed,
+    /// A store under a generation that stays live: through the pending table, and the entry
+    /// then differs from a plain store's, so the next plain store goes there too.
+    Versioned,
+}
+
+fn kind(k: u64, n: u64) -> Kind {
+    match (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)) >> 61 {
+        0 => Kind::Remove,
+        1..=3 => Kind::Plain,
+        4 | 5 => Kind::Timed,
+        _ => Kind::Versioned,
+    }
+}
+
+/// Read-your-writes across threads, with every store path racing every other on the same
+/// keys: writers (one per key set) store and remove their keys through the in-place path, the
+/// pending table (with a deadline, under a generation) and removes; before operation `n` on
+/// `k` a writer publishes `started[k] = n`, after it returns `done[k] = n`. Readers on other
+/// threads read `done`, look the key up, then read `started`, and check that the answer is
+/// one the operations in between allow: a value whose number is at least that of the last
+/// operation done (the last store done, or a store after the last remove done) and at most
+/// `started`, never older (never stale, never a superseded or removed value coming back);
+/// `None` only if the last operation done is a remove or a remove was started since. No
+/// eviction (capacity far above the keys), no expiry (the clock never moves), so these are
+/// exact. Values encode `(k, n)`; writers also check their own store at once.
+#[test]
+fn every_store_path_is_read_your_writes_for_other_threads() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const KEYS_PER_WRITER: u64 = 6;
+    const WRITERS: u64 = 2;
+    const OPS: u64 = 6_000;
+    for (shards, workers) in [(1, 1), (4, 2), (16, 3)] {
+        let (e, _clock) = common::manual_engine_with::<u64, u64>(
+            Engine::builder().max_capacity(1 << 20).shards(shards).workers(workers),
+        );
+        let gen = e.new_generation();
+        let keys = KEYS_PER_WRITER * WRITERS;
+        let started: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(0)).collect());
+        let done: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..WRITERS {
+            let (e, started, done) = (e.clone(), started.clone(), done.clone());
+            writers.push(std::thread::spawn(move || {
+                for i in 0..OPS {
+                    let k = w * KEYS_PER_WRITER + i % KEYS_PER_WRITER;
+                    let n = i / KEYS_PER_WRITER + 1;
+                    started[k as usize].store(n, Ordering::SeqCst);
+                    let v = (k << 32) | n;
+                    match kind(k, n) {
+                        Kind::Remove => e.remove(&k),
+                        Kind::Plain => e.insert(k, v),
+                        Kind::Timed => e.insert_with_ttl(k, v, 3600 * SEC),
+                        Kind::Versioned => {
+                            e.insert_with_options(k, v, InsertOptions::new().generations(gen, None))
+                        }
+                    }
+                    done[k as usize].store(n, Ordering::SeqCst);
+                    let own = e.get(&k);
+                    let want = (kind(k, n) != Kind::Remove).then_some(v);
+                    assert_eq!(own, want, "writer {w}: key {k} right after op {n}");
+                }
+            }));
+        }
+        let mut readers = Vec::new();
+        for r in 0..2u64 {
+            let (e, started, done, stop) = (e.clone(), started.clone(), done.clone(), stop.clone());
+            readers.push(std::thread::spawn(move || {
+                let mut checks = 0u64;
+                let mut i = r;
+                while !stop.load(Ordering::SeqCst) {
+                    let k = i % keys;
+                    i += 1;
+                    let d = done[k as usize].load(Ordering::SeqCst);
+                    let got = e.get(&k);
+                    let s = started[k as usize].load(Ordering::SeqCst);
+                    // The last operation done that decides: the answer may come from it or
+                    // from any operation started since.
+                    let removed_since = (d.max(1)..=s).any(|n| kind(k, n) == Kind::Remove);
+                    match got {
+                        Some(v) => {
+                            assert_eq!(v >> 32, k, "reader {r}: another key's value");
+                            let m = v & 0xffff_ffff;
+                            assert!(
+                                m >= d.max(1) && m <= s && kind(k, m) != Kind::Remove,
+                                "reader {r}: key {k} served op {m}'s value, done {d}, started {s}"
+                            );
+                        }
+                        None => assert!(
+                            d == 0 || removed_since,
+                            "reader {r}: key {k} missed, op {d} done ({:?}), started {s}",
+                            kind(k, d)
+                        ),
+                    }
+                    checks += 1;
+                }
+                checks
+            }));
+        }
+        for w in writers {
+            w.join().expect("writer");
+        }
+        stop.store(true, Ordering::SeqCst);
+        let checks: u64 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+        assert!(checks > 0);
+        let e2 = e.clone();
+        no_hang("flush", move || e2.flush());
+        for k in 0..keys {
+            let n = done[k as usize].load(Ordering::SeqCst);
+            let want = (kind(k, n) != Kind::Remove).then_some((k << 32) | n);
+            assert_eq!(e.get(&k), want, "{shards} shards: key {k} after op {n}");
+        }
+        assert_eq!(e.stats().evictions, 0);
+        e.validate().unwrap();
+    }
+}
