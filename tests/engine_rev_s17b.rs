@@ -78,9 +78,19 @@ fn a_pending_replacement_that_is_dead_when_applied_goes_before_a_live_entry() {
 /// Model: `HashMap<key, (value, deadline, generation)>` on the manual clock. At each `Flush` /
 /// `Maintain` and each `Get`: a value served is the model's live value (never stale, never a
 /// removed or superseded one); `len() <= capacity`, `entries == len()`, `validate()` holds;
-/// a live key may be missing only if the number of live keys went over the capacity (after
-/// some operation) since it was stored; after maintenance `len()` is exactly the number of
-/// visible values; `inserts` never exceeds the stores made.
+/// a live key may be missing only if the number of keys that may be live went over the
+/// capacity (after some operation) since it was stored; after maintenance `len()` is exactly
+/// the number of visible values; `inserts` never exceeds the stores made.
+///
+/// "May be live" counts a key live at any instant since the last flush (a deadline after the
+/// clock then, a generation live then). A worker that settles reads the clock once as it
+/// begins; if the test moves the clock and then replaces a value in place before that worker
+/// evicts, the worker may evict the new value as a live entry while entries it still counts
+/// live have expired (counting only what is live now, this model failed in about 1 run of 10
+/// of 512 cases: a race of the moving clock with the worker, which no model over the public
+/// API can tell from the bug that `a_pending_replacement_that_is_dead_when_applied_goes_before_a_live_entry`
+/// pins down with a held worker; that strict version also failed before that fix, in about
+/// a third of the runs).
 mod unweighted {
     use super::*;
 
@@ -138,6 +148,21 @@ mod unweighted {
         s.deadline.is_none_or(|d| clock.now() < d) && s.gen.is_none_or(|g| e.is_live(g))
     }
 
+    /// Whether a worker may still take `s` for live: it was live at some instant since the
+    /// last flush (`since`: the clock then; `retired`: the generations retired since). A
+    /// worker that settles reads the clock when it begins, and the test may move time on and
+    /// store again (in place) before that worker evicts, so counting only what is live now
+    /// asks more than the engine gives (see the note on [`unweighted`]).
+    fn maybe_live(
+        e: &Engine<u64, u64>,
+        since: Duration,
+        retired: &[Generation],
+        s: &Stored,
+    ) -> bool {
+        s.deadline.is_none_or(|d| since < d)
+            && s.gen.is_none_or(|g| e.is_live(g) || retired.contains(&g))
+    }
+
     pub(super) fn run(cfg: Config, ops: &[Op]) -> Result<(), String> {
         let clock = ManualClock::new();
         let e: Engine<u64, u64> = Engine::builder()
@@ -150,6 +175,7 @@ mod unweighted {
         let mut model: HashMap<u64, Stored> = HashMap::new();
         let mut gen = e.new_generation();
         let mut inserts = 0u64;
+        let (mut since, mut retired) = (clock.now(), Vec::new());
         for (step, op) in ops.iter().enumerate() {
             let mut checkpoint = None;
             match *op {
@@ -186,6 +212,7 @@ mod unweighted {
                 }
                 Op::Advance(s) => clock.advance(u32::from(s) * SEC),
                 Op::Retire => {
+                    retired.push(gen);
                     e.retire(gen);
                     gen = e.new_generation();
                 }
@@ -203,13 +230,14 @@ mod unweighted {
                     checkpoint = Some(true);
                 }
             }
-            let live = model.values().filter(|s| is_live(&e, &clock, s)).count() as u64;
-            if live > cfg.capacity {
+            let live = model.values().filter(|s| maybe_live(&e, since, &retired, s)).count();
+            if live as u64 > cfg.capacity {
                 model.values_mut().for_each(|s| s.evictable = true);
             }
             if let Some(maintained) = checkpoint {
                 check(&e, &clock, cfg, &mut model, maintained, inserts)
                     .map_err(|m| format!("step {step} ({op:?}): {m}"))?;
+                (since, retired) = (clock.now(), Vec::new());
             }
         }
         let e2 = e.clone();
@@ -333,10 +361,14 @@ fn every_store_path_is_read_your_writes_for_other_threads() {
         let started: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(0)).collect());
         let done: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));
+        // Everyone starts together, so that the readers overlap the writers.
+        let start = Arc::new(std::sync::Barrier::new(WRITERS as usize + 2));
         let mut writers = Vec::new();
         for w in 0..WRITERS {
             let (e, started, done) = (e.clone(), started.clone(), done.clone());
+            let start = start.clone();
             writers.push(std::thread::spawn(move || {
+                start.wait();
                 for i in 0..OPS {
                     let k = w * KEYS_PER_WRITER + i % KEYS_PER_WRITER;
                     let n = i / KEYS_PER_WRITER + 1;
@@ -360,10 +392,13 @@ fn every_store_path_is_read_your_writes_for_other_threads() {
         let mut readers = Vec::new();
         for r in 0..2u64 {
             let (e, started, done, stop) = (e.clone(), started.clone(), done.clone(), stop.clone());
+            let start = start.clone();
             readers.push(std::thread::spawn(move || {
+                start.wait();
                 let mut checks = 0u64;
                 let mut i = r;
-                while !stop.load(Ordering::SeqCst) {
+                // At least a few thousand checks, even if the writers finish first.
+                while !stop.load(Ordering::SeqCst) || checks < 4_000 {
                     let k = i % keys;
                     i += 1;
                     let d = done[k as usize].load(Ordering::SeqCst);
