@@ -155,7 +155,9 @@ pub struct EngineStats {
     pub stale_reclaimed: u64,
     /// Waits for another caller's computation: one per caller that joined one, plus one each
     /// time a caller whose computation gave up (panic or error) joins the next one. A caller
-    /// that waits counts here only, neither as a hit nor as a miss.
+    /// that waits for a value counts here only, neither as a hit nor as a miss; one whose
+    /// computation gave up also counts what its retry does (a hit if it then finds the value
+    /// stored, a miss if it computes).
     pub single_flight_waits: u64,
     /// Values resident now.
     pub entries: u64,
