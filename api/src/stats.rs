@@ -53,7 +53,9 @@ pub struct Stats {
     /// without being counted here.
     pub stale_reclaimed: u64,
     /// Calls that missed and did not run the function: they got the value of another
-    /// caller's computation (on the memoizer: joins of one; see above).
+    /// caller's computation (on the memoizer: joins of one; see above). On a function's
+    /// handle, this includes a call whose first lookup missed just before another call stored
+    /// the result, which its second lookup then found.
     pub single_flight_waits: u64,
 }
 
