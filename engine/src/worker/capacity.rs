@@ -501,6 +501,91 @@ mod tests {
         assert_eq!((st.evictions, st.entries, st.weight), (0, 4, 4));
     }
 
+    /// A store that hides a resident entry, taken out of the pending table by a remove of
+    /// its key after the worker reclaimed that entry (the remove then finds nothing to hide),
+    /// leaves the table empty. `Cell::hides` must not outlive it: while it stayed set, every
+    /// other worker took the shard's worker for one that may hold dead entries and asked it
+    /// to settle instead of evicting, while that worker, finding nothing dead, asked back for
+    /// the cut of their heavier shards; `flush` gave up over capacity (`len 18`, `weight 18`,
+    /// `evictions 0`; `tests/engine_rev_s17b.rs`, `batched_unweighted_model`, about 1 run in
+    /// 50).
+    ///
+    /// Two workers, each owning one shard. Sixteen entries of generation `g` in shard 0, each
+    /// applied alone (so its list holds them in that order); `g` retired; a maintenance step
+    /// reclaims them in slices of 8. Held after the first slice (in the first entry's value's
+    /// `Drop`), `x` (the ninth, stale but resident) is stored again with a deadline: the store
+    /// hides it and waits in the table. Held after the second slice, which reclaimed `x`, `x`
+    /// is removed. Then shard 1 takes one key more than the capacity, all live: one must be
+    /// evicted. With a weigher too (a replacement then hides its entry whatever its deadline).
+    fn a_hiding_store_taken_out_after_its_entry_left(weighted: bool) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        type V = (u32, Arc<Gated>);
+        const CAP: u64 = 17;
+        let b = Engine::builder().max_capacity(CAP).shards(2).workers(2).clock(ManualClock::new());
+        let b = if weighted { b.weigher(|_, v: &V| v.0) } else { b };
+        let e: Engine<u64, V> = b.build().expect("engine");
+        let s = e.shared();
+        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
+        let mut keys = [Vec::new(), Vec::new()];
+        for k in 0..1_000u64 {
+            keys[s.cell_index(s.hash(&k))].push(k);
+        }
+        let v = || (1, Arc::new(Gated(None)));
+        let gates = [(); 2].map(|_| Arc::new((AtomicBool::new(false), AtomicBool::new(false))));
+        let g = e.new_generation();
+        for (n, &k) in keys[0][..16].iter().enumerate() {
+            let gate = match n {
+                0 => Some(gates[0].clone()),
+                9 => Some(gates[1].clone()),
+                _ => None,
+            };
+            let opts = InsertOptions::new().generations(g, None);
+            e.insert_with_options(k, (1, Arc::new(Gated(gate))), opts);
+            e.flush();
+        }
+        assert_eq!(e.len(), 16);
+        e.retire(g);
+        let e2 = e.clone();
+        let maintenance = std::thread::spawn(move || e2.run_maintenance());
+        let held = |i: usize| {
+            while !gates[i].0.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+        };
+        let x = keys[0][8];
+        held(0);
+        assert!(e.get(&x).is_none());
+        e.insert_with_ttl(x, v(), Duration::from_secs(1000));
+        gates[0].1.store(true, Ordering::SeqCst);
+        held(1);
+        e.remove(&x);
+        gates[1].1.store(true, Ordering::SeqCst);
+        maintenance.join().expect("maintenance");
+        e.flush();
+        assert_eq!((e.len(), e.stats().weight, e.stats().stale_reclaimed), (0, 0, 16));
+        for &k in &keys[1][..=CAP as usize] {
+            e.insert(k, v());
+        }
+        e.flush();
+        let st = e.stats();
+        assert_eq!(
+            (e.len(), st.weight, st.evictions),
+            (CAP, CAP, 1),
+            "weighted {weighted}: {st:?}"
+        );
+    }
+
+    #[test]
+    fn a_hiding_store_taken_out_after_its_entry_left_does_not_hold_off_eviction() {
+        a_hiding_store_taken_out_after_its_entry_left(false);
+    }
+
+    #[test]
+    fn a_hiding_weighted_store_taken_out_after_its_entry_left_does_not_hold_off_eviction() {
+        a_hiding_store_taken_out_after_its_entry_left(true);
+    }
+
     /// The excess comes from the heaviest shards, cut to one level.
     #[test]
     fn quotas_cut_the_heaviest_to_one_level() {
