@@ -127,9 +127,10 @@ pub(crate) struct Cell<K, V> {
     /// remove; a store replacing it with a weigher, or with a deadline or generations, which
     /// may be dead by the time it is applied): set under the pending lock as it is
     /// recorded, cleared once the worker has applied the batch and counted its weight (under
-    /// the write lock, which hiding an entry waits for). Until then the hidden entry still
-    /// counts in the weight, so a worker over capacity applies (or asks for) it before
-    /// evicting a live entry in its place (`worker::capacity`).
+    /// the write lock, which hiding an entry waits for), or has found the table empty (a later
+    /// store or remove of the key took the operation out, its entry gone already). Until then
+    /// the hidden entry still counts in the weight, so a worker over capacity applies (or asks
+    /// for) it before evicting a live entry in its place (`worker::capacity`).
     pub(crate) hides: AtomicBool,
     /// The worker that owns this shard (read by stores to wake it).
     pub(crate) worker: usize,

@@ -427,6 +427,13 @@ fn apply_then<K: 'static, V: 'static>(
         let mut p = cell.lock_pending();
         cell.signaled.store(false, Ordering::Release);
         if p.len() == 0 {
+            // Nothing pending hides anything: an operation that did was taken out by a later
+            // store or remove of its key that found no entry to hide (this worker had
+            // reclaimed or evicted it meanwhile). Set, the flag told every other worker that
+            // this one may hold dead entries, for good: each deferred to the other and `flush`
+            // gave up over capacity (`capacity::tests`). Always seen here: the store that set
+            // it signaled, and only this, under `pending`, clears the signal.
+            cell.hides.store(false, Ordering::SeqCst);
             return;
         }
         std::mem::swap(&mut *p, &mut *batch);
