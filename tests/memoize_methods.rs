@@ -566,3 +566,63 @@ fn a_call_whose_receiver_was_deleted_meanwhile_leaves_no_record() {
     assert_eq!(running.join().expect("the call"), 1);
     assert_eq!(Draft::render_memo().__receiver_records(), 0, "the call's end recreated it");
 }
+
+static DROP_CALLS: LazyLock<(ManualClock, Memoizer)> = LazyLock::new(|| {
+    let c = ManualClock::new();
+    let m = Memoizer::builder().clock(c.clone()).capacity(100).build().expect("memoizer");
+    (c, m)
+});
+
+std::thread_local! {
+    /// Set while the next dropped `CallingId` should call the memoized method (once).
+    static CALL_ON_DROP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// An identity whose `Drop` (once armed, for receivers below 64) calls a memoized method of another receiver.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CallingId(u64);
+
+impl Drop for CallingId {
+    fn drop(&mut self) {
+        // Only a pruned record's id (receivers 0..64), not the calls' own ids.
+        if self.0 < 64 && CALL_ON_DROP.with(|c| c.replace(false)) {
+            assert_eq!(Badge(1_000_000).number(), 1_000_001);
+        }
+    }
+}
+
+struct Badge(u64);
+
+impl MemoIdentity for Badge {
+    type Id = CallingId;
+    fn memo_id(&self) -> CallingId {
+        CallingId(self.0)
+    }
+}
+
+impl Badge {
+    #[memoize(memoizer = &DROP_CALLS.1, timeout = 1)]
+    fn number(&self) -> u64 {
+        self.0 + 1
+    }
+}
+
+/// Pruning drops the records of expired receivers, and with them the user's ids: after the
+/// records' lock is let go, so an id's `Drop` that calls a memoized method of the same
+/// function works. (Before: dropped under that lock, the nested call waited for it: a hang.)
+#[test]
+fn a_receiver_ids_drop_may_call_the_method_while_records_are_pruned() {
+    common::no_hang("a call whose pruning drops an id that calls back", || {
+        for i in 0..64 {
+            assert_eq!(Badge(i).number(), i + 1);
+        }
+        DROP_CALLS.0.advance(Duration::from_secs(2));
+        // This call's record is the 65th: pruning drops the 64 expired ones first.
+        CALL_ON_DROP.with(|c| c.set(true));
+        let id_drops_before = Badge::number_memo().__receiver_records();
+        assert_eq!(Badge(64).number(), 65);
+        assert!(!CALL_ON_DROP.with(std::cell::Cell::get), "an id was dropped by the pruning");
+        let records = Badge::number_memo().__receiver_records();
+        assert!(records < id_drops_before, "pruned: {id_drops_before} -> {records} records");
+    });
+}

@@ -374,6 +374,9 @@ impl FnState {
     {
         let now = self.memoizer.inner.clock.now();
         let until = ttl.map(|t| now.saturating_add(t));
+        // The records pruned, dropped after the lock (declared first: also when unwinding):
+        // a user's id whose `Drop` calls this method again would wait for the lock.
+        let mut pruned = Vec::new();
         let mut r = self.receivers.lock();
         let h = r.hasher.hash_one(id);
         if let Some(rec) = r
@@ -386,7 +389,7 @@ impl FnState {
             return (rec.gen, h);
         }
         if r.len >= r.prune_at {
-            self.prune(&mut r, now);
+            pruned = self.prune(&mut r, now);
         }
         // The id is cloned before the version is made: a `Clone` that panics must not leave
         // a version that no record owns and nothing will ever retire.
@@ -398,28 +401,31 @@ impl FnState {
         (gen, h)
     }
 
-    /// Drops (retiring their versions first) records under which no result can be live any
-    /// more: those whose latest deadline has passed; and, while more records remain than the
+    /// Takes out (retiring their versions first) and returns, for the caller to drop after
+    /// the lock, records under which no result can be live any more: those whose latest deadline has passed; and, while more records remain than the
     /// memoizer's capacity, those under which the engine holds no entry (an error, a zero
     /// timeout, a per-key delete, an eviction). A record under which a call is running is kept
     /// by both rules. (A result on its way to the engine's worker needs no such care:
     /// `generation_entries` counts it from the moment it is handed over, before its call
     /// ends.)
-    fn prune(&self, r: &mut Receivers, now: Duration) {
+    fn prune(&self, r: &mut Receivers, now: Duration) -> Vec<RecvRecord> {
         let bound = usize::try_from(self.memoizer.inner.capacity).unwrap_or(usize::MAX).max(64);
         let engine = &self.engine;
-        let pass = |r: &mut Receivers, goes: &dyn Fn(&RecvRecord) -> bool| {
+        let mut gone = Vec::new();
+        let mut pass = |r: &mut Receivers, goes: &dyn Fn(&RecvRecord) -> bool| {
             let mut kept = 0usize;
             r.map.retain(|_, bucket| {
-                bucket.retain(|rec| {
-                    let keep = rec.running > 0 || !goes(rec);
-                    if keep {
+                let mut i = 0;
+                while i < bucket.len() {
+                    let rec = &bucket[i];
+                    if rec.running > 0 || !goes(rec) {
                         kept += 1;
+                        i += 1;
                     } else {
                         engine.retire(rec.gen);
+                        gone.push(bucket.swap_remove(i));
                     }
-                    keep
-                });
+                }
                 !bucket.is_empty()
             });
             kept
@@ -430,6 +436,7 @@ impl FnState {
         }
         r.len = kept;
         r.prune_at = (2 * kept).max(64);
+        gone
     }
 
     /// Deletes every result of this function (O(1)): calls from now on look in a fresh key
