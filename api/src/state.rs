@@ -398,6 +398,8 @@ impl FnState {
         let rec = RecvRecord { id, gen, until, running: 1 };
         r.map.entry(h).or_default().push(rec);
         r.len += 1;
+        drop(r);
+        drop(pruned);
         (gen, h)
     }
 
