@@ -10,9 +10,9 @@ mod common;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::no_hang;
+use common::{no_hang, wait_until, wait_until_or, Gate};
 use memokit_engine::Engine;
 
 type E = Engine<u64, Val>;
@@ -38,35 +38,8 @@ impl Clone for Val {
     }
 }
 
-/// A gate a computation waits at until the test opens it.
-#[derive(Default)]
-struct Gate(AtomicBool);
-
-impl Gate {
-    fn wait(&self) {
-        while !self.0.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
-    }
-    fn open(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 fn waits(e: &E) -> u64 {
     e.stats().single_flight_waits
-}
-
-fn until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > limit {
-            eprintln!("not within {limit:?}: {what}");
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
 }
 
 /// X and W wait for key 1 (led by P). When key 1 is done, X's `Clone` of its value waits for
@@ -81,7 +54,7 @@ fn a_waiters_clone_that_waits_holds_up_no_other_waiter() {
     for _ in 0..10 {
         e.clear();
         ASKS.with(|a| a.set(false));
-        let [gf, gq] = [(); 2].map(|_| Arc::new(Gate::default()));
+        let [gf, gq] = [(); 2].map(|_| Gate::new());
         let w_returned = Arc::new(AtomicBool::new(false));
         let started = Arc::new(Barrier::new(3));
         let base = waits(e);
@@ -91,7 +64,7 @@ fn a_waiters_clone_that_waits_holds_up_no_other_waiter() {
             threads.push(std::thread::spawn(move || {
                 e.get_or_insert_with(key, || {
                     started.wait();
-                    gate.wait();
+                    gate.enter_and_wait();
                     Val(key)
                 });
             }));
@@ -101,7 +74,7 @@ fn a_waiters_clone_that_waits_holds_up_no_other_waiter() {
             ASKS.with(|a| a.set(true));
             assert_eq!(e.get_or_insert_with(1, || unreachable!()), Val(1));
         }));
-        assert!(until("X waits for key 1", Duration::from_secs(10), || waits(e) == base + 1));
+        wait_until("X waits for key 1", || waits(e) == base + 1);
         let wr = w_returned.clone();
         threads.push(std::thread::spawn(move || {
             e.get_or_insert_with(2, || {
@@ -110,13 +83,11 @@ fn a_waiters_clone_that_waits_holds_up_no_other_waiter() {
                 Val(one.0 + 1)
             });
         }));
-        assert!(until("W waits for key 1", Duration::from_secs(10), || waits(e) == base + 2));
+        wait_until("W waits for key 1", || waits(e) == base + 2);
         gf.open();
-        assert!(until("X's clone waits", Duration::from_secs(10), || waits(e) >= base + 3));
+        wait_until("X's clone waits", || waits(e) >= base + 3);
         // Key 3 is still held at its gate, so X's `Clone` still waits.
-        let w_free = until("W has its copy of key 1", Duration::from_secs(10), || {
-            w_returned.load(Ordering::SeqCst)
-        });
+        let w_free = wait_until_or(Duration::from_secs(10), || w_returned.load(Ordering::SeqCst));
         threads.push(std::thread::spawn(move || {
             assert_eq!(e.get_or_insert_with(2, || unreachable!()), Val(2));
         }));

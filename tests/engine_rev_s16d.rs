@@ -14,10 +14,9 @@
 mod common;
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use common::{expect_panic, no_hang, wait_until};
+use common::{expect_panic, no_hang, wait_until, Gate};
 use memokit_engine::Engine;
 
 type E = Engine<u64, Val>;
@@ -45,21 +44,6 @@ impl Clone for Val {
     }
 }
 
-/// A gate a computation waits at until the test opens it.
-#[derive(Default)]
-struct Gate(AtomicBool);
-
-impl Gate {
-    fn wait(&self) {
-        while !self.0.load(Ordering::SeqCst) {
-            std::thread::yield_now();
-        }
-    }
-    fn open(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 fn waits(e: &E) -> u64 {
     e.stats().single_flight_waits
 }
@@ -76,12 +60,12 @@ fn a_waiters_clone_that_waits_for_another_waiters_flight_never_hangs() {
     for round in 0..10u64 {
         e.clear();
         let (base, misses) = (waits(e), e.stats().misses);
-        let gate = Arc::new(Gate::default());
+        let gate = Gate::new();
         let l = {
             let gate = gate.clone();
             std::thread::spawn(move || {
                 e.get_or_insert_with(1, || {
-                    gate.wait();
+                    gate.enter_and_wait();
                     Val(10 + round, ID)
                 })
             })
@@ -123,12 +107,12 @@ fn a_hits_clone_that_would_wait_for_a_flight_panics_instead_of_hanging() {
     e.insert(0, Val(0, ID));
     e.flush();
     assert_eq!(e.get(&0), Some(Val(0, ID)), "key 0 resident");
-    let gate = Arc::new(Gate::default());
+    let gate = Gate::new();
     let l = {
         let gate = gate.clone();
         std::thread::spawn(move || {
             e.get_or_insert_with(2, || {
-                gate.wait();
+                gate.enter_and_wait();
                 Val(2, ID)
             })
         })

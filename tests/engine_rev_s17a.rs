@@ -10,15 +10,16 @@
 mod common;
 
 use std::cell::RefCell;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use common::{no_hang, this_thread_id, wait_until, Gate, HANG_LIMIT};
+use common::{
+    no_hang, this_thread_id, wait_asleep, wait_asleep_or_done, wait_until, Gate, HookedKey as Key,
+    Stalled, HANG_LIMIT, STALL,
+};
 use memokit_engine::{Engine, ManualClock};
 
 type Hook = Box<dyn FnOnce()>;
-type DropHook = Box<dyn FnOnce() + Send>;
 
 std::thread_local! {
     /// Run (once) by the next `Val::clone` on this thread.
@@ -30,45 +31,6 @@ std::thread_local! {
 
 fn on_next_clone(f: impl FnOnce() + 'static) {
     ON_CLONE.with(|h| *h.borrow_mut() = Some(Box::new(f)));
-}
-
-/// A key whose `Drop` may run a hook of its own.
-struct Key {
-    id: u64,
-    on_drop: Mutex<Option<DropHook>>,
-}
-
-impl Key {
-    fn new(id: u64) -> Self {
-        Key { id, on_drop: Mutex::new(None) }
-    }
-
-    fn with_drop(id: u64, hook: impl FnOnce() + Send + 'static) -> Self {
-        Key { id, on_drop: Mutex::new(Some(Box::new(hook))) }
-    }
-}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
-    }
-}
-
-impl Eq for Key {}
-
-impl Drop for Key {
-    fn drop(&mut self) {
-        let hook = self.on_drop.get_mut().map(Option::take).unwrap_or_default();
-        if let Some(hook) = hook {
-            hook();
-        }
-    }
 }
 
 /// A value whose `Clone` runs the thread's armed hook.
@@ -110,69 +72,19 @@ fn get(e: &E, id: u64) -> Option<u64> {
     e.get(&Key::new(id)).map(|v| v.0)
 }
 
-/// Whether thread `tid` of this process is asleep (Linux: `/proc/self/task/<tid>/stat`).
-fn asleep(tid: &str) -> bool {
-    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
-    s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
-}
-
-/// Waits until `done` holds or thread `tid` is asleep on many consecutive looks (blocked).
-/// Returns whether it was found blocked.
-fn until_done_or_blocked(what: &str, tid: &str, done: impl Fn() -> bool) -> bool {
-    let mut seen = 0;
-    let mut blocked = false;
-    wait_until(what, || {
-        if done() {
-            return true;
-        }
-        seen = if asleep(tid) { seen + 1 } else { 0 };
-        blocked = seen >= 200;
-        blocked
-    });
-    blocked
-}
-
-/// The id of the key a [`Stalled`] worker is dropping.
-const STALL: u64 = 1 << 40;
-
-/// An engine's only worker, held in a key's `Drop` until released: what is stored meanwhile
-/// stays pending, and the first store sends the worker a `Work` it serves once released.
-#[derive(Clone)]
-struct Stalled {
-    gate: Gate,
-    returned: Arc<AtomicBool>,
-    tid: Arc<Mutex<String>>,
-}
-
+/// Stalls the engine's worker (`common::Stalled`).
 fn stall(e: &E) -> Stalled {
-    let s = Stalled { gate: Gate::new(), returned: Arc::default(), tid: Arc::default() };
-    let h = s.clone();
-    e.insert(
-        Key::with_drop(STALL, move || {
-            *h.tid.lock().unwrap() = this_thread_id();
-            h.gate.enter_and_wait();
-            h.returned.store(true, Ordering::SeqCst);
-        }),
-        Val(0),
-    );
-    e.flush();
-    e.remove(&Key::new(STALL));
-    s.gate.wait_entered();
-    s
+    common::stall(e, |h| h.map_or_else(|| Key::new(STALL), |h| Key::with_drop(STALL, h)), Val(0))
 }
 
-impl Stalled {
-    /// Releases the worker, then has it queue for the write lock of the shard this thread
-    /// reads (from user code run under that read lock): a lookup of the pending key `pending`
-    /// sends it the batch, and once it sleeps again it is queued.
-    fn release_until_queued(&self, e: &E, pending: u64) {
-        self.gate.open();
-        wait_until("the worker's Drop returned", || self.returned.load(Ordering::SeqCst));
-        let tid = self.tid.lock().unwrap().clone();
-        assert!(until_done_or_blocked("the worker idle", &tid, || false));
-        assert_eq!(get(e, pending), Some(pending), "a pending key, read back");
-        assert!(until_done_or_blocked("the worker queued for the write lock", &tid, || false));
-    }
+/// Releases the stalled worker, then has it queue for the write lock of the shard this
+/// thread reads (from user code run under that read lock): a lookup of the pending key
+/// `pending` sends it the batch, and once it sleeps again it is queued.
+fn release_until_queued(stalled: &Stalled, e: &E, pending: u64) {
+    let tid = stalled.release_and_wait_returned();
+    wait_asleep("the worker idle", &tid);
+    assert_eq!(get(e, pending), Some(pending), "a pending key, read back");
+    wait_asleep("the worker queued for the write lock", &tid);
 }
 
 /// After a test: the engine answers, stores, flushes and is consistent.
@@ -256,11 +168,11 @@ fn a_clone_on_a_hit_that_stores_while_another_thread_holds_the_flights_lock_neve
                 let (he, ran) = (e.clone(), Arc::new(AtomicBool::new(false)));
                 let hran = ran.clone();
                 on_next_clone(move || {
-                    stalled.release_until_queued(&he, 2);
+                    release_until_queued(&stalled, &he, 2);
                     gate.open();
                     // U either finishes or blocks (before the fix: in the read lock, behind
                     // the worker, with the flights lock held).
-                    until_done_or_blocked("U holds the flights lock", &tid, || u.is_finished());
+                    wait_asleep_or_done("U holds the flights lock", &tid, || u.is_finished());
                     call(&he);
                     u.join().unwrap();
                     hran.store(true, Ordering::SeqCst);

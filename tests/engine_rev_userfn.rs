@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{expect_panic, no_hang, this_thread_id, wait_asleep, wait_until, Gate};
+use common::{expect_panic, no_hang, Gate, Stalled, STALL};
 use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 type Hook = Box<dyn FnOnce()>;
@@ -117,48 +117,9 @@ fn get(e: &E, id: u64) -> Option<u64> {
     e.get(&Key::new(id)).map(|v| v.0)
 }
 
-/// The id of the key a [`Stalled`] worker is dropping.
-const STALL: u64 = 1 << 40;
-
-/// An engine's only worker, held in a key's `Drop` until released: what is stored meanwhile
-/// stays pending, and the first store sends the worker a `Work` it serves once released.
-#[derive(Clone)]
-struct Stalled {
-    gate: Gate,
-    returned: Arc<AtomicBool>,
-    tid: Arc<Mutex<String>>,
-}
-
+/// Stalls the engine's worker (`common::Stalled`).
 fn stall(e: &E) -> Stalled {
-    let s = Stalled { gate: Gate::new(), returned: Arc::default(), tid: Arc::default() };
-    let h = s.clone();
-    e.insert(
-        Key::with_drop(STALL, move || {
-            *h.tid.lock().unwrap() = this_thread_id();
-            h.gate.enter_and_wait();
-            h.returned.store(true, Ordering::SeqCst);
-        }),
-        Val(0),
-    );
-    e.flush();
-    e.remove(&Key::new(STALL));
-    s.gate.wait_entered();
-    s
-}
-
-impl Stalled {
-    fn release(&self) {
-        self.gate.open();
-    }
-
-    /// Releases the worker and waits until it sleeps again: with a `Work` in its mailbox and
-    /// the shard read-locked by this thread, it sleeps queued for the shard's write lock.
-    fn release_until_queued(&self) {
-        self.release();
-        wait_until("the worker's Drop returned", || self.returned.load(Ordering::SeqCst));
-        let tid = self.tid.lock().unwrap().clone();
-        wait_asleep("the worker queued for the write lock", &tid);
-    }
+    common::stall(e, |h| h.map_or_else(|| Key::new(STALL), |h| Key::with_drop(STALL, h)), Val(0))
 }
 
 /// Asserts that `f` panics with the message for user code calling back under a lock.

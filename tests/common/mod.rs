@@ -57,20 +57,31 @@ pub(crate) fn this_thread_id() -> String {
     me.file_name().expect("a thread id").to_string_lossy().into_owned()
 }
 
+/// Whether thread `tid` of this process is asleep now (Linux: `/proc/self/task/<tid>/stat`).
+pub(crate) fn asleep(tid: &str) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
+}
+
 /// Waits until thread `tid` of this process is asleep on many consecutive looks: blocked
 /// (queued for a lock, waiting for an answer), not passing through a sleep on its way
-/// somewhere (Linux: `/proc/self/task/<tid>/stat`).
+/// somewhere.
 pub(crate) fn wait_asleep(what: &str, tid: &str) {
-    let stat = format!("/proc/self/task/{tid}/stat");
-    let sleeping = || {
-        let s = std::fs::read_to_string(&stat).unwrap_or_default();
-        s.rsplit(')').next().and_then(|r| r.trim_start().chars().next()) == Some('S')
-    };
-    let mut seen = 0;
+    assert!(wait_asleep_or_done(what, tid, || false));
+}
+
+/// [`wait_asleep`], or until `done` holds first; returns whether `tid` was found blocked.
+pub(crate) fn wait_asleep_or_done(what: &str, tid: &str, done: impl Fn() -> bool) -> bool {
+    let (mut seen, mut blocked) = (0, false);
     wait_until(what, || {
-        seen = if sleeping() { seen + 1 } else { 0 };
-        seen >= 200
+        if done() {
+            return true;
+        }
+        seen = if asleep(tid) { seen + 1 } else { 0 };
+        blocked = seen >= 200;
+        blocked
     });
+    blocked
 }
 
 /// Like [`wait_until`], but gives up quietly after `limit` and reports whether the
@@ -218,7 +229,7 @@ pub(crate) fn run_child(name: &str) {
     eprintln!("{stdout}{stderr}");
 }
 
-type Hook = Box<dyn FnOnce() + Send>;
+pub(crate) type Hook = Box<dyn FnOnce() + Send>;
 
 /// A key whose `Drop` runs a hook once (user code calling back into the engine from a
 /// worker: `engine_reentry`, `engine_rev_reentry`).
@@ -257,6 +268,61 @@ impl Drop for HookedKey {
         if let Some(hook) = hook {
             hook();
         }
+    }
+}
+
+/// The id of the key a [`Stalled`] worker is dropping.
+pub(crate) const STALL: u64 = 1 << 40;
+
+/// An engine's only worker, held in a key's `Drop` until released: what is stored meanwhile
+/// stays pending, and the first store sends the worker a `Work` it serves once released
+/// (`engine_rev_userfn`, `engine_rev_s17a`).
+#[derive(Clone)]
+pub(crate) struct Stalled {
+    gate: Gate,
+    returned: Arc<AtomicBool>,
+    tid: Arc<Mutex<String>>,
+}
+
+/// Stalls `e`'s worker (see [`Stalled`]): stores `key(Some(hook))` (a key of id [`STALL`]
+/// whose `Drop` runs `hook`) with `filler`, then removes it through `key(None)`.
+pub(crate) fn stall<K, V>(e: &Engine<K, V>, key: impl Fn(Option<Hook>) -> K, filler: V) -> Stalled
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let s = Stalled { gate: Gate::new(), returned: Arc::default(), tid: Arc::default() };
+    let h = s.clone();
+    let hook: Hook = Box::new(move || {
+        *h.tid.lock().unwrap() = this_thread_id();
+        h.gate.enter_and_wait();
+        h.returned.store(true, Ordering::SeqCst);
+    });
+    e.insert(key(Some(hook)), filler);
+    e.flush();
+    e.remove(&key(None));
+    s.gate.wait_entered();
+    s
+}
+
+impl Stalled {
+    /// Lets the worker go on.
+    pub(crate) fn release(&self) {
+        self.gate.open();
+    }
+
+    /// Releases the worker and waits until its `Drop` has returned; returns its thread id.
+    pub(crate) fn release_and_wait_returned(&self) -> String {
+        self.release();
+        wait_until("the worker's Drop returned", || self.returned.load(Ordering::SeqCst));
+        self.tid.lock().unwrap().clone()
+    }
+
+    /// Releases the worker and waits until it sleeps again: with a `Work` in its mailbox and
+    /// the shard read-locked by this thread, it sleeps queued for the shard's write lock.
+    pub(crate) fn release_until_queued(&self) {
+        let tid = self.release_and_wait_returned();
+        wait_asleep("the worker queued for the write lock", &tid);
     }
 }
 

@@ -376,16 +376,25 @@ mod tests {
         }
     }
 
-    /// Two keys in each of shards 0 and 1, which workers 0 and 1 own.
-    fn two_keys_per_worker<V>(s: &crate::shared::Shared<u64, V>) -> ([u64; 2], [u64; 2])
+    /// The keys below `n` that fall in shards 0 and 1, which workers 0 and 1 own.
+    fn keys_per_worker<V>(s: &crate::shared::Shared<u64, V>, n: u64) -> [Vec<u64>; 2]
     where
         V: Clone + Send + Sync + 'static,
     {
         assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
         let mut keys = [Vec::new(), Vec::new()];
-        for k in 0..100u64 {
+        for k in 0..n {
             keys[s.cell_index(s.hash(&k))].push(k);
         }
+        keys
+    }
+
+    /// Two keys in each of shards 0 and 1 ([`keys_per_worker`]).
+    fn two_keys_per_worker<V>(s: &crate::shared::Shared<u64, V>) -> ([u64; 2], [u64; 2])
+    where
+        V: Clone + Send + Sync + 'static,
+    {
+        let keys = keys_per_worker(s, 100);
         ([keys[0][0], keys[0][1]], [keys[1][0], keys[1][1]])
     }
 
@@ -525,12 +534,7 @@ mod tests {
         let b = Engine::builder().max_capacity(CAP).shards(2).workers(2).clock(ManualClock::new());
         let b = if weighted { b.weigher(|_, v: &V| v.0) } else { b };
         let e: Engine<u64, V> = b.build().expect("engine");
-        let s = e.shared();
-        assert_eq!((s.cells[0].worker, s.cells[1].worker), (0, 1));
-        let mut keys = [Vec::new(), Vec::new()];
-        for k in 0..1_000u64 {
-            keys[s.cell_index(s.hash(&k))].push(k);
-        }
+        let keys = keys_per_worker(e.shared(), 1_000);
         let v = || (1, Arc::new(Gated(None)));
         let gates = [(); 2].map(|_| Arc::new((AtomicBool::new(false), AtomicBool::new(false))));
         let g = e.new_generation();
