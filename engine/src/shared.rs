@@ -195,6 +195,13 @@ pub(crate) struct Shared<K, V> {
     /// them its shards' `due_at` does not show the retired entries, so a worker over capacity
     /// counts it as possibly holding dead entries (see `worker::ask_others_to_reclaim`).
     pub(crate) retires_pending: Box<[AtomicUsize]>,
+    /// Held (read) by each `retire` while its counts in `retires_pending` are up and its
+    /// `Retire` commands not sent yet (or the counts not taken back, when another caller
+    /// retired the generation first). A `flush` left over capacity takes it (write) before its
+    /// next round, so that the commands it waits for are in the mailboxes ahead of that
+    /// round's: the workers defer to those counts, and a caller held in between used to keep
+    /// them deferring through every round (see `Engine::flush`).
+    pub(crate) retiring: RwLock<()>,
     /// Per worker: a `Settle` it has not begun yet was sent to it.
     pub(crate) settle_asked: Box<[AtomicBool]>,
     /// Per worker: the worker to pass an excess it cannot cover back to (`usize::MAX`: none),
@@ -397,6 +404,7 @@ impl<K, V> Shared<K, V> {
             shut_down: AtomicBool::new(false),
             worker_died: AtomicBool::new(false),
             retires_pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            retiring: RwLock::new(()),
             settle_asked: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             settle_reply: (0..workers).map(|_| AtomicUsize::new(usize::MAX)).collect(),
             settles_in_flight: AtomicUsize::new(0),

@@ -54,13 +54,16 @@ where
         // Counted before the generation is retired, so that no worker over capacity takes
         // any shard for free of dead entries from the moment its entries are dead (counted
         // after, a worker in between evicted live entries while the retired ones stayed:
-        // `engine/tests/shuttle/capacity.rs`).
+        // `engine/tests/shuttle/capacity.rs`). Under `retiring` until the counts are matched
+        // by commands or taken back: a `flush` waits for that before its next round.
+        let _retiring = s.retiring.read_recursive();
         for pending in s.retires_pending.iter() {
             pending.fetch_add(1, Ordering::SeqCst);
         }
         if !s.gens.retire(generation) {
             // Retired meanwhile by another caller, which sends the commands. A worker that
-            // deferred to this count meanwhile evicts at its next batch or flush.
+            // deferred to this count meanwhile evicts at its next batch, flush or tick (a
+            // `flush` under way: at its next round, which waits for this to be taken back).
             for pending in s.retires_pending.iter() {
                 pending.fetch_sub(1, Ordering::SeqCst);
             }
@@ -195,6 +198,14 @@ where
             if s.settled() {
                 break;
             }
+            // A `retire` under way (its commands counted as pending but not sent, or counted
+            // by a caller that lost the race to retire and has not taken them back): workers
+            // leave the excess to those commands, so the next round must come after them in
+            // the mailboxes. Without this wait a caller held there kept the workers deferring
+            // through all the rounds and `flush` returned over capacity
+            // (`engine/tests/shuttle/capacity.rs`). `retire` holds the lock only for a few
+            // atomics and sends, never waiting for a worker.
+            drop(s.retiring.write());
         }
     }
 

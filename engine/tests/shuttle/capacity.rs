@@ -58,3 +58,61 @@ fn a_store_after_a_retirement_began_never_evicts_live_entries() {
     });
     SEEN.assert_both();
 }
+
+/// Two callers retire one generation at once while a third stores past the capacity and
+/// flushes: `flush` returns within the capacity, whatever the retirements' progress. The
+/// caller that loses the race to retire counts a `Retire` of its own as pending
+/// (`retires_pending`) until it finds the generation retired already and takes the count back;
+/// the workers leave the excess to that `Retire` meanwhile, which never comes. `flush` went
+/// round after round while the losing caller was held in between, gave up after its last
+/// round, and returned over capacity.
+#[test]
+fn flush_racing_two_retirements_of_one_generation_returns_within_capacity() {
+    check(|| {
+        let e = engine(4, 2, 2);
+        let g = e.new_generation();
+        for k in 10..14u64 {
+            e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
+        }
+        e.flush();
+        let a = spawn_with(&e, move |e| e.retire(g));
+        let b = spawn_with(&e, move |e| e.retire(g));
+        for k in 0..2u64 {
+            e.insert(k, k);
+        }
+        e.flush();
+        let s = e.stats();
+        assert!(s.weight <= 4, "over capacity after flush: {s:?}");
+        a.join().unwrap();
+        b.join().unwrap();
+        e.flush();
+        assert!((0..2).all(|k| e.get(&k) == Some(k)), "a live key evicted: {:?}", e.stats());
+        e.validate().unwrap();
+    });
+}
+
+/// As [`flush_racing_two_retirements_of_one_generation_returns_within_capacity`], with one
+/// `retire`: held between counting its `Retire` commands and sending them, it kept the workers
+/// deferring through every round of a `flush` under way just the same.
+#[test]
+fn flush_racing_one_retirement_returns_within_capacity() {
+    check(|| {
+        let e = engine(4, 2, 2);
+        let g = e.new_generation();
+        for k in 10..14u64 {
+            e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
+        }
+        e.flush();
+        let a = spawn_with(&e, move |e| e.retire(g));
+        for k in 0..2u64 {
+            e.insert(k, k);
+        }
+        e.flush();
+        let s = e.stats();
+        assert!(s.weight <= 4, "over capacity after flush: {s:?}");
+        a.join().unwrap();
+        e.flush();
+        assert!((0..2).all(|k| e.get(&k) == Some(k)), "a live key evicted: {:?}", e.stats());
+        e.validate().unwrap();
+    });
+}
