@@ -56,7 +56,7 @@ where
         // after, a worker in between evicted live entries while the retired ones stayed:
         // `engine/tests/shuttle/capacity.rs`). Under `retiring` until the counts are matched
         // by commands or taken back: a `flush` waits for that before its next round.
-        let _retiring = s.retiring.read_recursive();
+        let retiring = s.retiring.read_recursive();
         for pending in s.retires_pending.iter() {
             pending.fetch_add(1, Ordering::SeqCst);
         }
@@ -69,12 +69,14 @@ where
             }
             return;
         }
-        event!(debug, generation = generation.id(), "generation retired");
         for (w, tx) in s.mailboxes.iter().enumerate() {
             if tx.send(Command::Retire(generation.id())).is_err() {
                 s.retires_pending[w].fetch_sub(1, Ordering::SeqCst);
             }
         }
+        // After letting go of `retiring`: a subscriber's code that flushed would wait for it.
+        drop(retiring);
+        event!(debug, generation = generation.id(), "generation retired");
     }
 
     /// Whether `generation` is live (issued by this engine and not retired).
