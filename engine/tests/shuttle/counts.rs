@@ -91,3 +91,37 @@ fn a_shutdown_racing_stores_gives_their_counts_back() {
         assert_eq!(e.generation_entries(g), 0, "nothing is kept after shutdown");
     });
 }
+
+/// Two callers retire one generation while a third stores and computes under it and a fourth
+/// clears: once both retirements have returned nothing of the generation is served, and after
+/// one maintenance step nothing of it is left (entries, counts, weight), within capacity.
+#[test]
+fn two_retirements_racing_stores_computations_and_clear_leave_nothing_behind() {
+    check(|| {
+        let e = engine(3, 2, 2);
+        let g = e.new_generation();
+        e.insert(100, 100);
+        let writer = spawn_with(&e, move |e| {
+            for k in 0..3u64 {
+                e.insert_with_options(k, k, under(g));
+            }
+            assert_eq!(e.get_or_insert_with_options(5, under(g), || 50), 50);
+        });
+        let retirers: Vec<_> = (0..2).map(|_| spawn_with(&e, move |e| e.retire(g))).collect();
+        let clearer = spawn_with(&e, move |e| e.clear());
+        for r in retirers {
+            r.join().unwrap();
+        }
+        for k in [0, 1, 2, 5] {
+            assert_eq!(e.get(&k), None, "key {k} of a retired generation");
+        }
+        writer.join().unwrap();
+        clearer.join().unwrap();
+        e.run_maintenance();
+        let s = e.stats();
+        assert_eq!(e.generation_entries(g), 0, "{s:?}");
+        let live = u64::from(e.get(&100).is_some());
+        assert_eq!((e.len(), s.entries, s.weight), (live, live, live), "{s:?}");
+        e.validate().unwrap();
+    });
+}
