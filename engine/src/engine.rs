@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sync::thread::JoinHandle;
-use crate::sync::{AtomicBool, Mutex};
+use crate::sync::{AtomicBool, Condvar, Mutex};
 
 use crate::builder::EngineBuilder;
 use crate::options::{Equivalent, InsertOptions};
@@ -86,18 +86,43 @@ pub(crate) struct Inner<K, V> {
     pub(crate) shared: Arc<Shared<K, V>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stop_clock: Arc<AtomicBool>,
+    /// Set (and waiters woken) once the first shutdown has finished: threads joined, shards
+    /// emptied. A second caller waits for it ([`shutdown`]).
+    pub(crate) finished: (Mutex<bool>, Condvar),
 }
 
 impl<K, V> Drop for Inner<K, V> {
     fn drop(&mut self) {
-        shutdown(&self.shared, &self.threads, &self.stop_clock);
+        shutdown(self);
     }
 }
 
-fn shutdown<K, V>(shared: &Shared<K, V>, threads: &Mutex<Vec<JoinHandle<()>>>, stop: &AtomicBool) {
+/// Stops and joins the engine's threads, then empties its shards; the first call does it. A
+/// later call waits until the first has finished (it returned at once, and a lookup right
+/// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
+/// except on a worker thread (of any engine, as for `flush`): the first may be joining that
+/// very thread.
+fn shutdown<K, V>(inner: &Inner<K, V>) {
+    let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
+    let (finished, finished_cv) = &inner.finished;
     if shared.shut_down.swap(true, Ordering::AcqRel) {
+        if !worker::on_worker_thread() {
+            let mut done = finished.lock();
+            while !*done {
+                finished_cv.wait(&mut done);
+            }
+        }
         return;
     }
+    // Also when something below unwinds: a waiter must not wait for ever.
+    struct Finish<'a>(&'a (Mutex<bool>, Condvar));
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            *self.0 .0.lock() = true;
+            self.0 .1.notify_all();
+        }
+    }
+    let _finish = Finish(&inner.finished);
     for tx in &shared.mailboxes {
         let _ = tx.send(Command::Shutdown);
     }

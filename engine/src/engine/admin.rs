@@ -272,7 +272,8 @@ where
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same).
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
-    /// storing.
+    /// storing. A call while another is under way returns once that one has finished (on a
+    /// worker thread, in a key's or value's `Drop`: at once, as the first may be joining it).
     ///
     /// ```
     /// use memokit_engine::Engine;
@@ -286,7 +287,7 @@ where
     /// ```
     pub fn shutdown(&self) {
         self.shared().may_wait_for_workers();
-        shutdown(&self.inner.shared, &self.inner.threads, &self.inner.stop_clock);
+        shutdown(&self.inner);
     }
 
     /// The engine's counters.

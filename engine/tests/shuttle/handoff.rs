@@ -342,3 +342,27 @@ fn shutdown_while_callers_store_never_hangs() {
         e.flush(); // returns at once after shutdown
     });
 }
+
+/// Two threads shut the engine down at once: whichever returns second, as the first, returns
+/// with the engine shut down (lookups miss, nothing resident or counted). The second used to
+/// return at once, while the first was still joining the workers, before the shards were
+/// emptied.
+#[test]
+fn two_shutdowns_at_once_both_return_with_the_engine_shut_down() {
+    check(|| {
+        let e = engine(100, 2, 2);
+        let g = e.new_generation();
+        for k in 0..2u64 {
+            e.insert_with_options(k, k, InsertOptions::new().generations(g, None));
+        }
+        e.flush();
+        let other = spawn_with(&e, move |e| {
+            e.shutdown();
+            (e.get(&0), e.get(&1), e.len(), e.generation_entries(g))
+        });
+        e.shutdown();
+        let here = (e.get(&0), e.get(&1), e.len(), e.generation_entries(g));
+        assert_eq!(here, (None, None, 0, 0), "after shutdown returned");
+        assert_eq!(other.join().unwrap(), (None, None, 0, 0), "after shutdown returned");
+    });
+}

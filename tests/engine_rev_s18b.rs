@@ -1,0 +1,65 @@
+//! Review s18b of generations, expiry and lifecycle under concurrency (`engine/admin.rs`,
+//! `engine.rs`): calls racing `shutdown`.
+//!
+//! The worker is held deterministically in a key's `Drop` waiting at a gate ([`Stalled`]),
+//! and a thread is known to be blocked when Linux reports it asleep on many consecutive looks.
+
+mod common;
+
+use common::{
+    manual_engine_with, no_hang, this_thread_id, wait_asleep, wait_asleep_or_done,
+    HookedKey as Key, Stalled, STALL,
+};
+use memokit_engine::{Engine, InsertOptions};
+
+type E = Engine<Key, u64>;
+
+fn stall(e: &E) -> Stalled {
+    common::stall(e, |h| h.map_or_else(|| Key::new(STALL), |h| Key::with_drop(STALL, h)), 0)
+}
+
+/// A second `shutdown` while a first is still joining the workers returns only once the
+/// engine is shut down: afterwards lookups miss and nothing is resident or counted, as after
+/// the first. It returned at once (the first had set the flag), and a lookup right after it
+/// still found a value stored before: the first had not emptied the shards yet.
+#[test]
+fn a_second_shutdown_returns_once_the_engine_is_shut_down() {
+    let (e, _clock) =
+        manual_engine_with::<Key, u64>(Engine::builder().max_capacity(100).workers(1));
+    let g = e.new_generation();
+    e.insert_with_options(Key::new(1), 10, InsertOptions::new().generations(g, None));
+    e.flush();
+    let stalled = stall(&e);
+    // The first shutdown: held joining the worker, which the gate holds in a `Drop`.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let first = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            tx.send(this_thread_id()).unwrap();
+            e.shutdown();
+        })
+    };
+    let tid = rx.recv().unwrap();
+    wait_asleep("the first shutdown joining the stalled worker", &tid);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let second = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            tx.send(this_thread_id()).unwrap();
+            e.shutdown();
+            (e.get(&Key::new(1)), e.len(), e.generation_entries(g))
+        })
+    };
+    // The second shutdown may only return once the first has finished: the worker is let go
+    // once the second is blocked (or has returned, before the fix).
+    let tid = rx.recv().unwrap();
+    let blocked = wait_asleep_or_done("the second shutdown blocked", &tid, || second.is_finished());
+    stalled.release();
+    let seen = no_hang("the second shutdown", move || second.join().unwrap());
+    no_hang("the first shutdown", move || first.join().unwrap());
+    assert_eq!(
+        seen,
+        (None, 0, 0),
+        "after shutdown returned (blocked until the first finished: {blocked})"
+    );
+}
