@@ -130,3 +130,35 @@ fn retirements_flushes_and_shutdowns_racing_never_hang() {
         }
     });
 }
+
+/// A value whose `Drop` shuts its own engine down again, run by `shutdown` itself as it
+/// empties the shards (on the caller's thread, holding no lock): the inner call returns at
+/// once, as it did before a second `shutdown` waited for the first. Waiting there, for the
+/// very call that runs the `Drop`, hung.
+#[test]
+fn a_values_drop_that_shuts_the_engine_down_during_shutdown_returns() {
+    use std::sync::{Arc, OnceLock};
+    struct ShutsDown(Arc<OnceLock<Engine<u64, ShutsDown>>>);
+    impl Clone for ShutsDown {
+        fn clone(&self) -> Self {
+            ShutsDown(self.0.clone())
+        }
+    }
+    impl Drop for ShutsDown {
+        fn drop(&mut self) {
+            if let Some(e) = self.0.get() {
+                e.shutdown();
+            }
+        }
+    }
+    no_hang("shutdown running a value's Drop that shuts down", || {
+        let cell = Arc::new(OnceLock::new());
+        let e: Engine<u64, ShutsDown> =
+            Engine::builder().max_capacity(100).workers(1).build().unwrap();
+        assert!(cell.set(e.clone()).is_ok());
+        e.insert(1, ShutsDown(cell.clone()));
+        e.flush();
+        e.shutdown();
+        assert_eq!(e.get(&1).map(|_| ()), None);
+    });
+}

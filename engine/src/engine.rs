@@ -86,9 +86,9 @@ pub(crate) struct Inner<K, V> {
     pub(crate) shared: Arc<Shared<K, V>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stop_clock: Arc<AtomicBool>,
-    /// Set (and waiters woken) once the first shutdown has finished: threads joined, shards
-    /// emptied. A second caller waits for it ([`shutdown`]).
-    pub(crate) finished: (Mutex<bool>, Condvar),
+    /// How far the first shutdown has got: who runs it, then that it has finished (threads
+    /// joined, shards emptied), waiters woken. A later caller waits for it ([`shutdown`]).
+    pub(crate) finished: (Mutex<Stopping>, Condvar),
 }
 
 impl<K, V> Drop for Inner<K, V> {
@@ -97,28 +97,47 @@ impl<K, V> Drop for Inner<K, V> {
     }
 }
 
+/// The first shutdown's progress, as a later call sees it.
+#[derive(Debug, Default)]
+pub(crate) enum Stopping {
+    /// Not begun, or begun and its thread not recorded yet.
+    #[default]
+    NotYet,
+    /// Under way on this thread.
+    By(crate::sync::thread::ThreadId),
+    /// Finished.
+    Done,
+}
+
 /// Stops and joins the engine's threads, then empties its shards; the first call does it. A
 /// later call waits until the first has finished (it returned at once, and a lookup right
 /// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
-/// except on a worker thread (of any engine, as for `flush`): the first may be joining that
-/// very thread.
+/// except on a worker thread (of any engine, as for `flush`: the first may be joining that
+/// very thread) and on the first call's own thread (a key's or value's `Drop` that the first
+/// runs as it empties the shards: waiting for itself hung).
 fn shutdown<K, V>(inner: &Inner<K, V>) {
     let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
     let (finished, finished_cv) = &inner.finished;
+    let me = crate::sync::thread::current().id();
     if shared.shut_down.swap(true, Ordering::AcqRel) {
         if !worker::on_worker_thread() {
-            let mut done = finished.lock();
-            while !*done {
-                finished_cv.wait(&mut done);
+            let mut state = finished.lock();
+            loop {
+                match *state {
+                    Stopping::Done => break,
+                    Stopping::By(first) if first == me => break,
+                    _ => finished_cv.wait(&mut state),
+                }
             }
         }
         return;
     }
+    *finished.lock() = Stopping::By(me);
     // Also when something below unwinds: a waiter must not wait for ever.
-    struct Finish<'a>(&'a (Mutex<bool>, Condvar));
+    struct Finish<'a>(&'a (Mutex<Stopping>, Condvar));
     impl Drop for Finish<'_> {
         fn drop(&mut self) {
-            *self.0 .0.lock() = true;
+            *self.0 .0.lock() = Stopping::Done;
             self.0 .1.notify_all();
         }
     }
@@ -128,7 +147,6 @@ fn shutdown<K, V>(inner: &Inner<K, V>) {
     }
     stop.store(true, Ordering::Release);
     shared.clock.unpark_refresher();
-    let me = crate::sync::thread::current().id();
     for t in threads.lock().drain(..) {
         if t.thread().id() != me {
             let _ = t.join();
