@@ -1,0 +1,181 @@
+//! Review s18a (the user-facing behaviour against api.md, from a user's eye).
+//!
+//! Receiver ids whose `Hash`, `Eq` or `Clone` call memoized methods or delete: the memoizer
+//! runs these on its receiver records (`api/src/state.rs`), which once held the records' lock
+//! around them, so such an id hung its call (the lock is not reentrant). Every test is bounded
+//! by `no_hang`.
+mod common;
+
+use std::cell::Cell;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::LazyLock;
+
+use common::no_hang;
+use memokit::{memoize, MemoIdentity, Memoizer, Timeout};
+
+static MEMO: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Which of the id's traits run the hook (bits), and whether a hook is running (no recursion).
+const HASH: u8 = 1;
+const EQ: u8 = 2;
+const CLONE: u8 = 4;
+
+thread_local! {
+    static HOOK_ON: Cell<u8> = const { Cell::new(0) };
+    static HOOK: Cell<Option<fn()>> = const { Cell::new(None) };
+    static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+    static HOOK_RUNS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Runs the hook if `which` is on and `id` is one that hooks, once at a time per thread.
+fn hook(id: &Rid, which: u8) {
+    if !id.hooks || HOOK_ON.get() & which == 0 || IN_HOOK.get() {
+        return;
+    }
+    let Some(f) = HOOK.get() else { return };
+    IN_HOOK.set(true);
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_HOOK.set(false);
+        }
+    }
+    let _reset = Reset;
+    HOOK_RUNS.set(HOOK_RUNS.get() + 1);
+    f();
+}
+
+/// A receiver id whose traits may run user code that goes back into the memoizer.
+#[derive(Debug)]
+struct Rid {
+    n: u32,
+    hooks: bool,
+}
+
+impl Hash for Rid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hook(self, HASH);
+        self.n.hash(state);
+        self.hooks.hash(state);
+    }
+}
+
+impl PartialEq for Rid {
+    fn eq(&self, other: &Self) -> bool {
+        hook(self, EQ);
+        self.n == other.n && self.hooks == other.hooks
+    }
+}
+
+impl Eq for Rid {}
+
+impl Clone for Rid {
+    fn clone(&self) -> Self {
+        hook(self, CLONE);
+        Rid { n: self.n, hooks: self.hooks }
+    }
+}
+
+struct Obj {
+    n: u32,
+    hooks: bool,
+}
+
+impl MemoIdentity for Obj {
+    type Id = Rid;
+    fn memo_id(&self) -> Rid {
+        Rid { n: self.n, hooks: self.hooks }
+    }
+}
+
+impl Obj {
+    #[memoize(memoizer = &MEMO, timeout = Timeout::Never)]
+    fn get(&self, k: u64) -> u64 {
+        u64::from(self.n) * 1_000_000 + k * 1_000 + RUNS.fetch_add(1, SeqCst) % 1_000
+    }
+
+    #[memoize(memoizer = &MEMO, timeout = Timeout::Never)]
+    fn other(&self, k: u64) -> u64 {
+        u64::from(self.n) * 1_000_000 + k * 1_000 + RUNS.fetch_add(1, SeqCst) % 1_000
+    }
+}
+
+/// The hooks: what a user's id trait might do.
+fn call_same_method() {
+    let _ = Obj { n: 9_001, hooks: false }.get(1);
+}
+
+fn call_other_method() {
+    let _ = Obj { n: 9_002, hooks: false }.other(1);
+}
+
+fn delete_one() {
+    let o = Obj { n: 9_003, hooks: false };
+    memokit::delete_memoized!(Obj::get, &o, 1);
+    memokit::delete_memoized!(o.get, 1);
+}
+
+fn delete_receiver() {
+    let o = Obj { n: 9_004, hooks: false };
+    let _ = o.get(1);
+    memokit::delete_memoized!(o.get);
+}
+
+fn delete_verhash_receiver() {
+    let o = Obj { n: 9_005, hooks: false };
+    memokit::delete_memoized_verhash!(o.get);
+}
+
+const HOOKS: [(&str, fn()); 5] = [
+    ("calls the same method", call_same_method),
+    ("calls another method", call_other_method),
+    ("deletes one result", delete_one),
+    ("deletes a receiver's results", delete_receiver),
+    ("drops a receiver's version", delete_verhash_receiver),
+];
+
+/// With the hook on `which`, a hooking receiver (id `n`) calls `get` twice with two arguments
+/// (a miss that makes its record, a miss that finds it, a hit), then deletes its results
+/// through the receiver (finds the record): every call returns, with the right values.
+fn check(which: u8, trait_name: &str, n: u32) {
+    for (i, (what, f)) in HOOKS.iter().enumerate() {
+        let n = n + i as u32;
+        let what = format!("an id whose `{trait_name}` {what}");
+        no_hang(&what.clone(), move || {
+            HOOK.set(Some(*f));
+            HOOK_ON.set(which);
+            let o = Obj { n, hooks: true };
+            let a = o.get(1);
+            assert_eq!(a / 1_000, u64::from(n) * 1_000 + 1, "{what}");
+            let b = o.get(2);
+            assert_eq!(b / 1_000, u64::from(n) * 1_000 + 2, "{what}");
+            MEMO.flush();
+            assert_eq!(o.get(1), a, "{what}: a hit");
+            memokit::delete_memoized!(o.get);
+            let c = o.get(1);
+            assert_ne!(c, a, "{what}: deleted through the receiver");
+            memokit::delete_memoized!(Obj::get, &o, 1);
+            assert_ne!(o.get(1), c, "{what}: deleted through the type");
+            memokit::delete_memoized_verhash!(o.get);
+            assert!(HOOK_RUNS.get() > 0, "{what}: the hook ran");
+            HOOK_ON.set(0);
+        });
+    }
+}
+
+#[test]
+fn an_id_whose_hash_goes_back_into_the_memoizer_does_not_hang() {
+    check(HASH, "Hash", 100);
+}
+
+#[test]
+fn an_id_whose_eq_goes_back_into_the_memoizer_does_not_hang() {
+    check(EQ, "Eq", 200);
+}
+
+#[test]
+fn an_id_whose_clone_goes_back_into_the_memoizer_does_not_hang() {
+    check(CLONE, "Clone", 300);
+}
