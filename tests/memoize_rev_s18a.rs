@@ -96,15 +96,25 @@ impl Obj {
         u64::from(self.n) * 1_000_000 + k * 1_000 + RUNS.fetch_add(1, SeqCst) % 1_000
     }
 
+    #[memoize(memoizer = &MEMO, timeout = 0)]
+    fn get0(&self, k: u64) -> u64 {
+        u64::from(self.n) * 1_000_000 + k * 1_000 + RUNS.fetch_add(1, SeqCst) % 1_000
+    }
+
     #[memoize(memoizer = &MEMO, timeout = Timeout::Never)]
     fn other(&self, k: u64) -> u64 {
         u64::from(self.n) * 1_000_000 + k * 1_000 + RUNS.fetch_add(1, SeqCst) % 1_000
     }
 }
 
-/// The hooks: what a user's id trait might do.
-fn call_same_method() {
+/// The hooks: what a user's id trait might do, to `get` and to `get0` (for each of them, the
+/// same method as the hooking call's or another one).
+fn call_get() {
     let _ = Obj { n: 9_001, hooks: false }.get(1);
+}
+
+fn call_get0() {
+    let _ = Obj { n: 9_001, hooks: false }.get0(1);
 }
 
 fn call_other_method() {
@@ -115,31 +125,42 @@ fn delete_one() {
     let o = Obj { n: 9_003, hooks: false };
     memokit::delete_memoized!(Obj::get, &o, 1);
     memokit::delete_memoized!(o.get, 1);
+    memokit::delete_memoized!(Obj::get0, &o, 1);
+    memokit::delete_memoized!(o.get0, 1);
 }
 
 fn delete_receiver() {
     let o = Obj { n: 9_004, hooks: false };
-    let _ = o.get(1);
+    let _ = (o.get(1), o.get0(1));
     memokit::delete_memoized!(o.get);
+    memokit::delete_memoized!(o.get0);
 }
 
 fn delete_verhash_receiver() {
     let o = Obj { n: 9_005, hooks: false };
     memokit::delete_memoized_verhash!(o.get);
+    memokit::delete_memoized_verhash!(o.get0);
 }
 
-const HOOKS: [(&str, fn()); 5] = [
-    ("calls the same method", call_same_method),
+fn delete_all() {
+    memokit::delete_memoized!(Obj::other);
+}
+
+const HOOKS: [(&str, fn()); 7] = [
+    ("calls `get`", call_get),
+    ("calls `get0`", call_get0),
     ("calls another method", call_other_method),
     ("deletes one result", delete_one),
     ("deletes a receiver's results", delete_receiver),
     ("drops a receiver's version", delete_verhash_receiver),
+    ("deletes all results of a method", delete_all),
 ];
 
 /// With the hook on `which`, a hooking receiver (id `n`) calls `get` twice with two arguments
 /// (a miss that makes its record, a miss that finds it, a hit), then deletes its results
-/// through the receiver (finds the record): every call returns, with the right values.
-fn check(which: u8, trait_name: &str, n: u32) {
+/// through the receiver (finds the record) and through the type: every call returns, with the
+/// right values.
+fn check_storing(which: u8, trait_name: &str, n: u32) {
     for (i, (what, f)) in HOOKS.iter().enumerate() {
         let n = n + i as u32;
         let what = format!("an id whose `{trait_name}` {what}");
@@ -165,17 +186,61 @@ fn check(which: u8, trait_name: &str, n: u32) {
     }
 }
 
+/// As [`check_storing`], with `get0` (timeout 0: the engine stores nothing, so it never
+/// compares or clones the id under its own lock; only the memoizer's receiver records do).
+fn check_records(which: u8, trait_name: &str, n: u32) {
+    for (i, (what, f)) in HOOKS.iter().enumerate() {
+        let n = n + i as u32;
+        let what = format!("an id whose `{trait_name}` {what} (timeout 0)");
+        no_hang(&what.clone(), move || {
+            HOOK.set(Some(*f));
+            HOOK_ON.set(which);
+            let o = Obj { n, hooks: true };
+            for k in [1, 2, 1] {
+                assert_eq!(o.get0(k) / 1_000, u64::from(n) * 1_000 + k, "{what}");
+            }
+            memokit::delete_memoized!(o.get0);
+            memokit::delete_memoized!(Obj::get0, &o, 1);
+            memokit::delete_memoized_verhash!(o.get0);
+            assert_eq!(o.get0(3) / 1_000, u64::from(n) * 1_000 + 3, "{what}");
+            assert!(HOOK_RUNS.get() > 0, "{what}: the hook ran");
+            HOOK_ON.set(0);
+        });
+    }
+}
+
 #[test]
 fn an_id_whose_hash_goes_back_into_the_memoizer_does_not_hang() {
-    check(HASH, "Hash", 100);
+    check_storing(HASH, "Hash", 100);
+    check_records(HASH, "Hash", 150);
 }
 
 #[test]
 fn an_id_whose_eq_goes_back_into_the_memoizer_does_not_hang() {
-    check(EQ, "Eq", 200);
+    check_records(EQ, "Eq", 200);
 }
 
+/// The engine's re-entry panic, from a panic payload (`None`: another panic).
+fn engine_reentry_panic(p: &(dyn std::any::Any + Send)) -> bool {
+    let msg = p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied());
+    msg.is_some_and(|m| m.contains("called back into the engine"))
+}
+
+/// An id's `Eq` or `Clone` also runs under the engine's lock when the id is compared or cloned
+/// as part of a key (a stored key's `Eq`; the single flight's `to_owned` of the key, on every
+/// miss): there, going back into the memoizer is the engine's documented re-entry panic
+/// (`engine/src/reentry.rs`), a clear message, never a hang. (The memoizer's own clone of the
+/// id, for its receiver record, runs first, outside any lock: it once hung there.)
 #[test]
-fn an_id_whose_clone_goes_back_into_the_memoizer_does_not_hang() {
-    check(CLONE, "Clone", 300);
+fn an_id_whose_eq_or_clone_goes_back_in_under_the_engine_lock_panics_clearly() {
+    let checks: [(&str, fn()); 3] = [
+        ("Eq, storing", || check_storing(EQ, "Eq", 400)),
+        ("Clone, storing", || check_storing(CLONE, "Clone", 500)),
+        ("Clone, timeout 0", || check_records(CLONE, "Clone", 300)),
+    ];
+    for (what, check) in checks {
+        if let Err(p) = std::panic::catch_unwind(check) {
+            assert!(engine_reentry_panic(&*p), "{what}: another panic than the engine's");
+        }
+    }
 }

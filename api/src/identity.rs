@@ -5,7 +5,10 @@ use std::hash::Hash;
 /// The identity of a value whose methods are memoized: two values with the same id share
 /// results (like the seed's `__repr__` returning the database id).
 ///
-/// Implement it by hand, or derive it with exactly one field marked `#[memo(id)]`.
+/// Implement it by hand, or derive it with exactly one field marked `#[memo(id)]`. Keep the
+/// id's `Eq` and `Clone` plain (derived): the id is part of the cache key, and the engine runs
+/// a key's `Eq` and `Clone` under its locks, where a call back into the memoizer panics with a
+/// message starting with `memokit:` (never hangs). Its `Hash` may call anything.
 ///
 /// ```
 /// use memokit::{memoize, MemoIdentity};

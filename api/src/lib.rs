@@ -167,6 +167,9 @@
 //!   of running computations: keep them plain (derived); they must not call memoized
 //!   functions or the memoizer (such a call panics with a message starting with `memokit:`
 //!   where it would wait for a lock its caller holds, or for another thread's computation).
+//!   A receiver's [`MemoIdentity::Id`] is part of the key, so the same holds for its `Eq` and
+//!   `Clone`; its `Hash`, and the `Hash`, `Eq` and `Clone` the memoizer runs on it for its
+//!   own records of receivers, run outside every lock and may call anything.
 //! - Up to 12 arguments, or `key` parts (11 for methods: the receiver id takes a place in the
 //!   key tuple). Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple

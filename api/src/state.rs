@@ -37,6 +37,12 @@
 //! applied it, a result that waited for the worker through a pruning interval was lost; and a
 //! computation running through two prunings lost its result: `tests/memoize_methods.rs`.)
 //!
+//! A receiver's id is the user's type: its `Hash`, `Eq` and `Clone` may call memoized
+//! methods or delete, this method's records included. So none of them runs under the records'
+//! lock (not reentrant: they once did, and such an id hung its call): the id is hashed and
+//! cloned before the lock, and compared with the records' ids (`Arc`s, taken under the lock)
+//! after it (`FnState::find_receiver`).
+//!
 //! ## The call path and the waiting seam
 //! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
 //! and, on a miss, `compute` (`#[cold]`): it resolves the timeout and versions and hands the
@@ -45,7 +51,7 @@
 //! call; everything else here is shared.
 
 use std::any::{Any, TypeId};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use memokit_engine::{Engine, Generation, InsertOptions};
@@ -151,7 +157,9 @@ impl FnSlot {
 }
 
 struct RecvRecord {
-    id: Box<dyn Any + Send + Sync>,
+    /// The receiver's id (an `Arc`: taken out of the lock to be compared, see
+    /// `FnState::find_receiver`).
+    id: Arc<dyn Any + Send + Sync>,
     gen: Generation,
     /// Latest deadline of a result stored under `gen`; `None` = no deadline.
     until: Option<Duration>,
@@ -159,9 +167,17 @@ struct RecvRecord {
     running: u32,
 }
 
+/// The comparisons of a receiver's id with the records' ids made so far, by record version.
+#[derive(Default)]
+struct Seen {
+    /// The record whose id is equal (there is at most one).
+    equal: Option<Generation>,
+    /// Records whose ids are not.
+    unequal: Vec<Generation>,
+}
+
 #[derive(Default)]
 struct Receivers {
-    hasher: ahash::RandomState,
     map: std::collections::HashMap<u64, Vec<RecvRecord>>,
     len: usize,
     prune_at: usize,
@@ -178,6 +194,8 @@ pub struct FnState {
     /// The function's version; its lock also orders the renewals of `keys`' space with it.
     version: Mutex<Option<Generation>>,
     receivers: Mutex<Receivers>,
+    /// Hashes receiver ids (outside the `receivers` lock: the id's `Hash` is the user's).
+    recv_hasher: ahash::RandomState,
     pub(crate) counters: Counters,
     ops: Box<dyn Any + Send + Sync>,
 }
@@ -230,6 +248,7 @@ fn init<A: 'static>(
             timeout: RwLock::new(spec.timeout),
             version: Mutex::new(None),
             receivers: Mutex::new(Receivers { prune_at: 64, ..Receivers::default() }),
+            recv_hasher: ahash::RandomState::new(),
             counters: Counters::default(),
             ops: Box::new(ops),
         }
@@ -368,39 +387,93 @@ impl FnState {
 
     /// The version of (this method, receiver `id`), created if there is none, for a miss
     /// with timeout `ttl` (see [`Recv`]), and the hash under which its record is kept.
+    ///
+    /// The id's `Hash`, `Eq` and `Clone` are the user's code, and may call memoized methods or
+    /// delete (this method's records included): they run outside the records' lock (see
+    /// [`find_receiver`](Self::find_receiver)), which is not reentrant.
     pub(crate) fn receiver_version<I>(&self, id: &I, ttl: Option<Duration>) -> (Generation, u64)
     where
         I: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
     {
         let now = self.memoizer.inner.clock.now();
         let until = ttl.map(|t| now.saturating_add(t));
-        // The records pruned, dropped after the lock (declared first: also when unwinding):
-        // a user's id whose `Drop` calls this method again would wait for the lock.
+        let h = self.recv_hasher.hash_one(id);
+        let mut seen = Seen::default();
+        // The id's clone for a new record, made outside the lock, and the records pruned:
+        // both dropped after the lock (declared before it: also when unwinding), as a user's
+        // id whose `Drop` calls this method again would wait for the lock.
+        let mut fresh: Option<Arc<dyn Any + Send + Sync>> = None;
         let mut pruned = Vec::new();
-        let mut r = self.receivers.lock();
-        let h = r.hasher.hash_one(id);
-        if let Some(rec) = r
-            .map
-            .get_mut(&h)
-            .and_then(|b| b.iter_mut().find(|rec| rec.id.downcast_ref::<I>() == Some(id)))
-        {
-            rec.until = later(rec.until, until);
-            rec.running = rec.running.saturating_add(1);
-            return (rec.gen, h);
+        loop {
+            let done = self.find_receiver(id, h, &mut seen, |r, found| {
+                if let Some(i) = found {
+                    let rec = r.map.get_mut(&h).map(|b| &mut b[i])?;
+                    rec.until = later(rec.until, until);
+                    rec.running = rec.running.saturating_add(1);
+                    return Some(rec.gen);
+                }
+                // The id is cloned (in the loop, outside the lock) before the version is
+                // made: a `Clone` that panics must not leave a version that no record owns
+                // and nothing will ever retire.
+                let id = fresh.take()?;
+                if r.len >= r.prune_at {
+                    pruned = self.prune(r, now);
+                }
+                let gen = self.engine.new_generation();
+                r.map.entry(h).or_default().push(RecvRecord { id, gen, until, running: 1 });
+                r.len += 1;
+                Some(gen)
+            });
+            if let Some(gen) = done {
+                drop(pruned);
+                return (gen, h);
+            }
+            fresh = Some(Arc::new(id.clone()));
         }
-        if r.len >= r.prune_at {
-            pruned = self.prune(&mut r, now);
+    }
+
+    /// Finds the record of receiver `id` (whose hash is `h`) and applies `f`, under the
+    /// records' lock, to the table and the record's index in bucket `h` (`None`: there is no
+    /// record for `id`).
+    ///
+    /// The id's `Eq` runs outside the lock: under it, the ids of the bucket's records not
+    /// compared yet are taken (each an `Arc` clone, no user code), compared after the lock,
+    /// and the lock taken again, until every record of the bucket has been compared. Ids
+    /// never change and a record's version is never reused, so when `f` runs, its answer is
+    /// the one a comparison under the lock would give. `seen` keeps the comparisons made so
+    /// far, across calls.
+    fn find_receiver<I: Eq + 'static, R>(
+        &self,
+        id: &I,
+        h: u64,
+        seen: &mut Seen,
+        f: impl FnOnce(&mut Receivers, Option<usize>) -> R,
+    ) -> R {
+        loop {
+            // Declared before the lock: the ids taken are dropped after it.
+            let mut unseen: Vec<(Generation, Arc<dyn Any + Send + Sync>)> = Vec::new();
+            let mut r = self.receivers.lock();
+            let mut found = None;
+            for (i, rec) in r.map.get(&h).into_iter().flatten().enumerate() {
+                if seen.equal == Some(rec.gen) {
+                    found = Some(i);
+                } else if !seen.unequal.contains(&rec.gen) {
+                    unseen.push((rec.gen, Arc::clone(&rec.id)));
+                }
+            }
+            // One record per id: once it is found, the others are not it.
+            if found.is_some() || unseen.is_empty() {
+                return f(&mut r, found);
+            }
+            drop(r);
+            for (gen, other) in &unseen {
+                if other.downcast_ref::<I>() == Some(id) {
+                    seen.equal = Some(*gen);
+                } else {
+                    seen.unequal.push(*gen);
+                }
+            }
         }
-        // The id is cloned before the version is made: a `Clone` that panics must not leave
-        // a version that no record owns and nothing will ever retire.
-        let id = Box::new(id.clone());
-        let gen = self.engine.new_generation();
-        let rec = RecvRecord { id, gen, until, running: 1 };
-        r.map.entry(h).or_default().push(rec);
-        r.len += 1;
-        drop(r);
-        drop(pruned);
-        (gen, h)
     }
 
     /// Takes out (retiring their versions first) and returns, for the caller to drop after
@@ -487,24 +560,28 @@ impl FnState {
         self.receivers.lock().len
     }
 
-    /// Deletes every result of this method for the receiver `id`.
+    /// Deletes every result of this method for the receiver `id`. The id's `Hash` and `Eq`
+    /// run outside the records' lock (see [`find_receiver`](Self::find_receiver)).
     pub(crate) fn delete_receiver<I: std::hash::Hash + Eq + 'static>(&self, id: &I) {
-        let mut r = self.receivers.lock();
-        let h = r.hasher.hash_one(id);
-        let Some(bucket) = r.map.get_mut(&h) else { return };
-        let Some(i) = bucket.iter().position(|rec| rec.id.downcast_ref::<I>() == Some(id)) else {
-            return;
-        };
-        event!(debug, function = %self.name, "delete the results of one receiver");
-        let rec = bucket.swap_remove(i);
-        if bucket.is_empty() {
-            r.map.remove(&h);
+        let h = self.recv_hasher.hash_one(id);
+        let rec = self.find_receiver(id, h, &mut Seen::default(), |r, found| {
+            let i = found?;
+            let bucket = r.map.get_mut(&h)?;
+            let rec = bucket.swap_remove(i);
+            if bucket.is_empty() {
+                r.map.remove(&h);
+            }
+            r.len -= 1;
+            // Retired before the lock is released: a concurrent delete of the same receiver
+            // that finds no record must not return while this version is still live.
+            self.engine.retire(rec.gen);
+            Some(rec)
+        });
+        if rec.is_some() {
+            event!(debug, function = %self.name, "deleted the results of one receiver");
         }
-        r.len -= 1;
-        // Retired before the lock is released: a concurrent delete of the same receiver that
-        // finds no record must not return while this version is still live.
-        self.engine.retire(rec.gen);
-        drop(r);
+        // The record (the user's id) is dropped here, after the lock.
+        drop(rec);
     }
 
     /// Applies `op` to the key of `view`.
