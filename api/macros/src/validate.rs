@@ -100,6 +100,10 @@ pub(crate) fn first_use(key: &syn::Expr, name: &str) -> Option<Span> {
         tokens.into_iter().find_map(|t| match t {
             proc_macro2::TokenTree::Ident(i) if i.unraw() == name => Some(i.span()),
             proc_macro2::TokenTree::Group(g) => in_tokens(g.stream(), name),
+            // An inline argument of a format string (`format!("{name}")`, `"{name:?}"`).
+            proc_macro2::TokenTree::Literal(l) if names_in_format(&l.to_string(), name) => {
+                Some(l.span())
+            }
             _ => None,
         })
     }
@@ -129,6 +133,22 @@ pub(crate) fn first_use(key: &syn::Expr, name: &str) -> Option<Span> {
     let mut u = Uses { name, found: None };
     u.visit_expr(key);
     u.found
+}
+
+/// Whether the literal `lit` (as written, quotes included) could be a format string that
+/// names `name` inline: `{name}`, `{name:..}`. Conservative: any string literal with such a
+/// brace counts.
+fn names_in_format(lit: &str, name: &str) -> bool {
+    lit.ends_with('"')
+        && lit.match_indices('{').any(|(i, _)| {
+            let rest = &lit[i + 1..];
+            rest.strip_prefix(name).is_some_and(|r| r.starts_with('}') || r.starts_with(':'))
+        })
+}
+
+/// A `key = ()`: the explicit key for "one result for every call, whatever the arguments".
+fn is_unit(e: &syn::Expr) -> bool {
+    matches!(bare_expr(e), syn::Expr::Tuple(t) if t.elems.is_empty())
 }
 
 /// `e` without the parentheses, invisible groups (a `macro_rules!` fragment) and references
@@ -381,6 +401,22 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
             err.push(
                 c.or1_token.span,
                 "`key` is an expression over the arguments, not a function: write the closure's body, naming the arguments directly (`key = user.id`, not `key = |user| user.id`)",
+            );
+        }
+        // A key over none of the arguments (`key = "k"`, `key = CONFIG_VERSION`) gives every
+        // call the result of the first: the spec's key is "an expression over the
+        // arguments". Sharing one result across all arguments on purpose is `key = ()`.
+        if !params.is_empty()
+            && !is_unit(key)
+            && params.iter().all(|p| first_use(key, &syn::ext::IdentExt::unraw(&p.name).to_string()).is_none())
+        {
+            let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.name)).collect();
+            err.push(
+                key.span(),
+                format!(
+                    "this `key` uses none of the arguments ({}), so every call would get the result of the first, whatever its arguments: key by what identifies a call (`key = user.id`, `key = (a, b.len())`); to share one result across all arguments on purpose, write `key = ()`",
+                    names.join(", ")
+                ),
             );
         }
         if let Some(s) = first_use(key, "self") {
