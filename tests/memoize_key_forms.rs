@@ -503,13 +503,13 @@ macro_rules! memoized_fixed_key {
     };
 }
 
-memoized_pair!(mr_given, 0u8);
+memoized_pair!(mr_given, ());
 memoized_fixed_key!(mr_fixed);
 
 #[test]
 fn key_inside_macro_rules() {
     check(
-        "macro_rules!, key = 0u8 given",
+        "macro_rules!, key = () given",
         &MR_RUNS,
         &|| {
             mr_given(1, "a", 0);
