@@ -394,21 +394,34 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
         // A closure (the seed's `make_cache_key` was a function) is no key: rustc would
         // report it as a key that is not `Hash + Eq` and, with a borrowed argument, a missing
         // `Clone` at the whole attribute. Say what to write instead.
-        for c in parts.iter().filter_map(|p| match bare_expr(p) {
-            syn::Expr::Closure(c) => Some(c),
-            _ => None,
-        }) {
+        let closures: Vec<&syn::ExprClosure> = parts
+            .iter()
+            .filter_map(|p| match bare_expr(p) {
+                syn::Expr::Closure(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let has_closure = !closures.is_empty();
+        for c in closures {
             err.push(
                 c.or1_token.span,
                 "`key` is an expression over the arguments, not a function: write the closure's body, naming the arguments directly (`key = user.id`, not `key = |user| user.id`)",
             );
         }
+        if let Some(s) = first_use(key, "self") {
+            err.push(s, "`key` cannot use `self`: the receiver's `MemoIdentity` is always part of the key of a method; key by the other arguments");
+        }
         // A key over none of the arguments (`key = "k"`, `key = CONFIG_VERSION`) gives every
         // call the result of the first: the spec's key is "an expression over the
-        // arguments". Sharing one result across all arguments on purpose is `key = ()`.
+        // arguments". Sharing one result across all arguments on purpose is `key = ()`. Not
+        // reported over a closure or `self`, already errors of their own.
+        let uses =
+            |p: &Param| first_use(key, &syn::ext::IdentExt::unraw(&p.name).to_string()).is_some();
         if !params.is_empty()
             && !is_unit(key)
-            && params.iter().all(|p| first_use(key, &syn::ext::IdentExt::unraw(&p.name).to_string()).is_none())
+            && !has_closure
+            && first_use(key, "self").is_none()
+            && !params.iter().any(uses)
         {
             let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.name)).collect();
             err.push(
@@ -418,9 +431,6 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
                     names.join(", ")
                 ),
             );
-        }
-        if let Some(s) = first_use(key, "self") {
-            err.push(s, "`key` cannot use `self`: the receiver's `MemoIdentity` is always part of the key of a method; key by the other arguments");
         }
         for (arg, span) in parts.iter().flat_map(|p| arguments_in_array(p, &params)) {
             err.push(
