@@ -100,7 +100,10 @@ fn by_name_deletes_and_their_errors() {
         assert_ne!(y, x, "the by-name delete of the arguments removed the result");
         match MEMO.delete_memoized_args(name, &("ab", 2u32)) {
             Err(Error::ArgumentTypes { expected, given, .. }) => {
-                assert!(expected.contains("String") && given.contains("&str"), "{expected} {given}");
+                assert!(
+                    expected.contains("String") && given.contains("&str"),
+                    "{expected} {given}"
+                );
             }
             other => panic!("wrong argument types: {other:?}"),
         }
@@ -224,7 +227,8 @@ fn recurses(a: u64) -> u64 {
 fn panics_propagate_and_self_recursion_panics_clearly() {
     no_hang("panics", || {
         let p = std::panic::catch_unwind(|| panics_once(1)).expect_err("the panic propagates");
-        let msg = p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied());
+        let msg =
+            p.downcast_ref::<String>().map(String::as_str).or(p.downcast_ref::<&str>().copied());
         assert_eq!(msg, Some("the user's panic"));
         let x = panics_once(1);
         assert_eq!(panics_once(1), x, "then cached");
