@@ -244,3 +244,58 @@ fn an_id_whose_eq_or_clone_goes_back_in_under_the_engine_lock_panics_clearly() {
         }
     }
 }
+
+/// A receiver id whose every value hashes alike: all receivers share one bucket of records,
+/// so each miss and per-receiver delete compares (outside the lock) with every other record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Flat(u32);
+
+impl Hash for Flat {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+struct Shop {
+    id: u32,
+}
+
+impl MemoIdentity for Shop {
+    type Id = Flat;
+    fn memo_id(&self) -> Flat {
+        Flat(self.id)
+    }
+}
+
+impl Shop {
+    #[memoize(memoizer = &MEMO, timeout = Timeout::Never)]
+    fn price(&self, k: u64) -> u64 {
+        u64::from(self.id) * 1_000_000_000 + k * 1_000_000 + RUNS.fetch_add(1, SeqCst) % 1_000_000
+    }
+}
+
+/// Threads calling and deleting receivers whose ids all collide: every call gets its own
+/// receiver's result (never another's), a delete by the same thread is seen by its next
+/// call, and there is at most one record per id.
+#[test]
+fn receivers_whose_ids_collide_keep_one_record_each_under_concurrent_calls_and_deletes() {
+    const IDS: u32 = 12;
+    no_hang("colliding receiver ids", || {
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                s.spawn(move || {
+                    for i in 0..300u32 {
+                        let shop = Shop { id: (i * 7 + t) % IDS };
+                        let k = u64::from(i % 3);
+                        let v = shop.price(k);
+                        assert_eq!(v / 1_000_000, u64::from(shop.id) * 1_000 + k, "its own result");
+                        if i % 5 == t % 5 {
+                            memokit::delete_memoized!(shop.price);
+                            assert_ne!(shop.price(k), v, "a delete is seen by the next call");
+                        }
+                    }
+                });
+            }
+        });
+        let records = Shop::price_memo().__receiver_records();
+        assert!(records <= IDS as usize, "{records} records for {IDS} ids");
+    });
+}
