@@ -259,3 +259,38 @@ fn borrowed_arguments_are_keyed_by_value() {
         assert_ne!(borrowed("ab", &[1, 2], &(1, 2)), y);
     });
 }
+
+// §2 `memoizer =` and `make_name =` are evaluated once, at the first call. An expression that
+// calls the function it belongs to (directly or through its handle) would set the function up
+// inside its own set-up.
+static SELF_MEMO_CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn memo_calling_its_function() -> &'static Memoizer {
+    if SELF_MEMO_CALLS.fetch_add(1, SeqCst) == 0 {
+        let _ = binds_through_itself(1);
+    }
+    &MEMO
+}
+
+#[memoize(memoizer = memo_calling_its_function())]
+fn binds_through_itself(a: u64) -> u64 {
+    a
+}
+
+#[memoize(make_name = |n: &str| format!("{n}{}", names_through_itself_memo().name().len()))]
+fn names_through_itself(a: u64) -> u64 {
+    a
+}
+
+#[test]
+fn a_memoizer_or_make_name_expression_that_calls_its_function_panics_clearly() {
+    for (what, call) in [
+        ("memoizer", (|| binds_through_itself(1)) as fn() -> u64),
+        ("make_name", || names_through_itself(1)),
+    ] {
+        let r = no_hang(what, move || std::panic::catch_unwind(call));
+        let p = r.expect_err(what);
+        let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.starts_with("memokit:") && msg.contains("set up"), "{what}: {msg}");
+    }
+}
