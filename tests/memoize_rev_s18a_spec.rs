@@ -291,6 +291,9 @@ fn a_memoizer_or_make_name_expression_that_calls_its_function_panics_clearly() {
         let r = no_hang(what, move || std::panic::catch_unwind(call));
         let p = r.expect_err(what);
         let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
-        assert!(msg.starts_with("memokit:") && msg.contains("set up"), "{what}: {msg}");
+        assert!(
+            msg.starts_with("memokit:") && msg.contains("must not use the function"),
+            "{what}: {msg}"
+        );
     }
 }

@@ -50,7 +50,7 @@
 //! only inside the engine, so an async adapter needs only an async form of that one engine
 //! call; everything else here is shared.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::dispatch::Codec;
 use crate::key::{CacheKey, ErasedKey, FnKeys, Found, HitKey, KeyView, LookupKey, Space};
-use crate::memoizer::{ErasedValue, Registered};
+use crate::memoizer::ErasedValue;
 use crate::stats::Counters;
 use crate::{Memoizer, Stats, Timeout};
 
@@ -210,63 +210,6 @@ fn delete_any<A: 'static>(s: &'static FnState, args: &dyn Any) {
     if let (Some(a), Some(ops)) = (args.downcast_ref::<A>(), s.ops.downcast_ref::<Ops<A>>()) {
         ops(s, a, KeyOp::Delete);
     }
-}
-
-#[cold]
-#[inline(never)]
-fn init<A: 'static>(
-    slot: &'static FnSlot,
-    spec: impl FnOnce() -> FnSpec,
-    ops: Ops<A>,
-) -> &'static FnState {
-    crate::memoizer::note_function_used();
-    slot.0.get_or_init(|| {
-        let spec = spec();
-        let memoizer = match spec.memoizer {
-            Some(m) => m(),
-            None => crate::global(),
-        };
-        let name = match spec.make_name {
-            Some(mk) => mk(&spec.name),
-            None => spec.name,
-        };
-        event!(debug, function = %name, "memoized function registered");
-        memoizer.register(
-            &name,
-            Registered {
-                slot,
-                args_type: TypeId::of::<A>(),
-                args_type_name: std::any::type_name::<A>(),
-                delete_any: delete_any::<A>,
-            },
-        );
-        FnState {
-            keys: FnKeys::new(),
-            name,
-            memoizer,
-            engine: memoizer.inner.engine.clone(),
-            timeout: RwLock::new(spec.timeout),
-            version: Mutex::new(None),
-            receivers: Mutex::new(Receivers { prune_at: 64, ..Receivers::default() }),
-            recv_hasher: ahash::RandomState::new(),
-            counters: Counters::default(),
-            ops: Box::new(ops),
-        }
-    })
-}
-
-/// The handle of a function, initialising its state on first use (used by `f_memo()`).
-#[inline]
-pub fn handle<A: 'static>(
-    slot: &'static FnSlot,
-    spec: impl FnOnce() -> FnSpec,
-    ops: Ops<A>,
-) -> crate::Memoized<A> {
-    let state = match slot.get() {
-        Some(s) => s,
-        None => init(slot, spec, ops),
-    };
-    crate::Memoized { state, ops }
 }
 
 impl FnState {
@@ -599,5 +542,8 @@ impl FnState {
     }
 }
 
+mod setup;
 #[cfg(test)]
 mod tests;
+
+pub use setup::handle;
