@@ -260,7 +260,7 @@ fn borrowed_arguments_are_keyed_by_value() {
     });
 }
 
-// §2 `memoizer =` and `make_name =` are evaluated once, at the first call. An expression that
+// §2 `memoizer =`, `make_name =` (and `timeout =`) are evaluated once, at the first call. An expression that
 // calls the function it belongs to (directly or through its handle) would set the function up
 // inside its own set-up.
 static SELF_MEMO_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -282,11 +282,22 @@ fn names_through_itself(a: u64) -> u64 {
     a
 }
 
+fn timeout_calling_its_function() -> u64 {
+    let _ = times_through_itself_memo();
+    5
+}
+
+#[memoize(memoizer = &MEMO, timeout = timeout_calling_its_function())]
+fn times_through_itself(a: u64) -> u64 {
+    a
+}
+
 #[test]
-fn a_memoizer_or_make_name_expression_that_calls_its_function_panics_clearly() {
+fn a_memoizer_make_name_or_timeout_expression_that_calls_its_function_panics_clearly() {
     for (what, call) in [
         ("memoizer", (|| binds_through_itself(1)) as fn() -> u64),
         ("make_name", || names_through_itself(1)),
+        ("timeout", || times_through_itself(1)),
     ] {
         let r = no_hang(what, move || std::panic::catch_unwind(call));
         let p = r.expect_err(what);

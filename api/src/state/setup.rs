@@ -12,37 +12,49 @@ use crate::memoizer::Registered;
 use crate::stats::Counters;
 
 thread_local! {
-    /// The functions whose set-up (`init`) runs on this thread, by slot address.
-    static SETTING_UP: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+    /// The functions whose set-up (`init`) runs on this thread, by slot address, with their
+    /// names once known.
+    static SETTING_UP: RefCell<Vec<(usize, Option<String>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A function's set-up running on this thread: its `memoizer` and `make_name` expressions
-/// are the user's code, and one that uses the function itself would wait for its own
-/// set-up (a reentrant `OnceLock` initialisation, which hangs). Detected, to panic instead.
+/// A function's set-up running on this thread: its `timeout`, `memoizer` and `make_name`
+/// expressions are the user's code, and one that uses the function itself would wait for its
+/// own set-up (a reentrant `OnceLock` initialisation, which hangs). Detected, to panic instead.
 struct SettingUp(usize);
 
 impl SettingUp {
-    /// Marks `slot`'s set-up as running on this thread; `None` if it already is (reentry).
-    /// (In a thread-local destructor, after this thread's list is gone, nothing is checked.)
-    fn enter(slot: &'static FnSlot) -> Option<Self> {
+    /// Marks `slot`'s set-up as running on this thread; if it already is (reentry), the
+    /// function's name, if known yet. (In a thread-local destructor, after this thread's list
+    /// is gone, nothing is checked.)
+    fn enter(slot: &'static FnSlot) -> Result<Self, Option<String>> {
         let addr = std::ptr::from_ref(slot) as usize;
-        let fresh = SETTING_UP
-            .try_with(|s| {
-                let mut s = s.borrow_mut();
-                let fresh = !s.contains(&addr);
-                if fresh {
-                    s.push(addr);
-                }
-                fresh
-            })
-            .unwrap_or(true);
-        fresh.then_some(SettingUp(addr))
+        let running = SETTING_UP.try_with(|s| {
+            let mut s = s.borrow_mut();
+            let running = s.iter().find(|(a, _)| *a == addr).map(|(_, name)| name.clone());
+            if running.is_none() {
+                s.push((addr, None));
+            }
+            running
+        });
+        match running {
+            Ok(Some(name)) => Err(name),
+            _ => Ok(SettingUp(addr)),
+        }
+    }
+
+    /// Records the function's name, for the message of a reentry.
+    fn named(&self, name: &str) {
+        let _ = SETTING_UP.try_with(|s| {
+            if let Some(e) = s.borrow_mut().iter_mut().find(|(a, _)| *a == self.0) {
+                e.1 = Some(name.to_owned());
+            }
+        });
     }
 }
 
 impl Drop for SettingUp {
     fn drop(&mut self) {
-        let _ = SETTING_UP.try_with(|s| s.borrow_mut().retain(|&a| a != self.0));
+        let _ = SETTING_UP.try_with(|s| s.borrow_mut().retain(|(a, _)| *a != self.0));
     }
 }
 
@@ -54,16 +66,23 @@ fn init<A: 'static>(
     ops: Ops<A>,
 ) -> &'static FnState {
     crate::memoizer::note_function_used();
-    let Some(_setting_up) = SettingUp::enter(slot) else {
-        let name = spec().name;
-        panic!(
-            "memokit: the `memoizer` or `make_name` expression of `{name}` uses `{name}` (a call \
-             or its handle) while it sets the function up (they run once, at its first use, and \
-             the function is not ready before they return); they must not use the function"
-        );
+    let setting_up = match SettingUp::enter(slot) {
+        Ok(s) => s,
+        // Not `spec()` for the name: it runs the `timeout` expression, which may be the one
+        // that uses the function.
+        Err(name) => {
+            let name = name.map_or_else(|| "a memoized function".to_owned(), |n| format!("`{n}`"));
+            panic!(
+                "memokit: the `timeout`, `memoizer` or `make_name` expression of {name} uses the \
+                 function (a call or its handle) while it is set up (they run once, at its first \
+                 use, and the function is not ready before they return); they must not use the \
+                 function"
+            );
+        }
     };
     slot.0.get_or_init(|| {
         let spec = spec();
+        setting_up.named(&spec.name);
         let memoizer = match spec.memoizer {
             Some(m) => m(),
             None => crate::global(),
