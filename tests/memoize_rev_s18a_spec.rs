@@ -250,7 +250,8 @@ fn borrowed_arguments_are_keyed_by_value() {
     no_hang("borrowed", || {
         let x = borrowed("ab", &[1, 2], &(1, 2));
         let s = String::from("ab");
-        assert_eq!(borrowed(&s, &vec![1, 2], &(1, 2)), x, "equal values share");
+        let v: Vec<u8> = [1, 2].into();
+        assert_eq!(borrowed(&s, &v, &(1, 2)), x, "equal values share");
         assert_ne!(borrowed("ab", &[1, 2], &(1, 3)), x, "different values do not");
         memokit::delete_memoized!(borrowed, "ab", &[1, 2], &(1, 2));
         assert_ne!(borrowed("ab", &[1, 2], &(1, 2)), x);
