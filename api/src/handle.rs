@@ -111,8 +111,16 @@ impl<A: 'static> Memoized<A> {
     /// #[memokit::memoize]
     /// fn f(a: u64, b: u64) -> u64 { a + b }
     /// f(1, 2);
+    /// f(3, 4);
     /// f_memo().delete(&(1, 2));
+    /// f(1, 2); // deleted: computed again
+    /// f(3, 4); // still cached
+    /// assert_eq!((f_memo().stats().hits, f_memo().stats().misses), (1, 3));
     /// ```
+    ///
+    /// # Panics
+    /// When called from an argument's `Eq`, `Hash` or `Clone` that the engine runs under one
+    /// of its locks (see [Limits](crate#limits)).
     pub fn delete(&self, args: &A) {
         (self.ops)(self.state, args, KeyOp::Delete);
     }
@@ -125,19 +133,25 @@ impl<A: 'static> Memoized<A> {
     /// fn f(a: u64) -> u64 { a }
     /// f(1);
     /// f_memo().delete_all();
+    /// f(1); // computed again
+    /// assert_eq!(f_memo().stats().misses, 2);
     /// ```
     pub fn delete_all(&self) {
         self.state.delete_all();
     }
 
     /// Drops the function's version (and its receivers'); the next call makes a fresh one.
-    /// Like [`delete_all`](Self::delete_all), every earlier result is gone.
+    /// Like [`delete_all`](Self::delete_all), every earlier result is gone. O(1) for a
+    /// function; for a method, one version retired per receiver it has results for (where
+    /// `delete_all` is O(1)).
     ///
     /// ```
     /// #[memokit::memoize]
     /// fn f(a: u64) -> u64 { a }
     /// f(1);
     /// f_memo().delete_verhash();
+    /// f(1); // computed again, under a fresh version
+    /// assert_eq!(f_memo().stats().misses, 2);
     /// ```
     pub fn delete_verhash(&self) {
         self.state.delete_verhash();

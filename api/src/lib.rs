@@ -78,6 +78,12 @@
 //! memokit::delete_memoized!(Adder::add);          // every result of add for every instance
 //! memokit::delete_memoized!(Adder::add, &adder1, 3);
 //! memokit::delete_memoized_verhash!(param_func);  // drop the version; the next call makes a new one
+//!
+//! param_func(1, 2);
+//! param_func(1, 2);                               // a hit
+//! memokit::delete_memoized!(param_func, 1, 2);
+//! param_func(1, 2);                               // deleted: computed again
+//! assert_eq!((param_func_memo().stats().hits, param_func_memo().stats().misses), (1, 2));
 //! ```
 //! The arguments are type-checked like a call. By name (for admin tools):
 //! [`Memoizer::delete_memoized`], [`Memoizer::delete_memoized_args`],
@@ -134,7 +140,12 @@
 //! unsupported receivers, `Self` in the signature, a result that borrows (`-> &'a str`; the
 //! error of a `Result` may), an argument holding a borrow beyond its one top-level `&`
 //! (`Cow<'_, str>`, `&&str`, `Option<&str>`: take an owned type), `-> !`: errors at the
-//! offending token, saying what to do. Argument, `key`, return and receiver types without the needed traits fail at that
+//! offending token, saying what to do. So are: arguments written as patterns (`(a, b): (u8, u8)`,
+//! `_`: name them and destructure in the body), an option without a value (`timeout`: write
+//! `timeout = <expr>`), `associated` on a method, given a value or given twice, a `key` that
+//! uses `self` (the receiver's id is always part of the key), more than 12 arguments or `key`
+//! parts (11 for methods), a variadic function; and, for `#[derive(MemoIdentity)]`, no field
+//! or more than one field marked `#[memo(id)]`. Argument, `key`, return and receiver types without the needed traits fail at that
 //! type with a message that says what to do (a receiver without [`MemoIdentity`]: one error,
 //! at `self`). The attribute cannot see the `impl` around a method, so two mistakes surface
 //! as rustc errors:

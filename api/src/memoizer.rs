@@ -115,11 +115,23 @@ impl Default for Memoizer {
 /// | `clock` | the real monotonic clock |
 ///
 /// ```
-/// use memokit::{ManualClock, Memoizer};
+/// use memokit::{memoize, ManualClock, Memoizer};
+/// use std::{sync::LazyLock, time::Duration};
 ///
-/// let clock = ManualClock::new();
-/// let m = Memoizer::builder().default_timeout(10).clock(clock.clone()).build().unwrap();
-/// # drop(m);
+/// static CLOCK: LazyLock<ManualClock> = LazyLock::new(ManualClock::new);
+/// static M: LazyLock<Memoizer> = LazyLock::new(|| {
+///     Memoizer::builder().default_timeout(10).clock(CLOCK.clone()).build().unwrap()
+/// });
+///
+/// #[memoize(memoizer = &M)] // no `timeout`: the memoizer's default, 10 s
+/// fn double(x: u64) -> u64 { x * 2 }
+///
+/// double(1);
+/// double(1);
+/// assert_eq!(double_memo().stats().hits, 1);
+/// CLOCK.advance(Duration::from_secs(10));
+/// double(1); // expired: computed again
+/// assert_eq!(double_memo().stats().misses, 2);
 /// ```
 #[derive(Debug)]
 #[must_use]
@@ -147,8 +159,13 @@ impl MemoizerBuilder {
     /// The timeout of functions whose attribute gives none (`Timeout::Default`).
     ///
     /// ```
-    /// let m = memokit::Memoizer::builder().default_timeout(memokit::Timeout::Never).build().unwrap();
-    /// # drop(m);
+    /// use memokit::{Memoizer, Timeout};
+    ///
+    /// let m = Memoizer::builder().default_timeout(Timeout::Never).build().unwrap();
+    /// assert_eq!(m.default_timeout(), Timeout::Never);
+    /// // `Timeout::Default` here means the memoizer's own default, 300 s:
+    /// let m = Memoizer::builder().default_timeout(Timeout::Default).build().unwrap();
+    /// assert_eq!(m.default_timeout(), Timeout::from(300));
     /// ```
     pub fn default_timeout(mut self, t: impl Into<Timeout>) -> Self {
         self.default_timeout = match t.into() {
@@ -161,8 +178,20 @@ impl MemoizerBuilder {
     /// The most results kept (all functions together). While fewer are held, nothing is evicted.
     ///
     /// ```
-    /// let m = memokit::Memoizer::builder().capacity(100_000).build().unwrap();
-    /// # drop(m);
+    /// use memokit::{memoize, Memoizer};
+    /// use std::sync::LazyLock;
+    ///
+    /// static M: LazyLock<Memoizer> =
+    ///     LazyLock::new(|| Memoizer::builder().capacity(2).build().unwrap());
+    ///
+    /// #[memoize(memoizer = &M)]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// for x in 0..10 {
+    ///     square(x);
+    /// }
+    /// M.flush();
+    /// assert_eq!(M.stats().entries, 2);
     /// ```
     pub fn capacity(mut self, n: u64) -> Self {
         self.capacity = n;
@@ -170,11 +199,15 @@ impl MemoizerBuilder {
     }
 
     /// The tick of the engine's expiry wheel: how often expired and deleted results are
-    /// reclaimed (it paces reclamation only; an expired result is never served).
+    /// reclaimed (it paces reclamation only; an expired result is never served). Zero makes
+    /// [`build`](Self::build) fail.
     ///
     /// ```
-    /// let m = memokit::Memoizer::builder().tick(std::time::Duration::from_millis(100)).build().unwrap();
-    /// # drop(m);
+    /// use memokit::Memoizer;
+    /// use std::time::Duration;
+    ///
+    /// assert!(Memoizer::builder().tick(Duration::from_millis(100)).build().is_ok());
+    /// assert!(Memoizer::builder().tick(Duration::ZERO).build().is_err());
     /// ```
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = Some(d);
@@ -198,13 +231,24 @@ impl MemoizerBuilder {
     /// served, reclaimed or not.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use memokit::{ManualClock, Memoizer};
+    /// use memokit::{memoize, ManualClock, Memoizer};
+    /// use std::{sync::LazyLock, time::Duration};
     ///
-    /// let clock = ManualClock::new();
-    /// let m = Memoizer::builder().clock(clock.clone()).build().unwrap();
-    /// clock.advance(Duration::from_secs(301));
-    /// m.run_maintenance();
+    /// static CLOCK: LazyLock<ManualClock> = LazyLock::new(ManualClock::new);
+    /// static M: LazyLock<Memoizer> =
+    ///     LazyLock::new(|| Memoizer::builder().clock(CLOCK.clone()).build().unwrap());
+    ///
+    /// #[memoize(memoizer = &M, timeout = 5)]
+    /// fn f(x: u64) -> u64 { x }
+    ///
+    /// f(1);
+    /// M.flush();
+    /// CLOCK.advance(Duration::from_secs(5));
+    /// assert_eq!(M.stats().entries, 1); // expired, not reclaimed yet
+    /// M.run_maintenance();
+    /// assert_eq!(M.stats().entries, 0);
+    /// f(1); // never served expired: computed again
+    /// assert_eq!(f_memo().stats().misses, 2);
     /// ```
     pub fn clock(mut self, c: ManualClock) -> Self {
         self.clock = Some(c);
@@ -214,11 +258,17 @@ impl MemoizerBuilder {
     /// Builds the memoizer (and starts its engine's workers).
     ///
     /// # Errors
-    /// [`Error::Build`] when the engine cannot be built (a worker thread cannot be spawned).
+    /// [`Error::Build`] when the engine cannot be built: a zero [`tick`](Self::tick), or a
+    /// worker thread that cannot be spawned.
     ///
     /// ```
-    /// let m = memokit::Memoizer::builder().build().unwrap();
-    /// # drop(m);
+    /// use memokit::{Error, Memoizer};
+    ///
+    /// let m = Memoizer::builder().capacity(1_000).build()?;
+    /// assert_eq!(m.stats().entries, 0);
+    /// let zero = Memoizer::builder().tick(std::time::Duration::ZERO).build();
+    /// assert!(matches!(zero, Err(Error::Build(_))));
+    /// # Ok::<(), Error>(())
     /// ```
     pub fn build(self) -> Result<Memoizer, Error> {
         // Hits and misses are counted per function (`stats.rs`); the engine's own count would
@@ -268,8 +318,8 @@ impl Memoizer {
     /// A builder, to change the defaults.
     ///
     /// ```
-    /// let m = memokit::Memoizer::builder().capacity(50).build().unwrap();
-    /// # drop(m);
+    /// let m = memokit::Memoizer::builder().default_timeout(60).build().unwrap();
+    /// assert_eq!(m.default_timeout(), memokit::Timeout::from(60));
     /// ```
     pub fn builder() -> MemoizerBuilder {
         MemoizerBuilder::default()
@@ -331,6 +381,9 @@ impl Memoizer {
     /// fn answer() -> u64 { 42 }
     /// answer();
     /// memokit::global().delete_memoized(answer_memo().name()).unwrap();
+    /// answer(); // deleted: computed again
+    /// assert_eq!(answer_memo().stats().misses, 2);
+    /// assert!(memokit::global().delete_memoized("no::such::function").is_err());
     /// ```
     pub fn delete_memoized(&self, name: &str) -> Result<(), Error> {
         let r = self.find(name)?;
@@ -355,7 +408,9 @@ impl Memoizer {
     /// greet("ab", 2);
     /// let m = memokit::global();
     /// m.delete_memoized_args(greet_memo().name(), &("ab".to_string(), 2u32)).unwrap();
-    /// assert!(m.delete_memoized_args(greet_memo().name(), &("ab", 2)).is_err());
+    /// greet("ab", 2); // deleted: computed again
+    /// assert_eq!(greet_memo().stats().misses, 2);
+    /// assert!(m.delete_memoized_args(greet_memo().name(), &("ab", 2)).is_err()); // `&str`, not `String`
     /// ```
     pub fn delete_memoized_args<A: Any>(&self, name: &str, args: &A) -> Result<(), Error> {
         let r = self.find(name)?;
@@ -373,7 +428,9 @@ impl Memoizer {
     }
 
     /// Drops the version of the function named `name` (and, for a method, of every receiver);
-    /// the next call makes a fresh one. Every earlier result is gone.
+    /// the next call makes a fresh one. Every earlier result is gone. For a function, O(1);
+    /// for a method, one version retired per receiver it has results for (where
+    /// [`delete_memoized`](Self::delete_memoized) is O(1) for both).
     ///
     /// # Errors
     /// [`Error::UnknownFunction`] or [`Error::AmbiguousName`].
@@ -383,6 +440,8 @@ impl Memoizer {
     /// fn seven() -> u64 { 7 }
     /// seven();
     /// memokit::global().delete_memoized_verhash(seven_memo().name()).unwrap();
+    /// seven(); // computed again, under a fresh version
+    /// assert_eq!(seven_memo().stats().misses, 2);
     /// ```
     pub fn delete_memoized_verhash(&self, name: &str) -> Result<(), Error> {
         let r = self.find(name)?;
@@ -425,8 +484,24 @@ impl Memoizer {
     /// (so `stats().entries` is exact).
     ///
     /// ```
-    /// memokit::Memoizer::new().flush();
+    /// use memokit::{memoize, Memoizer};
+    /// use std::sync::LazyLock;
+    ///
+    /// static M: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+    ///
+    /// #[memoize(memoizer = &M)]
+    /// fn f(x: u64) -> u64 { x }
+    ///
+    /// f(1);
+    /// f(2);
+    /// M.flush();
+    /// assert_eq!(M.stats().entries, 2);
     /// ```
+    ///
+    /// # Panics
+    /// When called from an argument's or receiver id's `Eq` or `Clone`, or a result's `Clone`,
+    /// that the engine runs under one of its locks (see [Limits](crate#limits)): it waits for
+    /// the engine's workers, which may need that lock.
     pub fn flush(&self) {
         self.inner.engine.flush();
     }
@@ -435,9 +510,12 @@ impl Memoizer {
     /// passed (by the memoizer's clock) and reclaims a slice of deleted results. With a
     /// [`ManualClock`] this is the only way they are reclaimed, so tests are deterministic.
     ///
-    /// ```
-    /// memokit::Memoizer::new().run_maintenance();
-    /// ```
+    /// See [`MemoizerBuilder::clock`] for an example.
+    ///
+    /// # Panics
+    /// When called from an argument's or receiver id's `Eq` or `Clone`, or a result's `Clone`,
+    /// that the engine runs under one of its locks (see [Limits](crate#limits)): it waits for
+    /// the engine's workers, which may need that lock.
     pub fn run_maintenance(&self) {
         self.inner.engine.run_maintenance();
     }
@@ -445,8 +523,24 @@ impl Memoizer {
     /// Removes every stored result of every function; returns when done.
     ///
     /// ```
-    /// memokit::Memoizer::new().clear();
+    /// use memokit::{memoize, Memoizer};
+    /// use std::sync::LazyLock;
+    ///
+    /// static M: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+    ///
+    /// #[memoize(memoizer = &M)]
+    /// fn f(x: u64) -> u64 { x }
+    ///
+    /// f(1);
+    /// M.clear();
+    /// f(1); // cleared: computed again
+    /// assert_eq!(f_memo().stats().misses, 2);
     /// ```
+    ///
+    /// # Panics
+    /// When called from an argument's or receiver id's `Eq` or `Clone`, or a result's `Clone`,
+    /// that the engine runs under one of its locks (see [Limits](crate#limits)): it waits for
+    /// the engine's workers, which may need that lock.
     pub fn clear(&self) {
         self.inner.engine.clear();
     }
@@ -467,9 +561,17 @@ pub(crate) fn note_function_used() {
 /// The process-wide default memoizer, built with the defaults (or by [`configure`]) on first use.
 ///
 /// ```
+/// #[memokit::memoize]
+/// fn f(x: u64) -> u64 { x }
+///
+/// f(1);
 /// let m: &'static memokit::Memoizer = memokit::global();
-/// # drop(m);
+/// assert!(m.function_names().iter().any(|n| n == f_memo().name()));
 /// ```
+///
+/// # Panics
+/// On its first call, if the operating system cannot start the engine's threads (as
+/// [`Memoizer::new`]).
 pub fn global() -> &'static Memoizer {
     GLOBAL.get_or_init(Memoizer::new)
 }

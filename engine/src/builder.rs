@@ -61,8 +61,8 @@ impl std::error::Error for BuildError {
 /// |---|---|---|
 /// | `max_capacity` | 10 000 | entries (or total weight with a weigher); 0 stores nothing |
 /// | `weigher` | none (every entry weighs 1) | `Fn(&K, &V) -> u32`, run on the inserting thread |
-/// | `shards` | one per 1,024 entries, 4–32 × cores, chosen to fill the tables well at capacity | at most 65,536 |
-/// | `workers` | cores / 2, at least 1 | threads that own the shards |
+/// | `shards` | one per 1,024 entries, 4–64 × cores (a power of two from 4 to 32 per core, then up to twice that where it fills the tables better at capacity) | at most 65,536 |
+/// | `workers` | half the cores rounded up, at least 1, at most one per shard | threads that own the shards |
 /// | `tick` | 1 s | how often workers expire and reclaim (pacing only, never correctness) |
 /// | `clock_resolution` | 1 ms | how far behind real time the lookups' clock may be |
 /// | `clock` | the real monotonic clock | a [`ManualClock`] for tests |

@@ -252,7 +252,9 @@ where
     }
 
     /// Stores `value` for `key` with no deadline, replacing any previous value. Visible at once
-    /// to every later lookup, on any thread.
+    /// to every later lookup, on any thread, unless it cannot be kept (capacity 0, heavier than
+    /// the capacity, after [`shutdown`](Engine::shutdown): see
+    /// [`insert_with_options`](Engine::insert_with_options)).
     ///
     /// Cost: a new key is handed to the shard's worker (a pending table, then a batch; the
     /// worker is woken once a few stores of new keys have gathered in the shard, or by the
@@ -270,6 +272,9 @@ where
     /// cache.insert(1, "uno");
     /// assert_eq!(cache.get(&1), Some("uno"));
     /// ```
+    ///
+    /// # Panics
+    /// As [`insert_with_options`](Engine::insert_with_options).
     pub fn insert(&self, key: K, value: V) {
         self.insert_with_options(key, value, InsertOptions::new());
     }
@@ -291,6 +296,9 @@ where
     /// assert_eq!(cache.get(&2), None); // a zero TTL stores nothing
     /// # Ok::<(), memokit_engine::BuildError>(())
     /// ```
+    ///
+    /// # Panics
+    /// As [`insert_with_options`](Engine::insert_with_options).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
         self.insert_with_options(key, value, InsertOptions::new().ttl(ttl));
     }
@@ -341,6 +349,12 @@ where
     /// assert_eq!(cache.get("a"), Some(1)); // by a borrowed form of the key: no allocation
     /// assert_eq!(cache.get("b"), None);
     /// ```
+    ///
+    /// # Panics
+    /// Propagates a panic of the key's `Hash` or `Equivalent`, or of the value's `Clone`; the
+    /// engine stays usable. From code the engine runs under one of its locks, a lookup that
+    /// needs a lock its caller holds panics (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     #[inline]
     pub fn get<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> Option<V> {
         self.shared().get(key, V::clone)
@@ -366,6 +380,9 @@ where
     /// e.insert(1, Arc::new("hello".into()));
     /// assert_eq!(e.get_map(&1, |s| s.len()), Some(5));
     /// ```
+    ///
+    /// # Panics
+    /// As [`get`](Engine::get), with `read` in the place of the value's `Clone`.
     #[inline]
     pub fn get_map<Q, R>(&self, key: &Q, read: impl FnOnce(&V) -> R) -> Option<R>
     where
@@ -384,6 +401,9 @@ where
     /// assert!(cache.contains_key(&1));
     /// assert!(!cache.contains_key(&2));
     /// ```
+    ///
+    /// # Panics
+    /// As [`get`](Engine::get).
     pub fn contains_key<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> bool {
         self.get(key).is_some()
     }
@@ -401,6 +421,12 @@ where
     /// assert_eq!(cache.get(&1), None); // hidden at once, before the worker applies the removal
     /// cache.remove(&2); // absent: nothing happens
     /// ```
+    ///
+    /// # Panics
+    /// Propagates a panic of the key's `Hash` or `Equivalent`; the engine stays usable. Panics
+    /// when called from this engine's weigher, and from code the engine runs under a shard's
+    /// pending table, flights lock or write lock (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     pub fn remove<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) {
         self.shared().remove(key);
     }

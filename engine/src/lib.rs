@@ -41,20 +41,23 @@
 //!
 //! ## Cost of a hit
 //! One hash (ahash), one uncontended read lock (parking_lot), one probe, one deadline comparison
-//! against the coarse clock for an entry that has a deadline (an atomic load, no clock read;
+//! against the coarse clock for an entry that has a deadline (two atomic loads, no clock read;
 //! none for an entry without), one generation check per generation
 //! the entry carries (none for a primary generation declared in the key,
 //! [`InsertOptions::primary_in_key`]), an access mark written only when it changes, one clone
 //! of the value, and a relaxed increment of the shard's hit counter (on the cache line the read
-//! lock has just taken).
+//! lock has just taken); two thread-local counter writes mark the value's `Clone` as user
+//! code run under a lock (see below).
 //! No allocation, no channel, no engine-wide counter.
 //!
 //! ## Threads and idle cost
 //!
-//! An engine starts `workers` threads (default: half the cores, at least one) and, with the real
-//! clock, one clock thread. While lookups run, the clock thread wakes once per
-//! `clock_resolution` (1 000 wake-ups a second at the default 1 ms); after a second without a
-//! lookup it parks until the next one, which reads the real clock itself. Each worker wakes once
+//! An engine starts `workers` threads (default: half the cores rounded up, at least one, at most
+//! one per shard) and, with the real clock, one clock thread. While the clock is read, the clock
+//! thread wakes once per `clock_resolution` (1 000 wake-ups a second at the default 1 ms); after
+//! a second without a clock read (a store, a slow lookup, a hit on an entry with a deadline: a
+//! hit on an entry without one reads no clock) it parks until the next one, which reads the
+//! real clock itself. Each worker wakes once
 //! per `tick` (default 1 s) to expire and reclaim. So an idle engine costs one wake-up per worker
 //! per second. With a [`ManualClock`] no thread wakes on its own. Dropping the last handle (or
 //! [`Engine::shutdown`]) stops and joins all of them.
@@ -83,7 +86,10 @@
 //!   the value it was handed, may wait.)
 //! - [`Engine::flush`], [`Engine::clear`], [`Engine::run_maintenance`] and
 //!   [`Engine::shutdown`], of any engine, panic: they wait for workers, and a worker may need
-//!   the lock held (a shard's write lock, or a lock a key's `Drop` on that worker takes).
+//!   the lock held (a shard's write lock, or a lock a key's `Drop` on that worker takes);
+//! - [`Engine::stats`], [`Engine::len`], [`Engine::is_empty`] and [`Engine::validate`] read
+//!   every shard: they panic from code run under a shard's write lock (a key's `Eq` while a
+//!   value is replaced in place) and work from the others.
 //!
 //! ## Tracing
 //! With the `tracing` feature, the engine emits events with target `memokit_engine`: a

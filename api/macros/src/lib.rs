@@ -89,6 +89,14 @@ pub fn memoize(args: TokenStream, input: TokenStream) -> TokenStream {
 /// memokit::delete_memoized!(adder1.add, 3);       // the result of adder1.add(3)
 /// memokit::delete_memoized!(Adder::add);          // every result of add for every instance
 /// memokit::delete_memoized!(Adder::add, &adder1, 3);
+///
+/// // A deleted result is computed again; the others stay.
+/// param_func(1, 2);
+/// param_func(3, 4);
+/// memokit::delete_memoized!(param_func, 1, 2);
+/// param_func(1, 2);
+/// param_func(3, 4);
+/// assert_eq!((param_func_memo().stats().hits, param_func_memo().stats().misses), (1, 3));
 /// ```
 #[proc_macro]
 pub fn delete_memoized(input: TokenStream) -> TokenStream {
@@ -104,8 +112,14 @@ pub fn delete_memoized(input: TokenStream) -> TokenStream {
 /// # #[derive(MemoIdentity)] struct Adder { #[memo(id)] id: u32 }
 /// # impl Adder { #[memoize] fn add(&self, n: u64) -> u64 { n + 1 } }
 /// # let adder1 = Adder { id: 1 };
-/// memokit::delete_memoized_verhash!(param_func);
+/// adder1.add(1);
 /// memokit::delete_memoized_verhash!(adder1.add);
+/// adder1.add(1); // computed again, under the receiver's fresh version
+/// assert_eq!(Adder::add_memo().stats().misses, 2);
+/// param_func(1, 2);
+/// memokit::delete_memoized_verhash!(param_func);
+/// param_func(1, 2);
+/// assert_eq!(param_func_memo().stats().misses, 2);
 /// ```
 #[proc_macro]
 pub fn delete_memoized_verhash(input: TokenStream) -> TokenStream {

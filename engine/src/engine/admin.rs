@@ -165,8 +165,10 @@ where
     /// asked and do theirs shortly after.
     ///
     /// # Panics
-    /// From inside this engine's weigher, which runs under a lock that a worker's `Drop`
-    /// storing into the engine would wait for (see
+    /// From inside this engine's weigher, and from code that any engine runs under one of its
+    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
+    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
+    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
     /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     ///
     /// ```
@@ -217,8 +219,7 @@ where
     /// With a [`ManualClock`](crate::ManualClock) this is the only way expiry and reclamation
     /// run, which makes them deterministic in tests.
     ///
-    /// From a `Drop` on a worker thread and from the weigher: as for
-    /// [`flush`](Engine::flush).
+    /// From a `Drop` on a worker thread: as for [`flush`](Engine::flush).
     ///
     /// ```
     /// use memokit_engine::{Engine, ManualClock};
@@ -233,6 +234,13 @@ where
     /// assert_eq!(cache.stats().expirations, 1);
     /// # Ok::<(), memokit_engine::BuildError>(())
     /// ```
+    ///
+    /// # Panics
+    /// From inside this engine's weigher, and from code that any engine runs under one of its
+    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
+    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
+    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
+    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     pub fn run_maintenance(&self) {
         let s = self.shared();
         s.may_wait_for_workers();
@@ -248,7 +256,10 @@ where
     /// workers' shards are cleared shortly after).
     ///
     /// # Panics
-    /// From inside this engine's weigher (see
+    /// From inside this engine's weigher, and from code that any engine runs under one of its
+    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
+    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
+    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
     /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     ///
     /// ```
@@ -285,6 +296,13 @@ where
     /// assert_eq!(cache.get(&2), None); // dropped after shutdown
     /// assert_eq!(cache.get_or_insert_with(3, || 3), 3); // computed, not stored
     /// ```
+    ///
+    /// # Panics
+    /// From inside this engine's weigher, and from code that any engine runs under one of its
+    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
+    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
+    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
+    /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     pub fn shutdown(&self) {
         self.shared().may_wait_for_workers();
         shutdown(&self.inner);
@@ -303,6 +321,11 @@ where
     /// let s = cache.stats();
     /// assert_eq!((s.hits, s.misses, s.entries), (1, 1, 1));
     /// ```
+    ///
+    /// # Panics
+    /// From code the engine runs under a shard's write lock (a key's `Eq` while a value is
+    /// replaced in place): it reads every shard (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     pub fn stats(&self) -> EngineStats {
         let s = self.shared();
         let mut out = EngineStats {
@@ -333,6 +356,11 @@ where
     /// cache.flush();
     /// assert_eq!(cache.len(), 1);
     /// ```
+    ///
+    /// # Panics
+    /// From code the engine runs under a shard's write lock (a key's `Eq` while a value is
+    /// replaced in place): it reads every shard (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     pub fn len(&self) -> u64 {
         self.shared().cells.iter().map(|c| c.read_core().len() as u64).sum()
     }
@@ -345,6 +373,11 @@ where
     /// let cache: Engine<u64, u64> = Engine::new(100);
     /// assert!(cache.is_empty());
     /// ```
+    ///
+    /// # Panics
+    /// From code the engine runs under a shard's write lock (a key's `Eq` while a value is
+    /// replaced in place): it reads every shard (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -390,6 +423,11 @@ where
     /// cache.flush();
     /// assert_eq!(cache.validate(), Ok(()));
     /// ```
+    ///
+    /// # Panics
+    /// From code the engine runs under a shard's write lock (a key's `Eq` while a value is
+    /// replaced in place): it reads every shard (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     pub fn validate(&self) -> Result<(), String> {
         let s = self.shared();
         for (i, cell) in s.cells.iter().enumerate() {
