@@ -333,25 +333,25 @@ impl<K, V> Shard<K, V> {
         u64::from(n.weight)
     }
 
-    /// Replaces the value of the visible entry for `key` in place when the store changes
+    /// Replaces the value of the visible entry for `kv`'s key in place when the store changes
     /// nothing else the worker keeps: no deadline before or after, the same generations
-    /// (`gens`), the same `weight`. Counts an insert and an access. Returns the new key and
-    /// the old value, to drop outside the lock; gives `key` and `value` back, untouched,
-    /// when the store must go through the worker. Calls the user's `Eq`.
+    /// (`gens`), the same `weight`. Counts an insert and an access. Returns whether it did:
+    /// `kv` then holds the new key and the old value, to drop outside the lock, and is left
+    /// untouched otherwise (the store goes through the worker). Calls the user's `Eq`, with
+    /// `kv` borrowed: should it panic, the caller, who owns `kv`, drops it after its locks.
     pub(crate) fn replace_value(
         &mut self,
         hash: u64,
-        key: K,
-        value: V,
+        kv: &mut (K, V),
         gens: &Gens,
         checked: bool,
         weight: u32,
-    ) -> Result<(K, V), (K, V)>
+    ) -> bool
     where
         K: Eq,
     {
-        let Some(e) = self.map.find_mut(slot_hash(hash as u32), |e| e.key == key) else {
-            return Err((key, value));
+        let Some(e) = self.map.find_mut(slot_hash(hash as u32), |e| e.key == kv.0) else {
+            return false;
         };
         let same = *e.flags.get_mut() == if checked { VERSIONED } else { 0 }
             && self.weights.get(e.idx) == weight
@@ -359,12 +359,12 @@ impl<K, V> Shard<K, V> {
             // its key has no `VERSIONED` flag either, but its generation must not be kept.
             && self.stamps.get(e.idx).gens == *gens;
         if !same {
-            return Err((key, value));
+            return false;
         }
-        let old = std::mem::replace(&mut e.value, value);
+        std::mem::swap(&mut e.value, &mut kv.1);
         e.mark();
         self.counts.inserts += 1;
-        Ok((key, old))
+        true
     }
 
     /// Removes slot `idx` entirely; returns its weight.

@@ -172,19 +172,24 @@ where
         }
         let complete = Complete(&flight, Some(for_waiters));
         // The user's keys and values left over are dropped after the lock (declared first, so
-        // even when unwinding).
-        let (mut leftovers, mut unstored) = (None, None);
+        // even when unwinding: `kv`, the key and value being stored, when the user's `Eq` or
+        // weigher panics in the store; see `Shared::store`).
+        let (mut leftovers, mut unstored, mut kv) = (None, None, None);
         let mut fl = FlightsGuard::lock(&cell.flights);
         let mine = fl.find_entry(hash, |s| Arc::ptr_eq(&s.flight, &flight)).ok();
         if let Some(slot) = mine.map(|o| o.remove().0) {
             match to_store.take() {
-                Some(value) => leftovers = Some(self.store(slot.key, hash, value, opts, false)),
+                // The rest of `slot`, dropped here, is a handle of `flight`: not its last.
+                Some(value) => {
+                    kv = Some((slot.key, value));
+                    leftovers = Some(self.store(&mut kv, hash, opts, false));
+                }
                 None => unstored = Some(slot),
             }
         }
         drop(fl);
         drop(complete);
-        drop((unstored, to_store));
+        drop((unstored, to_store, kv));
         if let Some(stored) = leftovers {
             self.finish(hash, stored);
         }

@@ -8,11 +8,15 @@
 //! shard's flights lock, so a computation that raced them is detached rather than stored
 //! after them.
 //!
-//! Invariants: no user `Drop` runs under an engine lock (what a store displaces comes back as
-//! [`Leftovers`] and is dropped by [`Shared::finish`] once the caller holds no lock); no
-//! caller waits for the worker while holding a lock (the backpressure wait is in `finish`
-//! too); user `Hash`, `Eq` and weigher calls happen before anything changes, so their panics
-//! leave the shard consistent; every store in a pending table is counted under each of its
+//! Invariants: no user `Drop` runs under an engine lock, also when a user's `Eq` or weigher
+//! panics: the key and value being stored stay in a slot their caller declares before its
+//! locks ([`Shared::store`] borrows them for the user's calls and moves them out only after
+//! the last), so they are dropped after those locks, with what the store could not keep (or
+//! the value it replaced in place); what a store displaces from the pending table comes back
+//! as [`Leftovers`], dropped by [`Shared::finish`] once the caller holds no lock; no caller
+//! waits for the worker while holding a lock (the backpressure wait is in `finish` too); user
+//! `Hash`, `Eq` and weigher calls happen before anything changes, so their panics leave the
+//! shard consistent; every store in a pending table is counted under each of its
 //! generations (taken as it is recorded, after those calls), and whoever takes it out without
 //! applying it (a later store or remove of the key, `clear`, shutdown; the worker when a
 //! generation was retired) gives the counts back.
@@ -85,14 +89,12 @@ crate::sync::thread_local! {
 const WRITE_TRIES: u32 = 16;
 
 /// What a store or remove leaves for its caller to finish ([`Shared::finish`]) after letting
-/// go of every lock it holds: the user's keys and values it displaced (a value replaced in
-/// place, a pending store it superseded) or could not keep, since a user's `Drop` may be
-/// slow, panic, or call back into the engine; and whether the shard's pending table was full,
-/// so that the caller waits for the worker to drain it (holding no lock that a user's `Drop`
-/// running on that worker might need).
+/// go of every lock it holds: the pending store it superseded (the user's key and value),
+/// since a user's `Drop` may be slow, panic, or call back into the engine; and whether the
+/// shard's pending table was full, so that the caller waits for the worker to drain it
+/// (holding no lock that a user's `Drop` running on that worker might need).
 #[must_use = "finished by the caller after its locks"]
 pub(crate) struct Leftovers<K, V> {
-    _kv: Option<(K, V)>,
     _replaced: Option<(NewEntry<K, V>, Option<crate::shard::Handle>)>,
     full: bool,
 }
@@ -121,37 +123,40 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Hands `value` to the worker as the new value of `key` (or, when it cannot be stored,
-    /// drops whatever was stored for the key). With `in_place`, first tries
+    /// Hands the value in `kv` to the worker as the new value of its key (or, when it cannot
+    /// be stored, drops whatever was stored for the key). With `in_place`, first tries
     /// [`Shared::replace_resident`] (callers pass it when the key is likely resident: an
-    /// explicit insert, not the store after a miss). Returns the user keys and values it
-    /// displaced or could not keep, for the caller to drop after its own locks.
+    /// explicit insert, not the store after a miss).
+    ///
+    /// `kv` is the caller's, declared before its locks: the user's weigher and `Eq` run on it
+    /// borrowed, and it is moved out only after the last of them, so that when one panics
+    /// the key and value are dropped by the unwinding after the caller's locks, not under
+    /// them. What is left in it afterwards (a key and value that could not be kept, or the
+    /// new key and the old value of an in-place replacement), and the [`Leftovers`] returned,
+    /// the caller drops after its own locks.
     pub(crate) fn store(
         &self,
-        key: K,
+        kv: &mut Option<(K, V)>,
         hash: u64,
-        value: V,
         opts: &InsertOptions,
         in_place: bool,
     ) -> Leftovers<K, V> {
-        let weight = self.weigh(&key, &value);
+        let Some(pair) = kv.as_mut() else { return Leftovers { _replaced: None, full: false } };
+        let weight = self.weigh(&pair.0, &pair.1);
         let deadline = opts.deadline(self.clock.coarse());
         let gens = opts.raw_gens();
         // Capacity 0 stores nothing, even an entry the weigher weighs 0.
         let fits = deadline.is_some() && self.capacity > 0 && u64::from(weight) <= self.capacity;
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
-        let (key, value) =
-            if in_place && fits && deadline == Some(NEVER) && gens_live(&gens, &self.gens) {
-                match self.replace_resident(cell, key, hash, value, opts, weight) {
-                    Ok(garbage) => {
-                        return Leftovers { _kv: Some(garbage), _replaced: None, full: false }
-                    }
-                    Err(back) => back,
-                }
-            } else {
-                (key, value)
-            };
+        if in_place
+            && fits
+            && deadline == Some(NEVER)
+            && gens_live(&gens, &self.gens)
+            && self.replace_resident(cell, pair, hash, opts, weight)
+        {
+            return Leftovers { _replaced: None, full: false };
+        }
         let (mut p, core) = self.pending_and_core(cell);
         // Checked under the pending lock: shutdown sets the flag before it empties each
         // shard under this lock, so a store either lands before that emptying (and is
@@ -159,8 +164,8 @@ where
         let storable = fits && !self.is_shut_down();
         // Probe both tables (user `Eq`) before changing anything.
         let user = UserCode::enter(engine_id(self), 0);
-        let old = p.inserts.find_entry(hash, |(n, _)| n.key == key).ok();
-        let found = core.find(hash, |k| *k == key).map(|(h, e)| {
+        let old = p.inserts.find_entry(hash, |(n, _)| n.key == pair.0).ok();
+        let found = core.find(hash, |k| *k == pair.0).map(|(h, e)| {
             e.hide();
             h
         });
@@ -175,20 +180,18 @@ where
         if let Some((n, _)) = &replaced {
             self.gens.release_all(&n.gens);
         }
-        let kv = if counted {
+        // The user's calls are over: the key and value move out of the caller's slot only
+        // now, and stay there (dropped by the caller) when they cannot be kept.
+        if let Some((key, value)) = if counted { kv.take() } else { None } {
             let deadline = deadline.unwrap_or(NEVER);
             let checked = opts.checks_generations();
             let n = NewEntry { key, value, hash, deadline, gens, checked, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
             let (word, bit) = pending_bit(hash);
             cell.pending_keys[word].fetch_or(bit, Ordering::Release);
-            None
-        } else {
-            if let Some(h) = found {
-                p.removes.push(h);
-            }
-            Some((key, value))
-        };
+        } else if let Some(h) = found {
+            p.removes.push(h);
+        }
         // The hidden entry weighs until the worker applies this: a remove frees its weight, a
         // replacement may shrink it (only with a weigher: otherwise it weighs 1 either way),
         // or be dead by the time it is applied (its deadline passed, its generation retired
@@ -211,7 +214,7 @@ where
             self.signal(cell, index);
         }
         drop(p);
-        Leftovers { _kv: kv, _replaced: replaced, full }
+        Leftovers { _replaced: replaced, full }
     }
 
     /// The weight of an entry: the user's weigher (1 without one), run with this engine
@@ -301,23 +304,24 @@ where
     /// (key and value given back) when the write lock is busy, the engine is shut down, or an
     /// operation on the key may be pending: its filter bit is set, or the entry is hidden
     /// (a pending store or remove hides it under the read lock, before this write lock).
+    /// Returns whether it did; `kv` then holds the new key and the old value
+    /// ([`Shard::replace_value`]).
     fn replace_resident(
         &self,
         cell: &Cell<K, V>,
-        key: K,
+        kv: &mut (K, V),
         hash: u64,
-        value: V,
         opts: &InsertOptions,
         weight: u32,
-    ) -> Result<(K, V), (K, V)> {
-        let Some(mut core) = cell.try_write_core() else { return Err((key, value)) };
+    ) -> bool {
+        let Some(mut core) = cell.try_write_core() else { return false };
         if self.is_shut_down() || cell.may_be_pending(hash) {
-            return Err((key, value));
+            return false;
         }
         let gens = opts.raw_gens();
         // The user's `Eq` runs under the write lock.
         let _user = UserCode::enter(engine_id(self), cell.address());
-        core.replace_value(hash, key, value, &gens, opts.checks_generations(), weight)
+        core.replace_value(hash, kv, &gens, opts.checks_generations(), weight)
     }
 
     /// An explicit store by the user: supersedes a running computation of the key (which then
@@ -331,16 +335,18 @@ where
         self.not_weighing();
         let hash = self.hash(&key);
         let cell = self.cell(hash);
-        // Declared before the lock, so that it is dropped after it even when the store
+        // Declared before the lock, so that they are dropped after it even when the store
         // unwinds (a user's `Eq` or weigher panicking): user `Drop`s run outside the locks.
-        let detached;
+        // (Until `kv` is set, `key` and `value`, arguments, are dropped after it too.)
+        let (detached, mut kv);
         let mut fl = self.lock_flights(cell);
         let user = UserCode::enter(engine_id(self), 0);
         detached = fl.find_entry(hash, |s| s.key == key).ok().map(|o| o.remove().0);
         drop(user);
-        let leftovers = self.store(key, hash, value, opts, true);
+        kv = Some((key, value));
+        let leftovers = self.store(&mut kv, hash, opts, true);
         drop(fl);
-        drop(detached);
+        drop((detached, kv));
         self.finish(hash, leftovers);
     }
 
@@ -376,8 +382,7 @@ where
         cell.pending_len.store(p.len(), Ordering::Release);
         // Finished like a store, so removes are held back too: removing the same key again
         // and again while the worker is behind pushes a handle each time.
-        let leftovers =
-            Leftovers { _kv: None, _replaced: replaced, full: p.len() >= PENDING_LIMIT };
+        let leftovers = Leftovers { _replaced: replaced, full: p.len() >= PENDING_LIMIT };
         drop(p);
         drop(fl);
         drop(detached);
