@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{expect_panic, no_hang, panic_message, Hook};
+use common::{expect_panic, no_hang, panic_message, Gate, Hook};
 use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 /// A key whose `Eq` panics while its switch is on, and whose `Drop` runs a hook once.
@@ -281,6 +281,79 @@ fn weigher_panics_in_a_leaders_store() {
         assert!(msg.contains("evil weigher"), "{msg}");
         check_calls_back(&e, &out);
         assert!(e.get(&Key::plain(1)).is_none(), "nothing stored");
+        check_usable(&e);
+    });
+}
+
+/// Runs a computation of key `key` under `opts` on a thread of its own, held at `gate` until
+/// the test opens it; returns once it is running (its flight registered).
+fn running(
+    e: &Engine<Key, Val>,
+    key: Key,
+    opts: InsertOptions,
+    gate: &Gate,
+) -> std::thread::JoinHandle<u64> {
+    let (e2, g) = (e.clone(), gate.clone());
+    let t = std::thread::spawn(move || {
+        e2.get_or_insert_with_options(key, opts, || {
+            g.enter_and_wait();
+            Val::plain(100)
+        })
+        .n
+    });
+    gate.wait_entered();
+    t
+}
+
+/// An insert of a key being computed: the key's `Eq` panics in the probe of the flights
+/// table, before the store (the key and value, still the insert's arguments, are dropped
+/// after the flights lock). Passed before the fix too: pins it.
+#[test]
+fn eq_panics_while_detaching_a_computation() {
+    no_hang("insert whose Eq panics in the flights probe", || {
+        let e = engine_with_clock(&ManualClock::new());
+        e.insert(Key::plain(3), Val::plain(3));
+        e.flush();
+        let gate = Gate::new();
+        let leader = running(&e, Key::plain(1), InsertOptions::new(), &gate);
+        let (bomb, out) = (Arc::new(AtomicBool::new(true)), Outcomes::default());
+        let key = Key::armed(1, &bomb, calls_back(&e, &out));
+        let msg = expect_panic("insert", || e.insert(key, Val::plain(10)));
+        assert!(msg.contains("evil eq of key 1"), "{msg}");
+        check_calls_back(&e, &out);
+        gate.open();
+        assert_eq!(leader.join().unwrap(), 100);
+        assert_eq!(e.get(&Key::plain(1)).map(|v| v.n), Some(100), "the computation, stored");
+        check_usable(&e);
+    });
+}
+
+/// `to_owned` panics after the caller took out a stale flight (one started under a
+/// generation retired since), whose key's `Drop` calls back: dropped after the flights lock.
+/// Passed before the fix too: pins it.
+#[test]
+fn to_owned_panics_after_a_stale_flight_is_taken_out() {
+    no_hang("to_owned panicking after a stale flight is taken out", || {
+        let e = engine_with_clock(&ManualClock::new());
+        e.insert(Key::plain(3), Val::plain(3));
+        e.flush();
+        let (g1, g2) = (e.new_generation(), e.new_generation());
+        let (gate, out) = (Gate::new(), Outcomes::default());
+        let key = Key::armed(1, &Arc::default(), calls_back(&e, &out));
+        let leader = running(&e, key, InsertOptions::new().generations(g1, None), &gate);
+        e.retire(g1);
+        let msg = expect_panic("get_or_try_insert_with_ref", || {
+            let opts = InsertOptions::new().generations(g2, None);
+            let to_owned = |_: &Key| -> Key { panic!("evil to_owned") };
+            e.get_or_try_insert_with_ref(&Key::plain(1), opts, to_owned, || {
+                Ok::<_, ()>(Val::plain(5))
+            })
+        });
+        assert!(msg.contains("evil to_owned"), "{msg}");
+        check_calls_back(&e, &out);
+        gate.open();
+        assert_eq!(leader.join().unwrap(), 100, "the stale leader's own value");
+        assert!(e.get(&Key::plain(1)).is_none(), "a detached computation is not stored");
         check_usable(&e);
     });
 }
