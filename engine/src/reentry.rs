@@ -7,7 +7,8 @@
 //! `Clone` under the read lock (every hit) or the pending table; `to_owned` under the flights
 //! lock. Nowhere else: the user's `Hash` runs before any lock (the tables rehash by the stored
 //! hash), and the user's keys and values are dropped after the locks, by callers and workers
-//! alike. The weigher has its own guard (`Shared::not_weighing`).
+//! alike, also when a user's `Eq`, weigher or `to_owned` panics (see `shared::store`). The
+//! weigher has its own guard (`Shared::not_weighing`).
 //!
 //! Rules, so that a call back never waits for its own caller (a hang) but works or panics
 //! with [`REENTRANT_USER_CODE`]:

@@ -39,16 +39,16 @@
 //! (with in-place replacement, what they leave their caller to drop, and the backpressure
 //! wait) in the `store` submodule.
 //!
-//! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation,
-//! so a panic in it reaches the caller and leaves the engine consistent. The weigher runs
-//! under the flights lock: a store, remove, computation, `clear`, `flush` or maintenance of
-//! the same engine from inside it panics (`Shared::not_weighing`) rather than wait for its own
-//! caller (or for a worker whose `Drop` of a user's key waits for it). Workers run only the
-//! user's `Drop`, outside every lock, under `catch_unwind`; a `Drop` there that asks every
-//! worker for something (`flush`, `clear`, `run_maintenance`) does its own worker's share on
-//! the spot (`worker::worker_of`) and does not wait for the others. `Eq`, `Clone` and
-//! `to_owned` run under the shard's locks; what they may call back is in `crate::reentry`
-//! (the hit path only counts itself in and out of a thread-local there).
+//! User code (`Hash`, `Eq`, the weigher) runs only on calling threads and before any mutation, so
+//! its panics reach the caller, leave the engine consistent and drop no user's key or value under a
+//! lock (`store`). The weigher runs under the flights lock: a store, remove, computation, `clear`,
+//! `flush` or maintenance of the same engine from inside it panics (`Shared::not_weighing`) rather
+//! than wait for its own caller (or for a worker whose `Drop` of a user's key waits for it).
+//! Workers run only the user's `Drop`, outside every lock, under `catch_unwind`; a `Drop` there
+//! that asks every worker for something (`flush`, `clear`, `run_maintenance`) does its own worker's
+//! share on the spot (`worker::worker_of`) and does not wait for the others. `Eq`, `Clone` and
+//! `to_owned` run under the shard's locks; what they may call back is in `crate::reentry` (the hit
+//! path only counts itself in and out of a thread-local there).
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
