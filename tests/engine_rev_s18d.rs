@@ -127,7 +127,7 @@ type Outcomes = Arc<Mutex<Vec<String>>>;
 fn calls_back(e: &Engine<Key, Val>, out: &Outcomes) -> Hook {
     let (e, out) = (e.clone(), out.clone());
     Box::new(move || {
-        let mut record = |r: std::thread::Result<()>| {
+        let record = |r: std::thread::Result<()>| {
             let o = r.map_or_else(|p| panic_message(&*p), |()| "ok".to_string());
             out.lock().unwrap().push(o);
         };
