@@ -301,7 +301,7 @@ where
     /// deadline (none), generations and weight stay the same changes no structure the worker
     /// keeps (slot, queue, wheel, generation lists, weight), so the caller swaps the value
     /// under the core's write lock, without the pending table, a wake-up or a batch. Refused
-    /// (key and value given back) when the write lock is busy, the engine is shut down, or an
+    /// (`kv` left as it is) when the write lock is busy, the engine is shut down, or an
     /// operation on the key may be pending: its filter bit is set, or the entry is hidden
     /// (a pending store or remove hides it under the read lock, before this write lock).
     /// Returns whether it did; `kv` then holds the new key and the old value
