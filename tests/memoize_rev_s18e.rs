@@ -1,0 +1,355 @@
+//! Review s18e: the receiver records' comparisons outside their lock (`FnState::find_receiver`
+//! in `api/src/state.rs`) and the set-up's reentry check (`api/src/state/setup.rs`).
+//!
+//! Every receiver id here hashes alike (one bucket of records), so every call compares its id
+//! with every record's, outside the lock; a thread-local hook makes a thread's `Eq` wait at a
+//! gate, yield or panic, and its `Clone` panic, to place a delete or a pruning between the
+//! comparisons and the lock taken again. Every test is bounded by `no_hang`.
+mod common;
+
+use std::cell::Cell;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Barrier, LazyLock};
+use std::time::Duration;
+
+use common::{expect_panic, no_hang, Gate};
+use memokit::{memoize, ManualClock, MemoIdentity, Memoizer, Timeout};
+use rand::{Rng, SeedableRng};
+
+/// What this thread's ids do in `Eq` and `Clone`.
+#[derive(Clone, Default)]
+struct Hooks {
+    /// `Eq` waits at this gate (once: the hook is taken).
+    eq_gate: Option<Gate>,
+    eq_yield: bool,
+    eq_panic: bool,
+    clone_panic: bool,
+}
+
+thread_local! {
+    static HOOKS: std::cell::RefCell<Hooks> = std::cell::RefCell::new(Hooks::default());
+    static EQ_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn set_hooks(h: Hooks) {
+    HOOKS.with(|c| *c.borrow_mut() = h);
+}
+
+/// A receiver id whose every value hashes alike.
+#[derive(Debug)]
+struct Cid(u32);
+
+impl Hash for Cid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        0u8.hash(state);
+    }
+}
+
+impl PartialEq for Cid {
+    fn eq(&self, other: &Self) -> bool {
+        EQ_CALLS.set(EQ_CALLS.get() + 1);
+        let h = HOOKS.with(|c| {
+            let mut c = c.borrow_mut();
+            let h = c.clone();
+            c.eq_gate = None;
+            h
+        });
+        if let Some(g) = h.eq_gate {
+            g.enter_and_wait();
+        }
+        if h.eq_yield {
+            std::thread::yield_now();
+        }
+        assert!(!h.eq_panic, "Cid::eq panics");
+        self.0 == other.0
+    }
+}
+
+impl Eq for Cid {}
+
+impl Clone for Cid {
+    fn clone(&self) -> Self {
+        assert!(!HOOKS.with(|c| c.borrow().clone_panic), "Cid::clone panics");
+        Cid(self.0)
+    }
+}
+
+struct Obj(u32);
+
+impl MemoIdentity for Obj {
+    type Id = Cid;
+    fn memo_id(&self) -> Cid {
+        Cid(self.0)
+    }
+}
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn run() -> u64 {
+    RUNS.fetch_add(1, SeqCst)
+}
+
+/// A memoizer on a manual clock, large enough that nothing is evicted.
+fn manual() -> (Memoizer, ManualClock) {
+    let clock = ManualClock::new();
+    let m = Memoizer::builder().capacity(100_000).clock(clock.clone()).build().unwrap();
+    (m, clock)
+}
+
+static M_SHARE: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static M_DEL: LazyLock<(Memoizer, ManualClock)> = LazyLock::new(manual);
+static M_PRUNE: LazyLock<(Memoizer, ManualClock)> = LazyLock::new(manual);
+static M_PANIC: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static M_STRESS: LazyLock<(Memoizer, ManualClock)> = LazyLock::new(manual);
+static M_COST: LazyLock<Memoizer> =
+    LazyLock::new(|| Memoizer::builder().capacity(1_000_000).build().unwrap());
+
+/// Counters per receiver of the stress test: deletes begun and deletes returned.
+static STARTED: [AtomicU64; STRESS_IDS] = [const { AtomicU64::new(0) }; STRESS_IDS];
+static DONE: [AtomicU64; STRESS_IDS] = [const { AtomicU64::new(0) }; STRESS_IDS];
+const STRESS_IDS: usize = 80;
+
+static SHARE_RUNS: AtomicU64 = AtomicU64::new(0);
+
+impl Obj {
+    #[memoize(memoizer = &M_SHARE, timeout = Timeout::Never)]
+    fn share(&self, k: u64) -> u64 {
+        SHARE_RUNS.fetch_add(1, SeqCst);
+        k * 1_000_000 + run()
+    }
+
+    #[memoize(memoizer = &M_DEL.0, timeout = Timeout::Never)]
+    fn del(&self, k: u64) -> u64 {
+        k * 1_000_000 + run()
+    }
+
+    #[memoize(memoizer = &M_PRUNE.0, timeout = 10)]
+    fn prune(&self, k: u64) -> u64 {
+        k * 1_000_000 + run()
+    }
+
+    #[memoize(memoizer = &M_PANIC, timeout = Timeout::Never)]
+    fn panicky(&self, k: u64) -> u64 {
+        k * 1_000_000 + run()
+    }
+
+    /// The deletes of this receiver begun when the computation began, and a unique number.
+    #[memoize(memoizer = &M_STRESS.0, timeout = 5)]
+    fn stress(&self, k: u64) -> (u64, u64) {
+        let _ = k;
+        (STARTED[self.0 as usize].load(SeqCst), run())
+    }
+
+    #[memoize(memoizer = &M_COST, timeout = Timeout::Never)]
+    fn cost(&self, k: u64) -> u64 {
+        k
+    }
+}
+
+/// Two and more threads calling one method for equal ids at once (every id hashing alike,
+/// `Eq` yielding to widen the windows): one record, one computation, one shared result.
+#[test]
+fn equal_ids_at_once_share_one_record_and_one_result() {
+    no_hang("equal ids at once", || {
+        const THREADS: usize = 6;
+        for round in 0..40u32 {
+            let before = SHARE_RUNS.load(SeqCst);
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let hs: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let b = Arc::clone(&barrier);
+                    std::thread::spawn(move || {
+                        set_hooks(Hooks { eq_yield: true, ..Hooks::default() });
+                        b.wait();
+                        Obj(round).share(7)
+                    })
+                })
+                .collect();
+            let got: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            assert!(got.iter().all(|&v| v == got[0]), "round {round}: results {got:?}");
+            assert_eq!(SHARE_RUNS.load(SeqCst) - before, 1, "round {round}: one computation");
+            assert_eq!(
+                Obj::share_memo().__receiver_records(),
+                round as usize + 1,
+                "round {round}: one record per id"
+            );
+        }
+    });
+}
+
+/// A call whose `Eq` is comparing with a record (outside the lock) while the receiver's
+/// results are deleted: the delete returns at once, a call begun after it computes afresh,
+/// and the compared call, once it goes on, ends with the record made after the delete (one
+/// record), which a later delete reaches.
+#[test]
+fn a_delete_while_a_call_compares_outside_the_lock() {
+    no_hang("a delete racing a comparison", || {
+        let a = Obj(1).del(1);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let c = std::thread::spawn(move || {
+            set_hooks(Hooks { eq_gate: Some(g), ..Hooks::default() });
+            Obj(1).del(2)
+        });
+        gate.wait_entered();
+        memokit::delete_memoized!(Obj(1).del);
+        let b = Obj(1).del(1);
+        assert_ne!(b, a, "a call begun after the delete computes afresh");
+        assert_eq!(Obj::del_memo().__receiver_records(), 1);
+        gate.open();
+        let c2 = c.join().unwrap();
+        assert_eq!(Obj::del_memo().__receiver_records(), 1, "one record for the id");
+        M_DEL.0.flush();
+        assert_eq!(Obj(1).del(2), c2, "the compared call stored its result under the record");
+        assert_eq!(Obj(1).del(1), b);
+        memokit::delete_memoized!(Obj(1).del);
+        assert_ne!(Obj(1).del(2), c2, "a later delete reaches it");
+        assert_ne!(Obj(1).del(1), b);
+    });
+}
+
+/// A call whose `Eq` is comparing with a record while that record is pruned (its deadline
+/// passed, no call running under it): the call makes a new record and stores its result;
+/// its use of the record ends with the call, so a later pruning drops it.
+#[test]
+fn a_pruning_while_a_call_compares_outside_the_lock() {
+    no_hang("a pruning racing a comparison", || {
+        let (m, clock) = &*M_PRUNE;
+        let a = Obj(1).prune(1);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let c = std::thread::spawn(move || {
+            set_hooks(Hooks { eq_gate: Some(g), ..Hooks::default() });
+            Obj(1).prune(2)
+        });
+        gate.wait_entered();
+        clock.advance(Duration::from_secs(11));
+        // Records up to the pruning threshold (64): the next new one prunes.
+        for n in 100..164 {
+            Obj(n).prune(1);
+        }
+        // 65 records made, the expired one pruned as the last was made.
+        assert_eq!(Obj::prune_memo().__receiver_records(), 64, "the expired record pruned");
+        gate.open();
+        let c2 = c.join().unwrap();
+        m.flush();
+        assert_eq!(Obj(1).prune(2), c2, "stored under the new record");
+        assert_ne!(Obj(1).prune(1), a, "the pruned record's result is gone");
+        // Everything expires; the records are dropped at the next pruning (no call running).
+        clock.advance(Duration::from_secs(11));
+        let before = Obj::prune_memo().__receiver_records();
+        for n in 1_000..1_000 + 2 * before as u32 + 64 {
+            Obj(n).prune(1);
+            if Obj::prune_memo().__receiver_records() < before {
+                break;
+            }
+        }
+        assert!(Obj::prune_memo().__receiver_records() < before, "every expired record pruned");
+        memokit::delete_memoized!(Obj(1).prune);
+        assert_ne!(Obj(1).prune(2), c2);
+    });
+}
+
+/// An id whose `Clone` panics (making its record) or whose `Eq` panics (comparing with a
+/// record): the call panics with the user's message, leaves no record and no use of one
+/// behind, and later calls work.
+#[test]
+fn an_id_whose_clone_or_eq_panics() {
+    no_hang("a panicking Clone or Eq", || {
+        set_hooks(Hooks { clone_panic: true, ..Hooks::default() });
+        let msg = expect_panic("a panicking Clone", || Obj(1).panicky(1));
+        assert!(msg.contains("Cid::clone panics"), "{msg}");
+        assert_eq!(Obj::panicky_memo().__receiver_records(), 0, "no record without its id");
+        set_hooks(Hooks::default());
+        let a = Obj(1).panicky(1);
+        assert_eq!(Obj::panicky_memo().__receiver_records(), 1);
+        M_PANIC.flush();
+        assert_eq!(Obj(1).panicky(1), a);
+        set_hooks(Hooks { eq_panic: true, ..Hooks::default() });
+        let msg = expect_panic("a panicking Eq", || Obj(2).panicky(1));
+        assert!(msg.contains("Cid::eq panics"), "{msg}");
+        set_hooks(Hooks::default());
+        assert_eq!(Obj::panicky_memo().__receiver_records(), 1);
+        let b = Obj(2).panicky(1);
+        assert_eq!(Obj::panicky_memo().__receiver_records(), 2);
+        memokit::delete_memoized!(Obj(1).panicky);
+        assert_ne!(Obj(1).panicky(1), a);
+        assert_eq!(Obj(2).panicky(1), b);
+    });
+}
+
+/// Seeded stress against a model of no stale resurrection, with every id hashing alike,
+/// `Eq` yielding, pruning (timeout 5 on a manual clock the threads advance, 80 receivers
+/// against a threshold of 64) and deletes of receivers racing calls.
+///
+/// The model: per receiver, `STARTED` counts the deletes begun and `DONE` those returned. A
+/// computation records `STARTED` as it begins; a call that read `DONE = d` before it began
+/// must get a result whose recorded count is at least `d` (one that began before a delete
+/// that returned before the call began is stale). After the threads end, the records are at
+/// most one per receiver, and for each receiver a delete then a call computes afresh.
+#[test]
+fn stress_calls_deletes_and_pruning_against_a_model() {
+    no_hang("stress", || {
+        let seed = common::env_u64("S18E_SEED", 0x5eed_18e);
+        let threads = 4;
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    set_hooks(Hooks { eq_yield: true, ..Hooks::default() });
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(seed + t);
+                    for _ in 0..400 {
+                        let i = rng.gen_range(0..STRESS_IDS);
+                        match rng.gen_range(0..10) {
+                            0..=6 => {
+                                let d = DONE[i].load(SeqCst);
+                                let (s, _) = Obj(i as u32).stress(rng.gen_range(0..3));
+                                assert!(s >= d, "receiver {i}: stale result ({s} < {d})");
+                            }
+                            7 | 8 => {
+                                STARTED[i].fetch_add(1, SeqCst);
+                                memokit::delete_memoized!(Obj(i as u32).stress);
+                                DONE[i].fetch_add(1, SeqCst);
+                            }
+                            _ => M_STRESS.1.advance(Duration::from_secs(1)),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let recs = Obj::stress_memo().__receiver_records();
+        assert!(recs <= STRESS_IDS, "{recs} records for {STRESS_IDS} receivers");
+        for i in 0..STRESS_IDS as u32 {
+            let a = Obj(i).stress(0);
+            memokit::delete_memoized!(Obj(i).stress);
+            assert_ne!(Obj(i).stress(0), a, "receiver {i}");
+        }
+        assert!(Obj::stress_memo().__receiver_records() <= STRESS_IDS);
+    });
+}
+
+/// The cost of a miss for a new receiver among `n` records whose ids all hash alike: each
+/// record's id is compared once (`Eq` runs `n` times), and the bookkeeping of the comparisons
+/// is linear too (it was quadratic: `Seen::unequal` a `Vec` searched for every record at
+/// every pass; 2,500 such misses took minutes in a debug build, as many under the lock as
+/// before took well under a second).
+#[test]
+fn misses_among_colliding_records_cost_linear_time() {
+    no_hang("misses among colliding records", || {
+        const N: u32 = 2_500;
+        let start = std::time::Instant::now();
+        for i in 0..N {
+            EQ_CALLS.set(0);
+            // `k` differs per receiver: the engine's keys (id and `k`) do not collide.
+            assert_eq!(Obj(i).cost(u64::from(i)), u64::from(i));
+            // (The engine compares a few keys of its own: those whose hash tags collide.)
+            let eqs = EQ_CALLS.get();
+            assert!(eqs <= 2 * u64::from(i) + 8, "receiver {i}: {eqs} comparisons for {i} records");
+        }
+        assert_eq!(Obj::cost_memo().__receiver_records(), N as usize);
+        eprintln!("{N} misses among colliding records: {:?}", start.elapsed());
+    });
+}
