@@ -172,8 +172,9 @@ struct RecvRecord {
 struct Seen {
     /// The record whose id is equal (there is at most one).
     equal: Option<Generation>,
-    /// Records whose ids are not.
-    unequal: Vec<Generation>,
+    /// Records whose ids are not (a set: a bucket of many records whose ids hash alike is
+    /// compared in passes, each looking up every record here; a `Vec` made a miss quadratic).
+    unequal: std::collections::HashSet<Generation, ahash::RandomState>,
 }
 
 #[derive(Default)]
@@ -413,7 +414,7 @@ impl FnState {
                 if other.downcast_ref::<I>() == Some(id) {
                     seen.equal = Some(*gen);
                 } else {
-                    seen.unequal.push(*gen);
+                    seen.unequal.insert(*gen);
                 }
             }
         }
