@@ -9,7 +9,7 @@ mod common;
 
 use std::cell::Cell;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, LazyLock};
 use std::time::Duration;
 
@@ -350,5 +350,156 @@ fn misses_among_colliding_records_cost_linear_time() {
         }
         assert_eq!(Obj::cost_memo().__receiver_records(), N as usize);
         eprintln!("{N} misses among colliding records: {:?}", start.elapsed());
+    });
+}
+
+// The set-up (`api/src/state/setup.rs`): its `SETTING_UP` reentry check against set-up
+// expressions that panic, run on two threads at once, or use other memoized functions.
+
+static M_SETUP: LazyLock<Memoizer> = LazyLock::new(Memoizer::new);
+static FAIL_MEMOIZER_ONCE: AtomicBool = AtomicBool::new(true);
+static FAIL_TIMEOUT_ONCE: AtomicBool = AtomicBool::new(true);
+
+fn memoizer_failing_once() -> &'static Memoizer {
+    assert!(!FAIL_MEMOIZER_ONCE.swap(false, SeqCst), "the memoizer expression fails");
+    &M_SETUP
+}
+
+fn timeout_failing_once() -> Timeout {
+    assert!(!FAIL_TIMEOUT_ONCE.swap(false, SeqCst), "the timeout expression fails");
+    Timeout::Never
+}
+
+fn memoizer_always_failing() -> &'static Memoizer {
+    panic!("the memoizer expression always fails")
+}
+
+#[memoize(memoizer = memoizer_failing_once())]
+fn set_up_fails_once(x: u64) -> u64 {
+    x * 1_000_000 + run()
+}
+
+#[memoize(memoizer = &M_SETUP, timeout = timeout_failing_once())]
+fn timeout_fails_once(x: u64) -> u64 {
+    x * 1_000_000 + run()
+}
+
+#[memoize(memoizer = memoizer_always_failing())]
+fn set_up_always_fails(x: u64) -> u64 {
+    x
+}
+
+/// A set-up expression that panics: the call panics with the user's message (not the
+/// reentry's), the thread's set-up mark is gone, and the next call on the same thread sets
+/// the function up (no poisoned `OnceLock`); one that always panics does so at every call.
+#[test]
+fn a_set_up_that_panics_is_retried_by_the_next_call() {
+    no_hang("a set-up that panics", || {
+        let msg = expect_panic("a failing memoizer expression", || set_up_fails_once(1));
+        assert!(msg.contains("the memoizer expression fails"), "{msg}");
+        let a = set_up_fails_once(1);
+        M_SETUP.flush();
+        assert_eq!(set_up_fails_once(1), a, "set up and cached");
+        assert!(set_up_fails_once_memo().name().ends_with("set_up_fails_once"));
+
+        let msg = expect_panic("a failing timeout expression", || timeout_fails_once(1));
+        assert!(msg.contains("the timeout expression fails"), "{msg}");
+        let b = timeout_fails_once(1);
+        M_SETUP.flush();
+        assert_eq!(timeout_fails_once(1), b);
+        assert_eq!(timeout_fails_once_memo().cache_timeout(), Timeout::Never);
+
+        for _ in 0..2 {
+            let msg = expect_panic("an always failing expression", || set_up_always_fails(1));
+            assert!(msg.contains("always fails"), "{msg}");
+        }
+    });
+}
+
+static GATED_RUNS: AtomicU64 = AtomicU64::new(0);
+static SET_UP_GATE: LazyLock<Gate> = LazyLock::new(Gate::new);
+
+/// The first run waits at `SET_UP_GATE`, then panics; later runs succeed.
+fn memoizer_gated_then_failing() -> &'static Memoizer {
+    if GATED_RUNS.fetch_add(1, SeqCst) == 0 {
+        SET_UP_GATE.enter_and_wait();
+        panic!("the first set-up fails");
+    }
+    &M_SETUP
+}
+
+#[memoize(memoizer = memoizer_gated_then_failing())]
+fn set_up_on_two_threads(x: u64) -> u64 {
+    x * 1_000_000 + run()
+}
+
+/// Two threads set up one function at once, and the first one's set-up panics: the second,
+/// waiting meanwhile, sets it up itself (no reentry panic: its own thread was not setting it
+/// up), and the first thread's next call works.
+#[test]
+fn two_threads_set_up_one_function_and_the_first_panics() {
+    no_hang("two set-ups at once", || {
+        let first = std::thread::spawn(|| {
+            let msg = expect_panic("the first set-up", || set_up_on_two_threads(1));
+            assert!(msg.contains("the first set-up fails"), "{msg}");
+            set_up_on_two_threads(1)
+        });
+        SET_UP_GATE.wait_entered();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let second = std::thread::spawn(move || {
+            tx.send(common::this_thread_id()).unwrap();
+            set_up_on_two_threads(2)
+        });
+        let tid = rx.recv().unwrap();
+        common::wait_asleep("the second set-up waits for the first", &tid);
+        SET_UP_GATE.open();
+        let b = second.join().unwrap();
+        let a = first.join().unwrap();
+        M_SETUP.flush();
+        assert_eq!((set_up_on_two_threads(1), set_up_on_two_threads(2)), (a, b));
+        assert_eq!(GATED_RUNS.load(SeqCst), 2, "set up once after the failure");
+    });
+}
+
+#[memoize(memoizer = &M_SETUP)]
+fn used_in_set_up_deep(x: u64) -> u64 {
+    x + 1
+}
+
+fn memoizer_using_a_deep_function() -> &'static Memoizer {
+    assert_eq!(used_in_set_up_deep(1), 2);
+    &M_SETUP
+}
+
+#[memoize(memoizer = memoizer_using_a_deep_function(), timeout = used_in_set_up_deep(9))]
+fn used_in_set_up(x: u64) -> u64 {
+    x * 2
+}
+
+fn memoizer_using_another_function() -> &'static Memoizer {
+    assert_eq!(used_in_set_up(21), 42);
+    &M_SETUP
+}
+
+#[memoize(
+    memoizer = memoizer_using_another_function(),
+    timeout = used_in_set_up(5),
+    make_name = |n: &str| format!("{n}_{}", used_in_set_up(1))
+)]
+fn sets_up_with_other_functions(x: u64) -> u64 {
+    x + 100
+}
+
+/// A function's set-up expressions calling other memoized functions (first used there, and
+/// set up in turn with another one): every set-up works, none is taken for a reentry.
+#[test]
+fn a_set_up_may_use_other_memoized_functions() {
+    no_hang("set-ups using other functions", || {
+        assert_eq!(sets_up_with_other_functions(1), 101);
+        let h = sets_up_with_other_functions_memo();
+        assert!(h.name().ends_with("sets_up_with_other_functions_2"), "{}", h.name());
+        assert_eq!(h.cache_timeout(), Timeout::from(10u64));
+        assert_eq!(used_in_set_up_memo().cache_timeout(), Timeout::from(10u64));
+        assert_eq!(used_in_set_up(21), 42);
     });
 }
