@@ -141,6 +141,15 @@ impl Obj {
         (STARTED[self.0 as usize].load(SeqCst), run())
     }
 
+    /// Waits at `FLIGHT_GATE` on its first run.
+    #[memoize(memoizer = &M_DEL.0, timeout = Timeout::Never)]
+    fn flight(&self, k: u64) -> u64 {
+        if FLIGHT_RUNS.fetch_add(1, SeqCst) == 0 {
+            FLIGHT_GATE.enter_and_wait();
+        }
+        k * 1_000_000 + run()
+    }
+
     #[memoize(memoizer = &M_COST, timeout = Timeout::Never)]
     fn cost(&self, k: u64) -> u64 {
         k
@@ -206,6 +215,34 @@ fn a_delete_while_a_call_compares_outside_the_lock() {
         memokit::delete_memoized!(Obj(1).del);
         assert_ne!(Obj(1).del(2), c2, "a later delete reaches it");
         assert_ne!(Obj(1).del(1), b);
+    });
+}
+
+static FLIGHT_RUNS: AtomicU64 = AtomicU64::new(0);
+static FLIGHT_GATE: LazyLock<Gate> = LazyLock::new(Gate::new);
+
+/// A computation in flight under a receiver's record while the receiver's results are
+/// deleted (ids all hashing alike): a call begun after the delete never gets its value (it
+/// computes its own, waiting or not), nor does any later call.
+#[test]
+fn a_call_after_a_receiver_delete_never_joins_the_flight_before_it() {
+    no_hang("a flight across a receiver delete", || {
+        let c0 = std::thread::spawn(|| Obj(3).flight(1));
+        FLIGHT_GATE.wait_entered();
+        memokit::delete_memoized!(Obj(3).flight);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c1 = std::thread::spawn(move || {
+            tx.send(common::this_thread_id()).unwrap();
+            Obj(3).flight(1)
+        });
+        let tid = rx.recv().unwrap();
+        common::wait_asleep_or_done("the call after the delete", &tid, || c1.is_finished());
+        FLIGHT_GATE.open();
+        let (v0, v1) = (c0.join().unwrap(), c1.join().unwrap());
+        assert_ne!(v1, v0, "a call begun after the delete got the value computed before it");
+        M_DEL.0.flush();
+        assert_eq!(Obj(3).flight(1), v1);
+        assert_eq!(Obj::flight_memo().__receiver_records(), 1);
     });
 }
 
