@@ -173,8 +173,9 @@ struct Seen {
     /// The record whose id is equal (there is at most one).
     equal: Option<Generation>,
     /// Records whose ids are not (a set: a bucket of many records whose ids hash alike is
-    /// compared in passes, each looking up every record here; a `Vec` made a miss quadratic).
-    unequal: std::collections::HashSet<Generation, ahash::RandomState>,
+    /// compared in passes, each looking up every record here; a `Vec` made a miss quadratic.
+    /// A `BTreeSet`: empty, it costs nothing, where a hash set's seed is made per miss).
+    unequal: std::collections::BTreeSet<Generation>,
 }
 
 #[derive(Default)]
