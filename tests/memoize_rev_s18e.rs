@@ -371,7 +371,7 @@ fn stress_calls_deletes_and_pruning_against_a_model() {
 /// The cost of a miss for a new receiver among `n` records whose ids all hash alike: each
 /// record's id is compared once (`Eq` runs `n` times), and the bookkeeping of the comparisons
 /// is linear too (it was quadratic: `Seen::unequal` a `Vec` searched for every record at
-/// every pass: 2,500 such misses took over 20 s in a debug build, 2 s since).
+/// every pass: 2,500 such misses took over 20 s in a debug build, half a second since).
 #[test]
 fn misses_among_colliding_records_cost_linear_time() {
     no_hang("misses among colliding records", || {

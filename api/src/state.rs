@@ -168,14 +168,19 @@ struct RecvRecord {
 }
 
 /// The comparisons of a receiver's id with the records' ids made so far, by record version.
+///
+/// A record is made, and its version drawn from the engine's process-wide monotonic counter,
+/// under the records' lock ([`FnState::receiver_version`], the only place that makes one), so
+/// a record made after a pass took its ids has a later version than every record that pass
+/// saw: the records compared are exactly those whose version is at most `upto`, and a pass
+/// tells the others apart in O(1) each. (A list of the versions compared, searched for every
+/// record at every pass, made a miss among n records whose ids hash alike quadratic in n.)
 #[derive(Default)]
 struct Seen {
     /// The record whose id is equal (there is at most one).
     equal: Option<Generation>,
-    /// Records whose ids are not (a set: a bucket of many records whose ids hash alike is
-    /// compared in passes, each looking up every record here; a `Vec` made a miss quadratic.
-    /// A `BTreeSet`: empty, it costs nothing, where a hash set's seed is made per miss).
-    unequal: std::collections::BTreeSet<Generation>,
+    /// The latest version compared: every record of the bucket at or below it has been.
+    upto: Option<Generation>,
 }
 
 #[derive(Default)]
@@ -402,7 +407,7 @@ impl FnState {
             for (i, rec) in r.map.get(&h).into_iter().flatten().enumerate() {
                 if seen.equal == Some(rec.gen) {
                     found = Some(i);
-                } else if !seen.unequal.contains(&rec.gen) {
+                } else if seen.upto.is_none_or(|u| rec.gen > u) {
                     unseen.push((rec.gen, Arc::clone(&rec.id)));
                 }
             }
@@ -414,9 +419,8 @@ impl FnState {
             for (gen, other) in &unseen {
                 if other.downcast_ref::<I>() == Some(id) {
                     seen.equal = Some(*gen);
-                } else {
-                    seen.unequal.insert(*gen);
                 }
+                seen.upto = seen.upto.max(Some(*gen));
             }
         }
     }
