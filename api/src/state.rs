@@ -369,8 +369,11 @@ impl FnState {
                 if r.len >= r.prune_at {
                     pruned = self.prune(r, now);
                 }
+                // Drawn under the lock: later records have later versions (see `Seen`).
                 let gen = self.engine.new_generation();
-                r.map.entry(h).or_default().push(RecvRecord { id, gen, until, running: 1 });
+                let bucket = r.map.entry(h).or_default();
+                debug_assert!(bucket.iter().all(|rec| rec.gen < gen), "versions in order");
+                bucket.push(RecvRecord { id, gen, until, running: 1 });
                 r.len += 1;
                 Some(gen)
             });
