@@ -328,7 +328,7 @@ fn an_id_whose_clone_or_eq_panics() {
 #[test]
 fn stress_calls_deletes_and_pruning_against_a_model() {
     no_hang("stress", || {
-        let seed = common::env_u64("S18E_SEED", 0x5eed_18e);
+        let seed = common::env_u64("S18E_SEED", 0x05ee_d18e);
         let threads = 4;
         let hs: Vec<_> = (0..threads)
             .map(|t| {
