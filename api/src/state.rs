@@ -41,7 +41,9 @@
 //! methods or delete, this method's records included. So none of them runs under the records'
 //! lock (not reentrant: they once did, and such an id hung its call): the id is hashed and
 //! cloned before the lock, and compared with the records' ids (`Arc`s, taken under the lock)
-//! after it (`FnState::find_receiver`).
+//! after it, in passes until every record of its bucket has been (`FnState::find_receiver`;
+//! records made meanwhile are told apart by their later versions, so a pass costs O(1) per
+//! record even when many ids hash alike).
 //!
 //! ## The call path and the waiting seam
 //! A call is `lookup` (a borrowed-key `get`: never waits, never allocates, clones no argument)
