@@ -37,7 +37,8 @@ mod admin;
 /// - **Bounded:** while it holds less than `max_capacity`, nothing is evicted.
 /// - **Never a hang:** user code the engine runs under its locks (a key's `Eq`, a value's
 ///   `Clone`, `to_owned`) that calls back into it either works or panics with a message
-///   (see [the crate docs](crate#user-code-calling-back-into-the-engine)).
+///   (see [the crate docs](crate#user-code-calling-back-into-the-engine)); the keys and
+///   values it drops, it drops after its locks, also when such code panics.
 ///
 /// # Example
 /// ```
@@ -320,9 +321,11 @@ where
     ///
     /// # Panics
     /// Propagates a panic of the key's `Eq` or of the weigher; the engine stays usable. The
-    /// key and value being stored are then dropped during that unwinding, while a lock of
-    /// the key's shard is still held: a `Drop` that calls into the engine from there would
-    /// deadlock.
+    /// key and value being stored are then dropped during that unwinding, after the engine
+    /// has let go of its locks, so their `Drop` may call into the engine as above. Panics
+    /// when called from this engine's weigher, and from code the engine runs under a shard's
+    /// pending table, flights lock or write lock (see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     ///
     /// ```
     /// use memokit_engine::{Engine, InsertOptions};

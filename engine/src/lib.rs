@@ -68,8 +68,9 @@
 //! [`Equivalent`]) in every probe of its tables, the value's `Clone` on every hit (and
 //! [`Engine::get_map`]'s `read`), and the `to_owned` of
 //! [`Engine::get_or_try_insert_with_ref`]. (Your `Hash` runs before any lock, and the engine
-//! drops your keys and values after its locks: see [`Engine::insert_with_options`]; the
-//! weigher has rules of its own: [`EngineBuilder::weigher`].) Such code should only compare,
+//! drops your keys and values after its locks, also when your code panics: see
+//! [`Engine::insert_with_options`]; the weigher has rules of its own:
+//! [`EngineBuilder::weigher`].) Such code should only compare,
 //! clone or convert. If it calls back into an engine anyway, the call never hangs; it works
 //! or panics with a message starting with `memokit:`, and the engine stays usable:
 //! - a lookup works, unless it needs a lock its caller holds: a lookup that the fast path
