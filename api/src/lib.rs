@@ -181,6 +181,11 @@
 //!   A receiver's [`MemoIdentity::Id`] is part of the key, so the same holds for its `Eq` and
 //!   `Clone`; its `Hash`, and the `Hash`, `Eq` and `Clone` the memoizer runs on it for its
 //!   own records of receivers, run outside every lock and may call anything.
+//! - The `timeout`, `memoizer` and `make_name` expressions run once, at a function's first use,
+//!   while the function is set up. One that uses the function itself panics with a message
+//!   starting with `memokit:`; one that waits for another thread using the function (or for a
+//!   thread setting up a function whose set-up uses this one) hangs, as any one-time
+//!   initialisation would. Keep them to building or naming things.
 //! - Up to 12 arguments, or `key` parts (11 for methods: the receiver id takes a place in the
 //!   key tuple). Group more into a struct that derives `Hash + Eq + Clone`.
 //! - With `key = <expr>`, the handle's `delete`/`make_cache_key` take the owned argument tuple
