@@ -158,7 +158,7 @@ fn shutdown<K, V>(inner: &Inner<K, V>) {
         let flights = std::mem::take(&mut *fl);
         drop(fl);
         worker::clear(shared, cell);
-        drop(flights);
+        crate::flight::drop_detached(flights);
     }
 }
 

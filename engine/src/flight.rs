@@ -193,6 +193,19 @@ pub(crate) struct Slot<K, V> {
 /// The running computations of one shard.
 pub(crate) type Flights<K, V> = hashbrown::HashTable<Slot<K, V>>;
 
+/// Drops the running computations `shutdown` or `clear` detached from a shard, outside every
+/// lock: each key and each handle under a `catch_unwind` of its own, as workers drop what they
+/// remove (`worker::drop_outside_now`). A key whose `Drop` panicked used to end the emptying
+/// there: `shutdown` left the shards after it full, their values found by lookups after it
+/// and after a second `shutdown` that waited for it (`tests/engine_rev_s18g.rs`).
+pub(crate) fn drop_detached<K, V>(flights: Flights<K, V>) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    for Slot { key, flight, .. } in flights {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(key)));
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(flight)));
+    }
+}
+
 crate::sync::thread_local! {
     /// How many flights locks this thread holds (see [`flights_held`]).
     static FLIGHTS_HELD: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };

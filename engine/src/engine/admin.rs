@@ -276,7 +276,7 @@ where
             let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
             let flights = std::mem::take(&mut *fl);
             drop(fl);
-            drop(flights);
+            crate::flight::drop_detached(flights);
         }
         self.broadcast(Command::Clear);
     }
@@ -285,6 +285,8 @@ where
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
     /// storing. A call while another is under way returns once that one has finished (on a
     /// worker thread, in a key's or value's `Drop`: at once, as the first may be joining it).
+    /// A key's or value's `Drop` that panics as it empties the shards (or as
+    /// [`clear`](Engine::clear) does) is caught, as on the workers, and the emptying goes on.
     ///
     /// ```
     /// use memokit_engine::Engine;
