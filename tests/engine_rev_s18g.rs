@@ -273,3 +273,32 @@ fn clear_removes_every_value_when_a_detached_computations_key_panics_in_its_drop
         assert_eq!(e.get(&HookedKey::new(1)), Some(1), "usable after clear");
     });
 }
+
+/// Two engines shut down at once from two threads, each holding a key whose `Drop` shuts
+/// the other engine down: each `Drop` runs in its engine's first shutdown, as it empties the
+/// shards, and each second call waited for the other thread's first shutdown, which was
+/// waiting in the same way (a hang; before the second call waited, both returned at once).
+#[test]
+fn two_engines_shutting_each_other_down_from_their_keys_drops_do_not_hang() {
+    no_hang("two engines shutting each other down", || {
+        let (e1, e2) = (many_shards(), many_shards());
+        let both_inside = Arc::new(std::sync::Barrier::new(2));
+        for (mine, other) in [(&e1, &e2), (&e2, &e1)] {
+            let (other, both_inside) = (other.clone(), both_inside.clone());
+            mine.insert(
+                HookedKey::with_drop(1, move || {
+                    both_inside.wait(); // both threads inside their first shutdown
+                    other.shutdown();
+                }),
+                1,
+            );
+            mine.flush();
+        }
+        let threads: Vec<_> = [e1.clone(), e2.clone()]
+            .into_iter()
+            .map(|e| std::thread::spawn(move || e.shutdown()))
+            .collect();
+        threads.into_iter().for_each(|t| t.join().expect("a shutdown"));
+        assert_eq!((e1.len(), e2.len()), (0, 0));
+    });
+}

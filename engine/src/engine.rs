@@ -87,9 +87,9 @@ pub(crate) struct Inner<K, V> {
     pub(crate) shared: Arc<Shared<K, V>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stop_clock: Arc<AtomicBool>,
-    /// How far the first shutdown has got: who runs it, then that it has finished (threads
-    /// joined, shards emptied), waiters woken. A later caller waits for it ([`shutdown`]).
-    pub(crate) finished: (Mutex<Stopping>, Condvar),
+    /// Whether the first shutdown has finished (threads joined, shards emptied), with the
+    /// condvar its waiters wait on. A later caller waits for it ([`shutdown`]).
+    pub(crate) finished: (Mutex<bool>, Condvar),
 }
 
 impl<K, V> Drop for Inner<K, V> {
@@ -98,51 +98,44 @@ impl<K, V> Drop for Inner<K, V> {
     }
 }
 
-/// The first shutdown's progress, as a later call sees it.
-#[derive(Debug, Default)]
-pub(crate) enum Stopping {
-    /// Not begun, or begun and its thread not recorded yet.
-    #[default]
-    NotYet,
-    /// Under way on this thread.
-    By(crate::sync::thread::ThreadId),
-    /// Finished.
-    Done,
+crate::sync::thread_local! {
+    /// First shutdowns (of any engine) under way on this thread: a later call made from there
+    /// (a key's or value's `Drop` that a first shutdown runs as it empties the shards) does
+    /// not wait. Waiting there hung when the first was this very call (waiting for itself),
+    /// and when two threads shut two engines down at once, each dropping a key that shut the
+    /// other engine down (each waited for the other: `tests/engine_rev_s18g.rs`).
+    static SHUTTING_DOWN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Stops and joins the engine's threads, then empties its shards; the first call does it. A
 /// later call waits until the first has finished (it returned at once, and a lookup right
 /// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
 /// except on a worker thread (of any engine, as for `flush`: the first may be joining that
-/// very thread) and on the first call's own thread (a key's or value's `Drop` that the first
-/// runs as it empties the shards: waiting for itself hung).
+/// very thread) and on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]).
 fn shutdown<K, V>(inner: &Inner<K, V>) {
     let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
     let (finished, finished_cv) = &inner.finished;
-    let me = crate::sync::thread::current().id();
     if shared.shut_down.swap(true, Ordering::AcqRel) {
-        if !worker::on_worker_thread() {
-            let mut state = finished.lock();
-            loop {
-                match *state {
-                    Stopping::Done => break,
-                    Stopping::By(first) if first == me => break,
-                    _ => finished_cv.wait(&mut state),
-                }
+        if !worker::on_worker_thread() && SHUTTING_DOWN.try_with(|n| n.get()).unwrap_or(0) == 0 {
+            let mut done = finished.lock();
+            while !*done {
+                finished_cv.wait(&mut done);
             }
         }
         return;
     }
-    *finished.lock() = Stopping::By(me);
+    let _ = SHUTTING_DOWN.try_with(|n| n.set(n.get() + 1));
     // Also when something below unwinds: a waiter must not wait for ever.
-    struct Finish<'a>(&'a (Mutex<Stopping>, Condvar));
+    struct Finish<'a>(&'a (Mutex<bool>, Condvar));
     impl Drop for Finish<'_> {
         fn drop(&mut self) {
-            *self.0 .0.lock() = Stopping::Done;
+            let _ = SHUTTING_DOWN.try_with(|n| n.set(n.get() - 1));
+            *self.0 .0.lock() = true;
             self.0 .1.notify_all();
         }
     }
     let _finish = Finish(&inner.finished);
+    let me = crate::sync::thread::current().id();
     for tx in &shared.mailboxes {
         let _ = tx.send(Command::Shutdown);
     }

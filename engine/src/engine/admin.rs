@@ -283,8 +283,10 @@ where
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same).
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
-    /// storing. A call while another is under way returns once that one has finished (on a
-    /// worker thread, in a key's or value's `Drop`: at once, as the first may be joining it).
+    /// storing. A call while another is under way returns once that one has finished; at once
+    /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and
+    /// in a key's or value's `Drop` that a shutdown of any engine runs as it empties its
+    /// shards, as the first may be waiting for that one.
     /// A key's or value's `Drop` that panics as it empties the shards (or as
     /// [`clear`](Engine::clear) does) is caught, as on the workers, and the emptying goes on.
     ///
