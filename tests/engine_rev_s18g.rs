@@ -302,3 +302,66 @@ fn two_engines_shutting_each_other_down_from_their_keys_drops_do_not_hang() {
         assert_eq!((e1.len(), e2.len()), (0, 0));
     });
 }
+
+/// A key whose `Eq` retires a generation of its engine (user code under the pending table or
+/// the core's write lock: `retire` waits for nothing but `flush`'s momentary hold of
+/// `retiring`), while other threads flush an engine kept over capacity by stores under
+/// generations being retired: every call returns, and the engine ends within capacity.
+#[test]
+fn retire_from_a_keys_eq_under_a_lock_while_others_flush_never_hangs() {
+    use std::sync::OnceLock;
+    #[derive(Clone)]
+    struct RKey(u64, Arc<OnceLock<Engine<RKey, u64>>>);
+    impl std::hash::Hash for RKey {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            self.0.hash(h);
+        }
+    }
+    impl PartialEq for RKey {
+        fn eq(&self, other: &Self) -> bool {
+            if let Some(e) = self.1.get() {
+                let g = e.new_generation();
+                e.retire(g);
+            }
+            self.0 == other.0
+        }
+    }
+    impl Eq for RKey {}
+    no_hang("retire under a lock while flushing", || {
+        let cell = Arc::new(OnceLock::new());
+        let e: Engine<RKey, u64> = Engine::builder()
+            .max_capacity(64)
+            .shards(8)
+            .workers(2)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        assert!(cell.set(e.clone()).is_ok());
+        let stop = Arc::new(AtomicBool::new(false));
+        let flushers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, stop) = (e.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        e.flush();
+                    }
+                })
+            })
+            .collect();
+        for round in 0..300u64 {
+            let g = e.new_generation();
+            for k in 0..32 {
+                let key = RKey(round * 32 + k % 8, cell.clone());
+                e.insert_with_options(key, k, InsertOptions::new().generations(g, None));
+            }
+            e.retire(g);
+        }
+        stop.store(true, Ordering::SeqCst);
+        flushers.into_iter().for_each(|t| t.join().expect("a flusher"));
+        e.flush();
+        assert!(e.stats().weight <= 64, "over capacity after flush: {}", e.stats().weight);
+        assert_eq!(e.validate(), Ok(()));
+        // The engine holds itself through the keys' cell: let it go.
+        e.shutdown();
+    });
+}

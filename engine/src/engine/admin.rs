@@ -253,7 +253,8 @@ where
 
     /// Removes every value and detaches every running computation; returns when done
     /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
-    /// workers' shards are cleared shortly after).
+    /// workers' shards are cleared shortly after). A key's or value's `Drop` that panics
+    /// meanwhile is caught, as on the workers, and the clearing goes on.
     ///
     /// # Panics
     /// From inside this engine's weigher, and from code that any engine runs under one of its
