@@ -365,3 +365,49 @@ fn retire_from_a_keys_eq_under_a_lock_while_others_flush_never_hangs() {
         e.shutdown();
     });
 }
+
+/// Another engine's weigher shutting this engine down while this engine's first shutdown
+/// drops a key whose `Drop` stores into that other engine: the weigher runs under the other
+/// engine's flights lock, which that `Drop` waits for, and the second shutdown waited for
+/// the first (a hang; before the second call waited, it returned at once).
+#[test]
+fn a_second_shutdown_from_another_engines_weigher_does_not_hang() {
+    no_hang("a second shutdown from another engine's weigher", || {
+        let e1 = many_shards();
+        let (in_drop, weighing) = (Arc::new(AtomicBool::new(false)), Gate::new());
+        let slot: Arc<std::sync::OnceLock<E>> = Arc::default();
+        let (s, i, w) = (slot.clone(), in_drop.clone(), weighing.clone());
+        let e2: Engine<u64, u64> = Engine::builder()
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .weigher(move |_, v| {
+                if *v == 7 {
+                    // e1's first shutdown is in the key's Drop
+                    common::wait_until("e1's key dropped", || i.load(Ordering::SeqCst));
+                    w.open();
+                    s.get().expect("e1").shutdown();
+                }
+                1
+            })
+            .build()
+            .expect("e2");
+        assert!(slot.set(e1.clone()).is_ok());
+        let (e2b, i) = (e2.clone(), in_drop.clone());
+        let w = weighing.clone();
+        e1.insert(
+            HookedKey::with_drop(1, move || {
+                i.store(true, Ordering::SeqCst);
+                w.wait_open(); // the weigher holds e2's flights lock
+                e2b.insert(2, 2);
+            }),
+            1,
+        );
+        e1.flush();
+        let e1b = e1.clone();
+        let first = std::thread::spawn(move || e1b.shutdown());
+        e2.insert(1, 7);
+        first.join().expect("the first shutdown");
+        assert_eq!(e1.len(), 0);
+    });
+}

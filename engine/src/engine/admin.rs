@@ -287,7 +287,8 @@ where
     /// storing. A call while another is under way returns once that one has finished; at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and
     /// in a key's or value's `Drop` that a shutdown of any engine runs as it empties its
-    /// shards, as the first may be waiting for that one.
+    /// shards, or in another engine's weigher, as the first may be waiting for that one (or
+    /// for the lock the weigher runs under).
     /// A key's or value's `Drop` that panics as it empties the shards (or as
     /// [`clear`](Engine::clear) does) is caught, as on the workers, and the emptying goes on.
     ///
