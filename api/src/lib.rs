@@ -136,7 +136,7 @@
 //! # Compile errors
 //! An unknown or repeated option, `#[memoize]` given twice, `key = a, b` (write
 //! `key = (a, b)`), a closure as `key` (`key = |u| u.id`: write `key = u.id`), a `key` that uses none of the arguments (`key = "k"`: write `key = ()` to share one result on purpose), a trait's method declaration (no body), type or const generics, `impl Trait` arguments or return
-//! types, `async fn` (not yet supported), `unsafe`/`extern`/`const fn`, `&mut` arguments,
+//! types, `&dyn Trait` arguments, `async fn` (not yet supported), `unsafe`/`extern`/`const fn`, `&mut` arguments,
 //! unsupported receivers, `Self` in the signature, a result that borrows (`-> &'a str`; the
 //! error of a `Result` may), an argument holding a borrow beyond its one top-level `&`
 //! (`Cow<'_, str>`, `&&str`, `Option<&str>`: take an owned type), `-> !`: errors at the

@@ -228,6 +228,16 @@ fn borrow_in(ty: &Type) -> Option<Span> {
     f.0
 }
 
+/// The `dyn` of `ty` when it is a trait object (`dyn Trait`, `(dyn Trait + Send)`).
+fn trait_object(ty: &Type) -> Option<Span> {
+    match ty {
+        Type::TraitObject(t) => Some(t.dyn_token.map_or_else(|| t.span(), |d| d.span)),
+        Type::Paren(p) => trait_object(&p.elem),
+        Type::Group(g) => trait_object(&g.elem),
+        _ => None,
+    }
+}
+
 /// `T` when `ty` is a path type whose last segment is `Result` with a first type argument;
 /// for one without arguments (an alias such as `std::fmt::Result`), its `Ok` type through
 /// `__private::ResultOk`.
@@ -329,6 +339,9 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
                     }
                     t => (t.clone(), false),
                 };
+                if let Some(s) = by_ref.then(|| trait_object(&borrowed)).flatten() {
+                    err.push(s, "a memoized function cannot take `&dyn Trait`: arguments are stored in the key as owned values, and a trait object has no owned form (`ToOwned`); take a concrete type, or pass what identifies the value (an id, a name)");
+                }
                 if let Some(s) = borrow_in(&borrowed) {
                     err.push(s, "an argument of a memoized function cannot hold a borrow inside its type: arguments are stored in the key as owned values, and only a top-level `&T` is owned for that (`&str` as `String`, `&[T]` as `Vec<T>`); take an owned type (`String`, `Cow<'static, str>`, a struct without lifetimes) or a `&T` of one");
                 }
