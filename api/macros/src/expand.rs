@@ -362,7 +362,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     }};
     let unless = opts.unless.as_ref().map(|u| {
         quote_spanned! {u.span()=>
-            let __memokit_unless: fn() -> bool = #u;
+            let __memokit_unless: fn() -> ::core::primitive::bool = #u;
             if __memokit_unless() {
                 #[allow(deprecated)]
                 let __memokit_r = #uncached_path(#self_arg #(#pass_moved),*);
@@ -386,12 +386,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         _ => quote!(::memokit::Memoized<#args_ty>),
     };
     let fn_name = match f.kind {
-        Kind::Free => quote!(#m::String::from(#m::concat!(#m::module_path!(), "::", #name_str))),
+        // `ToOwned` by path: `String::from` needs `From` in scope, absent under
+        // `#![no_implicit_prelude]`.
+        Kind::Free => {
+            quote!(#m::ToOwned::to_owned(#m::concat!(#m::module_path!(), "::", #name_str)))
+        }
         _ => quote!(#m::format!("{}::{}", #m::type_name::<#self_ty>(), #name_str)),
     };
     let make_name = match &opts.make_name {
         Some(e) => quote_spanned!(e.span()=> {
-            let __memokit_f: fn(&str) -> #m::String = #e;
+            let __memokit_f: fn(&::core::primitive::str) -> #m::String = #e;
             ::core::option::Option::Some(__memokit_f)
         }),
         None => quote!(::core::option::Option::None),
