@@ -548,7 +548,10 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         #(#must_use)*
         #vis fn #uncached #generics (#orig_inputs) #output #where_clause #block
 
+        // Its type is the owned argument tuple, which clippy's `type_complexity` flags (at
+        // `f`'s name) from 11 plain arguments of a method, fewer of nested types.
         #[doc = #doc_memo]
+        #[allow(clippy::type_complexity)]
         #(#memo_extra)*
         #vis fn #memo() -> #memo_ty {
             #not_generic
