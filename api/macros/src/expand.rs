@@ -25,7 +25,7 @@
 //! receiver without `MemoIdentity` gives one error (rustc emits identical errors once).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
@@ -125,6 +125,15 @@ fn expect_as_allow(a: &Attribute) -> Attribute {
     a
 }
 
+/// Whether `t` is or holds the token `deprecated`.
+fn mentions_deprecated(t: &proc_macro2::TokenTree) -> bool {
+    match t {
+        proc_macro2::TokenTree::Ident(i) => i == "deprecated",
+        proc_macro2::TokenTree::Group(g) => g.stream().into_iter().any(|t| mentions_deprecated(&t)),
+        _ => false,
+    }
+}
+
 /// The owned type of an argument: readable for `&str` and `&[T]`, a `ToOwned` projection for
 /// other references.
 fn owned_type(p: &Param) -> TokenStream {
@@ -190,6 +199,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         .map(|a| expect_as_allow(a))
         .collect();
     let memo_extra: Vec<Attribute> = extra.iter().map(|a| expect_as_allow(a)).collect();
+    // Only for a deprecated `f` (`deprecated`, or in a `cfg_attr`): an `allow` under the
+    // user's `#![forbid(deprecated)]` is an error (E0453).
+    let allow_deprecated = extra
+        .iter()
+        .any(|a| {
+            a.path().is_ident("deprecated")
+                || (a.path().is_ident("cfg_attr")
+                    && a.meta.to_token_stream().into_iter().any(|t| mentions_deprecated(&t)))
+        })
+        .then(|| quote!(#[allow(deprecated)]));
     // `f_uncached` is `f`'s body: the user's `must_use` holds for it too (clippy's pedantic
     // `must_use_candidate` flagged it at `f`'s name, where `#[must_use]` could not reach it).
     let must_use = item.attrs.iter().filter(|a| a.path().is_ident("must_use"));
@@ -364,7 +383,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         quote_spanned! {u.span()=>
             let __memokit_unless: fn() -> ::core::primitive::bool = #u;
             if __memokit_unless() {
-                #[allow(deprecated)]
+                #allow_deprecated
                 let __memokit_r = #uncached_path(#self_arg #(#pass_moved),*);
                 return __memokit_r;
             }
@@ -468,7 +487,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         Kind::Method(s) => quote_spanned! {s=>
             #[doc(hidden)]
             #(#hidden_extra)*
-            #[allow(unused_variables, clippy::too_many_arguments, deprecated, dead_code)]
+            #allow_deprecated
+            #[allow(unused_variables, clippy::too_many_arguments, dead_code)]
             #vis fn #deleter #generics (&self, #(#typed),*) #where_clause {
                 #id_binding
                 #key_binding
@@ -476,7 +496,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             }
             #[doc(hidden)]
             #(#hidden_extra)*
-            #[allow(deprecated, dead_code)]
+            #allow_deprecated
+            #[allow(dead_code)]
             #vis fn #deleter_all(&self) {
                 #id_binding
                 #memo_call.__delete_receiver(&__memokit_id)
@@ -485,7 +506,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         _ => quote! {
             #[doc(hidden)]
             #(#hidden_extra)*
-            #[allow(unused_variables, clippy::too_many_arguments, deprecated, dead_code)]
+            #allow_deprecated
+            #[allow(unused_variables, clippy::too_many_arguments, dead_code)]
             #vis fn #deleter #generics (#(#typed),*) #where_clause {
                 #key_binding
                 #delete_view
@@ -533,11 +555,11 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         #vis fn #name #generics (#recv #(#typed),*) #output #where_clause {
             #(#checks)*
             #id_binding
-            #[allow(deprecated)]
+            #allow_deprecated
             let __memokit_memo = #memo_call;
             #unless
             #key_binding
-            #[allow(deprecated)]
+            #allow_deprecated
             let __memokit_out = #call;
             __memokit_out
         }
