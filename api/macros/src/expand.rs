@@ -25,12 +25,13 @@
 //! receiver without `MemoIdentity` gives one error (rustc emits identical errors once).
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
 
 use crate::args::Options;
+use crate::attrs::{companion_attrs, expect_as_allow, is_deprecated};
 use crate::validate::{first_use, key_parts, Func, Kind, Param, Ret};
 
 fn m() -> TokenStream {
@@ -95,42 +96,6 @@ fn settle_binding(i: usize, part: &syn::Expr) -> TokenStream {
             use #m::{SettleRefRef as _, SettleNone as _};
             (&&&#m::probe_key(&#v)).__memokit_settle(#v)
         };
-    }
-}
-
-/// Attributes copied to companions: conditional compilation and lint levels.
-fn companion_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
-    attrs
-        .iter()
-        .filter(|a| {
-            ["cfg", "cfg_attr", "allow", "expect", "warn", "deny", "deprecated"]
-                .iter()
-                .any(|n| a.path().is_ident(n))
-        })
-        .collect()
-}
-
-/// `a`, a lint expectation made `allow`. A user's `#[expect(..)]` is kept on `f_uncached`
-/// alone, which has the user's signature and body, where the lints it expects are raised; on
-/// `f`, `f_memo` and the hidden companions, which do not raise them (`f_memo` takes no
-/// arguments, the deleters allow `dead_code`, `f` only borrows its arguments), a copy would
-/// warn that it is unfulfilled.
-fn expect_as_allow(a: &Attribute) -> Attribute {
-    let mut a = a.clone();
-    if let syn::Meta::List(l) = &mut a.meta {
-        if l.path.is_ident("expect") {
-            l.path = Ident::new("allow", l.path.span()).into();
-        }
-    }
-    a
-}
-
-/// Whether `t` is or holds the token `deprecated`.
-fn mentions_deprecated(t: &proc_macro2::TokenTree) -> bool {
-    match t {
-        proc_macro2::TokenTree::Ident(i) => i == "deprecated",
-        proc_macro2::TokenTree::Group(g) => g.stream().into_iter().any(|t| mentions_deprecated(&t)),
-        _ => false,
     }
 }
 
@@ -201,14 +166,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let memo_extra: Vec<Attribute> = extra.iter().map(|a| expect_as_allow(a)).collect();
     // Only for a deprecated `f` (`deprecated`, or in a `cfg_attr`): an `allow` under the
     // user's `#![forbid(deprecated)]` is an error (E0453).
-    let allow_deprecated = extra
-        .iter()
-        .any(|a| {
-            a.path().is_ident("deprecated")
-                || (a.path().is_ident("cfg_attr")
-                    && a.meta.to_token_stream().into_iter().any(|t| mentions_deprecated(&t)))
-        })
-        .then(|| quote!(#[allow(deprecated)]));
+    let allow_deprecated = is_deprecated(&extra).then(|| quote!(#[allow(deprecated)]));
     // `f_uncached` is `f`'s body: the user's `must_use` holds for it too (clippy's pedantic
     // `must_use_candidate` flagged it at `f`'s name, where `#[must_use]` could not reach it).
     let must_use = item.attrs.iter().filter(|a| a.path().is_ident("must_use"));

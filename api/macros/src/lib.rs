@@ -11,6 +11,7 @@
 use proc_macro::TokenStream;
 
 mod args;
+mod attrs;
 mod delete;
 mod expand;
 mod identity;
