@@ -12,6 +12,7 @@ pub use std::any::type_name;
 pub use std::borrow::{Borrow, ToOwned};
 pub use std::format;
 pub use std::string::String;
+pub use std::vec::Vec;
 
 pub use crate::dispatch::{
     probe, probe_args, probe_key, CallArc, CallClone, CallUncached, DeleteKey, DeleteNone, IdNone,

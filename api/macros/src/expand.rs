@@ -111,7 +111,7 @@ fn owned_type(p: &Param) -> TokenStream {
         Type::Path(tp) if tp.qself.is_none() && tp.path.is_ident("str") => quote!(#m::String),
         Type::Slice(s) => {
             let e = &s.elem;
-            quote!(::std::vec::Vec<#e>)
+            quote!(#m::Vec<#e>)
         }
         _ => quote!(<#b as #m::ToOwned>::Owned),
     }
