@@ -91,7 +91,11 @@ mod noprelude {
         let _ = (a, b, c);
         ::std::option::Option::None
     }
-    #[memoize]
+    #[memoize(
+        unless = || false,
+        make_name = |n| ::std::format!("{n}!"),
+        memoizer = ::memokit::global()
+    )]
     pub(crate) fn h(a: ::std::primitive::u64) -> ::std::io::Result<::std::primitive::u64> {
         ::std::result::Result::Ok(a)
     }
@@ -370,6 +374,7 @@ fn hygiene_and_valid_signatures() {
     assert_eq!(noprelude::f_memo().stats().misses, 1);
     assert_eq!(noprelude::g(1, "a", &[1]), None);
     assert_eq!(noprelude::h(1).unwrap(), 1);
+    assert!(noprelude::h_memo().name().ends_with("noprelude::h!"));
     let s = noprelude::S { id: 1 };
     assert_eq!(s.m("ab"), 3);
     memokit::delete_memoized!(s.m, "ab");
