@@ -116,8 +116,9 @@
 //! type implements [`MemoIdentity`] (derivable). The companions are associated functions:
 //! `Self::add_uncached(&self, ..)`, `Self::add_memo()`. Not supported (compile errors):
 //! `&mut self`, `self` by value, `self: Arc<Self>`, methods of trait impls or generic impls
-//! (memoize a free function or an inherent method that the trait method calls), and signatures
-//! that mention `Self` (write the type's name).
+//! (memoize a free function or an inherent method that the trait method calls; an impl
+//! generic over a lifetime only, `impl<'a> Doc<'a>`, is generic too: memoize a free function
+//! of what identifies the call), and signatures that mention `Self` (write the type's name).
 //!
 //! An associated function *without* `self` is memoized like a free function, but an attribute
 //! cannot see that it sits in an `impl` block (its companions are `Self::f_memo()` there and
