@@ -31,21 +31,21 @@ pub(crate) fn expect_as_allow(a: &Attribute) -> Attribute {
     a
 }
 
-/// Whether `t` is or holds the token `deprecated`.
-fn mentions_deprecated(t: &proc_macro2::TokenTree) -> bool {
+/// Whether `t` is or holds the identifier `word`.
+fn mentions(t: &proc_macro2::TokenTree, word: &str) -> bool {
     match t {
-        proc_macro2::TokenTree::Ident(i) => i == "deprecated",
-        proc_macro2::TokenTree::Group(g) => g.stream().into_iter().any(|t| mentions_deprecated(&t)),
+        proc_macro2::TokenTree::Ident(i) => i == word,
+        proc_macro2::TokenTree::Group(g) => g.stream().into_iter().any(|t| mentions(&t, word)),
         _ => false,
     }
 }
 
-/// Whether `attrs` (the companions' attributes) deprecate the function: `deprecated`, or one
-/// in a `cfg_attr`.
-pub(crate) fn is_deprecated(attrs: &[&Attribute]) -> bool {
-    attrs.iter().any(|a| {
-        a.path().is_ident("deprecated")
+/// Whether `attrs` hold the attribute `name`, directly or in a `cfg_attr` (`deprecated`,
+/// `cfg_attr(feature = "x", inline(never))`).
+pub(crate) fn has<'a>(attrs: impl IntoIterator<Item = &'a Attribute>, name: &str) -> bool {
+    attrs.into_iter().any(|a| {
+        a.path().is_ident(name)
             || (a.path().is_ident("cfg_attr")
-                && a.meta.to_token_stream().into_iter().any(|t| mentions_deprecated(&t)))
+                && a.meta.to_token_stream().into_iter().any(|t| mentions(&t, name)))
     })
 }

@@ -31,7 +31,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Ident, Type};
 
 use crate::args::Options;
-use crate::attrs::{companion_attrs, expect_as_allow, is_deprecated};
+use crate::attrs::{companion_attrs, expect_as_allow, has};
 use crate::validate::{first_use, key_parts, Func, Kind, Param, Ret};
 
 fn m() -> TokenStream {
@@ -166,7 +166,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let memo_extra: Vec<Attribute> = extra.iter().map(|a| expect_as_allow(a)).collect();
     // Only for a deprecated `f` (`deprecated`, or in a `cfg_attr`): an `allow` under the
     // user's `#![forbid(deprecated)]` is an error (E0453).
-    let allow_deprecated = is_deprecated(&extra).then(|| quote!(#[allow(deprecated)]));
+    let allow_deprecated =
+        has(extra.iter().copied(), "deprecated").then(|| quote!(#[allow(deprecated)]));
     // `f_uncached` is `f`'s body: the user's `must_use` holds for it too (clippy's pedantic
     // `must_use_candidate` flagged it at `f`'s name, where `#[must_use]` could not reach it).
     let must_use = item.attrs.iter().filter(|a| a.path().is_ident("must_use"));
@@ -498,11 +499,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     // The memoized function is its hit path (the miss path and `f_uncached` are out of line),
     // small enough to inline into callers: a call then costs no frame of its own (~2 ns of a
     // ~27 ns hit in `benches/memoize.rs`). The user's own `inline` attribute wins.
-    let inline = if own_attrs.iter().any(|a| a.path().is_ident("inline")) {
-        quote!()
-    } else {
-        quote!(#[inline])
-    };
+    let inline = if has(&item.attrs, "inline") { quote!() } else { quote!(#[inline]) };
 
     quote! {
         #advice
@@ -590,5 +587,18 @@ mod tests {
         );
         let method = super::expand(crate::validate::validate(method, &opts).unwrap(), &opts);
         assert!(method.to_string().contains("[`match`](Self::match)"), "{method}");
+    }
+
+    /// A user's `inline` in a `cfg_attr` is the user's `inline`: no `#[inline]` is added after
+    /// it (the last `inline` attribute wins).
+    #[test]
+    fn inline_in_cfg_attr_wins() {
+        let opts = Options::default();
+        let f: syn::ItemFn = syn::parse_quote! {
+            #[cfg_attr(feature = "profiling", inline(never))]
+            fn f(x: u64) -> u64 { x }
+        };
+        let out = super::expand(crate::validate::validate(f, &opts).unwrap(), &opts);
+        assert!(!out.to_string().contains("# [inline]"), "{out}");
     }
 }
