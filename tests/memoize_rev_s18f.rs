@@ -416,3 +416,45 @@ fn hygiene_and_valid_signatures() {
     let _ = (ret_alias(1), ret_io(1).unwrap(), ret_io2(1).unwrap(), ret_opt_arc(1), ret_fmt(1));
     let _ = T.with(Cell::get);
 }
+
+/// `key = Self::..` in an impl of a type alias, for a method and an associated function.
+mod self_key {
+    use memokit::{memoize, MemoIdentity};
+
+    #[derive(MemoIdentity)]
+    struct S {
+        #[memo(id)]
+        id: u64,
+    }
+
+    type Alias = S;
+
+    impl Alias {
+        fn norm(s: &str) -> String {
+            s.to_lowercase()
+        }
+        #[memoize(key = Self::norm(name))]
+        fn m(&self, name: &str) -> u64 {
+            self.id + name.len() as u64
+        }
+        #[memoize(associated, key = Self::norm(name))]
+        fn a(name: &str) -> usize {
+            name.len()
+        }
+    }
+
+    #[test]
+    fn key_through_self_in_an_impl_of_an_alias() {
+        let s = S { id: 1 };
+        assert_eq!(s.m("AB"), 3);
+        assert_eq!(s.m("ab"), 3);
+        assert_eq!(S::m_memo().stats().hits, 1);
+        memokit::delete_memoized!(s.m, "Ab");
+        assert_eq!(S::a("AB"), 2);
+        assert_eq!(S::a("ab"), 2);
+        assert_eq!(S::a_memo().stats().hits, 1);
+        memokit::delete_memoized!(S::a, "aB");
+        assert_eq!(S::a("ab"), 2);
+        assert_eq!(S::a_memo().stats().misses, 2);
+    }
+}
