@@ -136,31 +136,42 @@ pub(crate) fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) 
 }
 
 /// Runs `iters` operations split over two threads; `op(thread, position)`; returns the wall time
-/// from the common start to the end of the slower thread. `pos` carries each thread's place in
-/// its stream from one sample to the next.
+/// from the first thread's first operation to the slower thread's end. `pos` carries each
+/// thread's place in its stream from one sample to the next.
+///
+/// Each thread reads the clock itself, after the start barrier and after its last operation:
+/// the spawning thread, a third runnable thread on two cores, may be descheduled as the barrier
+/// opens and read the clock only after the workers have done much (or all) of their work.
 pub(crate) fn two_threads(
     iters: u64,
     pos: &mut [usize; 2],
     op: impl Fn(usize, usize) + Sync,
 ) -> Duration {
     let per = (iters / 2).max(1) as usize;
-    let start = Barrier::new(3);
+    let start = Barrier::new(2);
     let (start, op) = (&start, &op);
-    let elapsed = thread::scope(|s| {
-        for (t, p) in pos.iter().enumerate() {
-            let first = *p;
-            s.spawn(move || {
-                start.wait();
-                for i in first..first + per {
-                    op(t, i);
-                }
-            });
-        }
-        start.wait();
-        Instant::now()
+    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
+        let handles: Vec<_> = pos
+            .iter()
+            .enumerate()
+            .map(|(t, p)| {
+                let first = *p;
+                s.spawn(move || {
+                    start.wait();
+                    let t0 = Instant::now();
+                    for i in first..first + per {
+                        op(t, i);
+                    }
+                    (t0, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
     });
     for p in pos.iter_mut() {
         *p += per;
     }
-    elapsed.elapsed()
+    let first = spans.iter().map(|s| s.0).min().expect("two threads");
+    let last = spans.iter().map(|s| s.1).max().expect("two threads");
+    last - first
 }
