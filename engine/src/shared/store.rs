@@ -226,9 +226,16 @@ where
 
     /// The weight of an entry: the user's weigher (1 without one), run with this engine
     /// marked as weighing on this thread, so that the weigher calling back into it with an
-    /// operation that takes a lock its caller holds panics instead ([`Self::not_weighing`]).
+    /// operation that takes a lock its caller holds panics instead ([`Self::not_weighing`]),
+    /// and counted as user code run under a lock ([`crate::reentry::UnderRead`]), of any
+    /// engine: it runs under this engine's flights lock, so waiting for any engine's workers
+    /// or for another thread's computation panics from it (a worker's `Drop`, or that
+    /// computation, may store into this engine and wait for that lock:
+    /// `tests/engine_rev_s18h.rs`), and a full pending table does not hold it back. Its
+    /// lookups work, taking read locks recursively. Nothing for an engine without a weigher.
     fn weigh(&self, key: &K, value: &V) -> u32 {
         let Some(w) = &self.weigher else { return 1 };
+        let _under_lock = crate::reentry::UnderRead::enter();
         // Pops this engine again, also when the weigher panics.
         struct Restore(usize);
         impl Drop for Restore {
