@@ -153,11 +153,16 @@ where
     /// next victim is taken).
     ///
     /// # Panics
-    /// The weigher runs while the engine holds a lock of the key's shard. It may look values
-    /// up, but an insert, remove, computation, `clear`, `flush`, `run_maintenance` or
-    /// `shutdown` of the same engine from inside it would wait for its own caller (or for a
-    /// worker whose `Drop` of a user's key waits for that caller), so it panics instead (the
-    /// engine stays usable).
+    /// The weigher runs while the engine holds a lock of the key's shard (its flights lock).
+    /// It may look values up, in this engine or any other, and store into, remove from or
+    /// compute in another engine. But an insert, remove or computation of the same engine
+    /// from inside it would wait for its own caller, and so would a `clear`, `flush`,
+    /// `run_maintenance` or `shutdown` of *any* engine, or waiting for another thread's
+    /// computation of a key (any engine's `get_or_insert_with` of a key being computed): a
+    /// worker's `Drop` of a user's key, or that computation, may store into this engine and
+    /// wait for that lock. Those panic instead, with a message starting with `memokit:` (the
+    /// engines stay usable); see
+    /// [the crate docs](crate#user-code-calling-back-into-the-engine).
     ///
     /// # Example
     /// ```

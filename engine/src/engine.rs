@@ -113,7 +113,9 @@ crate::sync::thread_local! {
 /// except on a worker thread (of any engine, as for `flush`: the first may be joining that
 /// very thread), on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]), and
 /// in any engine's weigher (it holds that engine's flights lock, which a `Drop` the first
-/// runs may wait for: `tests/engine_rev_s18g.rs`).
+/// runs may wait for: `tests/engine_rev_s18g.rs`). `Engine::shutdown` panics there before
+/// (`crate::reentry::may_wait_for_workers`, since `tests/engine_rev_s18h.rs`); the last
+/// handle dropped in a weigher still comes here.
 fn shutdown<K, V>(inner: &Inner<K, V>) {
     let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
     let (finished, finished_cv) = &inner.finished;
@@ -438,8 +440,9 @@ where
     /// panics if `compute` asks for the same key on the same thread, or for a key whose
     /// computation on another thread waits, directly or through others, for this one (either
     /// would deadlock; the waiters of a computation that panics retry). Called from user code
-    /// the engine runs under one of its locks (a hit's `Clone`), it panics where it would wait
-    /// for another thread's computation, and as the [crate docs][reentry] say. From a `Drop`
+    /// the engine runs under one of its locks (a hit's `Clone`, any engine's weigher), it
+    /// panics where it would wait for another thread's computation, and as the
+    /// [crate docs][reentry] say (from this engine's weigher, always). From a `Drop`
     /// running on a worker thread (of any engine), it does not wait for another thread's
     /// computation of `key` (whose leader may be waiting for that worker): it runs `compute`
     /// and returns its value without storing it.

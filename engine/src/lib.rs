@@ -66,28 +66,32 @@
 //!
 //! The engine runs some of your code while it holds one of its locks: the key's `Eq` (or
 //! [`Equivalent`]) in every probe of its tables, the value's `Clone` on every hit (and
-//! [`Engine::get_map`]'s `read`), and the `to_owned` of
-//! [`Engine::get_or_try_insert_with_ref`]. (Your `Hash` runs before any lock, and the engine
+//! [`Engine::get_map`]'s `read`), the `to_owned` of
+//! [`Engine::get_or_try_insert_with_ref`], and the weigher on every store
+//! ([`EngineBuilder::weigher`]). (Your `Hash` runs before any lock, and the engine
 //! drops your keys and values after its locks, also when your code panics: see
-//! [`Engine::insert_with_options`]; the weigher has rules of its own:
-//! [`EngineBuilder::weigher`].) Such code should only compare,
-//! clone or convert. If it calls back into an engine anyway, the call never hangs; it works
+//! [`Engine::insert_with_options`].) Such code should only compare, clone, convert or
+//! weigh. If it calls back into an engine anyway, the call never hangs; it works
 //! or panics with a message starting with `memokit:`, and the engine stays usable:
 //! - a lookup works, unless it needs a lock its caller holds: a lookup that the fast path
 //!   cannot answer, from code the engine runs under a shard's pending table or flights lock
 //!   (a lookup of a key still being handed to a worker, a store, a remove, a computation);
 //!   any lookup of the shard whose value is being replaced in place. Those panic;
+//!   A weigher's lookups work, of its own engine too;
 //! - a store, remove or computation of the same engine works from code run under a read
 //!   lock only (a hit: the value's `Clone`, `get_map`'s `read`, the key's `Eq` in that probe)
-//!   and panics from the others;
+//!   and panics from the others, the weigher included; of another engine, it works;
 //! - waiting for a computation another thread runs (a `get_or_insert_with` of a key being
-//!   computed) panics from any such code, of any engine: that thread's store of the value
-//!   reads the shard, behind a worker waiting to write it, behind the read lock held here.
+//!   computed) panics from any such code, of any engine, the weigher included: that thread's
+//!   store of the value reads the shard, behind a worker waiting to write it, behind the read
+//!   lock held here (or its computation stores into the weigher's engine, waiting for the
+//!   lock the weigher runs under).
 //!   (Code the engine runs with no lock held, such as the `Clone` a waiting caller makes of
 //!   the value it was handed, may wait.)
 //! - [`Engine::flush`], [`Engine::clear`], [`Engine::run_maintenance`] and
-//!   [`Engine::shutdown`], of any engine, panic: they wait for workers, and a worker may need
-//!   the lock held (a shard's write lock, or a lock a key's `Drop` on that worker takes);
+//!   [`Engine::shutdown`], of any engine, panic (from the weigher too): they wait for
+//!   workers, and a worker may need the lock held (a shard's write lock, or a lock a key's
+//!   `Drop` on that worker takes, such as the weigher's engine's flights lock);
 //! - [`Engine::stats`], [`Engine::len`], [`Engine::is_empty`] and [`Engine::validate`] read
 //!   every shard: they panic from code run under a shard's write lock (a key's `Eq` while a
 //!   value is replaced in place) and work from the others.

@@ -7,8 +7,11 @@
 //! `Clone` under the read lock (every hit) or the pending table; `to_owned` under the flights
 //! lock. Nowhere else: the user's `Hash` runs before any lock (the tables rehash by the stored
 //! hash), and the user's keys and values are dropped after the locks, by callers and workers
-//! alike, also when a user's `Eq`, weigher or `to_owned` panics (see `shared::store`). The
-//! weigher has its own guard (`Shared::not_weighing`).
+//! alike, also when a user's `Eq`, weigher or `to_owned` panics (see `shared::store`). And
+//! the weigher, under the flights lock of the key's shard (`Shared::weigh`): it counts as
+//! code under a read lock ([`UnderRead`]: it takes no pending table, so its lookups, even of
+//! its own engine, work), and its own guard (`Shared::not_weighing`) makes a store, remove,
+//! computation, `clear`, `flush` or maintenance of its own engine panic.
 //!
 //! Rules, so that a call back never waits for its own caller (a hang) but works or panics
 //! with [`REENTRANT_USER_CODE`]:
@@ -26,27 +29,32 @@
 //!   threads cannot deadlock each other through two shards. A lookup of the shard whose write
 //!   lock the thread holds panics too; other lookups work.
 //! - **Waiting for the workers** (`flush`, `clear`, `run_maintenance`, `shutdown`) panics from
-//!   such code of any engine: a worker may need the lock held (a shard's write lock, or the
-//!   lock a key's `Drop` storing into the engine takes on the worker). A store's backpressure
+//!   such code of any engine, the weigher included: a worker may need the lock held (a
+//!   shard's write lock, or the lock a key's `Drop` storing into the engine takes on the
+//!   worker: a weigher's flights lock, `tests/engine_rev_s18h.rs`). A store's backpressure
 //!   wait is skipped instead.
 //! - **Waiting for another thread's computation** (a computation of a key being computed)
-//!   panics from such code of any engine, read locks included: the leader's store reads the
-//!   shard, and a read queues behind a worker waiting for the write lock, which waits for the
-//!   read lock this thread holds (`tests/engine_rev_s16d.rs`). Computing a key itself works
-//!   from code under a read lock only (the rule above).
+//!   panics from such code of any engine, read locks and the weigher included: the leader's
+//!   store reads the shard, and a read queues behind a worker waiting for the write lock,
+//!   which waits for the read lock this thread holds (`tests/engine_rev_s16d.rs`); or the
+//!   leader's computation stores into the weigher's engine, waiting for its flights lock
+//!   (`tests/engine_rev_s18h.rs`). Computing a key itself works from code under a read lock
+//!   only (the rule above; a weigher, of another engine than its own).
 //!
 //! Cost: the hit path counts itself in and out of [`UNDER_LOCK`] (two thread-local writes,
-//! no branch, no allocation); the marks and checks are on slow paths only.
+//! no branch, no allocation), and so does each call of a weigher (none without one); the
+//! marks and checks are on slow paths only.
 
 use std::cell::{Cell, RefCell};
 
 /// The panic message for user code that calls back into an engine in a way that would wait
 /// for a lock its caller holds.
 pub(crate) const REENTRANT_USER_CODE: &str = "memokit: user code that the engine runs while \
-it holds a lock (a key's `Eq` or `Equivalent`, a value's `Clone` during a lookup, or \
-`to_owned`) called back into the engine to store, remove, compute, look up through a lock, \
-flush, clear, run maintenance or shut down; that call would wait for the lock its own caller \
-holds, so it panics instead. Such code should only compare, clone or convert";
+it holds a lock (a key's `Eq` or `Equivalent`, a value's `Clone` during a lookup, `to_owned`, \
+or a weigher) called back into the engine to store, remove, compute, look up through a lock, \
+flush, clear, run maintenance, shut down or wait for another thread's computation; that call \
+would wait for the lock its own caller holds, so it panics instead. Such code should only \
+compare, clone, convert or weigh";
 
 /// Marks recorded inline per thread; deeper nesting (user code of one engine calling into
 /// another's, eight deep) goes to a vector.
@@ -78,7 +86,10 @@ fn any_held(held: impl Fn((usize, usize)) -> bool) -> bool {
         || (depth > INLINE && MORE.with(|m| m.borrow().iter().any(|&e| held(e))))
 }
 
-/// Marks user code running under a shard's read lock, until dropped (also on unwinding).
+/// Marks user code running under a shard's read lock, until dropped (also on unwinding); or
+/// a weigher, under its engine's flights lock (`Shared::weigh`): both may take their engine's
+/// pending tables and flights locks (a weigher is kept from its own engine's stores by
+/// `Shared::not_weighing`), but not wait for workers or another thread's computation.
 pub(crate) struct UnderRead(());
 
 impl UnderRead {

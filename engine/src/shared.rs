@@ -43,7 +43,9 @@
 //! its panics reach the caller, leave the engine consistent and drop no user's key or value under a
 //! lock (`store`). The weigher runs under the flights lock: a store, remove, computation, `clear`,
 //! `flush` or maintenance of the same engine from inside it panics (`Shared::not_weighing`) rather
-//! than wait for its own caller (or for a worker whose `Drop` of a user's key waits for it).
+//! than wait for its own caller (or for a worker whose `Drop` of a user's key waits for it); and,
+//! counted as user code under a lock (`crate::reentry`), so does waiting for any engine's workers
+//! or for another thread's computation.
 //! Workers run only the user's `Drop`, outside every lock, under `catch_unwind`; a `Drop` there
 //! that asks every worker for something (`flush`, `clear`, `run_maintenance`) does its own worker's
 //! share on the spot (`worker::worker_of`) and does not wait for the others. `Eq`, `Clone` and

@@ -165,10 +165,9 @@ where
     /// asked and do theirs shortly after.
     ///
     /// # Panics
-    /// From inside this engine's weigher, and from code that any engine runs under one of its
-    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
-    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
-    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
+    /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a
+    /// value's `Clone` on a hit, [`get_map`](Engine::get_map)'s `read`, `to_owned`, any
+    /// engine's weigher, this one's included): it waits for workers, which may need that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
     /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     ///
     /// ```
@@ -236,10 +235,9 @@ where
     /// ```
     ///
     /// # Panics
-    /// From inside this engine's weigher, and from code that any engine runs under one of its
-    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
-    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
-    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
+    /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a
+    /// value's `Clone` on a hit, [`get_map`](Engine::get_map)'s `read`, `to_owned`, any
+    /// engine's weigher, this one's included): it waits for workers, which may need that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
     /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     pub fn run_maintenance(&self) {
         let s = self.shared();
@@ -257,10 +255,9 @@ where
     /// meanwhile is caught, as on the workers, and the clearing goes on.
     ///
     /// # Panics
-    /// From inside this engine's weigher, and from code that any engine runs under one of its
-    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
-    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
-    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
+    /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a
+    /// value's `Clone` on a hit, [`get_map`](Engine::get_map)'s `read`, `to_owned`, any
+    /// engine's weigher, this one's included): it waits for workers, which may need that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
     /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     ///
     /// ```
@@ -287,8 +284,8 @@ where
     /// storing. A call while another is under way returns once that one has finished; at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and
     /// in a key's or value's `Drop` that a shutdown of any engine runs as it empties its
-    /// shards, or in another engine's weigher, as the first may be waiting for that one (or
-    /// for the lock the weigher runs under).
+    /// shards, as the first may be waiting for that one. (From a weigher it panics: see
+    /// below.)
     /// A key's or value's `Drop` that panics as it empties the shards (or as
     /// [`clear`](Engine::clear) does) is caught, as on the workers, and the emptying goes on.
     ///
@@ -304,10 +301,9 @@ where
     /// ```
     ///
     /// # Panics
-    /// From inside this engine's weigher, and from code that any engine runs under one of its
-    /// locks (a key's `Eq` or `Equivalent`, a value's `Clone` on a hit,
-    /// [`get_map`](Engine::get_map)'s `read`, `to_owned`): it waits for workers, which may need
-    /// that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
+    /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a
+    /// value's `Clone` on a hit, [`get_map`](Engine::get_map)'s `read`, `to_owned`, any
+    /// engine's weigher, this one's included): it waits for workers, which may need that lock (see [the crate docs](crate#user-code-calling-back-into-the-engine) and
     /// [`EngineBuilder::weigher`](crate::EngineBuilder::weigher)).
     pub fn shutdown(&self) {
         self.shared().may_wait_for_workers();
