@@ -133,7 +133,7 @@ fn a_weigher_waiting_for_another_engines_computation_does_not_hang() {
             .build()
             .expect("engine");
         let e1b = e1.clone();
-        assert!(call.set(Box::new(move || drop(e1b.get_or_insert_with(5, || 0)))).is_ok());
+        assert!(call.set(Box::new(move || assert_eq!(e1b.get_or_insert_with(5, || 0), 5))).is_ok());
         let (computing, e1c, e2b) = (Gate::new(), e1.clone(), e2.clone());
         let c = computing.clone();
         let leader = std::thread::spawn(move || {
