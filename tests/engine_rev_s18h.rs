@@ -199,3 +199,50 @@ fn a_weigher_may_look_up_and_store_into_another_engine() {
         assert_eq!((e1.get(&20), e1.get(&21), e1.get(&22)), (None, Some(21), Some(22)));
     });
 }
+
+/// `e2`'s weigher stores into `e1` and finds `e1`'s shard's pending table full, while `e1`'s
+/// only worker is held in a key's `Drop` that, once released, stores into `e2`: the
+/// backpressure wait (for that worker) is skipped in a weigher, as in other user code run
+/// under a lock, and the store goes through.
+#[test]
+fn a_weigher_storing_into_another_engines_full_shard_does_not_hang() {
+    no_hang("weigher: e1.insert into a full pending table", || {
+        const LIMIT: u64 = 4096; // `PENDING_LIMIT`
+        let call: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::default();
+        let weighing = Gate::new();
+        let e2 = weighed_engine(call.clone(), weighing.clone());
+        let e1: E1 = Engine::builder()
+            .max_capacity(100_000)
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let e1b = e1.clone();
+        assert!(call.set(Box::new(move || e1b.insert(HookedKey::new(LIMIT), 0))).is_ok());
+        let (held, e2b) = (Gate::new(), e2.clone());
+        let h = held.clone();
+        e1.insert(
+            HookedKey::with_drop(1 << 40, move || {
+                h.enter_and_wait();
+                e2b.insert(2, 2); // e2's only shard: its flights lock
+            }),
+            1,
+        );
+        e1.flush();
+        e1.remove(&HookedKey::new(1 << 40));
+        held.wait_entered();
+        // One short of full: the weigher's store fills the table.
+        (0..LIMIT - 1).for_each(|k| e1.insert(HookedKey::new(k), k));
+        let e2c = e2.clone();
+        let storer = std::thread::spawn(move || e2c.insert(1, CALL));
+        weighing.wait_open();
+        held.open();
+        storer.join().expect("the weigher's store");
+        e1.flush();
+        e2.flush();
+        assert_eq!((e2.get(&1), e2.get(&2)), (Some(CALL), Some(2)));
+        assert_eq!(e1.get(&HookedKey::new(LIMIT)), Some(0));
+        assert_eq!(e1.len(), LIMIT);
+    });
+}
