@@ -368,15 +368,15 @@ fn stress_calls_deletes_and_pruning_against_a_model() {
     });
 }
 
-/// The cost of a miss for a new receiver among `n` records whose ids all hash alike: each
-/// record's id is compared once (`Eq` runs `n` times), and the bookkeeping of the comparisons
-/// is linear too (it was quadratic: `Seen::unequal` a `Vec` searched for every record at
-/// every pass: 2,500 such misses took over 20 s in a debug build, half a second since).
+/// A miss for a new receiver among `n` records whose ids all hash alike compares each record's
+/// id once (`Eq` runs about `n` times), and every receiver gets a record of its own. (The
+/// bookkeeping of those comparisons was quadratic once, `Seen::unequal` a `Vec` searched for
+/// every record at every pass: 2,500 such misses ran past `no_hang`'s bound. That is a cost,
+/// not asserted here beyond the bound; the comparisons are.)
 #[test]
-fn misses_among_colliding_records_cost_linear_time() {
+fn misses_among_colliding_records_compare_each_id_once() {
     no_hang("misses among colliding records", || {
         const N: u32 = 2_500;
-        let start = std::time::Instant::now();
         for i in 0..N {
             EQ_CALLS.set(0);
             // `k` differs per receiver: the engine's keys (id and `k`) do not collide.
@@ -386,7 +386,6 @@ fn misses_among_colliding_records_cost_linear_time() {
             assert!(eqs <= 2 * u64::from(i) + 8, "receiver {i}: {eqs} comparisons for {i} records");
         }
         assert_eq!(Obj::cost_memo().__receiver_records(), N as usize);
-        eprintln!("{N} misses among colliding records: {:?}", start.elapsed());
     });
 }
 

@@ -111,17 +111,17 @@ crate::sync::thread_local! {
 /// later call waits until the first has finished (it returned at once, and a lookup right
 /// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
 /// except on a worker thread (of any engine, as for `flush`: the first may be joining that
-/// very thread), on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]), and
-/// in any engine's weigher (it holds that engine's flights lock, which a `Drop` the first
-/// runs may wait for: `tests/engine_rev_s18g.rs`). `Engine::shutdown` panics there before
-/// (`crate::reentry::may_wait_for_workers`, since `tests/engine_rev_s18h.rs`); the last
-/// handle dropped in a weigher still comes here.
+/// very thread) and on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]).
+/// From user code run under a lock, a weigher included, `Engine::shutdown` panics before it
+/// gets here (`crate::reentry::may_wait_for_workers`: `tests/engine_rev_s18g.rs`,
+/// `tests/engine_rev_s18h.rs`); the last handle, dropped there, never finds a first call still
+/// under way (that caller holds a handle until it returns).
 fn shutdown<K, V>(inner: &Inner<K, V>) {
     let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
     let (finished, finished_cv) = &inner.finished;
     if shared.shut_down.swap(true, Ordering::AcqRel) {
         let shutting_down = SHUTTING_DOWN.try_with(|n| n.get()).unwrap_or(0) > 0;
-        if !worker::on_worker_thread() && !shutting_down && !crate::shared::weighing() {
+        if !worker::on_worker_thread() && !shutting_down {
             let mut done = finished.lock();
             while !*done {
                 finished_cv.wait(&mut done);

@@ -194,16 +194,12 @@ pub(crate) struct Slot<K, V> {
 pub(crate) type Flights<K, V> = hashbrown::HashTable<Slot<K, V>>;
 
 /// Drops the running computations `shutdown` or `clear` detached from a shard, outside every
-/// lock: each key and each handle under a `catch_unwind` of its own, as workers drop what they
-/// remove (`worker::drop_outside_now`). A key whose `Drop` panicked used to end the emptying
-/// there: `shutdown` left the shards after it full, their values found by lookups after it
-/// and after a second `shutdown` that waited for it (`tests/engine_rev_s18g.rs`).
+/// lock, as workers drop what they remove ([`crate::worker::drop_outside_now`]: each key and
+/// each handle under a `catch_unwind` of its own). A key whose `Drop` panicked used to end the
+/// emptying there: `shutdown` left the shards after it full, their values found by lookups
+/// after it and after a second `shutdown` that waited for it (`tests/engine_rev_s18g.rs`).
 pub(crate) fn drop_detached<K, V>(flights: Flights<K, V>) {
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    for Slot { key, flight, .. } in flights {
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(key)));
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(flight)));
-    }
+    crate::worker::drop_outside_now(flights.into_iter().map(|s| (s.key, s.flight)));
 }
 
 crate::sync::thread_local! {

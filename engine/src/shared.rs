@@ -73,7 +73,6 @@ use crate::worker::{engine_id, Command};
 
 mod single_flight;
 mod store;
-pub(crate) use store::weighing;
 
 /// Operations a shard may hold pending before callers wait for the worker.
 /// Under the model checker (`--cfg memokit_shuttle`) it is 4, so that its tests reach the

@@ -223,7 +223,8 @@ fn drop_outside<K: 'static, V: 'static>(garbage: impl IntoIterator<Item = (K, V)
     drop_outside_now(garbage);
 }
 
-fn drop_outside_now<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
+/// Drops the user's keys and values at once, each under a `catch_unwind` of its own.
+pub(crate) fn drop_outside_now<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
     // A panicking `Drop` of a user's key or value must not kill the worker, nor abort the
     // process: each key and each value is dropped under a `catch_unwind` of its own (dropping
     // them all in one would drop the rest while unwinding from the first panic, and a second

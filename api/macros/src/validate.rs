@@ -421,7 +421,8 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
                 "`key` is an expression over the arguments, not a function: write the closure's body, naming the arguments directly (`key = user.id`, not `key = |user| user.id`)",
             );
         }
-        if let Some(s) = first_use(key, "self") {
+        let uses_self = first_use(key, "self");
+        if let Some(s) = uses_self {
             err.push(s, "`key` cannot use `self`: the receiver's `MemoIdentity` is always part of the key of a method; key by the other arguments");
         }
         // A key over none of the arguments (`key = "k"`, `key = CONFIG_VERSION`) gives every
@@ -433,7 +434,7 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
         if !params.is_empty()
             && !is_unit(key)
             && !has_closure
-            && first_use(key, "self").is_none()
+            && uses_self.is_none()
             && !params.iter().any(uses)
         {
             let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.name)).collect();

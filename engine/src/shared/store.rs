@@ -85,13 +85,6 @@ crate::sync::thread_local! {
     static WEIGHING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whether this thread runs an engine's weigher (any engine), under that engine's flights
-/// lock: a `shutdown` called from there does not wait for another caller's (whose user
-/// `Drop`s may store into that engine, waiting for the lock: `tests/engine_rev_s18g.rs`).
-pub(crate) fn weighing() -> bool {
-    WEIGHING.try_with(|c| !c.borrow().is_empty()).unwrap_or(false)
-}
-
 /// Attempts a caller makes to take a shard's write lock for an in-place store.
 const WRITE_TRIES: u32 = 16;
 
