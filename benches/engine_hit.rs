@@ -22,7 +22,8 @@
 //! On a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench engine_hit` runs the same
 //! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no
 //! criterion.
-//! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`.
+//! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`;
+//! `MEMOKIT_BENCH_CACHES=memokit` only the caches whose name contains `memokit` (to profile).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -54,9 +55,13 @@ fn main() {
     let paired = common::paired_rounds();
     // `MEMOKIT_BENCH_ONLY=<substring>`: run only the groups whose name contains it.
     let only = std::env::var("MEMOKIT_BENCH_ONLY").unwrap_or_default();
+    // `MEMOKIT_BENCH_CACHES=<substring>`: measure only the caches whose name contains it (for a
+    // profiler; the ratio column then compares the remaining ones).
+    let caches = std::env::var("MEMOKIT_BENCH_CACHES").unwrap_or_default();
     let mut c = Criterion::default().configure_from_args();
     let mut group = |name: &str, mut runners: Vec<Runner<'_>>| {
-        if name.contains(only.as_str()) {
+        runners.retain(|r| r.0.contains(caches.as_str()));
+        if name.contains(only.as_str()) && !runners.is_empty() {
             run_group(&mut c, paired, name, &mut runners, |g| {
                 g.throughput(Throughput::Elements(1));
                 g.sample_size(20);
