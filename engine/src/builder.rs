@@ -129,9 +129,11 @@ where
     /// The most entries (or total weight, with a weigher) kept at once. 0 stores nothing.
     ///
     /// Applied by the workers: stores handed over and not yet applied are held besides, so
-    /// the engine may hold more for a moment while its workers catch up, and, without a
-    /// weigher, a few stores of new keys per shard that wait for more to be applied with
-    /// them (under 1% of the capacity, until the next tick at most; see [`Engine::flush`]).
+    /// the engine may hold more for a moment while its workers catch up (at most an eighth
+    /// of the capacity, or 64 entries a shard for a small one: callers storing beyond that
+    /// wait for the worker), and, without a weigher, a few stores of new keys per shard that
+    /// wait for more to be applied with them (under 1% of the capacity, until the next tick
+    /// at most; see [`Engine::flush`]).
     ///
     /// ```
     /// use memokit_engine::Engine;

@@ -81,7 +81,7 @@ mod validate;
 /// a handle waits in the pending table for one batch, a slot is reused only by an insert, and
 /// inserts happen only when a batch is applied, so between a handle's capture and its use its
 /// slot is reused at most once per insert of that batch, which holds fewer than
-/// `PENDING_LIMIT` (4096) plus one per storing thread (asserted below), callers being held
+/// its shard's pending limit (at most `PENDING_LIMIT`, 4096) plus one per storing thread (asserted below), callers being held
 /// back at the limit. Stores made on a worker thread (by a user's `Drop` running there) are
 /// not held back, so only a `Drop` that stores 65,536 values into one shard before its worker
 /// applies them could make a batch that large; even then a handle mistaken for valid removes

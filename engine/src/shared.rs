@@ -24,15 +24,17 @@
 //!   superseded or removed one never again; the engine may hold more than its capacity until
 //!   the workers catch up: by the pending stores of new keys (under 1% of the capacity,
 //!   until the next tick at most) and, while the workers are behind, by what they have not
-//!   applied yet.
+//!   applied yet (at most an eighth of each shard's share, or 64 operations, by the
+//!   backpressure below).
 //! - **Replacing a resident value** (an explicit insert of a key whose visible entry has no
 //!   deadline, the same generations and the same weight as the new value, and nothing of the
 //!   key pending): the caller swaps the value under the core's write lock itself. Nothing the
 //!   worker keeps changes (slot, queue, wheel, generation lists, weight), so the worker's
 //!   ownership of the structure stands, and such a store costs a write lock and a probe instead
 //!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
-//! - **Backpressure:** a caller (storing or removing) that finds more than [`PENDING_LIMIT`]
-//!   operations waiting for a shard waits, once it holds no lock, until the worker has
+//! - **Backpressure:** a caller (storing or removing) that finds more than its shard's limit
+//!   of operations waiting ([`pending_limit`]: an eighth of the shard's share of the capacity,
+//!   at least 64, at most [`PENDING_LIMIT`]) waits, once it holds no lock, until the worker has
 //!   drained it (not on a worker thread, where a user's `Drop` may store).
 //!
 //! The lookups are here; single flight in the `single_flight` submodule; stores and removes
@@ -74,10 +76,31 @@ use crate::worker::{engine_id, Command};
 mod single_flight;
 mod store;
 
-/// Operations a shard may hold pending before callers wait for the worker.
+/// Most operations a shard may hold pending before callers wait for the worker (a shard's
+/// own limit is lower in proportion to its share of the capacity: [`pending_limit`]).
 /// Under the model checker (`--cfg memokit_shuttle`) it is 4, so that its tests reach the
 /// backpressure wait with a handful of stores.
 pub(crate) const PENDING_LIMIT: usize = if cfg!(memokit_shuttle) { 4 } else { 4096 };
+/// The least a shard's pending limit may be, whatever its share.
+pub(crate) const PENDING_MIN: usize = if cfg!(memokit_shuttle) { 4 } else { 64 };
+/// A shard's pending limit is at most its share of the capacity divided by this.
+pub(crate) const PENDING_SHARE: u64 = 8;
+
+/// The operations a shard whose share of the capacity is `share` may hold pending before
+/// callers wait for its worker: an eighth of the share, at least [`PENDING_MIN`], at most
+/// [`PENDING_LIMIT`].
+///
+/// Why: the pending stores of new keys are held beyond the capacity until the worker applies
+/// them, so the limit is what bounds that excess while the workers are behind: an eighth of
+/// the capacity, plus [`PENDING_MIN`] per shard for small ones (the flat 4,096 of earlier
+/// versions let a 1,000-entry engine hold five times its capacity). With the default shards
+/// a shard's share is at least a few thousand entries, and sustained two-thread writes keep
+/// a few dozen operations pending (`BENCHMARKS.md`), so the limit rarely holds callers back
+/// there; a weighted engine counts its share in weight, which only lowers the limit.
+pub(crate) fn pending_limit(share: u64) -> usize {
+    let by_share = usize::try_from(share / PENDING_SHARE).unwrap_or(usize::MAX);
+    by_share.clamp(PENDING_MIN, PENDING_LIMIT)
+}
 /// Attempts a reader makes, with a spin hint between them, to take a shard's read lock while
 /// the worker holds it, before it queues (and may sleep) like any reader.
 const READ_SPINS: u32 = 1000;
@@ -217,6 +240,8 @@ pub(crate) struct Shared<K, V> {
     /// Pending operations after which a store of a new key wakes the shard's worker
     /// ([`store::signal_threshold`]).
     pub(crate) signal_at: usize,
+    /// Pending operations after which callers wait for the shard's worker ([`pending_limit`]).
+    pub(crate) pending_limit: usize,
 }
 
 impl<K, V> Cell<K, V> {
@@ -368,7 +393,8 @@ impl<K, V> Shared<K, V> {
         let share = capacity.div_ceil(shards as u64).max(1);
         let tick_nanos = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
         let now = clock.precise();
-        let signal_at = store::signal_threshold(share, weigher.is_some());
+        let pending_limit = pending_limit(share);
+        let signal_at = store::signal_threshold(share, weigher.is_some(), pending_limit);
         let cells = (0..shards)
             .map(|i| Cell {
                 hits: AtomicU64::new(0),
@@ -413,6 +439,7 @@ impl<K, V> Shared<K, V> {
             tick,
             resolution,
             signal_at,
+            pending_limit,
         }
     }
 

@@ -30,7 +30,7 @@ use std::hash::Hash;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Cell, Shared, PENDING_LIMIT};
+use super::{Cell, Shared};
 use crate::entry::{gens_live, NEVER};
 use crate::options::{Equivalent, InsertOptions};
 use crate::pending::pending_bit;
@@ -47,9 +47,9 @@ const SIGNAL_SHARE: u64 = 128;
 
 /// How many operations a shard's pending table gathers before a store of a new key wakes the
 /// worker: up to [`SIGNAL_BATCH_MAX`], one per [`SIGNAL_SHARE`] entries of the shard's
-/// `share` of the capacity, at least one, never more than half [`PENDING_LIMIT`] (so a table
-/// a caller waits to see drained below that half was last filled by a store that woke the
-/// worker). One for a weighted engine, whose entries may each weigh up to the
+/// `share` of the capacity, at least one, never more than half the shard's pending `limit`
+/// ([`super::pending_limit`]; so a table a caller waits to see drained below that half was
+/// last filled by a store that woke the worker). One for a weighted engine, whose entries may each weigh up to the
 /// capacity. Every other store wakes the worker at once: one that hides a resident entry
 /// (whose old value waits for the batch to be dropped), a remove, and a lookup that finds a
 /// pending store (a key read again should not keep taking the slow path), as does the tick.
@@ -62,12 +62,12 @@ const SIGNAL_SHARE: u64 = 128;
 /// 0.78 -> 0.96, `get_or_insert_with` 0.72 -> 0.88; more than 8 gained nothing. Cost: a new
 /// key that is neither read again nor followed by others in its shard waits for the tick
 /// (with a manual clock, for `flush` or `run_maintenance`) before the policy sees it.
-pub(crate) fn signal_threshold(share: u64, weighted: bool) -> usize {
+pub(crate) fn signal_threshold(share: u64, weighted: bool, limit: usize) -> usize {
     if weighted {
         return 1;
     }
     let by_share = usize::try_from(share / SIGNAL_SHARE).unwrap_or(usize::MAX);
-    by_share.clamp(1, SIGNAL_BATCH_MAX).min(PENDING_LIMIT / 2)
+    by_share.clamp(1, SIGNAL_BATCH_MAX).min(limit / 2).max(1)
 }
 
 /// The panic message for a weigher that stores, removes, computes or clears through its own
@@ -207,7 +207,7 @@ where
             cell.hides.store(true, Ordering::SeqCst);
         }
         cell.pending_len.store(p.len(), Ordering::Release);
-        let full = p.len() >= PENDING_LIMIT;
+        let full = p.len() >= self.pending_limit;
         // A hidden resident entry (its value waiting to be dropped) wakes the worker at once;
         // a new key only once the shard has gathered `signal_at` operations.
         if found.is_some() || full || p.len() >= self.signal_at {
@@ -290,7 +290,7 @@ where
         let index = self.cell_index(hash);
         let cell = &self.cells[index];
         let mut p = cell.lock_pending();
-        while p.len() >= PENDING_LIMIT / 2
+        while p.len() >= self.pending_limit / 2
             && !self.is_shut_down()
             && !self.worker_died.load(Ordering::Acquire)
         {
@@ -389,7 +389,7 @@ where
         cell.pending_len.store(p.len(), Ordering::Release);
         // Finished like a store, so removes are held back too: removing the same key again
         // and again while the worker is behind pushes a handle each time.
-        let leftovers = Leftovers { _replaced: replaced, full: p.len() >= PENDING_LIMIT };
+        let leftovers = Leftovers { _replaced: replaced, full: p.len() >= self.pending_limit };
         drop(p);
         drop(fl);
         drop(detached);
@@ -400,23 +400,46 @@ where
 #[cfg(test)]
 mod tests {
     use super::{signal_threshold, SIGNAL_BATCH_MAX, SIGNAL_SHARE};
-    use crate::shared::PENDING_LIMIT;
+    use crate::shared::{pending_limit, PENDING_LIMIT, PENDING_MIN, PENDING_SHARE};
     use crate::{Engine, ManualClock};
     use std::sync::atomic::Ordering;
 
+    const SHARES: [u64; 12] =
+        [0, 1, 127, 128, 255, 256, 513, 1_000, 1_024, 1_562, 100_000, u64::MAX];
+
     #[test]
     fn the_threshold_keeps_gathered_stores_under_a_percent_of_the_share() {
-        for share in [0, 1, 127, 128, 255, 256, 1_000, 1_024, 1_562, 100_000, u64::MAX] {
-            let t = signal_threshold(share, false);
-            assert!(
-                (1..=SIGNAL_BATCH_MAX.min(PENDING_LIMIT / 2)).contains(&t),
-                "share {share}: {t}"
-            );
+        for share in SHARES {
+            let limit = pending_limit(share);
+            let t = signal_threshold(share, false, limit);
+            assert!((1..=SIGNAL_BATCH_MAX.min(limit / 2)).contains(&t), "share {share}: {t}");
             // The stores that may wait: one fewer than the threshold.
             assert!((t as u64 - 1) * SIGNAL_SHARE <= share, "share {share}: {t}");
-            assert_eq!(signal_threshold(share, true), 1, "weighted, share {share}");
+            assert_eq!(signal_threshold(share, true, limit), 1, "weighted, share {share}");
         }
-        assert_eq!(signal_threshold(1_562, false), SIGNAL_BATCH_MAX.min(PENDING_LIMIT / 2));
+        let limit = pending_limit(1_562);
+        assert_eq!(signal_threshold(1_562, false, limit), SIGNAL_BATCH_MAX.min(limit / 2));
+        // Never above half the limit, however small (the backpressure wait relies on it).
+        for limit in 1..=16 {
+            assert!(signal_threshold(100_000, false, limit) <= (limit / 2).max(1), "{limit}");
+        }
+    }
+
+    /// The pending limit: an eighth of the share, within its bounds, so the stores a shard
+    /// holds beyond its share while its worker is behind are at most an eighth of it (or
+    /// `PENDING_MIN` for a small one).
+    #[test]
+    fn the_pending_limit_follows_the_share() {
+        for share in SHARES {
+            let limit = pending_limit(share);
+            assert!((PENDING_MIN..=PENDING_LIMIT).contains(&limit), "share {share}: {limit}");
+            assert!(limit == PENDING_MIN || limit as u64 <= share / PENDING_SHARE, "{share}");
+            assert!(limit == PENDING_LIMIT || limit as u64 >= share / PENDING_SHARE, "{share}");
+        }
+        if !cfg!(memokit_shuttle) {
+            assert_eq!((pending_limit(1_000), pending_limit(8_000)), (125, 1_000));
+            assert_eq!((pending_limit(10), pending_limit(1 << 20)), (64, 4_096));
+        }
     }
 
     /// Below the threshold nothing is sent: the stores wait in the pending table (the
@@ -430,7 +453,7 @@ mod tests {
             .build()
             .expect("engine");
         let (cell, at) = (&e.shared().cells[0], e.shared().signal_at);
-        assert_eq!(at, SIGNAL_BATCH_MAX.min(PENDING_LIMIT / 2));
+        assert_eq!(at, SIGNAL_BATCH_MAX.min(pending_limit(100_000) / 2));
         for k in 1..at as u64 {
             e.insert(k, k);
             assert!(!cell.signaled.load(Ordering::Acquire), "store {k} woke the worker");
@@ -438,5 +461,72 @@ mod tests {
         }
         e.flush();
         assert_eq!(e.len(), at as u64 - 1);
+    }
+
+    /// A value whose `Drop` (run on the worker) waits until `open` is set: holds the worker.
+    #[derive(Clone)]
+    struct Stall(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+    impl Drop for Stall {
+        fn drop(&mut self) {
+            let (open, cv) = &*self.0;
+            let mut g = open.lock().unwrap_or_else(|p| p.into_inner());
+            while !*g {
+                g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    /// While the worker is behind, a small engine's callers wait once its pending table
+    /// holds the shard's limit (an eighth of its 1,000-entry share, 125), not 4,096: the
+    /// stores of new keys held beyond the capacity are bounded in proportion to it.
+    #[test]
+    fn a_small_shard_holds_back_its_callers_at_its_own_limit() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        use std::sync::Arc;
+        if cfg!(memokit_shuttle) {
+            return;
+        }
+        let e: Engine<u64, Option<Stall>> = Engine::builder()
+            .max_capacity(1_000)
+            .shards(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let limit = 125;
+        let gate = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        e.insert(u64::MAX, Some(Stall(gate.clone())));
+        e.flush();
+        // The worker drops the removed value, and waits in its `Drop`.
+        e.remove(&u64::MAX);
+        let (done, stored) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let writer = {
+            let (e, done, stored) = (e.clone(), done.clone(), stored.clone());
+            std::thread::spawn(move || {
+                for k in 0..1_000 {
+                    e.insert(k, None);
+                    stored.fetch_add(1, Ordering::SeqCst);
+                }
+                done.store(true, Ordering::SeqCst);
+            })
+        };
+        // The writer either finishes (the table took all 1,000) or stops at the limit; a
+        // second to show it stays stopped there.
+        let cell = &e.shared().cells[0];
+        let start = std::time::Instant::now();
+        while !done.load(Ordering::SeqCst) && start.elapsed() < std::time::Duration::from_secs(1) {
+            std::thread::yield_now();
+        }
+        let (pending, finished) =
+            (cell.pending_len.load(Ordering::SeqCst), done.load(Ordering::SeqCst));
+        *gate.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        gate.1.notify_all();
+        writer.join().expect("writer");
+        assert!(!finished, "the writer stored all 1,000 keys while the worker was held");
+        assert!(pending <= limit, "{pending} operations pending, the limit is {limit}");
+        assert_eq!(stored.load(Ordering::SeqCst), 1_000);
+        assert_eq!(e.shared().pending_limit, limit);
+        e.flush();
+        assert_eq!(e.len(), 1_000);
     }
 }
