@@ -1,8 +1,13 @@
 //! The handle callers hold, and its builder.
+//!
+//! Its methods are split in three: lookups, stores and computations here; generations,
+//! maintenance and counters in `admin`; stopping the engine in `lifecycle` (an explicit
+//! `shutdown`, and the drop of the last handle: joined at once, or, where that drop may not
+//! wait, in user code the engine runs under a lock or on a worker thread, stopped at once
+//! and joined and emptied by the engine's first worker to stop; see that module's table).
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +17,32 @@ use crate::sync::{AtomicBool, Condvar, Mutex};
 use crate::builder::EngineBuilder;
 use crate::options::{Equivalent, InsertOptions};
 use crate::shared::Shared;
-use crate::worker::{self, Command};
 
 mod admin;
+mod lifecycle;
+
+pub(crate) use lifecycle::{finish_left, Left};
 
 /// A bounded, concurrent, in-process cache with single flight, expiry and generations.
 ///
 /// `Engine` is a cheap-clone handle (`Arc` inside), `Send + Sync`. Dropping the last handle
-/// stops and joins every thread the engine started. A handle stored inside the engine (in a
-/// key or value) counts like any other: such a cycle keeps the engine and its threads alive
-/// until [`shutdown`](Engine::shutdown) or [`clear`](Engine::clear) lets the stored handle go.
+/// stops and joins every thread the engine started, and drops every key and value it holds,
+/// before the drop returns. A handle stored inside the engine (in a key or value) counts like
+/// any other: such a cycle keeps the engine and its threads alive until
+/// [`shutdown`](Engine::shutdown) or [`clear`](Engine::clear) lets the stored handle go.
+///
+/// Except where that drop may not wait: on a worker thread of any engine (a key's or value's
+/// `Drop` that the engine runs there), and in user code that any engine runs under one of its
+/// locks (a key's `Eq`, a value's `Clone` on a hit, `to_owned`, a weigher). Joining there could
+/// wait for the very thread doing it, or for a worker that waits for the lock held (it hung).
+/// There the drop stops the engine without waiting: the engine is shut down at once, its
+/// clock thread told to stop and its workers sent a last command; the first worker to read
+/// it joins the other threads, drops every key and value (each `Drop` under its own
+/// `catch_unwind`, as on the workers) and then ends, unjoined. So every thread ends, and
+/// every key and value is dropped, shortly after the drop returns rather than before (as soon
+/// as the workers have finished what they were doing, a `Drop` of theirs included); nothing
+/// panics. [`shutdown`](Engine::shutdown) called from those places is different: it panics
+/// from user code under a lock, and on a worker thread it cannot join that worker.
 ///
 /// Guarantees:
 /// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,
@@ -90,74 +111,6 @@ pub(crate) struct Inner<K, V> {
     /// Whether the first shutdown has finished (threads joined, shards emptied), with the
     /// condvar its waiters wait on. A later caller waits for it ([`shutdown`]).
     pub(crate) finished: (Mutex<bool>, Condvar),
-}
-
-impl<K, V> Drop for Inner<K, V> {
-    fn drop(&mut self) {
-        shutdown(self);
-    }
-}
-
-crate::sync::thread_local! {
-    /// First shutdowns (of any engine) under way on this thread: a later call made from there
-    /// (a key's or value's `Drop` that a first shutdown runs as it empties the shards) does
-    /// not wait. Waiting there hung when the first was this very call (waiting for itself),
-    /// and when two threads shut two engines down at once, each dropping a key that shut the
-    /// other engine down (each waited for the other: `tests/engine_rev_s18g.rs`).
-    static SHUTTING_DOWN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Stops and joins the engine's threads, then empties its shards; the first call does it. A
-/// later call waits until the first has finished (it returned at once, and a lookup right
-/// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
-/// except on a worker thread (of any engine, as for `flush`: the first may be joining that
-/// very thread) and on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]).
-/// From user code run under a lock, a weigher included, `Engine::shutdown` panics before it
-/// gets here (`crate::reentry::may_wait_for_workers`: `tests/engine_rev_s18g.rs`,
-/// `tests/engine_rev_s18h.rs`); the last handle, dropped there, never finds a first call still
-/// under way (that caller holds a handle until it returns).
-fn shutdown<K, V>(inner: &Inner<K, V>) {
-    let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
-    let (finished, finished_cv) = &inner.finished;
-    if shared.shut_down.swap(true, Ordering::AcqRel) {
-        let shutting_down = SHUTTING_DOWN.try_with(|n| n.get()).unwrap_or(0) > 0;
-        if !worker::on_worker_thread() && !shutting_down {
-            let mut done = finished.lock();
-            while !*done {
-                finished_cv.wait(&mut done);
-            }
-        }
-        return;
-    }
-    let _ = SHUTTING_DOWN.try_with(|n| n.set(n.get() + 1));
-    // Also when something below unwinds: a waiter must not wait for ever.
-    struct Finish<'a>(&'a (Mutex<bool>, Condvar));
-    impl Drop for Finish<'_> {
-        fn drop(&mut self) {
-            let _ = SHUTTING_DOWN.try_with(|n| n.set(n.get() - 1));
-            *self.0 .0.lock() = true;
-            self.0 .1.notify_all();
-        }
-    }
-    let _finish = Finish(&inner.finished);
-    let me = crate::sync::thread::current().id();
-    for tx in &shared.mailboxes {
-        let _ = tx.send(Command::Shutdown);
-    }
-    stop.store(true, Ordering::Release);
-    shared.clock.unpark_refresher();
-    for t in threads.lock().drain(..) {
-        if t.thread().id() != me {
-            let _ = t.join();
-        }
-    }
-    for cell in shared.cells.iter() {
-        let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
-        let flights = std::mem::take(&mut *fl);
-        drop(fl);
-        worker::clear(shared, cell);
-        crate::flight::drop_detached(flights);
-    }
 }
 
 /// Counters of an engine, striped per shard (no shared counter on the hit path). Hits and

@@ -60,7 +60,9 @@
 //! real clock itself. Each worker wakes once
 //! per `tick` (default 1 s) to expire and reclaim. So an idle engine costs one wake-up per worker
 //! per second. With a [`ManualClock`] no thread wakes on its own. Dropping the last handle (or
-//! [`Engine::shutdown`]) stops and joins all of them.
+//! [`Engine::shutdown`]) stops and joins all of them (dropped on a worker thread or in user
+//! code run under a lock, it only stops them, and the first worker to stop joins the others:
+//! see [`Engine`]).
 //!
 //! ## User code calling back into the engine
 //!

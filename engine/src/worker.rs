@@ -93,8 +93,9 @@ pub(crate) enum Command {
     Settle,
     /// Remove everything, then acknowledge.
     Clear(Sender<()>),
-    /// Stop.
-    Shutdown,
+    /// Stop; with the engine's thread handles, left by a drop of its last handle that may not
+    /// wait, for the first worker to read this to join (`crate::engine::finish_left`).
+    Shutdown(Option<crate::engine::Left>),
 }
 
 struct DeathNotice<'a, K, V>(&'a Shared<K, V>);
@@ -248,9 +249,10 @@ where
 {
     let _notice = DeathNotice(&shared);
     ON_WORKER.with(|w| w.set(Some((engine_id(&shared), me))));
-    // Forgotten when the worker returns: a thread that outlives the engine (the last handle
-    // dropped on this worker, which `shutdown` cannot join) must not pass for a worker of a
-    // later engine allocated at the same address.
+    // Forgotten when the worker returns: a thread that outlives the engine (a `shutdown`
+    // called on this worker, which cannot join it, or the worker that joined the others after
+    // the last handle was dropped where it could not wait: `engine::lifecycle`) must not pass
+    // for a worker of a later engine allocated at the same address.
     struct Forget;
     impl Drop for Forget {
         fn drop(&mut self) {
@@ -300,7 +302,12 @@ where
             Some(cmd @ (Command::Flush(_) | Command::Maintain(_) | Command::Clear(_))) => {
                 serve(&shared, me, &mine, &mut cursor, cmd);
             }
-            Some(Command::Shutdown) => return,
+            Some(Command::Shutdown(left)) => {
+                if let Some(left) = left {
+                    crate::engine::finish_left(&shared, &left);
+                }
+                return;
+            }
         }
         // The tick's work when its time has come, also after a message: waiting for one
         // timing out was the only way here, so a mailbox that never ran dry (writers busy

@@ -4,7 +4,8 @@
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
 
-use super::{shutdown, Engine, EngineStats};
+use super::lifecycle::shutdown;
+use super::{Engine, EngineStats};
 use crate::generation::Generation;
 use crate::worker::{self, Command};
 
@@ -279,7 +280,8 @@ where
         self.broadcast(Command::Clear);
     }
 
-    /// Stops and joins the engine's threads now (dropping the last handle does the same).
+    /// Stops and joins the engine's threads now (dropping the last handle does the same; where
+    /// that drop may not wait, it leaves the joining to a worker: see [`Engine`]).
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
     /// storing. A call while another is under way returns once that one has finished; at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and

@@ -1,0 +1,175 @@
+//! Stopping an engine: an explicit [`Engine::shutdown`](super::Engine::shutdown), and the drop
+//! of its last handle.
+//!
+//! Both stop the threads, join them and empty the shards (dropping every key and value, each
+//! under its own `catch_unwind`). Joining waits: for a worker to finish what it is doing,
+//! which may be a user's `Drop` that calls into another engine and waits for one of its
+//! locks. So where waiting is not allowed, the drop of the last handle does not wait
+//! ([`must_not_wait`]): on a worker thread of any engine, and in user code that any engine
+//! runs under one of its locks (a key's `Eq`, a value's `Clone` on a hit, `to_owned`, a
+//! weigher). There, it marks the engine shut down, stops the clock thread, and sends every
+//! worker a [`Command::Shutdown`] carrying the engine's thread handles ([`Left`]); the first
+//! worker to read it joins the other threads (the clock thread included) and empties the
+//! shards, then ends itself, unjoined: the one thread that outlives the engine, for the few
+//! instructions it has left. (It hung before: engine E2's key's `Eq` or weigher, run under
+//! E2's pending table, write lock or flights lock, dropped engine E1's last handle while E1's
+//! worker, in a user's `Drop`, waited for that lock to store into E2:
+//! `tests/engine_rev_s19a.rs`.) If no worker can take the handles (every worker died: an
+//! engine bug), the shards are emptied on the spot and the threads left unjoined.
+//!
+//! | where the last handle goes | threads | keys and values dropped |
+//! |---|---|---|
+//! | anywhere else | joined before the drop returns | before the drop returns, on this thread |
+//! | a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::sync::thread::JoinHandle;
+use crate::sync::{Condvar, Mutex};
+
+use super::Inner;
+use crate::shared::Shared;
+use crate::worker::{self, Command};
+
+/// An engine's thread handles, left by a drop of its last handle that may not wait, for the
+/// first worker that reads its `Shutdown` to join ([`finish_left`]).
+pub(crate) type Left = Arc<Mutex<Option<Vec<JoinHandle<()>>>>>;
+
+impl<K, V> Drop for Inner<K, V> {
+    /// The last handle is gone: stops the engine, waiting for its threads unless
+    /// [`must_not_wait`] (see the module docs).
+    fn drop(&mut self) {
+        if must_not_wait() {
+            shutdown_without_waiting(self);
+        } else {
+            shutdown(self);
+        }
+    }
+}
+
+/// Whether this thread may not wait for an engine's threads: a worker thread (of any engine:
+/// the threads to join may include this one, or wait for it), or user code run under any
+/// engine's lock (a thread to join may wait for that lock).
+fn must_not_wait() -> bool {
+    worker::on_worker_thread() || crate::reentry::under_lock()
+}
+
+crate::sync::thread_local! {
+    /// First shutdowns (of any engine) under way on this thread: a later call made from there
+    /// (a key's or value's `Drop` that a first shutdown runs as it empties the shards) does
+    /// not wait. Waiting there hung when the first was this very call (waiting for itself),
+    /// and when two threads shut two engines down at once, each dropping a key that shut the
+    /// other engine down (each waited for the other: `tests/engine_rev_s18g.rs`).
+    static SHUTTING_DOWN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a first shutdown under way on this thread ([`SHUTTING_DOWN`]) until dropped.
+struct ShuttingDown;
+
+impl ShuttingDown {
+    fn enter() -> Self {
+        let _ = SHUTTING_DOWN.try_with(|n| n.set(n.get() + 1));
+        ShuttingDown
+    }
+}
+
+impl Drop for ShuttingDown {
+    fn drop(&mut self) {
+        let _ = SHUTTING_DOWN.try_with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Stops and joins the engine's threads, then empties its shards; the first call does it. A
+/// later call waits until the first has finished (it returned at once, and a lookup right
+/// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
+/// except on a worker thread (of any engine, as for `flush`: the first may be joining that
+/// very thread) and on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]).
+/// From user code run under a lock, a weigher included, `Engine::shutdown` panics before it
+/// gets here (`crate::reentry::may_wait_for_workers`: `tests/engine_rev_s18g.rs`,
+/// `tests/engine_rev_s18h.rs`), and the last handle dropped there does not come here
+/// ([`shutdown_without_waiting`]).
+pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
+    let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
+    let (finished, finished_cv) = &inner.finished;
+    if shared.shut_down.swap(true, Ordering::AcqRel) {
+        let shutting_down = SHUTTING_DOWN.try_with(|n| n.get()).unwrap_or(0) > 0;
+        if !worker::on_worker_thread() && !shutting_down {
+            let mut done = finished.lock();
+            while !*done {
+                finished_cv.wait(&mut done);
+            }
+        }
+        return;
+    }
+    let _shutting_down = ShuttingDown::enter();
+    // Also when something below unwinds: a waiter must not wait for ever.
+    struct Finish<'a>(&'a (Mutex<bool>, Condvar));
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            *self.0 .0.lock() = true;
+            self.0 .1.notify_all();
+        }
+    }
+    let _finish = Finish(&inner.finished);
+    for tx in &shared.mailboxes {
+        let _ = tx.send(Command::Shutdown(None));
+    }
+    stop.store(true, Ordering::Release);
+    shared.clock.unpark_refresher();
+    join_all_but_this(threads.lock().drain(..));
+    empty_shards(shared);
+}
+
+/// The drop of the last handle where it may not wait (see the module docs): stops the engine
+/// and leaves the joining and emptying to its first worker to stop. A shutdown already done
+/// (an explicit one: none can be under way, its caller holds a handle) leaves nothing to do.
+fn shutdown_without_waiting<K, V>(inner: &Inner<K, V>) {
+    let shared = &*inner.shared;
+    if shared.shut_down.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    inner.stop_clock.store(true, Ordering::Release);
+    shared.clock.unpark_refresher();
+    let left: Left = Arc::new(Mutex::new(Some(std::mem::take(&mut *inner.threads.lock()))));
+    let mut taken = false;
+    for tx in &shared.mailboxes {
+        taken |= tx.send(Command::Shutdown(Some(left.clone()))).is_ok();
+    }
+    if !taken {
+        // No worker left to do it (every one died: a bug). Nothing to join for: the clock
+        // thread ends on its own, and a dead worker holds no lock.
+        let _shutting_down = ShuttingDown::enter();
+        empty_shards(shared);
+    }
+}
+
+/// Called by a worker on its `Shutdown`: if it is the first to take `left`, joins the
+/// engine's other threads and empties its shards (see the module docs).
+pub(crate) fn finish_left<K, V>(shared: &Shared<K, V>, left: &Left) {
+    let Some(threads) = left.lock().take() else { return };
+    let _shutting_down = ShuttingDown::enter();
+    join_all_but_this(threads);
+    empty_shards(shared);
+}
+
+/// Joins every thread but the current one (a shutdown run on a worker cannot join itself).
+fn join_all_but_this(threads: impl IntoIterator<Item = JoinHandle<()>>) {
+    let me = crate::sync::thread::current().id();
+    for t in threads {
+        if t.thread().id() != me {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Empties every shard and detaches every computation, its threads stopped.
+fn empty_shards<K, V>(shared: &Shared<K, V>) {
+    for cell in shared.cells.iter() {
+        let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
+        let flights = std::mem::take(&mut *fl);
+        drop(fl);
+        worker::clear(shared, cell);
+        crate::flight::drop_detached(flights);
+    }
+}
