@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{no_hang, wait_until, Gate, HookedKey, Hook};
+use common::{no_hang, wait_until, Gate, Hook, HookedKey};
 use memokit_engine::{Engine, ManualClock};
 
 type E1 = Engine<HookedKey, u64>;
