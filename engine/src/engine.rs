@@ -109,7 +109,7 @@ pub(crate) struct Inner<K, V> {
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stop_clock: Arc<AtomicBool>,
     /// Whether the first shutdown has finished (threads joined, shards emptied), with the
-    /// condvar its waiters wait on. A later caller waits for it ([`shutdown`]).
+    /// condvar its waiters wait on. A later caller waits for it (`lifecycle::shutdown`).
     pub(crate) finished: (Mutex<bool>, Condvar),
 }
 
