@@ -38,18 +38,34 @@ fn m() -> TokenStream {
     quote!(::memokit::__private)
 }
 
+/// A local of the expansion (a binding, a closure's parameter), with `macro_rules!` hygiene
+/// (`Span::mixed_site`): no name of the user's (an argument, a name in `key =`) can see it or
+/// hide it, whatever it is called (review s19b: arguments named `__memokit_memo`,
+/// `__memokit_id`, ... failed to compile or were keyed by the expansion's value). Placed at
+/// `at`, for the errors reported there.
+fn local_at(name: &str, at: Span) -> Ident {
+    Ident::new(name, Span::mixed_site().located_at(at))
+}
+
+/// [`local_at`] the attribute.
+fn local(name: &str) -> Ident {
+    local_at(name, Span::call_site())
+}
+
 /// The view of the `i`th key part, bound (settled) in `__memokit_k{i}`: a reference the
 /// expression returns (`key = a`, which the expression sees as `&A`; `key = &a`) is the view,
 /// owned only when a result is stored, like an argument; an owned value (`key = user.id`) is
 /// borrowed where it lies. So a hit clones nothing. See `KeyRef` in the runtime crate.
 fn key_part_view(i: usize, part: &syn::Expr) -> TokenStream {
     let m = m();
-    let k = format_ident!("__memokit_k{}", i);
-    // Spanned at the part, so that a part that cannot be a key is reported there.
+    let k = local_at(&format!("__memokit_k{i}"), part.span());
+    // Spanned at the part, so that a part that cannot be a key is reported there; but not the
+    // imports: one of them is unused, and `unused_imports` is raised at a user's span, not in
+    // the expansion's own tokens (no `allow` needed: one is an error under a user's `forbid`).
+    let uses = quote!(use #m::{KeyRef as _, KeyOwned as _};);
     quote_spanned! {part.span()=>
         #m::key_part({
-            #[allow(unused_imports)]
-            use #m::{KeyRef as _, KeyOwned as _};
+            #uses
             (&&#m::probe_key(&#k)).__memokit_view(&#k)
         }),
     }
@@ -77,7 +93,7 @@ fn reference_to(p: &Param, name: &Ident) -> TokenStream {
 /// The hidden binding a by-value argument moves to in a function with `key =` (its name then
 /// stands for a reference to it).
 fn hidden_arg(name: &Ident) -> Ident {
-    format_ident!("__memokit_arg{}", name)
+    local_at(&format!("__memokit_arg{}", name.unraw()), name.span())
 }
 
 /// The binding of the `i`th key part, settled in `__memokit_k{i}`: a reference to a reference
@@ -86,13 +102,12 @@ fn hidden_arg(name: &Ident) -> Ident {
 /// temporary (`key = &a.len()`) lives as long as the key, as in a plain `let`.
 fn settle_binding(i: usize, part: &syn::Expr) -> TokenStream {
     let m = m();
-    let v = format_ident!("__memokit_v{}", i);
-    let k = format_ident!("__memokit_k{}", i);
+    let v = local_at(&format!("__memokit_v{i}"), part.span());
+    let k = local_at(&format!("__memokit_k{i}"), part.span());
     let bind = quote_spanned!(part.span()=> let #v = #part;);
     quote! {
         #bind
         let #k = {
-            #[allow(unused_imports)]
             use #m::{SettleRefRef as _, SettleNone as _};
             (&&&#m::probe_key(&#v)).__memokit_settle(#v)
         };
@@ -120,6 +135,18 @@ fn owned_type(p: &Param) -> TokenStream {
 /// The generated items for a validated function.
 pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let m = m();
+    // The locals of the expansion (see `local`).
+    let l_id = local("__memokit_id");
+    let l_recv = local("__memokit_recv");
+    let l_view = local("__memokit_view");
+    let l_r = local("__memokit_r");
+    let l_memo = local("__memokit_memo");
+    let l_out = local("__memokit_out");
+    let l_unless = local("__memokit_unless");
+    let l_f = local("__memokit_f");
+    let l_s = local("__memokit_s");
+    let l_a = local("__memokit_a");
+    let l_op = local("__memokit_op");
     let item = &f.item;
     let vis = &item.vis;
     let name = &item.sig.ident;
@@ -234,7 +261,6 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         let item = quote! {
             #[doc(hidden)]
             #(#hidden_extra)*
-            #[allow(dead_code)]
             #[inline(always)]
             fn #free_check() {}
         };
@@ -245,16 +271,20 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
 
     // The key view and the receiver id.
     let id_binding = match f.kind {
-        Kind::Method(_) => quote!(let __memokit_id = {
+        Kind::Method(_) => quote!(let #l_id = {
             use #m::{IdOf as _, IdNone as _};
             (&&#m::probe_args::<Self>()).__memokit_id(self)
         };),
         _ => quote!(),
     };
     let id_view = match f.kind {
-        Kind::Method(_) => quote!(&__memokit_id,),
+        Kind::Method(_) => quote!(&#l_id,),
         _ => quote!(),
     };
+    // With `key =`, the arguments the expression does not name are mentioned, so that their
+    // bindings are used by construction: no `allow(unused_variables)`, an error under the
+    // user's `forbid(unused)` (E0453).
+    let mention = (!names.is_empty()).then(|| quote!(let _ = (#(&#names,)*);));
     let (key_binding, view) = match &opts.key {
         Some(k) => {
             // The parts see the arguments by reference, as in `ops` (which has the owned
@@ -266,8 +296,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             let (parts, views) = key_bindings_and_views(k);
             let bindings = quote! {
                 let (#(#hidden,)*) = (#(#names,)*);
-                #[allow(unused_variables)]
                 let (#(#names,)*) = (#(#refs)*);
+                #mention
                 #parts
             };
             (bindings, quote!((#id_view #views)))
@@ -298,7 +328,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             .collect(),
     };
     let recv_arg = match f.kind {
-        Kind::Method(_) => quote!(::core::option::Option::Some(&__memokit_recv)),
+        Kind::Method(_) => quote!(::core::option::Option::Some(&#l_recv)),
         _ => quote!(::core::option::Option::None),
     };
     let body_call = quote!(#uncached_path(#self_arg #(#call_args),*));
@@ -308,20 +338,20 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         quote!(|| ::core::result::Result::Ok::<#value_ty, #m::Infallible>(#body_call))
     };
     let recv_binding = match f.kind {
-        Kind::Method(_) => quote!(let __memokit_recv = #m::receiver(&__memokit_id);),
+        Kind::Method(_) => quote!(let #l_recv = #m::receiver(&#l_id);),
         _ => quote!(),
     };
     let dispatched = quote! {{
         use #m::{CallArc as _, CallClone as _, CallUncached as _};
         #recv_binding
-        let __memokit_view = #view;
-        let __memokit_r = (&&&#m::probe::<_, #value_ty>(&__memokit_view)).__memokit_call(
-            __memokit_memo,
+        let #l_view = #view;
+        let #l_r = (&&&#m::probe::<_, #value_ty>(&#l_view)).__memokit_call(
+            #l_memo,
             #recv_arg,
-            __memokit_view,
+            #l_view,
             #closure,
         );
-        __memokit_r
+        #l_r
     }};
     let call = if result {
         dispatched
@@ -335,16 +365,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let delete_view = quote! {{
         use #m::{DeleteKey as _, DeleteNone as _};
-        let __memokit_view = #view;
-        (&&#m::probe::<_, ()>(&__memokit_view)).__memokit_delete(#memo_call, __memokit_view);
+        let #l_view = #view;
+        (&&#m::probe::<_, ()>(&#l_view)).__memokit_delete(#memo_call, #l_view);
     }};
     let unless = opts.unless.as_ref().map(|u| {
         quote_spanned! {u.span()=>
-            let __memokit_unless: fn() -> ::core::primitive::bool = #u;
-            if __memokit_unless() {
+            let #l_unless: fn() -> ::core::primitive::bool = #u;
+            if #l_unless() {
                 #allow_deprecated
-                let __memokit_r = #uncached_path(#self_arg #(#pass_moved),*);
-                return __memokit_r;
+                let #l_r = #uncached_path(#self_arg #(#pass_moved),*);
+                return #l_r;
             }
         }
     });
@@ -373,15 +403,15 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let make_name = match &opts.make_name {
         Some(e) => quote_spanned!(e.span()=> {
-            let __memokit_f: fn(&::core::primitive::str) -> #m::String = #e;
-            ::core::option::Option::Some(__memokit_f)
+            let #l_f: fn(&::core::primitive::str) -> #m::String = #e;
+            ::core::option::Option::Some(#l_f)
         }),
         None => quote!(::core::option::Option::None),
     };
     let memoizer = match &opts.memoizer {
         Some(e) => quote_spanned!(e.span()=> {
-            let __memokit_f: fn() -> &'static #m::Memoizer = || -> &'static #m::Memoizer { #e };
-            ::core::option::Option::Some(__memokit_f)
+            let #l_f: fn() -> &'static #m::Memoizer = || -> &'static #m::Memoizer { #e };
+            ::core::option::Option::Some(#l_f)
         }),
         None => quote!(::core::option::Option::None),
     };
@@ -398,28 +428,30 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         // For a method, the receiver's id: a pattern of the argument tuple and, bound as
         // `&Id`, the first part of the view.
         let id = match f.kind {
-            Kind::Method(_) => quote!(__memokit_id,),
+            Kind::Method(_) => quote!(#l_id,),
             _ => quote!(),
         };
         let as_called = f.params.iter().filter(|p| p.by_ref).map(|p| {
             let (n, b) = (&p.name, &p.borrowed);
-            quote!(#[allow(unused_variables)] let #n: &#b = #m::Borrow::borrow(#n);)
+            quote!(let #n: &#b = #m::Borrow::borrow(#n);)
         });
         let (bindings, views) = match &opts.key {
-            Some(k) => key_bindings_and_views(k),
+            Some(k) => {
+                let (bindings, views) = key_bindings_and_views(k);
+                (quote!(#mention #bindings), views)
+            }
             // Each argument is already a reference here, like each part of the call's view.
             None => (quote!(), quote!(#(#names,)*)),
         };
         quote! {
-            |__memokit_s: &'static #m::FnState, __memokit_a: &#args_ty, __memokit_op: #m::KeyOp| {
-                #[allow(unused_variables)]
-                let (#id #(#names,)*) = __memokit_a;
+            |#l_s: &'static #m::FnState, #l_a: &#args_ty, #l_op: #m::KeyOp| {
+                let (#id #(#names,)*) = #l_a;
                 #(#as_called)*
                 #bindings
                 use #m::{KeyOpView as _, KeyOpNone as _};
-                let __memokit_view = (#id #views);
-                (&&#m::probe::<_, ()>(&__memokit_view))
-                    .__memokit_key_op(__memokit_s, __memokit_view, __memokit_op)
+                let #l_view = (#id #views);
+                (&&#m::probe::<_, ()>(&#l_view))
+                    .__memokit_key_op(#l_s, #l_view, #l_op)
             }
         }
     };
@@ -442,14 +474,15 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     };
     let doc_memo = format!("The memoization handle of `{doc_name}`: timeout, keys, deletes, name, stats (generated by `#[memoize]`).");
 
-    // Used only by `delete_memoized!`: `dead_code` is allowed (their names, chosen for the
-    // error when `f` is not memoized, do not start with `_`).
+    // Called by `delete_memoized!` only, and named for the error when `f` is not memoized (not
+    // `_`-prefixed): `f` mentions them (see `keep`), so that they are used whenever `f` is, by
+    // construction, with no `allow(dead_code)` (an error under the user's `forbid(unused)`).
     let deleters = match f.kind {
         Kind::Method(s) => quote_spanned! {s=>
             #[doc(hidden)]
             #(#hidden_extra)*
             #allow_deprecated
-            #[allow(unused_variables, clippy::too_many_arguments, dead_code)]
+            #[allow(clippy::too_many_arguments)]
             #vis fn #deleter #generics (&self, #(#typed),*) #where_clause {
                 #id_binding
                 #key_binding
@@ -458,17 +491,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             #[doc(hidden)]
             #(#hidden_extra)*
             #allow_deprecated
-            #[allow(dead_code)]
             #vis fn #deleter_all(&self) {
                 #id_binding
-                #memo_call.__delete_receiver(&__memokit_id)
+                #memo_call.__delete_receiver(&#l_id)
             }
         },
         _ => quote! {
             #[doc(hidden)]
             #(#hidden_extra)*
             #allow_deprecated
-            #[allow(unused_variables, clippy::too_many_arguments, dead_code)]
+            #[allow(clippy::too_many_arguments)]
             #vis fn #deleter #generics (#(#typed),*) #where_clause {
                 #key_binding
                 #delete_view
@@ -481,19 +513,44 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     // In an `impl`, the companions are siblings of `f`: in a trait impl each is an error
     // ("not a member of trait"), which the attribute cannot prevent, since it cannot see the
     // impl. This do-nothing sibling comes first, so that the first of those errors names the fix.
+    // `f` mentions it (see `keep`), so that it is used whenever `f` is.
+    let advice_fn = format_ident!(
+        "memoize_works_in_inherent_impls_only_memoize_an_inherent_method_or_a_free_fn_and_call_it_from_{}",
+        name
+    );
     let advice = if in_impl {
-        let advice = format_ident!(
-            "memoize_works_in_inherent_impls_only_memoize_an_inherent_method_or_a_free_fn_and_call_it_from_{}",
-            name
-        );
+        // Only for a name that is not snake case, which the user's own lint reports at `f`.
+        let allow_case = name
+            .to_string()
+            .chars()
+            .any(char::is_uppercase)
+            .then(|| quote!(#[allow(non_snake_case)]));
         quote! {
             #[doc(hidden)]
             #(#hidden_extra)*
-            #[allow(dead_code, non_snake_case)]
-            fn #advice() {}
+            #allow_case
+            fn #advice_fn() {}
         }
     } else {
         quote!()
+    };
+    // The companions only `delete_memoized!` calls (and the advice above), mentioned by `f`: used
+    // whenever `f` is, with no `allow(dead_code)`. For a free function, at `f`'s name (the
+    // deleter's span), where in an `impl` the errors about bare names are one (see
+    // `free_check`). In a trait impl, each is one more "no function or associated item" error
+    // after the first, which names the fix.
+    let keep = match f.kind {
+        // A call (in a closure never called), so that in an `impl` rustc's error at the name
+        // is "cannot find function", like the others there, of which it shows the last.
+        Kind::Free => quote!(let _ = |#(#typed),*| #deleter(#(#names),*);),
+        Kind::Associated => {
+            let (d, a) = (path(&deleter), path(&advice_fn));
+            quote!(let _ = (#d, #a);)
+        }
+        Kind::Method(s) => {
+            let (d, da, a) = (path(&deleter), path(&deleter_all), path(&advice_fn));
+            quote_spanned!(s=> let _ = (#d, #da, #a);)
+        }
     };
 
     // The memoized function is its hit path (the miss path and `f_uncached` are out of line),
@@ -511,14 +568,15 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         #inline
         #vis fn #name #generics (#recv #(#typed),*) #output #where_clause {
             #(#checks)*
+            #keep
             #id_binding
             #allow_deprecated
-            let __memokit_memo = #memo_call;
+            let #l_memo = #memo_call;
             #unless
             #key_binding
             #allow_deprecated
-            let __memokit_out = #call;
-            __memokit_out
+            let #l_out = #call;
+            #l_out
         }
 
         #[doc = #doc_uncached]
