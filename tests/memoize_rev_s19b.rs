@@ -177,3 +177,23 @@ fn a_method_argument_named_like_the_receiver_id_is_the_argument() {
     assert_eq!(M::assoc(1, 2), 12);
     assert_eq!(M::assoc_memo().stats().misses, 3);
 }
+
+/// A user's item named like the handle's static, in `timeout =` and `key =` (evaluated in the
+/// body of `f_memo`, where the static is declared; items are not hygienic, so the static now
+/// sits in a block of its own).
+const __MEMOKIT_SLOT: u64 = 60;
+
+#[memoize(timeout = __MEMOKIT_SLOT, key = a + __MEMOKIT_SLOT)]
+fn slot_named(a: u64) -> u64 {
+    a
+}
+
+#[test]
+fn an_item_named_like_the_static_is_the_users() {
+    assert_eq!(slot_named(1), 1);
+    assert_eq!(slot_named_memo().cache_timeout(), memokit::Timeout::from(60));
+    assert_eq!(slot_named_memo().make_cache_key(&(1,)), slot_named_memo().make_cache_key(&(1,)));
+    slot_named_memo().delete(&(1,));
+    assert_eq!(slot_named(1), 1);
+    assert_eq!(slot_named_memo().stats().misses, 2);
+}
