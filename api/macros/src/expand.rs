@@ -592,9 +592,10 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         #(#memo_extra)*
         #vis fn #memo() -> #memo_ty {
             #not_generic
-            static __MEMOKIT_SLOT: #m::FnSlot = #m::FnSlot::new();
             #m::handle::<#args_ty>(
-                &__MEMOKIT_SLOT,
+                // In a block of its own: the user's `timeout =`, `key =` (in `ops`) and other
+                // expressions, in this body, must not see it (items are not hygienic).
+                { static __MEMOKIT_SLOT: #m::FnSlot = #m::FnSlot::new(); &__MEMOKIT_SLOT },
                 || #m::FnSpec { name: #fn_name, make_name: #make_name, memoizer: #memoizer, timeout: #timeout },
                 #ops,
             )
