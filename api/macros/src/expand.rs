@@ -181,20 +181,16 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         }
         _ => quote!(#memo_path()),
     };
-    let extra = companion_attrs(&item.attrs);
+    let extra = companion_attrs(&item.attrs, true);
     // The doc-hidden companions (called by `delete_memoized!`) do not carry `deprecated`: a
     // delete would warn with their hidden names. They and `f` call the deprecated
     // `f_memo`/`f_uncached` under `allow(deprecated)`.
-    let hidden_extra: Vec<Attribute> = extra
-        .iter()
-        .filter(|a| !a.path().is_ident("deprecated"))
-        .map(|a| expect_as_allow(a))
-        .collect();
-    let memo_extra: Vec<Attribute> = extra.iter().map(|a| expect_as_allow(a)).collect();
+    let hidden_extra: Vec<Attribute> =
+        companion_attrs(&item.attrs, false).iter().map(expect_as_allow).collect();
+    let memo_extra: Vec<Attribute> = extra.iter().map(expect_as_allow).collect();
     // Only for a deprecated `f` (`deprecated`, or in a `cfg_attr`): an `allow` under the
     // user's `#![forbid(deprecated)]` is an error (E0453).
-    let allow_deprecated =
-        has(extra.iter().copied(), "deprecated").then(|| quote!(#[allow(deprecated)]));
+    let allow_deprecated = has(&extra, "deprecated").then(|| quote!(#[allow(deprecated)]));
     // `f_uncached` is `f`'s body: the user's `must_use` holds for it too (clippy's pedantic
     // `must_use_candidate` flagged it at `f`'s name, where `#[must_use]` could not reach it).
     let must_use = item.attrs.iter().filter(|a| a.path().is_ident("must_use"));
@@ -646,6 +642,33 @@ mod tests {
         );
         let method = super::expand(crate::validate::validate(method, &opts).unwrap(), &opts);
         assert!(method.to_string().contains("[`match`](Self::match)"), "{method}");
+    }
+
+    /// Export and linkage attributes in a `cfg_attr` stay on `f` alone (a copy on a companion
+    /// defines the symbol twice); lint levels and `deprecated` in the same `cfg_attr` still go
+    /// on the companions, an `expect` there as `allow`. (rustc expands an item's `cfg_attr`
+    /// before the attribute sees it, so this guards tokens built by hand, like these.)
+    #[test]
+    fn export_attributes_in_cfg_attr_stay_on_the_function() {
+        let opts = Options::default();
+        let f: syn::ItemFn = syn::parse_quote! {
+            #[cfg_attr(all(), export_name = "sym", allow(clippy::pedantic))]
+            #[cfg_attr(all(), no_mangle)]
+            #[cfg_attr(all(), link_section = ".text.s")]
+            #[cfg_attr(all(), cfg_attr(all(), unsafe(no_mangle), expect(unused_mut), deprecated))]
+            fn f(x: u64) -> u64 { x }
+        };
+        let out = super::expand(crate::validate::validate(f, &opts).unwrap(), &opts).to_string();
+        for (word, n) in [
+            ("export_name", 1),
+            ("no_mangle", 2),
+            ("link_section", 1),
+            ("allow (clippy :: pedantic)", 5),
+            ("expect (unused_mut)", 1),
+            ("allow (unused_mut)", 4),
+        ] {
+            assert_eq!(out.matches(word).count(), n, "{word} in {out}");
+        }
     }
 
     /// A user's `inline` in a `cfg_attr` is the user's `inline`: no `#[inline]` is added after
