@@ -1,8 +1,9 @@
 //! Export and linkage attributes (`no_mangle`, `export_name`, `link_section`), plain or in a
 //! `cfg_attr`, go on the memoized function alone, never on its companions: the exported
 //! symbol is the memoized function (it caches), and no symbol is defined twice. Review s19b:
-//! an `export_name` or `no_mangle` in a `cfg_attr` was copied to `f_uncached`, `f_memo` and
-//! the hidden deleters ("symbol `..` is already defined").
+//! this passed before the review too (rustc expands an item's `cfg_attr` before `#[memoize]`
+//! sees it, and plain export attributes were never copied); it guards the behaviour, and the
+//! unit test `export_attributes_in_cfg_attr_stay_on_the_function` the copy of a `cfg_attr`.
 #![deny(warnings)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
