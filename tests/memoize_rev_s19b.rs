@@ -107,7 +107,8 @@ fn arguments_named_like_locals_are_arguments() {
     assert_eq!(FREE.load(Ordering::SeqCst) - before, 4);
     assert_eq!(call_path_memo().stats().hits, 1);
 
-    let (t, f): (fn() -> bool, fn() -> bool) = (|| true, || false);
+    let t: fn() -> bool = || true;
+    let f: fn() -> bool = || false;
     assert_eq!(unless_local(t, 1), 2);
     assert_eq!(unless_local(f, 1), 1);
     assert_eq!(unless_local(t, 1), 2);
