@@ -73,6 +73,33 @@ mod strict {
         assert_eq!((s.m("a"), s.mk(1, 2), s.none(), S::a(3)), (2, 4, 1, 3));
     }
 
+    // Written by a `macro_rules!` of this crate, rustc reports unused items that it does not
+    // report in the attribute's own expansion (the deleters, before `f` mentioned them).
+    macro_rules! memoized {
+        ($f:ident, $g:ident, $t:ident) => {
+            #[memoize]
+            pub(crate) fn $f(n: u64) -> u64 {
+                n
+            }
+            #[memoize(key = n)]
+            pub(crate) fn $g(n: u64, m: u64) -> u64 {
+                n + m
+            }
+            impl S {
+                #[memoize]
+                fn $t(&self, n: u64) -> u64 {
+                    self.id + n
+                }
+            }
+        };
+    }
+    memoized!(from_macro, from_macro_keyed, from_macro_method);
+
+    pub(crate) fn run_macro() {
+        let s = S { id: 1 };
+        assert_eq!((from_macro(1), from_macro_keyed(1, 2), s.from_macro_method(1)), (1, 3, 2));
+    }
+
     pub(crate) mod public {
         use memokit::memoize;
 
@@ -124,6 +151,7 @@ mod each {
 
 fn main() {
     strict::run();
+    strict::run_macro();
     each::run();
     assert_eq!(strict::public::f(1, 2), 3);
 }
