@@ -1,9 +1,12 @@
 //! Review s19b: arguments named like the expansion's own locals (`__memokit_memo`,
 //! `__memokit_id`, ...) are the user's arguments, never the expansion's: each function below
 //! compiles, computes once per argument value, hits after, and its deletes reach its results.
-//! Before the fix, most of them failed to compile (the local shadowed the argument, or the
-//! argument the local), and `M::by_id` keyed every call by the receiver's id instead of its
-//! argument (a wrong result served).
+//! Before the fix six of the eight functions failed to compile (`call_path`, `unless_local`,
+//! `ops_locals`, `M::by_id`, `M::keyed`, `M::assoc`: the local hid the argument or the argument
+//! the local; in `M::by_id` the handle's pattern bound `__memokit_id` twice, and in the call
+//! the receiver's id would have hidden the argument); `key_locals` and `key_borrowed` compiled
+//! and pass before and after. `slot_named` (a user's const named like `f_memo`'s static)
+//! failed to compile before its own fix.
 #![deny(warnings, clippy::all)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,8 +73,8 @@ struct M {
 }
 
 impl M {
-    /// The receiver's id has the argument's type: a shadowed argument keyed every call by the
-    /// receiver.
+    /// The receiver's id has the argument's type: a hidden argument would key every call by
+    /// the receiver.
     #[memoize]
     fn by_id(&self, __memokit_id: u64, __memokit_recv: u64) -> u64 {
         count(&METHODS);
