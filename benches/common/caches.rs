@@ -2,7 +2,7 @@
 //!
 //! | name          | what                                                                   |
 //! |---------------|------------------------------------------------------------------------|
-//! | `memokit`     | `memokit_engine::Engine`, default shards and workers (`memokit_ttl`: every store with a TTL) |
+//! | `memokit`     | `memokit_engine::Engine`, the engine's default shards (not `shards()`) and workers (`memokit_ttl`: every store with a TTL) |
 //! | `rwlock_map`  | baseline: `shards()` × `parking_lot::RwLock<HashMap<u64, V, ahash>>`, unbounded, no policy |
 //! | `quick_cache` | `quick_cache::sync::Cache` with its default options                    |
 //! | `moka`        | `moka::sync::Cache` with its default options (`moka_ttl`: with `time_to_live`) |
@@ -22,7 +22,9 @@ pub(crate) trait BenchCache<V>: Send + Sync {
     fn get(&self, key: u64) -> Option<V>;
     fn insert(&self, key: u64, value: V);
     fn get_or_insert_with(&self, key: u64, compute: impl FnOnce() -> V) -> V;
-    /// Applies pending work (memokit: `flush`; moka: `run_pending_tasks`).
+    /// Applies pending work (memokit: `flush`, and with a TTL `run_maintenance`, which also
+    /// expires what is due; moka: `run_pending_tasks`, which expires what is due as well;
+    /// quick_cache: nothing, it defers no work).
     fn sync(&self) {}
     /// Resident entries (after `sync`).
     fn len(&self) -> u64;
@@ -71,8 +73,14 @@ impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Memokit<V> {
             None => self.0.get_or_insert_with(key, compute),
         }
     }
+    /// `flush`; with a TTL, `run_maintenance` (a flush, then every worker expires what is due
+    /// now), so that a timed sync charges memokit_ttl for the expiry its stores made due, as
+    /// moka's `run_pending_tasks` charges moka_ttl (see `engine_hit`'s docs).
     fn sync(&self) {
-        self.0.flush();
+        match self.1 {
+            Some(_) => self.0.run_maintenance(),
+            None => self.0.flush(),
+        }
     }
     fn len(&self) -> u64 {
         self.0.len()
