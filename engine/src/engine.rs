@@ -42,7 +42,8 @@ pub(crate) use lifecycle::{finish_left, Left};
 /// every key and value is dropped, shortly after the drop returns rather than before (as soon
 /// as the workers have finished what they were doing, a `Drop` of theirs included); nothing
 /// panics. [`shutdown`](Engine::shutdown) called from those places is different: it panics
-/// from user code under a lock, and on a worker thread it cannot join that worker.
+/// from user code under a lock; on a worker thread it empties the engine before it returns,
+/// and leaves the joining of its threads to its first worker to stop, as this drop does.
 ///
 /// Guarantees:
 /// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,

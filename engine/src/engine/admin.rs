@@ -281,7 +281,10 @@ where
     }
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same; where
-    /// that drop may not wait, it leaves the joining to a worker: see [`Engine`]).
+    /// that drop may not wait, it leaves the joining to a worker: see [`Engine`]). On a worker
+    /// thread (in a key's or value's `Drop`) it empties the engine before it returns but leaves
+    /// the joining to the engine's first worker to stop, as such a drop does: joining there
+    /// could wait for a worker that is shutting this thread's engine down in turn.
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
     /// storing. A call while another is under way returns once that one has finished; at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and

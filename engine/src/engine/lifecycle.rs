@@ -17,10 +17,16 @@
 //! `tests/engine_rev_s19a.rs`.) If no worker can take the handles (every worker died: an
 //! engine bug), the shards are emptied on the spot and the threads left unjoined.
 //!
-//! | where the last handle goes | threads | keys and values dropped |
+//! An explicit `shutdown` on a worker thread (a user's `Drop`) does not join either: two
+//! workers each shutting the other's engine down joined each other (`tests/engine_rev_s19d.rs`).
+//! It hands the threads to the engine's first worker to stop likewise, but empties the shards
+//! itself before it returns, so lookups after it miss.
+//!
+//! | where the last handle goes, or `shutdown` is called | threads | keys and values dropped |
 //! |---|---|---|
 //! | anywhere else | joined before the drop returns | before the drop returns, on this thread |
-//! | a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
+//! | last handle: a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
+//! | `shutdown` on a worker thread | joined by the first worker to stop, which then ends | before `shutdown` returns, on this thread |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,7 +86,8 @@ impl Drop for ShuttingDown {
     }
 }
 
-/// Stops and joins the engine's threads, then empties its shards; the first call does it. A
+/// Stops and joins the engine's threads (on a worker thread: leaves them to the first worker
+/// to stop, see the module docs), then empties its shards; the first call does it. A
 /// later call waits until the first has finished (it returned at once, and a lookup right
 /// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
 /// except on a worker thread (of any engine, as for `flush`: the first may be joining that
@@ -112,13 +119,34 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
         }
     }
     let _finish = Finish(&inner.finished);
-    for tx in &shared.mailboxes {
-        let _ = tx.send(Command::Shutdown(None));
-    }
     stop.store(true, Ordering::Release);
     shared.clock.unpark_refresher();
-    join_all_but_this(threads.lock().drain(..));
+    if worker::on_worker_thread() {
+        // Joining here could wait for a worker that waits for this one: another engine's
+        // worker, in a `Drop`, shutting this thread's engine down in turn (each joined the
+        // other: `tests/engine_rev_s19d.rs`). The first worker to stop joins the threads, as
+        // after a drop of the last handle that may not wait; the shards are emptied here all
+        // the same (taking each write lock from workers that may still be running is fine:
+        // no store is taken once the flag is set).
+        hand_over_threads(inner);
+    } else {
+        for tx in &shared.mailboxes {
+            let _ = tx.send(Command::Shutdown(None));
+        }
+        join_all_but_this(threads.lock().drain(..));
+    }
     empty_shards(shared);
+}
+
+/// Sends every worker a `Shutdown` carrying the engine's thread handles ([`Left`]), for the
+/// first to read it to join ([`finish_left`]); returns whether a worker can take them.
+fn hand_over_threads<K, V>(inner: &Inner<K, V>) -> bool {
+    let left: Left = Arc::new(Mutex::new(Some(std::mem::take(&mut *inner.threads.lock()))));
+    let mut taken = false;
+    for tx in &inner.shared.mailboxes {
+        taken |= tx.send(Command::Shutdown(Some(left.clone()))).is_ok();
+    }
+    taken
 }
 
 /// The drop of the last handle where it may not wait (see the module docs): stops the engine
@@ -131,12 +159,7 @@ fn shutdown_without_waiting<K, V>(inner: &Inner<K, V>) {
     }
     inner.stop_clock.store(true, Ordering::Release);
     shared.clock.unpark_refresher();
-    let left: Left = Arc::new(Mutex::new(Some(std::mem::take(&mut *inner.threads.lock()))));
-    let mut taken = false;
-    for tx in &shared.mailboxes {
-        taken |= tx.send(Command::Shutdown(Some(left.clone()))).is_ok();
-    }
-    if !taken {
+    if !hand_over_threads(inner) {
         // No worker left to do it (every one died: a bug). Nothing to join for: the clock
         // thread ends on its own, and a dead worker holds no lock.
         let _shutting_down = ShuttingDown::enter();
