@@ -35,7 +35,10 @@
 //! - **Backpressure:** a caller (storing or removing) that finds more than its shard's limit
 //!   of operations waiting ([`pending_limit`]: an eighth of the shard's share of the capacity,
 //!   at least 64, at most [`PENDING_LIMIT`]) waits, once it holds no lock, until the worker has
-//!   drained it (not on a worker thread, where a user's `Drop` may store).
+//!   drained it (not on a worker thread, where a user's `Drop` may store); but not for a
+//!   worker that has been running one session of user `Drop`s for [`store::STUCK_PATIENCE`]:
+//!   such a `Drop` may be waiting for a lock of the user's that this caller holds
+//!   ([`UserDrops`]).
 //!
 //! The lookups are here; single flight in the `single_flight` submodule; stores and removes
 //! (with in-place replacement, what they leave their caller to drop, and the backpressure
@@ -75,6 +78,8 @@ use crate::worker::{engine_id, Command};
 
 mod single_flight;
 mod store;
+
+pub(crate) use store::UserDrops;
 
 /// Most operations a shard may hold pending before callers wait for the worker (a shard's
 /// own limit is lower in proportion to its share of the capacity: [`pending_limit`]).
@@ -242,6 +247,9 @@ pub(crate) struct Shared<K, V> {
     pub(crate) signal_at: usize,
     /// Pending operations after which callers wait for the shard's worker ([`pending_limit`]).
     pub(crate) pending_limit: usize,
+    /// Per worker: its sessions of user `Drop`s, which a caller held back stops waiting for
+    /// ([`UserDrops`]).
+    pub(crate) user_drops: Box<[UserDrops]>,
 }
 
 impl<K, V> Cell<K, V> {
@@ -440,6 +448,7 @@ impl<K, V> Shared<K, V> {
             resolution,
             signal_at,
             pending_limit,
+            user_drops: (0..workers).map(|_| UserDrops::new()).collect(),
         }
     }
 

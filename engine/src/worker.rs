@@ -211,7 +211,13 @@ crate::sync::thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn drop_outside<K: 'static, V: 'static>(garbage: impl IntoIterator<Item = (K, V)>) {
+/// Drops what a worker of `shared` displaced, outside its locks: at once, counted as a
+/// session of user `Drop`s on this worker (`shared::UserDrops`, for callers held back), or
+/// left to an inline serve under way ([`DEFERRED`]).
+fn drop_outside<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    garbage: impl IntoIterator<Item = (K, V)>,
+) {
     let deferred = DEFERRED.with(|d| d.borrow().is_some());
     if deferred {
         let garbage: Vec<(K, V)> = garbage.into_iter().collect();
@@ -221,6 +227,7 @@ fn drop_outside<K: 'static, V: 'static>(garbage: impl IntoIterator<Item = (K, V)
         }
         return;
     }
+    let _session = crate::shared::UserDrops::enter(shared);
     drop_outside_now(garbage);
 }
 
@@ -475,7 +482,7 @@ fn apply_then<K: 'static, V: 'static>(
     drop(batch);
     then(&mut core, &mut garbage, after.saturating_sub(before));
     drop(core);
-    drop_outside(garbage);
+    drop_outside(shared, garbage);
 }
 
 /// One maintenance step on the given shards, starting with `mine[*cursor]`; returns whether
@@ -514,7 +521,7 @@ fn maintain<K: 'static, V: 'static>(
                 core.unlock_fair();
                 r
             };
-            drop_outside(garbage.drain(..));
+            drop_outside(shared, garbage.drain(..));
             done += work;
             if finished {
                 break true;
@@ -564,7 +571,7 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
 /// [`clear`] for a worker's `Clear`: drops through [`drop_outside`], which defers the drops
 /// of an inline serve.
 fn clear_deferring<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    drop_outside(take_all(shared, cell));
+    drop_outside(shared, take_all(shared, cell));
 }
 
 /// Empties one shard, pending operations included; returns what it held, to be dropped.

@@ -169,7 +169,7 @@ pub(super) fn settle<K: 'static, V: 'static>(
                 shared.weight.fetch_sub(freed, Ordering::AcqRel);
                 finished
             };
-            drop_outside(garbage);
+            drop_outside(shared, garbage);
             if finished || shared.weight.load(Ordering::Acquire) <= shared.capacity {
                 break;
             }
@@ -237,7 +237,7 @@ fn evict_cuts<K: 'static, V: 'static>(
         }
         let mut garbage = Vec::new();
         evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
-        drop_outside(garbage);
+        drop_outside(shared, garbage);
     }
     shared.weight.load(Ordering::Acquire) <= shared.capacity
 }
