@@ -131,7 +131,10 @@ where
     /// Applied by the workers: stores handed over and not yet applied are held besides, so
     /// the engine may hold more for a moment while its workers catch up (at most an eighth
     /// of the capacity, or 64 entries a shard for a small one: callers storing beyond that
-    /// wait for the worker), and, without a weigher, a few stores of new keys per shard that
+    /// wait for the worker, unless it has been in a key's or value's `Drop` for a second,
+    /// which may be waiting for them; with a weigher, that many *entries*, each of any
+    /// weight, not an eighth of the weight), and, without a weigher, a few stores of new
+    /// keys per shard that
     /// wait for more to be applied with them (under 1% of the capacity, until the next tick
     /// at most; see [`Engine::flush`]).
     ///

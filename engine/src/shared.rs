@@ -25,7 +25,7 @@
 //!   the workers catch up: by the pending stores of new keys (under 1% of the capacity,
 //!   until the next tick at most) and, while the workers are behind, by what they have not
 //!   applied yet (at most an eighth of each shard's share, or 64 operations, by the
-//!   backpressure below).
+//!   backpressure below; operations, of any weight, in a weighted engine).
 //! - **Replacing a resident value** (an explicit insert of a key whose visible entry has no
 //!   deadline, the same generations and the same weight as the new value, and nothing of the
 //!   key pending): the caller swaps the value under the core's write lock itself. Nothing the
@@ -101,7 +101,10 @@ pub(crate) const PENDING_SHARE: u64 = 8;
 /// versions let a 1,000-entry engine hold five times its capacity). With the default shards
 /// a shard's share is at least a few thousand entries, and sustained two-thread writes keep
 /// a few dozen operations pending (`BENCHMARKS.md`), so the limit rarely holds callers back
-/// there; a weighted engine counts its share in weight, which only lowers the limit.
+/// there. A weighted engine's share is in weight, but the limit still counts operations,
+/// each of any weight: the excess it bounds is an eighth of the share in *entries*, which
+/// may weigh far more than an eighth of the capacity (counting the pending weight instead
+/// would hold back every store of an entry heavier than an eighth of the share).
 pub(crate) fn pending_limit(share: u64) -> usize {
     let by_share = usize::try_from(share / PENDING_SHARE).unwrap_or(usize::MAX);
     by_share.clamp(PENDING_MIN, PENDING_LIMIT)
