@@ -11,7 +11,10 @@
 //! and runs wherever a thread may wait for a core. Cost: none in release builds (the guard is
 //! the mutex guard); one thread-local counter update per lock in debug builds.
 
-use crate::sync::{Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 use crate::shard::{Handle, NewEntry};
 
@@ -130,5 +133,62 @@ mod tests {
         drop(core);
         drop(p);
         super::assert_may_wait_for_core();
+    }
+}
+
+/// How long a caller held back by a full pending table (`Shared::finish`) waits for a
+/// worker that stays in one session of user `Drop`s ([`UserDrops`]) before it stops waiting.
+pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
+
+/// A worker's sessions of user `Drop`s: `session` is odd while the worker drops keys and
+/// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced),
+/// and counts the sessions; `given_up` is the session a caller held back stopped waiting in.
+///
+/// Why: a worker runs no user code but `Drop`s, and such a `Drop` may wait for a lock of the
+/// user's (a pool, a registry) that the caller held back holds: neither the engine nor the
+/// caller can tell that from a slow `Drop`. With a flat limit of 4,096 it took that many
+/// stores under such a lock to hang; with a small shard's limit (64) it took a few dozen
+/// (`tests/engine_rev_s19d.rs`). So a caller waits for a worker in one session for at most
+/// [`STUCK_PATIENCE`], then records the session, and no caller waits for it again until
+/// the worker has left it. The cost: while a `Drop` on a worker blocks for longer than
+/// that, its shards' callers are not held back (as before the limit existed).
+pub(crate) struct UserDrops {
+    session: AtomicU64,
+    pub(crate) given_up: AtomicU64,
+}
+
+/// While alive on a worker of the engine it was entered for: that worker's session of user
+/// `Drop`s ([`UserDrops`]). Nested sessions count as the outermost one.
+pub(crate) struct UserDropsGuard<'a>(Option<&'a UserDrops>);
+
+impl UserDrops {
+    pub(crate) fn new() -> Self {
+        UserDrops { session: AtomicU64::new(0), given_up: AtomicU64::new(0) }
+    }
+
+    /// Starts a session of user `Drop`s if this thread is one of `shared`'s workers and not
+    /// in one already (only that worker writes its counter).
+    pub(crate) fn enter<K, V>(shared: &crate::shared::Shared<K, V>) -> UserDropsGuard<'_> {
+        let Some(me) = crate::worker::worker_of(shared) else { return UserDropsGuard(None) };
+        let d = &shared.user_drops[me];
+        if d.session.load(Ordering::Acquire) % 2 == 1 {
+            return UserDropsGuard(None);
+        }
+        d.session.fetch_add(1, Ordering::AcqRel);
+        UserDropsGuard(Some(d))
+    }
+
+    /// The session the worker is in, if it is in one.
+    pub(crate) fn current(&self) -> Option<u64> {
+        let s = self.session.load(Ordering::Acquire);
+        (s % 2 == 1).then_some(s)
+    }
+}
+
+impl Drop for UserDropsGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0 {
+            d.session.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }

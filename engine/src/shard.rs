@@ -81,10 +81,13 @@ mod validate;
 /// a handle waits in the pending table for one batch, a slot is reused only by an insert, and
 /// inserts happen only when a batch is applied, so between a handle's capture and its use its
 /// slot is reused at most once per insert of that batch, which holds fewer than
-/// its shard's pending limit (at most `PENDING_LIMIT`, 4096) plus one per storing thread (asserted below), callers being held
-/// back at the limit. Stores made on a worker thread (by a user's `Drop` running there) are
-/// not held back, so only a `Drop` that stores 65,536 values into one shard before its worker
-/// applies them could make a batch that large; even then a handle mistaken for valid removes
+/// its shard's pending limit (at most `PENDING_LIMIT`, 4096) plus one per storing thread
+/// (asserted below), callers being held back at the limit. Stores made on a worker thread (by
+/// a user's `Drop` running there) or in user code run under a lock are not held back, nor
+/// are any while the shard's worker has been stuck in a user's `Drop` for a second
+/// (`pending::UserDrops`), so only a `Drop` that stores 65,536 values into one shard before
+/// its worker applies them, or one blocked while callers store as many, could make a batch
+/// that large; even then a handle mistaken for valid removes
 /// the unrelated entry now in its slot (a spurious eviction), never serves a value. 8 bytes,
 /// like the handle of a 32-bit count.
 const _: () =

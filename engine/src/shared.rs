@@ -36,9 +36,9 @@
 //!   of operations waiting ([`pending_limit`]: an eighth of the shard's share of the capacity,
 //!   at least 64, at most [`PENDING_LIMIT`]) waits, once it holds no lock, until the worker has
 //!   drained it (not on a worker thread, where a user's `Drop` may store); but not for a
-//!   worker that has been running one session of user `Drop`s for [`store::STUCK_PATIENCE`]:
-//!   such a `Drop` may be waiting for a lock of the user's that this caller holds
-//!   ([`UserDrops`]).
+//!   worker that has been running one session of user `Drop`s for a second
+//!   ([`crate::pending::STUCK_PATIENCE`]): such a `Drop` may be waiting for a lock of the
+//!   user's that this caller holds ([`UserDrops`]).
 //!
 //! The lookups are here; single flight in the `single_flight` submodule; stores and removes
 //! (with in-place replacement, what they leave their caller to drop, and the backpressure
@@ -71,15 +71,15 @@ use crate::entry::gens_live;
 use crate::flight::{Flights, FlightsGuard};
 use crate::generation::Registry;
 use crate::options::Equivalent;
-use crate::pending::{assert_may_wait_for_core, pending_bit, Pending, PendingGuard, PENDING_WORDS};
+use crate::pending::{
+    assert_may_wait_for_core, pending_bit, Pending, PendingGuard, UserDrops, PENDING_WORDS,
+};
 use crate::reentry::{UnderRead, UserCode};
 use crate::shard::Shard;
 use crate::worker::{engine_id, Command};
 
 mod single_flight;
 mod store;
-
-pub(crate) use store::UserDrops;
 
 /// Most operations a shard may hold pending before callers wait for the worker (a shard's
 /// own limit is lower in proportion to its share of the capacity: [`pending_limit`]).

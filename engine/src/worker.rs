@@ -212,7 +212,7 @@ crate::sync::thread_local! {
 }
 
 /// Drops what a worker of `shared` displaced, outside its locks: at once, counted as a
-/// session of user `Drop`s on this worker (`shared::UserDrops`, for callers held back), or
+/// session of user `Drop`s on this worker (`pending::UserDrops`, for callers held back), or
 /// left to an inline serve under way ([`DEFERRED`]).
 fn drop_outside<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
@@ -227,7 +227,7 @@ fn drop_outside<K: 'static, V: 'static>(
         }
         return;
     }
-    let _session = crate::shared::UserDrops::enter(shared);
+    let _session = crate::pending::UserDrops::enter(shared);
     drop_outside_now(garbage);
 }
 

@@ -33,10 +33,10 @@ use std::time::Duration;
 use super::{Cell, Shared};
 use crate::entry::{gens_live, NEVER};
 use crate::options::{Equivalent, InsertOptions};
-use crate::pending::pending_bit;
+use crate::pending::{pending_bit, STUCK_PATIENCE};
 use crate::reentry::UserCode;
 use crate::shard::{NewEntry, Shard};
-use crate::sync::{spin_loop, AtomicU64, RwLockWriteGuard};
+use crate::sync::{spin_loop, RwLockWriteGuard};
 use crate::worker::engine_id;
 
 /// Most stores of new keys a shard gathers before its worker is woken ([`signal_threshold`]).
@@ -83,63 +83,6 @@ crate::sync::thread_local! {
     /// stores into engine B runs B's weigher while A's flights lock is still held, so B's
     /// weigher storing into A must panic too (remembering only B, it deadlocked).
     static WEIGHING: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// How long a caller held back by a full pending table ([`Shared::finish`]) waits for a
-/// worker that stays in one session of user `Drop`s ([`UserDrops`]) before it stops waiting.
-pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
-
-/// A worker's sessions of user `Drop`s: `session` is odd while the worker drops keys and
-/// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced),
-/// and counts the sessions; `given_up` is the session a caller held back stopped waiting in.
-///
-/// Why: a worker runs no user code but `Drop`s, and such a `Drop` may wait for a lock of the
-/// user's (a pool, a registry) that the caller held back holds: neither the engine nor the
-/// caller can tell that from a slow `Drop`. With a flat limit of 4,096 it took that many
-/// stores under such a lock to hang; with a small shard's limit (64) it took a few dozen
-/// (`tests/engine_rev_s19d.rs`). So a caller waits for a worker in one session for at most
-/// [`STUCK_PATIENCE`], then records the session, and no caller waits for it again until
-/// the worker has left it. The cost: while a `Drop` on a worker blocks for longer than
-/// that, its shards' callers are not held back (as before the limit existed).
-pub(crate) struct UserDrops {
-    session: AtomicU64,
-    given_up: AtomicU64,
-}
-
-/// While alive on a worker of the engine it was entered for: that worker's session of user
-/// `Drop`s ([`UserDrops`]). Nested sessions count as the outermost one.
-pub(crate) struct UserDropsGuard<'a>(Option<&'a UserDrops>);
-
-impl UserDrops {
-    pub(crate) fn new() -> Self {
-        UserDrops { session: AtomicU64::new(0), given_up: AtomicU64::new(0) }
-    }
-
-    /// Starts a session of user `Drop`s if this thread is one of `shared`'s workers and not
-    /// in one already (only that worker writes its counter).
-    pub(crate) fn enter<K, V>(shared: &Shared<K, V>) -> UserDropsGuard<'_> {
-        let Some(me) = crate::worker::worker_of(shared) else { return UserDropsGuard(None) };
-        let d = &shared.user_drops[me];
-        if d.session.load(Ordering::Acquire) % 2 == 1 {
-            return UserDropsGuard(None);
-        }
-        d.session.fetch_add(1, Ordering::AcqRel);
-        UserDropsGuard(Some(d))
-    }
-
-    /// The session the worker is in, if it is in one.
-    fn current(&self) -> Option<u64> {
-        let s = self.session.load(Ordering::Acquire);
-        (s % 2 == 1).then_some(s)
-    }
-}
-
-impl Drop for UserDropsGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(d) = self.0 {
-            d.session.fetch_add(1, Ordering::AcqRel);
-        }
-    }
 }
 
 /// Attempts a caller makes to take a shard's write lock for an in-place store.
@@ -335,9 +278,9 @@ where
     /// drops what it displaced, then, if the shard's pending table was full, waits until its
     /// worker has drained it below half the limit, or the engine is shut down or its worker
     /// died, or the worker has been in one session of user `Drop`s for [`STUCK_PATIENCE`]
-    /// ([`UserDrops`]) (backpressure). Never on a worker thread: a user's `Drop` running there may store,
-    /// and would wait for its own worker (such stores are not held back; see
-    /// [`crate::shard::Handle`]).
+    /// ([`UserDrops`](crate::pending::UserDrops)) (backpressure). Never on a worker thread:
+    /// a user's `Drop` running there may store, and would wait for its own worker (such
+    /// stores are not held back; see [`crate::shard::Handle`]).
     pub(super) fn finish(&self, hash: u64, stored: Leftovers<K, V>) {
         let full = stored.full;
         drop(stored);
@@ -355,7 +298,7 @@ where
             && !self.is_shut_down()
             && !self.worker_died.load(Ordering::Acquire)
         {
-            // A worker in a `Drop` that may be waiting for this caller ([`UserDrops`]).
+            // A worker in a `Drop` that may be waiting for this caller (`UserDrops`).
             match (drops.current(), stuck) {
                 (Some(s), _) if drops.given_up.load(Ordering::Acquire) == s => break,
                 (Some(s), Some((t, since))) if s == t => {
@@ -587,7 +530,7 @@ mod tests {
         // the patience it has with a worker in a `Drop` (`UserDrops`) to show it stays there.
         let cell = &e.shared().cells[0];
         let start = std::time::Instant::now();
-        while !done.load(Ordering::SeqCst) && start.elapsed() < super::STUCK_PATIENCE / 2 {
+        while !done.load(Ordering::SeqCst) && start.elapsed() < crate::pending::STUCK_PATIENCE / 2 {
             std::thread::yield_now();
         }
         let (pending, finished) =
