@@ -100,3 +100,33 @@ fn two_workers_shutting_each_others_engine_down_do_not_wait_for_each_other() {
         assert_eq!((e1.get(&HookedKey::new(2)), e2.get(&HookedKey::new(2))), (None, None));
     });
 }
+
+/// An engine's last handle dropped where it may not wait (a `get_map` read, under another
+/// engine's read lock): its first worker to stop empties the shards, and a key whose `Drop`
+/// panics there does not keep the others from being dropped (each under its own
+/// `catch_unwind`, as on the workers; the worker does not die of it).
+#[test]
+fn a_panicking_drop_while_a_worker_empties_an_abandoned_engine_spares_the_rest() {
+    no_hang("a panicking Drop in the emptying of an abandoned engine", || {
+        let e1: Engine<HookedKey, u64> = Engine::builder()
+            .max_capacity(100)
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let dropped = Arc::new(AtomicBool::new(false));
+        let d = dropped.clone();
+        e1.insert(HookedKey::with_drop(1, || panic!("a key's Drop panics")), 1);
+        e1.insert(HookedKey::with_drop(2, move || d.store(true, Ordering::SeqCst)), 2);
+        e1.flush();
+        let e2: Engine<u64, u64> = Engine::new(10);
+        e2.insert(1, 1);
+        e2.flush();
+        let slot = Arc::new(Mutex::new(Some(e1)));
+        let s = slot.clone();
+        assert!(e2.get_map(&1, move |_| drop(s.lock().unwrap().take())).is_some());
+        assert!(slot.lock().unwrap().is_none(), "the read dropped the last handle");
+        wait_until("the other key dropped", || dropped.load(Ordering::SeqCst));
+    });
+}
