@@ -18,6 +18,35 @@ use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 use crate::shard::{Handle, NewEntry};
 
+/// Most operations a shard may hold pending before callers wait for the worker (a shard's
+/// own limit is lower in proportion to its share of the capacity: [`pending_limit`]).
+/// Under the model checker (`--cfg memokit_shuttle`) it is 4, so that its tests reach the
+/// backpressure wait with a handful of stores.
+pub(crate) const PENDING_LIMIT: usize = if cfg!(memokit_shuttle) { 4 } else { 4096 };
+/// The least a shard's pending limit may be, whatever its share.
+pub(crate) const PENDING_MIN: usize = if cfg!(memokit_shuttle) { 4 } else { 64 };
+/// A shard's pending limit is at most its share of the capacity divided by this.
+pub(crate) const PENDING_SHARE: u64 = 8;
+
+/// The operations a shard whose share of the capacity is `share` may hold pending before
+/// callers wait for its worker: an eighth of the share, at least [`PENDING_MIN`], at most
+/// [`PENDING_LIMIT`].
+///
+/// Why: the pending stores of new keys are held beyond the capacity until the worker applies
+/// them, so the limit is what bounds that excess while the workers are behind: an eighth of
+/// the capacity, plus [`PENDING_MIN`] per shard for small ones (the flat 4,096 of earlier
+/// versions let a 1,000-entry engine hold five times its capacity). With the default shards
+/// a shard's share is at least a few thousand entries, and sustained two-thread writes keep
+/// a few dozen operations pending (`BENCHMARKS.md`), so the limit rarely holds callers back
+/// there. A weighted engine's share is in weight, but the limit still counts operations,
+/// each of any weight: the excess it bounds is an eighth of the share in *entries*, which
+/// may weigh far more than an eighth of the capacity (counting the pending weight instead
+/// would hold back every store of an entry heavier than an eighth of the share).
+pub(crate) fn pending_limit(share: u64) -> usize {
+    let by_share = usize::try_from(share / PENDING_SHARE).unwrap_or(usize::MAX);
+    by_share.clamp(PENDING_MIN, PENDING_LIMIT)
+}
+
 /// Words of a shard's pending-insert filter (256 bits).
 pub(crate) const PENDING_WORDS: usize = 4;
 

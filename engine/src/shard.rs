@@ -91,7 +91,7 @@ mod validate;
 /// the unrelated entry now in its slot (a spurious eviction), never serves a value. 8 bytes,
 /// like the handle of a 32-bit count.
 const _: () =
-    assert!(crate::shared::PENDING_LIMIT <= 1 << 14, "handles rely on batches far below 2^16");
+    assert!(crate::pending::PENDING_LIMIT <= 1 << 14, "handles rely on batches far below 2^16");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Handle {

@@ -33,8 +33,8 @@
 //!   ownership of the structure stands, and such a store costs a write lock and a probe instead
 //!   of a hand-over, a wake-up and a batch. A busy write lock sends the store the usual way.
 //! - **Backpressure:** a caller (storing or removing) that finds more than its shard's limit
-//!   of operations waiting ([`pending_limit`]: an eighth of the shard's share of the capacity,
-//!   at least 64, at most [`PENDING_LIMIT`]) waits, once it holds no lock, until the worker has
+//!   of operations waiting ([`crate::pending::pending_limit`]: an eighth of the shard's share of the capacity,
+//!   at least 64, at most `PENDING_LIMIT`) waits, once it holds no lock, until the worker has
 //!   drained it (not on a worker thread, where a user's `Drop` may store); but not for a
 //!   worker that has been running one session of user `Drop`s for a second
 //!   ([`crate::pending::STUCK_PATIENCE`]): such a `Drop` may be waiting for a lock of the
@@ -72,7 +72,8 @@ use crate::flight::{Flights, FlightsGuard};
 use crate::generation::Registry;
 use crate::options::Equivalent;
 use crate::pending::{
-    assert_may_wait_for_core, pending_bit, Pending, PendingGuard, UserDrops, PENDING_WORDS,
+    assert_may_wait_for_core, pending_bit, pending_limit, Pending, PendingGuard, UserDrops,
+    PENDING_WORDS,
 };
 use crate::reentry::{UnderRead, UserCode};
 use crate::shard::Shard;
@@ -81,34 +82,6 @@ use crate::worker::{engine_id, Command};
 mod single_flight;
 mod store;
 
-/// Most operations a shard may hold pending before callers wait for the worker (a shard's
-/// own limit is lower in proportion to its share of the capacity: [`pending_limit`]).
-/// Under the model checker (`--cfg memokit_shuttle`) it is 4, so that its tests reach the
-/// backpressure wait with a handful of stores.
-pub(crate) const PENDING_LIMIT: usize = if cfg!(memokit_shuttle) { 4 } else { 4096 };
-/// The least a shard's pending limit may be, whatever its share.
-pub(crate) const PENDING_MIN: usize = if cfg!(memokit_shuttle) { 4 } else { 64 };
-/// A shard's pending limit is at most its share of the capacity divided by this.
-pub(crate) const PENDING_SHARE: u64 = 8;
-
-/// The operations a shard whose share of the capacity is `share` may hold pending before
-/// callers wait for its worker: an eighth of the share, at least [`PENDING_MIN`], at most
-/// [`PENDING_LIMIT`].
-///
-/// Why: the pending stores of new keys are held beyond the capacity until the worker applies
-/// them, so the limit is what bounds that excess while the workers are behind: an eighth of
-/// the capacity, plus [`PENDING_MIN`] per shard for small ones (the flat 4,096 of earlier
-/// versions let a 1,000-entry engine hold five times its capacity). With the default shards
-/// a shard's share is at least a few thousand entries, and sustained two-thread writes keep
-/// a few dozen operations pending (`BENCHMARKS.md`), so the limit rarely holds callers back
-/// there. A weighted engine's share is in weight, but the limit still counts operations,
-/// each of any weight: the excess it bounds is an eighth of the share in *entries*, which
-/// may weigh far more than an eighth of the capacity (counting the pending weight instead
-/// would hold back every store of an entry heavier than an eighth of the share).
-pub(crate) fn pending_limit(share: u64) -> usize {
-    let by_share = usize::try_from(share / PENDING_SHARE).unwrap_or(usize::MAX);
-    by_share.clamp(PENDING_MIN, PENDING_LIMIT)
-}
 /// Attempts a reader makes, with a spin hint between them, to take a shard's read lock while
 /// the worker holds it, before it queues (and may sleep) like any reader.
 const READ_SPINS: u32 = 1000;
@@ -248,7 +221,7 @@ pub(crate) struct Shared<K, V> {
     /// Pending operations after which a store of a new key wakes the shard's worker
     /// ([`store::signal_threshold`]).
     pub(crate) signal_at: usize,
-    /// Pending operations after which callers wait for the shard's worker ([`pending_limit`]).
+    /// Pending operations after which callers wait for the shard's worker ([`crate::pending::pending_limit`]).
     pub(crate) pending_limit: usize,
     /// Per worker: its sessions of user `Drop`s, which a caller held back stops waiting for
     /// ([`UserDrops`]).
@@ -609,46 +582,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::Cell;
-    use std::mem::offset_of;
-
-    /// The 128-byte block a field starts in.
-    fn block(offset: usize) -> usize {
-        offset / 128
-    }
-
-    /// Whether the fields of each group share no 128-byte block with another group's.
-    #[test]
-    fn layout_groups() {
-        type C = Cell<u64, std::sync::Arc<u64>>;
-        let lookups = [offset_of!(C, hits), offset_of!(C, misses), offset_of!(C, core)];
-        let stores = [
-            offset_of!(C, pending),
-            offset_of!(C, pending_len),
-            offset_of!(C, pending_keys),
-            offset_of!(C, applied),
-            offset_of!(C, signaled),
-            offset_of!(C, hides),
-        ];
-        let flights = [offset_of!(C, flights)];
-        let worker = [
-            offset_of!(C, batch),
-            offset_of!(C, drained),
-            offset_of!(C, due_at),
-            offset_of!(C, weight),
-        ];
-        let groups = [&lookups[..], &stores, &flights, &worker];
-        for (i, g) in groups.iter().enumerate() {
-            for h in &groups[i + 1..] {
-                for &a in g.iter() {
-                    for &b in h.iter() {
-                        assert_ne!(block(a), block(b), "offsets {a} and {b} share a block");
-                    }
-                }
-            }
-        }
-        // The read lock's word is the core's first bytes: beside the counters.
-        assert_eq!(block(offset_of!(C, hits)), block(offset_of!(C, core)));
-    }
-}
+mod tests;

@@ -48,7 +48,7 @@ const SIGNAL_SHARE: u64 = 128;
 /// How many operations a shard's pending table gathers before a store of a new key wakes the
 /// worker: up to [`SIGNAL_BATCH_MAX`], one per [`SIGNAL_SHARE`] entries of the shard's
 /// `share` of the capacity, at least one, never more than half the shard's pending `limit`
-/// ([`super::pending_limit`]; so a table a caller waits to see drained below that half was
+/// ([`crate::pending::pending_limit`]; so a table a caller waits to see drained below that half was
 /// last filled by a store that woke the worker). One for a weighted engine, whose entries may each weigh up to the
 /// capacity. Every other store wakes the worker at once: one that hides a resident entry
 /// (whose old value waits for the batch to be dropped), a remove, and a lookup that finds a
@@ -416,7 +416,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::{signal_threshold, SIGNAL_BATCH_MAX, SIGNAL_SHARE};
-    use crate::shared::{pending_limit, PENDING_LIMIT, PENDING_MIN, PENDING_SHARE};
+    use crate::pending::{pending_limit, PENDING_LIMIT, PENDING_MIN, PENDING_SHARE};
     use crate::{Engine, ManualClock};
     use std::sync::atomic::Ordering;
 
