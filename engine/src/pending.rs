@@ -1,5 +1,7 @@
 //! The pending table of a shard: stores and removes handed to the worker and not yet applied,
-//! the filter of keys with a pending insert, and the lock-order check around them.
+//! the filter of keys with a pending insert, how many operations a table may hold before its
+//! callers wait for the worker ([`pending_limit`]; [`UserDrops`] says when they stop
+//! waiting), and the lock-order check around them.
 //!
 //! Why: read-your-writes. A caller records its operation here (under the shard's `pending`
 //! mutex) and returns; lookups consult this table before trusting a miss in the core, until
