@@ -85,7 +85,17 @@
 //! (loops 6 / 18 points lower, OLTP 1k −0.7); main's CLOCK counting down from 1 or 2 instead
 //! of 3 (none better by more than 0.1; from 1, P3 16k and Zipf 0.8 lose 0.5–0.6); a 3- or
 //! 4-bit mark (needs `entry.rs`; OLTP 5k/10k −0.2 to −0.4, shifting 10k −0.5 to −0.7, P3 32k
-//! +0.1); sketch admission in front of S3-FIFO with its ghost admission kept (P3 −6 to −10).
+//! +0.1); sketch admission in front of S3-FIFO with its ghost admission kept (P3 −6 to −10);
+//! main split into probation and a protected part (session 19, review s19e: entries enter
+//! probation, move to protected when main's CLOCK consumes their mark, go back when protected
+//! is over 60–90% of what small's target leaves and its hand finds them unmarked; victims from
+//! probation only): loop 1.5 × 10k 62.2–63.1 → 64.0–64.8 across runs, still under moka's
+//! 65.2, for shifting 10k −1.2 (80%) / −0.35 (60%), P3 64k −0.5 and, at 80%, OLTP 2k −0.4;
+//! letting small give back what a shrinking target leaves it without competing did not move
+//! the loop beyond that run-to-run spread. On the 10k loop the candidate wins only ~1% of its
+//! competitions (3–4k of ~350k): the loss against moka is less the churn of main than small
+//! holding 2–2.5% of the share there (its target shrinks by large steps but small only shrinks
+//! through promotions, which a loop never makes).
 //!
 //! # Invariants ([`Policy::validate`])
 //!
