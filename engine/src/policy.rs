@@ -92,10 +92,11 @@
 //! probation only): loop 1.5 × 10k 62.2–63.1 → 64.0–64.8 across runs, still under moka's
 //! 65.2, for shifting 10k −1.2 (80%) / −0.35 (60%), P3 64k −0.5 and, at 80%, OLTP 2k −0.4;
 //! letting small give back what a shrinking target leaves it without competing did not move
-//! the loop beyond that run-to-run spread. On the 10k loop the candidate wins only ~1% of its
-//! competitions (3–4k of ~350k): the loss against moka is less the churn of main than small
-//! holding 2–2.5% of the share there (its target shrinks by large steps but small only shrinks
-//! through promotions, which a loop never makes).
+//! the loop beyond that run-to-run spread (that row's memokit column is not repeatable within
+//! 0.1: 62.2–63.1 in four runs of HEAD). With the split, on the 10k loop the candidate wins only
+//! ~1% of its competitions (3–4k of ~350k), and small holds 2.4% of the share on average
+//! against a target of 1.5%: small shrinks only through promotions, which a loop never makes,
+//! so what remains of the gap to moka is more small's size than main's churn.
 //!
 //! # Invariants ([`Policy::validate`])
 //!
