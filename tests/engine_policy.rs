@@ -113,7 +113,7 @@ fn a_new_popular_set_takes_over() {
 }
 
 /// With recency only (each key read a second time 1 to 300 misses later, never again), a
-/// window of the initial size (5%) misses most second reads: main admits none of these keys
+/// window of the initial size (1%) misses most second reads: main admits none of these keys
 /// (each is counted once, like its victim). The window grows on the regretted misses until
 /// they hit (measured 1.0 over the last third).
 #[test]
