@@ -58,7 +58,7 @@ fn a_loop_larger_than_the_cache_still_hits() {
 /// are counted at the sketch's ceiling (15) every competition is a tie, which keeps main as it
 /// is. Aging the sketch then (halving every counter) made the candidates, counted again at
 /// their insert, beat main's victims, counted again only when main's CLOCK passes them after
-/// their hit: for a lap or two after each halving most misses evicted the very entry the loop
+/// their hit: for a lap or two after each halving many misses evicted the very entry the loop
 /// read next (before the fix: laps 34 and 50 hit 0.40 and 0.22, the best 0.66, and each
 /// halving left the laps after it lower, 0.62). Increments that
 /// change no counter no longer count toward the aging (as in Caffeine), so a sketch saturated

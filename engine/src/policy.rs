@@ -49,7 +49,7 @@
 //!   is a tie and main stays as it is. Counting the increments at the ceiling halved the sketch
 //!   every ~33 laps of the 10k loop, and for the next laps the candidates, counted again at
 //!   their insert, led main's victims by one (their next count comes only when main's CLOCK
-//!   passes them after their hit): most misses then evicted the entry the loop read next, and a
+//!   passes them after their hit): many misses then evicted the entry the loop read next, and a
 //!   lap hit a third to three quarters of the best (`tests/engine_policy.rs`). Loop 1.5 × 10k
 //!   62.5 → 64.2–64.6 over three runs (moka 64.8–65.3 in the same runs); every other row within
 //!   0.1. What is left to moka there (0.6–1.0 points) is the window, 1% of each share at least,
