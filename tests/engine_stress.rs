@@ -452,18 +452,22 @@ fn clear_under_concurrent_inserts() {
         .unwrap();
     let published = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rounds = 5 * env_u64("MEMOKIT_STRESS_ITERS", 1);
+    // Enough keys for the last round's wait (a fixed 200,000 could never be reached from 100
+    // rounds on: `MEMOKIT_STRESS_ITERS=20` and up reported a hang).
+    let keys = 2_000 * rounds + 2_000;
     let writer = {
         let (e, published, stop) = (e.clone(), published.clone(), stop.clone());
         std::thread::spawn(move || {
             let mut k = 0;
-            while !stop.load(SeqCst) && k < 200_000 {
+            while !stop.load(SeqCst) && k < keys {
                 e.insert(k, k);
                 k += 1;
                 published.store(k, SeqCst);
             }
         })
     };
-    for round in 0..5 * env_u64("MEMOKIT_STRESS_ITERS", 1) {
+    for round in 0..rounds {
         common::wait_until("the writer made progress", || published.load(SeqCst) > 2_000 * round);
         let before = published.load(SeqCst);
         e.clear();
