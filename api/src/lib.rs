@@ -34,7 +34,10 @@
 //! name never share results), its version, for methods the receiver's [`MemoIdentity::Id`] and
 //! the version of (method, receiver), and the arguments compared by value (`Hash + Eq`) or the
 //! `key =` expression. Borrowed arguments (`&str`, `&[T]`, `&T`) are owned (`String`,
-//! `Vec<T>`, `T`) only when a result is stored: a hit clones no argument.
+//! `Vec<T>`, `T`) only when a result is stored: a hit clones no argument. A by-value argument
+//! (`v: Vec<u8>`) is cloned twice on a miss, once for the stored key and once for the body,
+//! which takes it by value (the call keeps the original to build the key): take a large
+//! argument by reference (`v: &[u8]`), which a miss clones once.
 //!
 //! Results are returned by clone: return `Arc<T>` for large values. A function returning
 //! `Result<T, E>` (any type whose last path segment is `Result`: `io::Result<T>`,
