@@ -9,7 +9,11 @@ use std::fmt;
 /// let m = memokit::Memoizer::new();
 /// let err = m.delete_memoized("no::such::function").unwrap_err();
 /// assert!(matches!(err, memokit::Error::UnknownFunction { .. }));
-/// assert_eq!(err.to_string(), "no memoized function is named `no::such::function` in this memoizer");
+/// assert_eq!(
+///     err.to_string(),
+///     "no memoized function is named `no::such::function` in this memoizer \
+///      (a function is known from its first call or `f_memo()`)"
+/// );
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -50,7 +54,12 @@ impl fmt::Display for Error {
                 f.write_str("the global memoizer is already initialized; call `memokit::configure` once, before any memoized call")
             }
             Error::UnknownFunction { name } => {
-                write!(f, "no memoized function is named `{name}` in this memoizer")
+                write!(f, "no memoized function is named `{name}` in this memoizer")?;
+                if name.contains("::") {
+                    f.write_str(" (a function is known from its first call or `f_memo()`)")
+                } else {
+                    f.write_str(" (names are full paths, `my_crate::module::f`: see `f_memo().name()`)")
+                }
             }
             Error::AmbiguousName { name, count } => write!(
                 f,

@@ -34,7 +34,10 @@
 //! name never share results), its version, for methods the receiver's [`MemoIdentity::Id`] and
 //! the version of (method, receiver), and the arguments compared by value (`Hash + Eq`) or the
 //! `key =` expression. Borrowed arguments (`&str`, `&[T]`, `&T`) are owned (`String`,
-//! `Vec<T>`, `T`) only when a result is stored: a hit clones no argument.
+//! `Vec<T>`, `T`) only when a result is stored: a hit clones no argument. A by-value argument
+//! (`v: Vec<u8>`) is cloned twice on a miss, once for the stored key and once for the body,
+//! which takes it by value (the call keeps the original to build the key): take a large
+//! argument by reference (`v: &[u8]`), which a miss clones once.
 //!
 //! Results are returned by clone: return `Arc<T>` for large values. A function returning
 //! `Result<T, E>` (any type whose last path segment is `Result`: `io::Result<T>`,
@@ -106,7 +109,11 @@
 //!   keys never wait for each other, and a memoized function may call memoized functions
 //!   (a memoized recursive fibonacci of 90 returns at once).
 //! - A panic in the function propagates to its caller; waiters wake and recompute; the cache is
-//!   never poisoned. A function that waits on its own key (direct self-recursion with the same
+//!   never poisoned. The same for a computation that returns `Err`: its error goes to its own
+//!   caller only. The callers that were waiting for a failed computation retry one at a time
+//!   (one computes, the others wait for it again), so under an outage the `k`-th of them waits
+//!   for `k` failed computations: bound the function's own time (a client timeout) with that
+//!   in mind. A function that waits on its own key (direct self-recursion with the same
 //!   arguments) gets a clear panic, not a deadlock; so do calls on several threads that wait
 //!   for each other's results (`f(1)` computing on one thread needs `g(1)`, whose computation
 //!   on another thread needs `f(1)`).

@@ -176,6 +176,7 @@ impl MemoizerBuilder {
     }
 
     /// The most results kept (all functions together). While fewer are held, nothing is evicted.
+    /// Zero keeps nothing: every call runs its function, and no counter but `misses` moves.
     ///
     /// ```
     /// use memokit::{memoize, Memoizer};

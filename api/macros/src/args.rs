@@ -28,6 +28,16 @@ struct RawOpt {
 impl Parse for RawOpt {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        if input.peek(syn::token::Paren) || input.peek(syn::token::Bracket) {
+            // `timeout(60)`, as some other caching crates spell their options.
+            let n = name.to_string();
+            let msg = if n == "associated" {
+                format!("{CALL_FORM} `associated` is a flag, write `#[memoize(associated)]`")
+            } else {
+                format!("{CALL_FORM} write `{n} = <expr>`, not `{n}(..)`")
+            };
+            return Err(syn::Error::new(input.span(), msg));
+        }
         let value = if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
             Some(input.parse()?)
@@ -40,6 +50,36 @@ impl Parse for RawOpt {
 
 const KNOWN: &str = "`timeout`, `make_name`, `unless`, `key`, `memoizer`, `associated`";
 
+/// The start of the error for an option written like a call (`timeout(60)`).
+const CALL_FORM: &str = "an option is not written like a call:";
+
+/// The option a misspelled name most likely means: the nearest by edit distance, if at most
+/// 2 edits and fewer than the name's length away, ignoring case (`Timeout`, `timout`, `memoiser`).
+fn closest(n: &str) -> Option<&'static str> {
+    let n = n.to_lowercase();
+    ["timeout", "make_name", "unless", "key", "memoizer", "associated"]
+        .into_iter()
+        .map(|k| (edit_distance(&n, k), k))
+        .filter(|&(d, _)| d <= 2 && d < n.chars().count())
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Parses the attribute's arguments, collecting every error.
 pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Error>) {
     let mut opts = Options::default();
@@ -48,6 +88,7 @@ pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Err
         args,
     ) {
         Ok(r) => r,
+        Err(e) if e.to_string().starts_with(CALL_FORM) => return (opts, Some(e)),
         Err(e) => {
             let e = syn::Error::new(
                 e.span(),
@@ -95,11 +136,24 @@ pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Err
             "memoizer" => &mut opts.memoizer,
             _ => {
                 let hint = match n.as_str() {
-                    "ttl" | "expire" | "expires" | "cache_timeout" => " (did you mean `timeout`?)",
-                    "name" => " (did you mean `make_name`?)",
-                    "cache_key" | "make_cache_key" | "key_fn" => " (did you mean `key`?)",
-                    "cache" | "backend" => " (did you mean `memoizer`?)",
-                    _ => "",
+                    "ttl" | "expire" | "expires" | "expiry" | "cache_timeout" | "time"
+                    | "duration" | "max_age" | "secs" | "seconds" | "lifetime" => {
+                        " (did you mean `timeout`?)".to_owned()
+                    }
+                    "name" => " (did you mean `make_name`?)".to_owned(),
+                    "cache_key" | "make_cache_key" | "key_fn" | "convert" => {
+                        " (did you mean `key`?)".to_owned()
+                    }
+                    "cache" | "backend" => " (did you mean `memoizer`?)".to_owned(),
+                    "capacity" | "size" | "max_size" | "max_capacity" | "max_entries" => {
+                        " (a capacity is the memoizer's, shared by its functions: build one with \
+                         `Memoizer::builder().capacity(n)` and bind to it with `memoizer = &M`)"
+                            .to_owned()
+                    }
+                    _ => match closest(&n) {
+                        Some(k) => format!(" (did you mean `{k}`?)"),
+                        None => String::new(),
+                    },
                 };
                 push(syn::Error::new(
                     name.span(),

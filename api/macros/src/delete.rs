@@ -47,6 +47,10 @@ fn parse(input: TokenStream) -> syn::Result<(Target, Vec<Expr>)> {
         // `delete_memoized!(f(1, 2))`: the arguments written as a call.
         Expr::Call(c) => return Err(syn::Error::new(c.paren_token.span.join(), CALL)),
         Expr::MethodCall(m) => return Err(syn::Error::new(m.paren_token.span.join(), CALL)),
+        // `delete_memoized!("f")`: a name, as the by-name deletes take.
+        Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(l), .. }) => {
+            return Err(syn::Error::new(l.span(), format!("{HOW}, not a string; to delete by name (the full path, `my_crate::module::f`), call `memokit::global().delete_memoized(name)`, or the method of the memoizer the function is bound to")))
+        }
         other => return Err(syn::Error::new_spanned(other, HOW)),
     };
     Ok((target, it.collect()))
