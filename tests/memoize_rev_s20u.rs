@@ -1,5 +1,10 @@
 //! Review s20u (a new user's trial): callers that joined a computation which returns `Err`.
 //!
+//! Fixed in session 20: a caller whose computation failed waits for no other (the first of
+//! its waiters to retry leads a new computation, the others compute for themselves; see
+//! `engine/src/shared/single_flight.rs`). This test failed before on every run (more than 3
+//! joins).
+//!
 //! Four callers of `lookup(7)` arrive together: one computes, three join its flight. The
 //! computation fails (`Err`, as when a database is down). Errors are not stored (api.md §3),
 //! but the three callers that waited for it are then *serialized*: one of them becomes the
@@ -13,7 +18,7 @@
 //! the callers already waiting get the error of the computation they joined (Go's
 //! `singleflight` shares it, and it is what "concurrent callers with the same key wait for one
 //! computation" reads as), or they retry at once without joining each other again. Both keep
-//! the count of joins at 3 below; the engine today re-joins (3 + 2 + 1 = 6 joins). The same
+//! the count of joins at 3 below; the engine re-joined (3 + 2 + 1 = 6 joins). The same
 //! convoy follows a panic, where api.md §5 allows it ("waiters are woken and recompute or
 //! re-panic"); for `Err` nothing in the docs or the spec says that waiters queue.
 //!

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// 0 there. On the memoizer ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses`
 /// are summed over its functions, and the other counters come from the engine: there
 /// `single_flight_waits` counts each time a caller *joins* another's computation (so it can be
-/// watched while they wait; a caller that joins again after a computation gave up counts
-/// again), and may differ from the sum of the functions' counts (a caller that joined a
+/// watched while they wait; a caller joins at most one: after a computation gave up, its
+/// waiters compute), and may differ from the sum of the functions' counts (a caller that joined a
 /// computation that panicked runs the function itself: a miss for its function).
 ///
 /// ```

@@ -149,9 +149,9 @@ pub struct EngineStats {
     /// whose generation was retired before a worker applied it is dropped then, and counted
     /// neither here nor in `inserts`.
     pub stale_reclaimed: u64,
-    /// Waits for another caller's computation: one per caller that joined one, plus one each
-    /// time a caller whose computation gave up (panic or error) joins the next one. A caller
-    /// that waits for a value counts here only, neither as a hit nor as a miss; one whose
+    /// Waits for another caller's computation: one per caller that joined one (a caller
+    /// whose computation gave up, by a panic or an error, waits for no other). A caller that
+    /// waits for a value counts here only, neither as a hit nor as a miss; one whose
     /// computation gave up also counts what its retry does (a hit if it then finds the value
     /// stored, a miss if it computes).
     pub single_flight_waits: u64,
@@ -390,7 +390,9 @@ where
     /// key wait for one computation.
     ///
     /// # Panics
-    /// Propagates a panic of `compute` (waiting callers then retry, nothing is poisoned), and
+    /// Propagates a panic of `compute` (waiting callers then retry, each waiting for no other
+    /// computation: one leads a new one, the others compute for themselves; nothing is
+    /// poisoned), and
     /// panics if `compute` asks for the same key on the same thread, or for a key whose
     /// computation on another thread waits, directly or through others, for this one (either
     /// would deadlock; the waiters of a computation that panics retry). Called from user code
@@ -460,9 +462,10 @@ where
     /// The general single-flight lookup: finds `key` by a borrowed form, and on a miss runs
     /// `compute`; an `Ok` value is stored under `to_owned(key)` (called only when a
     /// computation starts) and returned, an `Err` is returned to this caller only (callers
-    /// waiting for this computation retry). The key made by `to_owned` is stored only with the
-    /// value of this call's `compute`, and a waiter receives only the value of a computation
-    /// whose key its own was found [`Equivalent`] to.
+    /// waiting for this computation retry as after a panic: see
+    /// [`get_or_insert_with`](Engine::get_or_insert_with)). The key made by `to_owned` is
+    /// stored only with the value of this call's `compute`, and a waiter receives only the
+    /// value of a computation whose key its own was found [`Equivalent`] to.
     ///
     /// # Errors
     /// The error of `compute`, unchanged.

@@ -19,8 +19,8 @@
 //! Waiting is the only blocking operation: [`Flight::wait`] parks on a condition variable. The
 //! state machine (`Running` → `Done(v)` | `Abandoned`) is independent of how one waits, so an
 //! async adapter can add a waker list next to the condition variable without a second engine.
-//! A leader that panics or returns an error abandons the flight: waiters wake and retry (one of
-//! them becomes the next leader). Joining a flight led by the current thread would deadlock, so
+//! A leader that panics or returns an error abandons the flight: waiters wake and retry, without
+//! waiting again (one of them leads a new flight, the others compute for themselves). Joining a flight led by the current thread would deadlock, so
 //! it panics with a message instead ([`SELF_WAIT`]).
 //!
 //! The same deadlock can take several threads: the computation of `f(1)` on one thread asks

@@ -5,7 +5,10 @@
 //! it: computes (without any lock), stores the value and removes the flight within one hold
 //! of the flights lock (so a caller that finds no flight finds the value), then hands the
 //! value to the waiters. A computation that fails or panics is abandoned: its waiters wake
-//! and retry, and nothing stays registered. A caller under a retired generation computes for
+//! and retry, and nothing stays registered. A retrying waiter waits for no other computation:
+//! the first to find no flight leads one (and stores its value), the others compute for
+//! themselves and store nothing, so a caller waits for at most one computation it did not
+//! start (they queued behind each other's retries before: the k-th waited for k failures). A caller under a retired generation computes for
 //! itself and registers nothing; a flight detached by a remove, a retirement or `clear` is
 //! not stored, and later callers do not join it. So does a caller on a worker thread (a
 //! user's `Drop` there) that finds its key being computed: it never waits for another thread's
@@ -54,6 +57,8 @@ where
         let gens = opts.raw_gens();
         // Declared before the flights lock: dropped after it, even if `to_owned` panics.
         let stale;
+        // Whether this caller waited for a computation that failed: it then waits for no other.
+        let mut waited = false;
         let (mut fl, running) = loop {
             let fl = self.lock_flights(cell);
             // Read under the flights lock: a leader removes its flight and stores its value
@@ -75,13 +80,18 @@ where
                         panic!("{SELF_WAIT}");
                     }
                     crate::reentry::may_wait_for_flight();
-                    if crate::worker::on_worker_thread() {
-                        // A user's `Drop` on a worker (of any engine) asks for a key being
-                        // computed: the leader may wait for that worker (a `flush`, `clear`,
-                        // `run_maintenance`, a full pending table), and would never get an
-                        // answer while it waits here (`tests/engine_rev_s17a.rs`). So it
-                        // computes for itself, like a caller under a retired generation, and
-                        // stores nothing: the live flight stays for later callers.
+                    if waited || crate::worker::on_worker_thread() {
+                        // A caller whose flight failed finds another running (one of the
+                        // flight's other waiters leads it, or a newcomer does): waiting again
+                        // would queue the failed flight's waiters behind each other's retries,
+                        // the k-th waiting for k failed computations under an outage
+                        // (`tests/memoize_rev_s20u.rs`). Or a user's `Drop` on a worker (of
+                        // any engine) asks for a key being computed: the leader may wait for
+                        // that worker (a `flush`, `clear`, `run_maintenance`, a full pending
+                        // table), and would never get an answer while it waits here
+                        // (`tests/engine_rev_s17a.rs`). Either computes for itself, like a
+                        // caller under a retired generation, and stores nothing: the live
+                        // flight stays for later callers.
                         self.count(hash, false);
                         return compute();
                     }
@@ -93,7 +103,9 @@ where
                     if let Some(v) = v {
                         return Ok(v.clone());
                     }
-                    // The leader gave up (panic or error): try again.
+                    // The leader gave up (panic or error): try again, leading a flight of
+                    // its own or computing for itself, without waiting again.
+                    waited = true;
                 }
                 running => break (fl, running.is_some()),
             }

@@ -227,6 +227,47 @@ fn a_failed_computation_stores_nothing_and_its_waiters_retry() {
     });
 }
 
+/// Three callers of one key, the first computation failing: the callers that waited for it
+/// wait for no other (one leads a new flight, the others compute for themselves), so at most
+/// two waits in all. Before session 20 a waiter could join the retry another waiter led
+/// (three waits: the k-th waiter of a failing key waited for k failures).
+#[test]
+fn the_waiters_of_a_failed_computation_wait_for_no_other() {
+    let seen = std::sync::Arc::new(Seen::default());
+    let outcomes = seen.clone();
+    check(move || {
+        let seen = outcomes.clone();
+        let e = engine(100, 1, 1);
+        let computed = Arc::new(AtomicUsize::new(0));
+        let callers: Vec<_> = (0..3)
+            .map(|_| {
+                let (e, computed) = (e.clone(), computed.clone());
+                thread::spawn(move || {
+                    e.get_or_try_insert_with_ref(
+                        &7,
+                        InsertOptions::new(),
+                        |k| *k,
+                        || match computed.fetch_add(1, Ordering::SeqCst) {
+                            0 => Err(()),
+                            _ => Ok(70),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1, "{results:?}");
+        assert!(results.iter().all(|r| r.is_err() || *r == Ok(70)), "{results:?}");
+        let waits = e.stats().single_flight_waits;
+        assert!(waits <= 2, "{waits} waits: a waiter of the failed flight waited again");
+        // Both kinds of schedule occur: the failed flight had waiters, or had none.
+        seen.0[usize::from(waits > 0)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(e.get(&7), Some(70));
+        e.validate().unwrap();
+    });
+    seen.assert_both();
+}
+
 #[test]
 fn an_expired_value_is_never_served_after_the_clock_passes_its_deadline() {
     let seen = std::sync::Arc::new(Seen::default());
