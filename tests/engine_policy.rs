@@ -56,24 +56,46 @@ fn a_loop_larger_than_the_cache_still_hits() {
 
 /// A long loop over 1.5 × the capacity keeps its hits lap after lap. Once the loop's keys
 /// are counted at the sketch's ceiling (15) every competition is a tie, which keeps main as it
-/// is. Aging the sketch then (halving every counter) made the candidates, counted again at
-/// their insert, beat main's victims, counted again only when main's CLOCK passes them after
-/// their hit: for a lap or two after each halving many misses evicted the very entry the loop
-/// read next (before the fix: laps 34 and 50 hit 0.40 and 0.22, the best 0.66, and each
-/// halving left the laps after it lower, 0.62). Increments that
-/// change no counter no longer count toward the aging (as in Caffeine), so a sketch saturated
-/// by a loop does not age. Measured: every lap from the 5th within 3% of the best (the
-/// window's slow growth).
+/// is. Two things eroded that:
+/// - Aging the sketch then (halving every counter) made the candidates, counted again at
+///   their insert, beat main's victims, counted again only when main's CLOCK passes them
+///   after their hit: for a lap or two after each halving many misses evicted the very entry
+///   the loop read next (laps 34 and 50 hit 0.40 and 0.22, the best 0.66, and each halving
+///   left the laps after it lower, 0.62). Increments that change no counter no longer count
+///   toward the aging (as in Caffeine), so a sketch saturated by a loop does not age.
+/// - The window grew on the rare small-tagged ghost hits (a fingerprint that survives a lap),
+///   and small follows its target up but never down: in about one engine of three the laps
+///   slipped to 0.648–0.653 by the 60th (on 13 shards, `benches/hit_ratio.rs`, from ~1% of
+///   the share to ~2%). A ghost hit of a key counted at the ceiling no longer grows the
+///   window (it lost a tie, which a larger window does not settle).
+///
+/// Three one-shard engines (the hash seeds differ). The bound, 2% under the best lap, catches
+/// the halving's dips in every run; the window's drift stayed within it on one shard in most
+/// runs (it shows in the bench: 10k loop 64.2–64.4 → 64.8–65.0), so this test does not tell
+/// the second fix apart. Measured with both fixes: every lap from the 5th at the best (0.66)
+/// in 25 of 26 runs, just under 0.99 of it in the other.
 #[test]
 fn a_long_loop_keeps_its_hits_lap_after_lap() {
-    let e = one_shard(1_000);
     let keys: Vec<u64> = (0..1_500).collect();
-    let laps: Vec<f64> = (0..60).map(|_| hit_ratio(&e, &keys, 1)).collect();
-    valid(&e);
-    let best = laps.iter().copied().fold(0.0, f64::max);
-    assert!(best > 0.6, "best lap {best:.3}");
-    for (i, &r) in laps.iter().enumerate().skip(5) {
-        assert!(r > 0.9 * best, "lap {i} hit {r:.3}, the best lap {best:.3}: {laps:.3?}");
+    let runs: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(|| {
+                    let e = one_shard(1_000);
+                    let laps: Vec<f64> = (0..60).map(|_| hit_ratio(&e, &keys, 1)).collect();
+                    valid(&e);
+                    laps
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    for laps in runs {
+        let best = laps.iter().copied().fold(0.0, f64::max);
+        assert!(best > 0.6, "best lap {best:.3}");
+        for (i, &r) in laps.iter().enumerate().skip(5) {
+            assert!(r > 0.98 * best, "lap {i} hit {r:.3}, the best lap {best:.3}: {laps:.3?}");
+        }
     }
 }
 

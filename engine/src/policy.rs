@@ -43,7 +43,13 @@
 //!   before its key comes back, so nothing adapts and the window's share is lost for good
 //!   (`benches/hit_ratio.rs`, with moka synced like memokit: loop 1.5 × 10k 61.46 → 62.2–63.1
 //!   over four runs, 100k 56.94 → 58.99; shifting 100k 48.35 → 47.86, P3 16k +0.17, every
-//!   other row within 0.1). Going lower (a 0.5% least) lost the 100k loop 5.4 points.
+//!   other row within 0.1). Going lower (a 0.5% least) lost the 100k loop 5.4 points. A
+//!   miss on a key that small evicted grows nothing if the sketch counts the key at its
+//!   ceiling (session 20): it lost a tie against a victim as frequent as itself, which a
+//!   larger window does not settle. On a loop those are the rare fingerprints that survive a
+//!   lap, and they grew the target from 1% to ~2% over the run while small, which shrinks only
+//!   through promotions, followed it up and never down (loop 1.5 × 10k 64.2–64.4 → 64.8–65.0
+//!   in five runs; every other row within 0.1).
 //! - Aging: only increments that raise a counter count toward the halving (as in Caffeine and
 //!   moka; session 20). A loop holds every key's count at the ceiling, where every competition
 //!   is a tie and main stays as it is. Counting the increments at the ceiling halved the sketch
@@ -52,13 +58,11 @@
 //!   passes them after their hit): many misses then evicted the entry the loop read next, and a
 //!   lap hit a third to three quarters of the best (`tests/engine_policy.rs`). Loop 1.5 × 10k
 //!   62.5 → 64.2–64.6 over three runs (moka 64.8–65.3 in the same runs); every other row within
-//!   0.1. What is left to moka there (0.6–1.0 points) is the window, 1% of each share at least,
-//!   which a loop never hits, the target's slow growth on the rare small-tagged ghost hits (to
-//!   ~2% over the run, with small following it up but never down: it shrinks only through
-//!   promotions, which a loop never makes), and the laps just after the first eviction, before
-//!   the counts saturate. Handing main what small holds beyond a falling target (a give-back
-//!   count) kept small at its target on the loop but moved the 10k loop +0.2 and the 100k loop
-//!   −1.0 (four runs each): not landed. Admitting a candidate only when it is counted 2 more
+//!   0.1. With the window's growth above, what is left to moka there (0.2–0.5 points) is the
+//!   window, 1% of each share at least, which a loop never hits, and the laps just after the
+//!   first eviction, before the counts saturate. Handing main what small holds beyond a
+//!   falling target (a give-back count) kept small at its target on the loop but moved the 10k
+//!   loop +0.2 and the 100k loop −1.0 (four runs each): not landed. Admitting a candidate only when it is counted 2 more
 //!   than the victim gained the 10k loop 1.7 points before this change but cost the Zipf 100k
 //!   rows 0.2–1.0 and P3 64k 1.8.
 //!
@@ -202,6 +206,10 @@ impl Policy {
     pub(crate) fn on_insert(&mut self, links: &mut Links, i: u32, e: &mut Meta, weight: u32) {
         self.sketch.increment(e.slot_hash());
         match self.ghost.take(e.slot_hash()) {
+            // A key counted at the ceiling lost a tie against a victim as frequent as itself:
+            // a larger window would not settle that (a loop a little larger than the cache,
+            // whose rare surviving fingerprints grew the window from 1% to 2% of the share).
+            Some(Tag::Small) if self.sketch.estimate(e.slot_hash()) >= Sketch::CEILING => {}
             Some(Tag::Small) => {
                 let step = (self.ghost.main / self.ghost.small.max(1)).max(1);
                 let step = step.saturating_mul(u64::from(weight).max(1));
@@ -429,6 +437,9 @@ struct Sketch {
 }
 
 impl Sketch {
+    /// The most a counter counts.
+    const CEILING: u8 = 15;
+
     fn new(entries: usize) -> Self {
         let words = entries.div_ceil(8).max(1) * 8;
         Sketch { words: vec![0; words], adds: 0, sample: SAMPLE_FACTOR * words as u64 }
@@ -467,7 +478,7 @@ impl Sketch {
         let counters = self.counters(hash);
         let words = &mut self.words;
         let min = counters.iter().map(|&(w, s)| ((words[w] >> s) & 15) as u8).min().unwrap_or(0);
-        if min == 15 {
+        if min == Self::CEILING {
             // Counts no event: a sketch that a loop or a hot set holds at its ceiling does
             // not age, which would hand the candidates, counted again first, a lead of one.
             return;
