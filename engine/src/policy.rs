@@ -49,7 +49,7 @@
 //!   larger window does not settle. On a loop those are the rare fingerprints that survive a
 //!   lap, and they grew the target from 1% to ~2% over the run while small, which shrinks only
 //!   through promotions, followed it up and never down (loop 1.5 × 10k 64.2–64.4 → 64.8–65.0
-//!   in five runs; every other row within 0.1).
+//!   in six runs; every other row within 0.1).
 //! - Aging: only increments that raise a counter count toward the halving (as in Caffeine and
 //!   moka; session 20). A loop holds every key's count at the ceiling, where every competition
 //!   is a tie and main stays as it is. Counting the increments at the ceiling halved the sketch
@@ -58,13 +58,14 @@
 //!   passes them after their hit): many misses then evicted the entry the loop read next, and a
 //!   lap hit a third to three quarters of the best (`tests/engine_policy.rs`). Loop 1.5 × 10k
 //!   62.5 → 64.2–64.6 over three runs (moka 64.8–65.3 in the same runs); every other row within
-//!   0.1. With the window's growth above, what is left to moka there (0.2–0.5 points) is the
-//!   window, 1% of each share at least, which a loop never hits, and the laps just after the
-//!   first eviction, before the counts saturate. Handing main what small holds beyond a
-//!   falling target (a give-back count) kept small at its target on the loop but moved the 10k
-//!   loop +0.2 and the 100k loop −1.0 (four runs each): not landed. Admitting a candidate only when it is counted 2 more
-//!   than the victim gained the 10k loop 1.7 points before this change but cost the Zipf 100k
-//!   rows 0.2–1.0 and P3 64k 1.8.
+//!   0.1. With the window's growth above it is at moka's level (−0.5 to +0.03 over three runs,
+//!   moka's own column moving 0.4); what separates them is the window, 1% of each share at
+//!   least, which a loop never hits, and the laps just after the first eviction, before the
+//!   counts saturate. Handing main what small holds beyond a falling target (a give-back count)
+//!   kept small at its target on the loop but moved the 10k loop +0.2 and the 100k loop −1.0
+//!   (four runs each): not landed. Admitting a candidate only when it is counted 2 more than
+//!   the victim gained the 10k loop 1.7 points before this change but cost the Zipf 100k rows
+//!   0.2–1.0 and P3 64k 1.8.
 //!
 //! # Why
 //!
