@@ -33,9 +33,17 @@ fn random_func() -> u64 {
     SEQ.fetch_add(1, Relaxed) * 7919 % 1000
 }
 
+/// Real runs of `param_func` and `Adder::add` (a hit does not run the function).
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn runs() -> u64 {
+    RUNS.load(Relaxed)
+}
+
 /// The seed's `param_func`.
 #[memoize]
 fn param_func(a: u64, b: u64) -> u64 {
+    RUNS.fetch_add(1, Relaxed);
     a * 10 + b
 }
 
@@ -55,7 +63,8 @@ struct Adder {
 impl Adder {
     #[memoize]
     fn add(&self, b: u64) -> u64 {
-        self.initial + b + SEQ.fetch_add(1, Relaxed) * 100
+        RUNS.fetch_add(1, Relaxed);
+        self.initial + b
     }
 }
 
@@ -80,29 +89,51 @@ fn main() {
     memokit::delete_memoized!(random_func);
     println!("  after delete_memoized!(random_func): {}", random_func());
 
-    println!("\nparam_func: one result per argument combination");
-    println!("  param_func(1, 2) = {}, param_func(2, 1) = {}", param_func(1, 2), param_func(2, 1));
+    println!("\nparam_func: one result per argument combination (runs: real calls so far)");
+    let both = || (param_func(1, 2), param_func(2, 1));
+    let step = |label: &str, expected: u64, note: &str| {
+        assert_eq!(runs(), expected, "{label}");
+        println!("  {label:<48} runs {:>2} {note}", runs());
+    };
+    assert_eq!(both(), (12, 21));
+    step("(param_func(1, 2), param_func(2, 1)) = (12, 21)", 2, "");
+    both();
+    step("called again", 2, "(both cached)");
     memokit::delete_memoized!(param_func, 1, 2); // exactly (1, 2)
+    both();
+    step("after delete_memoized!(param_func, 1, 2)", 3, "(only (1, 2) ran)");
     memokit::delete_memoized!(param_func); // every result, O(1)
-    memokit::delete_memoized_verhash!(param_func); // drop the version
-    println!("  deleted (1, 2), then all, then the version");
+    both();
+    step("after delete_memoized!(param_func)", 5, "(both ran)");
+    memokit::delete_memoized_verhash!(param_func); // drop the version, O(1)
+    both();
+    step("after delete_memoized_verhash!(param_func)", 7, "(both ran)");
 
     println!("\nArc results are shared:");
     let r1 = timed("report(\"acme\") miss", || report("acme"));
     let r2 = timed("report(\"acme\") hit", || report("acme"));
     println!("  same allocation: {}", Arc::ptr_eq(&r1, &r2));
 
-    println!("\nAdder instances:");
+    println!("\nAdder instances (results are per instance id; runs go on counting)");
     let adder1 = Adder { initial: 1 };
     let adder2 = Adder { initial: 2 };
-    let x = adder1.add(3);
-    println!("  adder1.add(3) = {x}, again = {}, adder2.add(3) = {}", adder1.add(3), adder2.add(3));
+    let both = || (adder1.add(3), adder2.add(3));
+    assert_eq!(both(), (4, 5));
+    step("(adder1.add(3), adder2.add(3)) = (4, 5)", 9, "");
+    both();
+    step("called again", 9, "(both cached)");
     memokit::delete_memoized!(adder1.add, 3); // the result of adder1.add(3)
-    println!("  after delete_memoized!(adder1.add, 3): {}", adder1.add(3));
+    both();
+    step("after delete_memoized!(adder1.add, 3)", 10, "(only adder1 ran)");
     memokit::delete_memoized!(adder1.add); // every result of adder1
+    both();
+    step("after delete_memoized!(adder1.add)", 11, "(only adder1 ran)");
     memokit::delete_memoized!(Adder::add, &adder2, 3); // through the type
+    both();
+    step("after delete_memoized!(Adder::add, &adder2, 3)", 12, "(only adder2 ran)");
     memokit::delete_memoized!(Adder::add); // every instance
-    println!("  after the per-instance and per-type deletes: {}", adder1.add(3));
+    both();
+    step("after delete_memoized!(Adder::add)", 14, "(both ran)");
 
     println!("\nby name (admin tools):");
     let m = memokit::global();
