@@ -384,8 +384,9 @@ fn reclaimed_before_eviction_counts_as_expired_or_stale() {
 
 /// Single flight in the counters: a leader counts one miss, each caller that joins its
 /// computation one `single_flight_waits` (and neither a hit nor a miss). When the leader
-/// panics, its waiters retry: one leads again (one more miss), and each other one either
-/// joins that computation (one more wait) or, arriving after it, hits the stored value.
+/// panics, its waiters retry without waiting again (session 20): each computes (one more
+/// miss: the first leads and stores, the others compute for themselves) or, arriving after
+/// that store, hits the stored value. (Before, they joined the retry: one more wait each.)
 #[test]
 fn single_flight_counts_one_miss_per_leader() {
     const WAITERS: u64 = 3;
@@ -421,9 +422,9 @@ fn single_flight_counts_one_miss_per_leader() {
         }
         let s = e.stats();
         if panics {
-            assert_eq!(s.misses, 2, "{s:?}: the leader, then one waiter leading again");
-            let rejoined = s.single_flight_waits - WAITERS;
-            assert_eq!(rejoined + s.hits, WAITERS - 1, "{s:?}: the others joined or hit");
+            assert!(s.misses >= 2, "{s:?}: the leader, then at least one waiter computing");
+            assert_eq!(s.single_flight_waits, WAITERS, "{s:?}: no waiter waited twice");
+            assert_eq!(s.misses - 1 + s.hits, WAITERS, "{s:?}: the waiters computed or hit");
         } else {
             assert_eq!((s.hits, s.misses, s.single_flight_waits), (0, 1, WAITERS), "{s:?}");
         }

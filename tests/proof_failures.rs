@@ -131,18 +131,20 @@ fn waiters_wake_when_the_computation_panics() {
         assert!(msg.contains(INJECTED), "{msg}");
         let mut values = Vec::new();
         for w in waiters {
-            // A woken waiter recomputes (one of them does, the others join it) or sees the
-            // panic; it never hangs.
+            // A woken waiter retries without waiting again (session 20): the first leads a
+            // new computation and stores its value, the others compute values of their own
+            // (not stored) or hit the stored one; or it sees the panic; it never hangs.
             match w.join().expect("waiter thread") {
                 Ok(v) => values.push(v),
                 Err(p) => assert!(panic_message(&*p).contains(INJECTED)),
             }
         }
-        values.dedup();
-        assert!(values.len() <= 1, "the waiters that recomputed share one result: {values:?}");
         let after = held_then_panics(7);
-        if let Some(&v) = values.first() {
-            assert_eq!(after, v, "the recomputed value was stored");
+        if !values.is_empty() {
+            assert!(
+                values.contains(&after),
+                "the stored value, {after}, is a waiter's: {values:?}"
+            );
         }
         assert_eq!(held_then_panics(7), after, "cached, nothing poisoned");
     });
