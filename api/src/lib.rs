@@ -110,14 +110,14 @@
 //!   (a memoized recursive fibonacci of 90 returns at once).
 //! - A panic in the function propagates to its caller; waiters wake and recompute; the cache is
 //!   never poisoned. The same for a computation that returns `Err`: its error goes to its own
-//!   caller only. The callers that were waiting for a failed computation then retry at once
-//!   and wait for no other: the first leads a new computation (whose `Ok` is stored and goes
-//!   to later callers), the others compute for themselves. So a call waits for at most one
-//!   computation it did not start (under an outage, about two computations' time), at the
-//!   price of one computation per waiter after a failure. A function that waits on its own key (direct self-recursion with the same
-//!   arguments) gets a clear panic, not a deadlock; so do calls on several threads that wait
-//!   for each other's results (`f(1)` computing on one thread needs `g(1)`, whose computation
-//!   on another thread needs `f(1)`).
+//!   caller only. The callers that were waiting for a failed computation then retry at once and
+//!   wait for no other: the first leads a new computation (whose `Ok` is stored and goes to later
+//!   callers), the others compute for themselves. So a call waits for at most one computation it
+//!   did not start (under an outage, about two computations' time), at the price of one
+//!   computation per waiter after a failure. A function that waits on its own key (direct
+//!   self-recursion with the same arguments) gets a clear panic, not a deadlock; so do calls on
+//!   several threads that wait for each other's results (`f(1)` computing on one thread needs
+//!   `g(1)`, whose computation on another thread needs `f(1)`).
 //!
 //! # Methods
 //! `#[memoize]` works on `&self` methods of inherent, non-generic `impl` blocks; the receiver

@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// On a function's handle (`f_memo().stats()`), `hits`, `misses` and `single_flight_waits`
 /// count that function's calls as they return (each cached call that returns is counted once,
 /// in one of the three; calls bypassed by `unless` are not counted); `entries`, `evictions`,
-/// `expirations` and `stale_reclaimed` are kept by the engine for the whole memoizer and read
-/// 0 there. On the memoizer ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses`
+/// `expirations` and `stale_reclaimed` are kept by the engine for the whole memoizer and read 0
+/// there. On the memoizer ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses`
 /// are summed over its functions, and the other counters come from the engine: there
 /// `single_flight_waits` counts each time a caller *joins* another's computation (so it can be
 /// watched while they wait; a caller joins at most one: after a computation gave up, its
-/// waiters compute), and may differ from the sum of the functions' counts (a caller that joined a
-/// computation that panicked runs the function itself: a miss for its function).
+/// waiters compute), and may differ from the sum of the functions' counts (a caller that joined
+/// a computation that panicked runs the function itself: a miss for its function).
 ///
 /// ```
 /// use memokit::memoize;

@@ -23,20 +23,17 @@ pub(crate) struct Options {
 struct RawOpt {
     name: Ident,
     value: Option<Expr>,
+    /// Where the option is written like a call (`timeout(60)`, as some other caching crates
+    /// spell their options): the opening delimiter, for the error.
+    call: Option<Span>,
 }
 
 impl Parse for RawOpt {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
         if input.peek(syn::token::Paren) || input.peek(syn::token::Bracket) {
-            // `timeout(60)`, as some other caching crates spell their options.
-            let n = name.to_string();
-            let msg = if n == "associated" {
-                format!("{CALL_FORM} `associated` is a flag, write `#[memoize(associated)]`")
-            } else {
-                format!("{CALL_FORM} write `{n} = <expr>`, not `{n}(..)`")
-            };
-            return Err(syn::Error::new(input.span(), msg));
+            let group: proc_macro2::Group = input.parse()?;
+            return Ok(RawOpt { name, value: None, call: Some(group.span_open()) });
         }
         let value = if input.peek(Token![=]) {
             input.parse::<Token![=]>()?;
@@ -44,14 +41,11 @@ impl Parse for RawOpt {
         } else {
             None
         };
-        Ok(RawOpt { name, value })
+        Ok(RawOpt { name, value, call: None })
     }
 }
 
 const KNOWN: &str = "`timeout`, `make_name`, `unless`, `key`, `memoizer`, `associated`";
-
-/// The start of the error for an option written like a call (`timeout(60)`).
-const CALL_FORM: &str = "an option is not written like a call:";
 
 /// The option a misspelled name most likely means: the nearest by edit distance, if at most
 /// 2 edits and fewer than the name's length away, ignoring case (`Timeout`, `timout`, `memoiser`).
@@ -88,7 +82,6 @@ pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Err
         args,
     ) {
         Ok(r) => r,
-        Err(e) if e.to_string().starts_with(CALL_FORM) => return (opts, Some(e)),
         Err(e) => {
             let e = syn::Error::new(
                 e.span(),
@@ -105,9 +98,18 @@ pub(crate) fn parse(args: proc_macro2::TokenStream) -> (Options, Option<syn::Err
     // Whether the option before was `key = ..`: a bare name after it (`key = a, b`) is most
     // likely meant as part of the key.
     let mut after_key = false;
-    for RawOpt { name, value } in raw {
+    for RawOpt { name, value, call } in raw {
         let n = name.to_string();
         let follows_key = std::mem::replace(&mut after_key, n == "key");
+        if let Some(open) = call {
+            let msg = if n == "associated" {
+                "an option is not written like a call: `associated` is a flag, write `#[memoize(associated)]`".to_owned()
+            } else {
+                format!("an option is not written like a call: write `{n} = <expr>`, not `{n}(..)`")
+            };
+            push(syn::Error::new(open, msg));
+            continue;
+        }
         if follows_key && value.is_none() && !KNOWN.contains(&format!("`{n}`")) {
             push(syn::Error::new(
                 name.span(),

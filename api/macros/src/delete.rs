@@ -49,7 +49,10 @@ fn parse(input: TokenStream) -> syn::Result<(Target, Vec<Expr>)> {
         Expr::MethodCall(m) => return Err(syn::Error::new(m.paren_token.span.join(), CALL)),
         // `delete_memoized!("f")`: a name, as the by-name deletes take.
         Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(l), .. }) => {
-            return Err(syn::Error::new(l.span(), format!("{HOW}, not a string; to delete by name (the full path, `my_crate::module::f`), call `memokit::global().delete_memoized(name)`, or the method of the memoizer the function is bound to")))
+            let by_name = "to delete by name (the full path, `my_crate::module::f`), call \
+                `memokit::global().delete_memoized(name)`, or the method of the memoizer the \
+                function is bound to";
+            return Err(syn::Error::new(l.span(), format!("{HOW}, not a string; {by_name}")));
         }
         other => return Err(syn::Error::new_spanned(other, HOW)),
     };

@@ -1,18 +1,18 @@
 //! Single flight: `get_or_insert_with` and its relatives, for a caller whose lookup missed.
 //!
-//! Under the shard's flights lock, a caller either finds a computation of its key running
-//! under the same live generations and waits for its value, or registers its own and leads
-//! it: computes (without any lock), stores the value and removes the flight within one hold
-//! of the flights lock (so a caller that finds no flight finds the value), then hands the
-//! value to the waiters. A computation that fails or panics is abandoned: its waiters wake
-//! and retry, and nothing stays registered. A retrying waiter waits for no other computation:
-//! the first to find no flight leads one (and stores its value), the others compute for
-//! themselves and store nothing, so a caller waits for at most one computation it did not
-//! start (they queued behind each other's retries before: the k-th waited for k failures). A caller under a retired generation computes for
-//! itself and registers nothing; a flight detached by a remove, a retirement or `clear` is
-//! not stored, and later callers do not join it. So does a caller on a worker thread (a
-//! user's `Drop` there) that finds its key being computed: it never waits for another thread's
-//! computation, whose leader may be waiting for that worker.
+//! Under the shard's flights lock, a caller either finds a computation of its key running under
+//! the same live generations and waits for its value, or registers its own and leads it:
+//! computes (without any lock), stores the value and removes the flight within one hold of the
+//! flights lock (so a caller that finds no flight finds the value), then hands the value to the
+//! waiters. A computation that fails or panics is abandoned: its waiters wake and retry, and
+//! nothing stays registered. A retrying waiter waits for no other computation: the first to
+//! find no flight leads one (and stores its value), the others compute for themselves and store
+//! nothing, so a caller waits for at most one computation it did not start (they queued behind
+//! each other's retries before: the k-th waited for k failures). A caller under a retired
+//! generation computes for itself and registers nothing; a flight detached by a remove, a
+//! retirement or `clear` is not stored, and later callers do not join it. So does a caller on a
+//! worker thread (a user's `Drop` there) that finds its key being computed: it never waits for
+//! another thread's computation, whose leader may be waiting for that worker.
 //!
 //! Cost, on a miss: the flights lock twice, one flight allocation, the store of
 //! [`super::store`]; a waiter records the flight it waits for (to refuse a wait that closes

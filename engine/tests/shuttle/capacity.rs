@@ -45,7 +45,7 @@ fn a_store_after_a_retirement_began_never_evicts_live_entries() {
         });
         retirer.join().unwrap();
         let dead = writer.join().unwrap();
-        SEEN.0[usize::from(dead)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SEEN.record(dead);
         e.flush();
         let s = e.stats();
         if dead {

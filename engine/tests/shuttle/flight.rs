@@ -261,7 +261,7 @@ fn the_waiters_of_a_failed_computation_wait_for_no_other() {
         let waits = e.stats().single_flight_waits;
         assert!(waits <= 2, "{waits} waits: a waiter of the failed flight waited again");
         // Both kinds of schedule occur: the failed flight had waiters, or had none.
-        seen.0[usize::from(waits > 0)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        seen.record(waits > 0);
         assert_eq!(e.get(&7), Some(70));
         e.validate().unwrap();
     });

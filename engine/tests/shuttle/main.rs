@@ -87,6 +87,11 @@ fn engine_and_clock(
 struct Seen([std::sync::atomic::AtomicUsize; 2]);
 
 impl Seen {
+    /// Counts one execution's outcome.
+    fn record(&self, yes: bool) {
+        self.0[usize::from(yes)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Fails unless both outcomes occurred, so that no conditional assertion goes untested.
     fn assert_both(&self) {
         let [no, yes] = [0, 1].map(|i| self.0[i].load(std::sync::atomic::Ordering::SeqCst));
@@ -102,7 +107,7 @@ fn observe(flag: &AtomicUsize, seen: &Seen) -> bool {
         thread::yield_now();
     }
     let done = flag.load(Ordering::SeqCst) == 1;
-    seen.0[usize::from(done)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    seen.record(done);
     done
 }
 
