@@ -45,6 +45,12 @@ pub(crate) use lifecycle::{finish_left, Left};
 /// from user code under a lock; on a worker thread it empties the engine before it returns,
 /// and leaves the joining of its threads to its first worker to stop, as this drop does.
 ///
+/// Nor does the drop (or [`shutdown`](Engine::shutdown)) wait for ever for a worker that is
+/// running a key's or value's `Drop`: one that stays in the same run of `Drop`s for a second
+/// while the drop waits is left unjoined (that `Drop` may be waiting for a lock of yours
+/// that the dropping thread holds). It holds no lock of the engine's, and ends as soon as
+/// its `Drop` returns; the engine is shut down and emptied all the same.
+///
 /// Guarantees:
 /// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,
 ///   finds the value, until it expires, is evicted, removed or superseded, or one of its

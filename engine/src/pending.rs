@@ -16,7 +16,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::sync::{AtomicU64, Mutex, MutexGuard};
+use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard};
 
 use crate::shard::{Handle, NewEntry};
 
@@ -186,6 +186,9 @@ pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
 pub(crate) struct UserDrops {
     session: AtomicU64,
     pub(crate) given_up: AtomicU64,
+    /// Set (and notified) when the worker's thread is about to end, so that a shutdown can
+    /// wait for it with the same patience ([`UserDrops::wait_for_end`]).
+    ended: (Mutex<bool>, Condvar),
 }
 
 /// While alive on a worker of the engine it was entered for: that worker's session of user
@@ -194,7 +197,34 @@ pub(crate) struct UserDropsGuard<'a>(Option<&'a UserDrops>);
 
 impl UserDrops {
     pub(crate) fn new() -> Self {
-        UserDrops { session: AtomicU64::new(0), given_up: AtomicU64::new(0) }
+        UserDrops {
+            session: AtomicU64::new(0),
+            given_up: AtomicU64::new(0),
+            ended: (Mutex::new(false), Condvar::new()),
+        }
+    }
+
+    /// Records that the worker's thread is about to end (its last step, also when it
+    /// unwinds).
+    pub(crate) fn end(&self) {
+        *self.ended.0.lock() = true;
+        self.ended.1.notify_all();
+    }
+
+    /// Waits until the worker has ended, or until it has stayed in one session of user
+    /// `Drop`s for [`STUCK_PATIENCE`] while this waits: such a `Drop` may be waiting for a
+    /// lock of the user's that the waiting thread holds (a shutdown, or the drop of the last
+    /// handle, under that lock: `tests/engine_rev_s21.rs`). Returns whether it ended.
+    pub(crate) fn wait_for_end(&self) -> bool {
+        let mut watch = StuckWatch::default();
+        let mut ended = self.ended.0.lock();
+        while !*ended {
+            if watch.out_of_patience(self).is_some() {
+                return false;
+            }
+            self.ended.1.wait_for(&mut ended, Duration::from_millis(50));
+        }
+        true
     }
 
     /// Starts a session of user `Drop`s if this thread is one of `shared`'s workers and not
@@ -213,6 +243,28 @@ impl UserDrops {
     pub(crate) fn current(&self) -> Option<u64> {
         let s = self.session.load(Ordering::Acquire);
         (s % 2 == 1).then_some(s)
+    }
+}
+
+/// What a thread waiting for a worker has seen of the worker's sessions of user `Drop`s: the
+/// session it was in when first seen, and since when.
+#[derive(Default)]
+pub(crate) struct StuckWatch(Option<(u64, std::time::Instant)>);
+
+impl StuckWatch {
+    /// Looks at the worker again: the session of user `Drop`s it has stayed in for
+    /// [`STUCK_PATIENCE`] of this watch's looks, if it has (the waiter then stops waiting for
+    /// it).
+    pub(crate) fn out_of_patience(&mut self, drops: &UserDrops) -> Option<u64> {
+        match (drops.current(), self.0) {
+            (Some(s), Some((t, since))) if s == t => {
+                (since.elapsed() >= STUCK_PATIENCE).then_some(s)
+            }
+            (now, _) => {
+                self.0 = now.map(|s| (s, std::time::Instant::now()));
+                None
+            }
+        }
     }
 }
 

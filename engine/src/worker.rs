@@ -98,7 +98,9 @@ pub(crate) enum Command {
     Shutdown(Option<crate::engine::Left>),
 }
 
-struct DeathNotice<'a, K, V>(&'a Shared<K, V>);
+/// Dropped as worker `.1` ends: flags a death by panic, and records the end for a shutdown
+/// waiting for it ([`crate::pending::UserDrops::wait_for_end`]).
+struct DeathNotice<'a, K, V>(&'a Shared<K, V>, usize);
 
 impl<K, V> Drop for DeathNotice<'_, K, V> {
     fn drop(&mut self) {
@@ -106,6 +108,7 @@ impl<K, V> Drop for DeathNotice<'_, K, V> {
             event!(error, "an engine worker died (a bug): its shards are no longer maintained");
             self.0.worker_died.store(true, Ordering::Release);
         }
+        self.0.user_drops[self.1].end();
     }
 }
 
@@ -254,7 +257,7 @@ where
     K: Send + Sync + 'static,
     V: Send + Sync + 'static,
 {
-    let _notice = DeathNotice(&shared);
+    let _notice = DeathNotice(&shared, me);
     ON_WORKER.with(|w| w.set(Some((engine_id(&shared), me))));
     // Forgotten when the worker returns: a thread that outlives the engine (a `shutdown`
     // called on this worker, which cannot join it, or the worker that joined the others after

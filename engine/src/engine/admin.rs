@@ -281,7 +281,10 @@ where
     }
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same; where
-    /// that drop may not wait, it leaves the joining to a worker: see [`Engine`]). On a worker
+    /// that drop may not wait, it leaves the joining to a worker: see [`Engine`]). A worker
+    /// that stays in one run of a key's or value's `Drop`s for a second meanwhile is not
+    /// waited for (that `Drop` may wait for a lock of yours that this thread holds); it ends
+    /// once its `Drop` returns. On a worker
     /// thread (in a key's or value's `Drop`) it empties the engine before it returns but leaves
     /// the joining to the engine's first worker to stop, as such a drop does: joining there
     /// could wait for a worker that is shutting this thread's engine down in turn.

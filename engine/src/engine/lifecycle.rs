@@ -24,7 +24,7 @@
 //!
 //! | where the last handle goes, or `shutdown` is called | threads | keys and values dropped |
 //! |---|---|---|
-//! | anywhere else | joined before the drop returns | before the drop returns, on this thread |
+//! | anywhere else | joined before the drop returns (but a worker that stays in one run of user `Drop`s for a second meanwhile: left to end on its own, [`join_patiently`]) | before the drop returns, on this thread |
 //! | last handle: a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
 //! | `shutdown` on a worker thread | joined by the first worker to stop, which then ends | before `shutdown` returns, on this thread |
 
@@ -133,9 +133,26 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
         for tx in &shared.mailboxes {
             let _ = tx.send(Command::Shutdown(None));
         }
-        join_all_but_this(threads.lock().drain(..));
+        let threads: Vec<_> = threads.lock().drain(..).collect();
+        join_patiently(shared, threads);
     }
     empty_shards(shared);
+}
+
+/// Joins the engine's threads (its workers first, in order, then the clock thread), but not
+/// a worker that stays in one session of user `Drop`s for
+/// [`STUCK_PATIENCE`](crate::pending::STUCK_PATIENCE) meanwhile
+/// ([`UserDrops::wait_for_end`](crate::pending::UserDrops::wait_for_end)): its `Drop` may be
+/// waiting for a lock of the user's that this thread holds, and joining it hung
+/// (`tests/engine_rev_s21.rs`). Such a worker is left unjoined; it holds no engine lock in a
+/// `Drop`, finds its `Shutdown` once the `Drop` returns, and ends.
+fn join_patiently<K, V>(shared: &Shared<K, V>, threads: Vec<JoinHandle<()>>) {
+    for (i, t) in threads.into_iter().enumerate() {
+        let ended = shared.user_drops.get(i).is_none_or(|d| d.wait_for_end());
+        if ended {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Sends every worker a `Shutdown` carrying the engine's thread handles ([`Left`]), for the

@@ -33,7 +33,7 @@ use std::time::Duration;
 use super::{Cell, Shared};
 use crate::entry::{gens_live, NEVER};
 use crate::options::{Equivalent, InsertOptions};
-use crate::pending::{pending_bit, STUCK_PATIENCE};
+use crate::pending::{pending_bit, StuckWatch};
 use crate::reentry::UserCode;
 use crate::shard::{NewEntry, Shard};
 use crate::sync::{spin_loop, RwLockWriteGuard};
@@ -292,23 +292,19 @@ where
         let cell = &self.cells[index];
         let drops = &self.user_drops[cell.worker];
         // The session of user `Drop`s the worker was in when this caller began to wait in it.
-        let mut stuck: Option<(u64, std::time::Instant)> = None;
+        let mut watch = StuckWatch::default();
         let mut p = cell.lock_pending();
         while p.len() >= self.pending_limit / 2
             && !self.is_shut_down()
             && !self.worker_died.load(Ordering::Acquire)
         {
             // A worker in a `Drop` that may be waiting for this caller (`UserDrops`).
-            match (drops.current(), stuck) {
-                (Some(s), _) if drops.given_up.load(Ordering::Acquire) == s => break,
-                (Some(s), Some((t, since))) if s == t => {
-                    if since.elapsed() >= STUCK_PATIENCE {
-                        drops.given_up.store(s, Ordering::Release);
-                        break;
-                    }
-                }
-                (Some(s), _) => stuck = Some((s, std::time::Instant::now())),
-                (None, _) => stuck = None,
+            if drops.current().is_some_and(|s| drops.given_up.load(Ordering::Acquire) == s) {
+                break;
+            }
+            if let Some(s) = watch.out_of_patience(drops) {
+                drops.given_up.store(s, Ordering::Release);
+                break;
             }
             // Stores of new keys that refill the table after the worker drained it wake it
             // only once they are `signal_at` (`signal_threshold`, at most half the limit, so
