@@ -131,3 +131,42 @@ fn worker_ends_child() {
     wait_until("the Drop finishes", || left.load(Ordering::SeqCst));
     wait_until("the worker ends", || common::thread_count() == before);
 }
+
+/// `clear` and `flush` under the lock the worker's `Drop` waits for return too; `clear`
+/// still hides every value at once (a lookup after it misses, in every shard the worker
+/// owns), and a store made while the worker is stuck is found all the same (read-your-writes
+/// holds without the worker).
+#[test]
+fn clear_and_flush_under_a_lock_the_workers_drop_needs_do_not_hang() {
+    no_hang("clear and flush under a lock the worker's Drop needs", || {
+        let engine: Engine<u64, Option<Locker>> = Engine::builder()
+            .max_capacity(1_000)
+            .shards(4)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let lock = Arc::new(Mutex::new(()));
+        let entered = Arc::new(AtomicBool::new(true));
+        let left = Arc::new(AtomicBool::new(false));
+        let value = Locker { lock: lock.clone(), entered: entered.clone(), left: left.clone() };
+        engine.insert(0, Some(value));
+        for k in 1..100 {
+            engine.insert(k, None);
+        }
+        engine.flush();
+        entered.store(false, Ordering::SeqCst);
+        let held = lock.lock().expect("the user's lock");
+        engine.clear();
+        assert!((0..100).all(|k| engine.get(&k).is_none()), "clear hides every value");
+        assert!(entered.load(Ordering::SeqCst), "the worker is in the Locker's Drop");
+        engine.insert(200, None);
+        engine.flush();
+        assert!(engine.get(&200).is_some(), "a store is found while the worker is stuck");
+        engine.run_maintenance();
+        drop(held);
+        wait_until("the worker's Drop finishes", || left.load(Ordering::SeqCst));
+        engine.flush();
+        assert_eq!(engine.len(), 1, "the store is applied once the worker is back");
+    });
+}

@@ -167,13 +167,15 @@ mod tests {
     }
 }
 
-/// How long a caller held back by a full pending table (`Shared::finish`) waits for a
-/// worker that stays in one session of user `Drop`s ([`UserDrops`]) before it stops waiting.
+/// How long a thread waiting for a worker waits while the worker stays in one session of user
+/// `Drop`s ([`UserDrops`], [`StuckWatch`]) before it stops waiting: a caller held back by a
+/// full pending table (`Shared::finish`), `flush`, `clear`, `run_maintenance`, and a
+/// shutdown joining the workers.
 pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A worker's sessions of user `Drop`s: `session` is odd while the worker drops keys and
 /// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced),
-/// and counts the sessions; `given_up` is the session a caller held back stopped waiting in.
+/// and counts the sessions; `given_up` is the session a waiter stopped waiting in.
 ///
 /// Why: a worker runs no user code but `Drop`s, and such a `Drop` may wait for a lock of the
 /// user's (a pool, a registry) that the caller held back holds: neither the engine nor the
@@ -182,7 +184,10 @@ pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
 /// (`tests/engine_rev_s19d.rs`). So a caller waits for a worker in one session for at most
 /// [`STUCK_PATIENCE`], then records the session, and no caller waits for it again until
 /// the worker has left it. The cost: while a `Drop` on a worker blocks for longer than
-/// that, its shards' callers are not held back (as before the limit existed).
+/// that, its shards' callers are not held back (as before the limit existed). The same
+/// holds for every other wait for a worker (`flush`, `clear`, `run_maintenance`, the
+/// joins of a shutdown: `tests/engine_rev_s21.rs`), which then return without that
+/// worker's answer.
 pub(crate) struct UserDrops {
     session: AtomicU64,
     pub(crate) given_up: AtomicU64,
@@ -219,7 +224,7 @@ impl UserDrops {
         let mut watch = StuckWatch::default();
         let mut ended = self.ended.0.lock();
         while !*ended {
-            if watch.out_of_patience(self).is_some() {
+            if watch.out_of_patience(self) {
                 return false;
             }
             self.ended.1.wait_for(&mut ended, Duration::from_millis(50));
@@ -252,17 +257,26 @@ impl UserDrops {
 pub(crate) struct StuckWatch(Option<(u64, std::time::Instant)>);
 
 impl StuckWatch {
-    /// Looks at the worker again: the session of user `Drop`s it has stayed in for
-    /// [`STUCK_PATIENCE`] of this watch's looks, if it has (the waiter then stops waiting for
-    /// it).
-    pub(crate) fn out_of_patience(&mut self, drops: &UserDrops) -> Option<u64> {
-        match (drops.current(), self.0) {
+    /// Looks at the worker again: true (the waiter then stops waiting for it) once it has
+    /// stayed in one session of user `Drop`s for [`STUCK_PATIENCE`] of this watch's looks, or
+    /// at once if some waiter already gave up on the session it is in (`given_up`: a
+    /// `flush` asks its workers several times, and would otherwise wait a second each time).
+    pub(crate) fn out_of_patience(&mut self, drops: &UserDrops) -> bool {
+        let now = drops.current();
+        if now.is_some_and(|s| drops.given_up.load(Ordering::Acquire) == s) {
+            return true;
+        }
+        match (now, self.0) {
             (Some(s), Some((t, since))) if s == t => {
-                (since.elapsed() >= STUCK_PATIENCE).then_some(s)
+                let out = since.elapsed() >= STUCK_PATIENCE;
+                if out {
+                    drops.given_up.store(s, Ordering::Release);
+                }
+                out
             }
             (now, _) => {
                 self.0 = now.map(|s| (s, std::time::Instant::now()));
-                None
+                false
             }
         }
     }

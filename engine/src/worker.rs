@@ -82,17 +82,17 @@ pub(crate) enum Command {
     Work(usize),
     /// A generation was retired: reclaim its entries.
     Retire(u64),
-    /// Apply everything pending, then acknowledge.
-    Flush(Sender<()>),
+    /// Apply everything pending, then acknowledge (with the worker's index).
+    Flush(Sender<usize>),
     /// Apply everything pending, run one maintenance step, then acknowledge.
-    Maintain(Sender<()>),
+    Maintain(Sender<usize>),
     /// Another worker is over capacity while this one may hold dead entries, or this one's
     /// shards have a cut of the excess: reclaim dead entries, then evict if still over; if
     /// this worker's shards cannot cover the excess, pass it back to the asker recorded in
     /// `Shared::settle_reply` (see `settle`).
     Settle,
     /// Remove everything, then acknowledge.
-    Clear(Sender<()>),
+    Clear(Sender<usize>),
     /// Stop; with the engine's thread handles, left by a drop of its last handle that may not
     /// wait, for the first worker to read this to join (`crate::engine::finish_left`).
     Shutdown(Option<crate::engine::Left>),
@@ -355,18 +355,21 @@ fn serve<K: 'static, V: 'static>(
     match cmd {
         Command::Flush(ack) => {
             drain(shared, me, mine);
-            let _ = ack.send(());
+            let _ = ack.send(me);
         }
         Command::Maintain(ack) => {
             drain(shared, me, mine);
             maintain(shared, me, mine, cursor, Budget::Entries(TICK_BUDGET));
-            let _ = ack.send(());
+            let _ = ack.send(me);
         }
         Command::Clear(ack) => {
-            for &i in mine {
-                clear_deferring(shared, &shared.cells[i]);
-            }
-            let _ = ack.send(());
+            // Every shard emptied before anything they held is dropped: a caller that stops
+            // waiting for this worker while a `Drop` here waits for a lock of the caller's
+            // (`crate::pending::StuckWatch`) finds every shard empty all the same.
+            let garbage: Vec<(K, V)> =
+                mine.iter().flat_map(|&i| take_all(shared, &shared.cells[i])).collect();
+            drop_outside(shared, garbage);
+            let _ = ack.send(me);
         }
         _ => unreachable!("only requests every worker answers are served here"),
     }
@@ -569,12 +572,6 @@ fn maintain<K: 'static, V: 'static>(
 /// Removes everything from one shard, pending operations included.
 pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
     drop_outside_now(take_all(shared, cell));
-}
-
-/// [`clear`] for a worker's `Clear`: drops through [`drop_outside`], which defers the drops
-/// of an inline serve.
-fn clear_deferring<K: 'static, V: 'static>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    drop_outside(shared, take_all(shared, cell));
 }
 
 /// Empties one shard, pending operations included; returns what it held, to be dropped.

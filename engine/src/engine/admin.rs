@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering;
 use super::lifecycle::shutdown;
 use super::{Engine, EngineStats};
 use crate::generation::Generation;
+use crate::pending::StuckWatch;
+use crate::sync::RecvTimeoutError;
 use crate::worker::{self, Command};
 
 impl<K, V> Engine<K, V>
@@ -127,27 +129,46 @@ where
     /// this), and the others are only asked. Waiting there for another worker deadlocked
     /// when that one, in a `Drop` of its own, was waiting for this one (two workers of one
     /// engine, or of two engines, flushing at once: `tests/engine_rev_reentry.rs`).
-    fn broadcast(&self, make: impl Fn(crate::sync::Sender<()>) -> Command) -> bool {
+    ///
+    /// Nor does it wait for ever for a worker that stays in one session of user `Drop`s for
+    /// [`STUCK_PATIENCE`](crate::pending::STUCK_PATIENCE) meanwhile
+    /// ([`StuckWatch`](crate::pending::StuckWatch)): such a `Drop` may be waiting for a lock
+    /// of the user's that this caller holds (`tests/engine_rev_s21.rs`). It answers once the
+    /// `Drop` returns.
+    fn broadcast(&self, make: impl Fn(crate::sync::Sender<usize>) -> Command) -> bool {
         let s = self.shared();
         let (tx, rx) = crate::sync::unbounded();
-        let mut sent = 0;
+        // Per worker: whether its answer is still awaited.
+        let mut awaited = vec![false; s.mailboxes.len()];
         let here = worker::worker_of(s);
         let wait = !worker::on_worker_thread();
         for (w, mb) in s.mailboxes.iter().enumerate() {
             if here == Some(w) {
                 worker::serve_inline(s, w, make(tx.clone()));
-                sent += 1;
+                awaited[w] = true;
             } else if mb.send(make(tx.clone())).is_ok() {
-                sent += 1;
+                awaited[w] = true;
             }
         }
         drop(tx);
         if !wait {
             return false;
         }
-        for _ in 0..sent {
-            if rx.recv().is_err() {
-                break; // a worker is gone (shut down): nothing more will come
+        let mut watches: Vec<StuckWatch> = awaited.iter().map(|_| StuckWatch::default()).collect();
+        while awaited.contains(&true) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+            match rx.recv_deadline(deadline) {
+                // (Also the late answer of a worker given up on below: ignored.)
+                Ok(w) => awaited[w] = false,
+                // A worker is gone (shut down): nothing more will come.
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    for (w, watch) in watches.iter_mut().enumerate() {
+                        if awaited[w] && watch.out_of_patience(&s.user_drops[w]) {
+                            awaited[w] = false;
+                        }
+                    }
+                }
             }
         }
         true
@@ -164,6 +185,13 @@ where
     /// own share on the spot (so the promise holds for the keys of its shards; an eviction
     /// another worker asked of it waits until the `Drop` returns), and the other workers are
     /// asked and do theirs shortly after.
+    ///
+    /// Nor does this (or [`clear`](Engine::clear), or
+    /// [`run_maintenance`](Engine::run_maintenance)) wait for ever for a worker that is running
+    /// a key's or value's `Drop`: one that stays in the same run of `Drop`s for a second while
+    /// this waits is not waited for (that `Drop` may be waiting for a lock of yours that this
+    /// thread holds). Its shards' operations are then applied once the `Drop` returns;
+    /// meanwhile lookups find every value stored all the same, and after `clear` none.
     ///
     /// # Panics
     /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a

@@ -299,11 +299,7 @@ where
             && !self.worker_died.load(Ordering::Acquire)
         {
             // A worker in a `Drop` that may be waiting for this caller (`UserDrops`).
-            if drops.current().is_some_and(|s| drops.given_up.load(Ordering::Acquire) == s) {
-                break;
-            }
-            if let Some(s) = watch.out_of_patience(drops) {
-                drops.given_up.store(s, Ordering::Release);
+            if watch.out_of_patience(drops) {
                 break;
             }
             // Stores of new keys that refill the table after the worker drained it wake it
