@@ -37,7 +37,8 @@
 //! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no
 //! criterion.
 //! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`;
-//! `MEMOKIT_BENCH_CACHES=memokit` only the caches whose name contains `memokit` (to profile).
+//! `MEMOKIT_BENCH_CACHES=memokit` only the caches whose name contains `memokit` (to profile;
+//! `memokit|quick` keeps those whose name contains either).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -69,12 +70,12 @@ fn main() {
     let paired = common::paired_rounds();
     // `MEMOKIT_BENCH_ONLY=<substring>`: run only the groups whose name contains it.
     let only = std::env::var("MEMOKIT_BENCH_ONLY").unwrap_or_default();
-    // `MEMOKIT_BENCH_CACHES=<substring>`: measure only the caches whose name contains it (for a
-    // profiler; the ratio column then compares the remaining ones).
+    // `MEMOKIT_BENCH_CACHES=<substring>[|<substring>...]`: measure only the caches whose name
+    // contains one of them (for a profiler; the ratio column then compares the remaining ones).
     let caches = std::env::var("MEMOKIT_BENCH_CACHES").unwrap_or_default();
     let mut c = Criterion::default().configure_from_args();
     let mut group = |name: &str, mut runners: Vec<Runner<'_>>| {
-        runners.retain(|r| r.0.contains(caches.as_str()));
+        runners.retain(|r| caches.split('|').any(|c| r.0.contains(c)));
         if name.contains(only.as_str()) && !runners.is_empty() {
             run_group(&mut c, paired, name, &mut runners, |g| {
                 g.throughput(Throughput::Elements(1));
