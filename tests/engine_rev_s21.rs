@@ -133,9 +133,10 @@ fn worker_ends_child() {
 }
 
 /// `clear` and `flush` under the lock the worker's `Drop` waits for return too; `clear`
-/// still hides every value at once (a lookup after it misses, in every shard the worker
-/// owns), and a store made while the worker is stuck is found all the same (read-your-writes
-/// holds without the worker).
+/// still hides every value at once, in every shard the worker owns (a `Locker` under every
+/// key: the first one dropped, in whichever shard the worker empties first, is the one that
+/// waits), and a store made while the worker is stuck is found all the same
+/// (read-your-writes holds without the worker).
 #[test]
 fn clear_and_flush_under_a_lock_the_workers_drop_needs_do_not_hang() {
     no_hang("clear and flush under a lock the worker's Drop needs", || {
@@ -147,19 +148,19 @@ fn clear_and_flush_under_a_lock_the_workers_drop_needs_do_not_hang() {
             .build()
             .expect("engine");
         let lock = Arc::new(Mutex::new(()));
-        let entered = Arc::new(AtomicBool::new(true));
+        let entered = Arc::new(AtomicBool::new(true)); // copies are dropped below: not yet
         let left = Arc::new(AtomicBool::new(false));
         let value = Locker { lock: lock.clone(), entered: entered.clone(), left: left.clone() };
-        engine.insert(0, Some(value));
-        for k in 1..100 {
-            engine.insert(k, None);
+        for k in 0..100 {
+            engine.insert(k, Some(value.clone()));
         }
+        drop(value);
         engine.flush();
         entered.store(false, Ordering::SeqCst);
         let held = lock.lock().expect("the user's lock");
         engine.clear();
         assert!((0..100).all(|k| engine.get(&k).is_none()), "clear hides every value");
-        assert!(entered.load(Ordering::SeqCst), "the worker is in the Locker's Drop");
+        assert!(entered.load(Ordering::SeqCst), "the worker is in a Locker's Drop");
         engine.insert(200, None);
         engine.flush();
         assert!(engine.get(&200).is_some(), "a store is found while the worker is stuck");
@@ -168,5 +169,40 @@ fn clear_and_flush_under_a_lock_the_workers_drop_needs_do_not_hang() {
         wait_until("the worker's Drop finishes", || left.load(Ordering::SeqCst));
         engine.flush();
         assert_eq!(engine.len(), 1, "the store is applied once the worker is back");
+    });
+}
+
+/// A value whose `Drop` takes a millisecond: slow, but never stuck.
+#[derive(Clone)]
+struct Slow;
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A worker busy with many quick `Drop`s for longer than the patience is not taken for a
+/// stuck one: `clear` waits for it, and `flush` keeps its promise (every earlier store
+/// applied, `len` exact). Failed with the patience counted per run of `Drop`s instead of per
+/// `Drop` (review of session 21): `clear` gave up after a second, the `flush` after it gave
+/// up at once on the same run, and `len` was 0.
+#[test]
+fn a_worker_busy_with_many_quick_drops_is_waited_for() {
+    no_hang("clear and flush while the worker drops 1,500 slow values", || {
+        let engine: Engine<u64, Slow> = Engine::builder()
+            .max_capacity(10_000)
+            .shards(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        for k in 0..1_500 {
+            engine.insert(k, Slow);
+        }
+        engine.flush();
+        engine.clear();
+        engine.insert(1, Slow);
+        engine.flush();
+        assert_eq!(engine.len(), 1, "flush applied the store made after clear");
     });
 }

@@ -46,10 +46,15 @@ pub(crate) use lifecycle::{finish_left, Left};
 /// and leaves the joining of its threads to its first worker to stop, as this drop does.
 ///
 /// Nor does the drop (or [`shutdown`](Engine::shutdown)) wait for ever for a worker that is
-/// running a key's or value's `Drop`: one that stays in the same run of `Drop`s for a second
-/// while the drop waits is left unjoined (that `Drop` may be waiting for a lock of yours
-/// that the dropping thread holds). It holds no lock of the engine's, and ends as soon as
-/// its `Drop` returns; the engine is shut down and emptied all the same.
+/// running a key's or value's `Drop`: one that stays in the same `Drop` for a second while
+/// the drop waits is left unjoined (that `Drop` may be waiting for a lock of yours that the
+/// dropping thread holds). It holds no lock of the engine's there; once that `Drop`
+/// returns, it drops the rest of what it was dropping (so those `Drop`s run after the
+/// drop of the last handle has returned), reads its last command and ends. The engine is
+/// shut down and emptied all the same. (A worker waiting for a shard's write lock behind a
+/// lookup whose key's `Eq` or value's `Clone` waits for such a lock of yours is not in a
+/// `Drop`, and is waited for: see [the crate docs](crate#user-code-calling-back-into-the-engine)
+/// on what that code may do.)
 ///
 /// Guarantees:
 /// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,

@@ -175,7 +175,11 @@ pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A worker's sessions of user `Drop`s: `session` is odd while the worker drops keys and
 /// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced),
-/// and counts the sessions; `given_up` is the session a waiter stopped waiting in.
+/// and moves on by 2 with each key and value it drops there ([`UserDropsGuard::next`]), so
+/// a waiter that sees the same value for a while sees one `Drop` running that long, not a
+/// long run of quick ones (a `clear` of many values gave up on a busy worker, and the
+/// `flush` after it returned before applying a store: review of session 21); `given_up` is
+/// the value a waiter stopped waiting at.
 ///
 /// Why: a worker runs no user code but `Drop`s, and such a `Drop` may wait for a lock of the
 /// user's (a pool, a registry) that the caller held back holds: neither the engine nor the
@@ -258,9 +262,10 @@ pub(crate) struct StuckWatch(Option<(u64, std::time::Instant)>);
 
 impl StuckWatch {
     /// Looks at the worker again: true (the waiter then stops waiting for it) once it has
-    /// stayed in one session of user `Drop`s for [`STUCK_PATIENCE`] of this watch's looks, or
-    /// at once if some waiter already gave up on the session it is in (`given_up`: a
-    /// `flush` asks its workers several times, and would otherwise wait a second each time).
+    /// stayed in one user `Drop` (one value of its session counter) for [`STUCK_PATIENCE`] of
+    /// this watch's looks, or at once if some waiter already gave up on that `Drop`
+    /// (`given_up`: a `flush` asks its workers several times, and would otherwise wait a
+    /// second each time).
     pub(crate) fn out_of_patience(&mut self, drops: &UserDrops) -> bool {
         let now = drops.current();
         if now.is_some_and(|s| drops.given_up.load(Ordering::Acquire) == s) {
@@ -278,6 +283,17 @@ impl StuckWatch {
                 self.0 = now.map(|s| (s, std::time::Instant::now()));
                 false
             }
+        }
+    }
+}
+
+impl UserDropsGuard<'_> {
+    /// Marks the next key or value of the session (its `Drop` about to run): the session's
+    /// value moves on by 2, staying odd. Only the worker writes it.
+    #[inline]
+    pub(crate) fn next(&self) {
+        if let Some(d) = self.0 {
+            d.session.store(d.session.load(Ordering::Relaxed) + 2, Ordering::Release);
         }
     }
 }

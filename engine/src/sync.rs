@@ -32,8 +32,10 @@
 //!
 //! Shuttle runs threads one at a time under sequential consistency: it explores
 //! interleavings, not weak-memory reorderings, and its timed waits never time out (a wait
-//! that only a timeout would end shows up as a deadlock; only the backpressure wait and the
-//! real clock's waits have timeouts, and neither is modelled). Its reader-writer lock is
+//! that only a timeout would end shows up as a deadlock; the waits with timeouts are the real
+//! clock's and the waits for a worker, whose give-up paths for a worker stuck in a user's
+//! `Drop`, `pending::StuckWatch`, are not modelled: `tests/engine_rev_s21.rs` runs them on
+//! real threads). Its reader-writer lock is
 //! unfair and lets readers in while a writer waits, where parking_lot holds new readers back:
 //! a deadlock that needs a reader queued behind a waiting writer would not be found (the lock
 //! order in `shared.rs` and the debug-build check in `pending.rs` rule one out). The

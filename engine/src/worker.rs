@@ -230,18 +230,25 @@ fn drop_outside<K: 'static, V: 'static>(
         }
         return;
     }
-    let _session = crate::pending::UserDrops::enter(shared);
-    drop_outside_now(garbage);
+    let session = crate::pending::UserDrops::enter(shared);
+    drop_each(garbage, || session.next());
 }
 
 /// Drops the user's keys and values at once, each under a `catch_unwind` of its own.
 pub(crate) fn drop_outside_now<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
+    drop_each(garbage, || {});
+}
+
+/// [`drop_outside_now`], calling `before` ahead of each key's and each value's `Drop`.
+fn drop_each<K, V>(garbage: impl IntoIterator<Item = (K, V)>, before: impl Fn()) {
     // A panicking `Drop` of a user's key or value must not kill the worker, nor abort the
     // process: each key and each value is dropped under a `catch_unwind` of its own (dropping
     // them all in one would drop the rest while unwinding from the first panic, and a second
     // panic there aborts).
     for (k, v) in garbage {
+        before();
         let _ = catch_unwind(AssertUnwindSafe(move || drop(k)));
+        before();
         let _ = catch_unwind(AssertUnwindSafe(move || drop(v)));
     }
 }

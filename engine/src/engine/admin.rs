@@ -163,6 +163,13 @@ where
                 // A worker is gone (shut down): nothing more will come.
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
+                    // Shut down meanwhile, or before (the command reached a worker that had
+                    // not stopped yet): the promise is void, and the first worker to stop may
+                    // be joining, without patience, another one whose `Drop` waits for a lock
+                    // this caller holds (review of session 21).
+                    if s.is_shut_down() {
+                        break;
+                    }
                     for (w, watch) in watches.iter_mut().enumerate() {
                         if awaited[w] && watch.out_of_patience(&s.user_drops[w]) {
                             awaited[w] = false;
@@ -188,10 +195,14 @@ where
     ///
     /// Nor does this (or [`clear`](Engine::clear), or
     /// [`run_maintenance`](Engine::run_maintenance)) wait for ever for a worker that is running
-    /// a key's or value's `Drop`: one that stays in the same run of `Drop`s for a second while
-    /// this waits is not waited for (that `Drop` may be waiting for a lock of yours that this
-    /// thread holds). Its shards' operations are then applied once the `Drop` returns;
-    /// meanwhile lookups find every value stored all the same, and after `clear` none.
+    /// a key's or value's `Drop`: one that stays in the same `Drop` for a second while this
+    /// waits is not waited for (that `Drop` may be waiting for a lock of yours that this
+    /// thread holds). Then the promise holds for the other workers' shards only: that
+    /// worker's operations are applied once its `Drop` returns, so until then
+    /// [`len`](Engine::len) may not be exact and the engine may hold more than its capacity.
+    /// Lookups find every value stored all the same (and, after `clear`, none).
+    /// After [`shutdown`](Engine::shutdown), or once one has begun, it returns without
+    /// waiting.
     ///
     /// # Panics
     /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a
@@ -280,7 +291,9 @@ where
 
     /// Removes every value and detaches every running computation; returns when done
     /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
-    /// workers' shards are cleared shortly after). A key's or value's `Drop` that panics
+    /// workers' shards are cleared shortly after; and, as for `flush`, without waiting for a
+    /// worker that stays in one key's or value's `Drop` for a second: the values are gone from
+    /// its shards by then, and it drops the rest of them once that `Drop` returns). A key's or value's `Drop` that panics
     /// meanwhile is caught, as on the workers, and the clearing goes on.
     ///
     /// # Panics
@@ -310,9 +323,8 @@ where
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same; where
     /// that drop may not wait, it leaves the joining to a worker: see [`Engine`]). A worker
-    /// that stays in one run of a key's or value's `Drop`s for a second meanwhile is not
-    /// waited for (that `Drop` may wait for a lock of yours that this thread holds); it ends
-    /// once its `Drop` returns. On a worker
+    /// that stays in one key's or value's `Drop` for a second meanwhile is not waited for (that
+    /// `Drop` may wait for a lock of yours that this thread holds): see [`Engine`]. On a worker
     /// thread (in a key's or value's `Drop`) it empties the engine before it returns but leaves
     /// the joining to the engine's first worker to stop, as such a drop does: joining there
     /// could wait for a worker that is shutting this thread's engine down in turn.

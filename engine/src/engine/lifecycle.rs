@@ -24,7 +24,7 @@
 //!
 //! | where the last handle goes, or `shutdown` is called | threads | keys and values dropped |
 //! |---|---|---|
-//! | anywhere else | joined before the drop returns (but a worker that stays in one run of user `Drop`s for a second meanwhile: left to end on its own, [`join_patiently`]) | before the drop returns, on this thread |
+//! | anywhere else | joined before the drop returns (but a worker that stays in one user `Drop` for a second meanwhile: left to end on its own, [`join_patiently`]) | before the drop returns, on this thread (but what such a worker was dropping: by it, once that `Drop` returns) |
 //! | last handle: a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
 //! | `shutdown` on a worker thread | joined by the first worker to stop, which then ends | before `shutdown` returns, on this thread |
 
