@@ -35,7 +35,9 @@
 //! Quick look: `cargo bench --bench engine_hit -- --warm-up-time 1 --measurement-time 3`.
 //! On a loaded machine, `MEMOKIT_BENCH_PAIRED=15 cargo bench --bench engine_hit` runs the same
 //! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no
-//! criterion.
+//! criterion. Each turn runs chunks of ~10 ms, each ended by the cache's sync;
+//! `MEMOKIT_BENCH_CHUNK_MS=100` measures a longer sustained load between syncs (memokit's
+//! `get_or_insert_with` ratio drops by about a fifth there: `BENCHMARKS.md`, session 21).
 //! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`;
 //! `MEMOKIT_BENCH_CACHES=memokit` only the caches whose name contains `memokit` (to profile;
 //! `memokit|quick` keeps those whose name contains either).

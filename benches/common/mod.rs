@@ -69,6 +69,12 @@ pub(crate) fn median(xs: &[f64]) -> f64 {
 /// One workload on one cache: runs `iters` operations and returns their wall time.
 pub(crate) type Runner<'a> = (&'static str, Box<dyn FnMut(u64) -> Duration + 'a>);
 
+/// The paired mode's chunk in milliseconds, from `MEMOKIT_BENCH_CHUNK_MS` (default 10): a
+/// run of operations ended by the cache's sync (memokit's `flush`).
+fn chunk_ms() -> f64 {
+    std::env::var("MEMOKIT_BENCH_CHUNK_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0)
+}
+
 /// The rounds of the paired mode, from `MEMOKIT_BENCH_PAIRED=<rounds>` (`None`: criterion).
 pub(crate) fn paired_rounds() -> Option<usize> {
     std::env::var("MEMOKIT_BENCH_PAIRED").ok().and_then(|s| s.parse().ok())
@@ -101,21 +107,24 @@ pub(crate) fn run_group(
 /// median throughput (and time per operation) of each and the median over rounds of the first
 /// runner's throughput relative to each (above 1: the first is faster).
 pub(crate) fn run_paired(name: &str, runners: &mut [Runner<'_>], rounds: usize) {
-    // Calibrate: operations per ~10 ms chunk, per runner. A turn runs chunks until 100 ms have
-    // passed, so a slow phase (a lock convoy under load) cannot stretch a turn much.
+    // Calibrate: operations per ~10 ms chunk, per runner (`MEMOKIT_BENCH_CHUNK_MS` sets the
+    // chunk; each chunk ends with the cache's sync, so longer chunks measure a longer sustained
+    // load). A turn runs chunks until 100 ms (or one chunk, if longer) have passed, so a slow
+    // phase (a lock convoy under load) cannot stretch a turn much.
+    let chunk_secs = chunk_ms() / 1000.0;
     let chunk: Vec<u64> = runners
         .iter_mut()
         .map(|(_, run)| {
             let probe = 10_000;
             let t = run(probe).as_secs_f64().max(1e-6);
-            ((0.01 / t) * probe as f64).max(1000.0) as u64
+            ((chunk_secs / t) * probe as f64).max(1000.0) as u64
         })
         .collect();
     let mut ops: Vec<Vec<f64>> = vec![Vec::new(); runners.len()];
     for _ in 0..rounds {
         for (i, (_, run)) in runners.iter_mut().enumerate() {
             let (mut n, mut spent) = (0u64, 0.0f64);
-            while spent < 0.1 {
+            while spent < 0.1f64.max(chunk_secs) {
                 spent += run(chunk[i]).as_secs_f64();
                 n += chunk[i];
             }
