@@ -53,6 +53,7 @@
 //! call; everything else here is shared.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -301,15 +302,21 @@ impl FnState {
             opts = opts.ttl(t);
         }
         let mut ran = false;
-        let r = key.get_or_try_insert_with(&self.engine, opts, || {
-            ran = true;
-            let v = f();
-            if let (Ok(_), Some(running)) = (&v, &running) {
-                // The result is stored from now on, so its deadline runs from now.
-                running.renew(ttl);
-            }
-            v.map(C::erase)
+        let call = AssertUnwindSafe(|| {
+            key.get_or_try_insert_with(&self.engine, opts, || {
+                ran = true;
+                let v = f();
+                if let (Ok(_), Some(running)) = (&v, &running) {
+                    // The result is stored from now on, so its deadline runs from now.
+                    running.renew(ttl);
+                }
+                v.map(C::erase)
+            })
         });
+        let r = match std::panic::catch_unwind(call) {
+            Ok(r) => r,
+            Err(payload) => self.repanic(payload),
+        };
         if ran {
             self.counters.miss();
         } else {
@@ -321,6 +328,25 @@ impl FnState {
                 unreachable!("memokit: a result of another type under the key of `{}`", self.name)
             }
         })
+    }
+
+    /// Goes on with a panic of the call: the engine's panic for a computation that asked for
+    /// its own key (memoized recursion with the same arguments) is raised again with this
+    /// function's name, which the engine cannot know (`tests/memoize_rev_s21.rs`); any other
+    /// panic, the user's own included, unchanged.
+    #[cold]
+    fn repanic(&self, payload: Box<dyn Any + Send>) -> ! {
+        let message = payload.downcast_ref::<String>().map(String::as_str);
+        if message == Some(memokit_engine::SELF_WAIT_PANIC) {
+            panic!(
+                "memokit: `{}` called itself with the same arguments while computing them \
+                 (its result for them is not stored yet, so the inner call would wait for the \
+                 outer one for ever): {}",
+                self.name,
+                memokit_engine::SELF_WAIT_PANIC
+            );
+        }
+        std::panic::resume_unwind(payload)
     }
 
     /// The function's current version, created if there is none, and the key of `view` in the

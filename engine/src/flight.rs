@@ -21,7 +21,7 @@
 //! async adapter can add a waker list next to the condition variable without a second engine.
 //! A leader that panics or returns an error abandons the flight: waiters wake and retry, without
 //! waiting again (one of them leads a new flight, the others compute for themselves). Joining a flight led by the current thread would deadlock, so
-//! it panics with a message instead ([`SELF_WAIT`]).
+//! it panics with a message instead ([`SELF_WAIT_PANIC`]).
 //!
 //! The same deadlock can take several threads: the computation of `f(1)` on one thread asks
 //! for `g(1)`, whose computation on another thread asks for `f(1)` (on one thread, the same
@@ -253,8 +253,23 @@ impl<K, V> Drop for FlightsGuard<'_, K, V> {
     }
 }
 
-/// The panic message for a computation that asks for its own key.
-pub(crate) const SELF_WAIT: &str = "memokit: a computation asked for its own key on the same \
+/// The message of the panic that a computation asking for its own key on the same thread
+/// gets ([`Engine::get_or_insert_with`](crate::Engine::get_or_insert_with)): instead of a
+/// deadlock, a panic with this message (its payload a `String`). Exported so that a layer
+/// above (memokit's memoizer, which names the function) can recognise it.
+///
+/// ```
+/// use memokit_engine::{Engine, SELF_WAIT_PANIC};
+/// use std::panic::{catch_unwind, AssertUnwindSafe};
+///
+/// let cache: Engine<u64, u64> = Engine::new(10);
+/// let payload = catch_unwind(AssertUnwindSafe(|| {
+///     cache.get_or_insert_with(1, || cache.get_or_insert_with(1, || 1))
+/// }))
+/// .unwrap_err();
+/// assert_eq!(payload.downcast_ref::<String>().map(String::as_str), Some(SELF_WAIT_PANIC));
+/// ```
+pub const SELF_WAIT_PANIC: &str = "memokit: a computation asked for its own key on the same \
 thread (direct recursion with the same key); this would deadlock, so it panics instead. Break \
 the recursion or compute the inner value without the cache";
 

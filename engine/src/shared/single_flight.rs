@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::{Cell, Shared};
 use crate::entry::gens_live;
-use crate::flight::{Flight, FlightsGuard, Slot, SELF_WAIT};
+use crate::flight::{Flight, FlightsGuard, Slot, SELF_WAIT_PANIC};
 use crate::options::{Equivalent, InsertOptions};
 use crate::reentry::UserCode;
 use crate::worker::engine_id;
@@ -77,7 +77,7 @@ where
                 Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
                     drop(fl);
                     if f.leader == crate::sync::thread::current().id() {
-                        panic!("{SELF_WAIT}");
+                        panic!("{SELF_WAIT_PANIC}");
                     }
                     crate::reentry::may_wait_for_flight();
                     if waited || crate::worker::on_worker_thread() {
