@@ -59,6 +59,25 @@ impl Errors {
     }
 }
 
+/// What is wrong with a `timeout` written as a literal that no timeout converts from (a
+/// string, a negative number, a fraction), which would otherwise get rustc's error about a
+/// `From` bound of a hidden function (review s20u). Any other expression is left to the
+/// type checker: `Timeout` converts from `u64` seconds and from a `Duration`.
+fn timeout_literal(e: &syn::Expr) -> Option<&'static str> {
+    use syn::{Expr, Lit, UnOp};
+    match e {
+        Expr::Lit(l) => match &l.lit {
+            Lit::Str(_) => Some("`timeout` takes whole seconds or a `Duration`, not a string: write `timeout = 60`, `timeout = std::time::Duration::from_secs(300)`, or `timeout = memokit::Timeout::Never` for no deadline"),
+            Lit::Float(_) => Some("`timeout` takes whole seconds: for a fraction of a second write a `Duration`, such as `timeout = std::time::Duration::from_millis(1500)`"),
+            _ => None,
+        },
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => Some("a timeout cannot be negative: write a number of seconds (`timeout = 60`), `timeout = 0` to store nothing, or `timeout = memokit::Timeout::Never` for no deadline"),
+        Expr::Paren(p) => timeout_literal(&p.expr),
+        Expr::Group(g) => timeout_literal(&g.expr),
+        _ => None,
+    }
+}
+
 /// Finds `Self` in types.
 struct FindSelf(Vec<Span>);
 
@@ -293,6 +312,11 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
             GenericParam::Lifetime(_) => {}
             GenericParam::Type(t) => err.push(t.ident.span(), format!("a memoized function cannot be generic over type `{}`: each memoized function has one cache, so write a non-generic function per type (for example a small wrapper), or take a concrete type (lifetime parameters are fine)", t.ident)),
             GenericParam::Const(c) => err.push(c.ident.span(), format!("a memoized function cannot be generic over const `{}`: pass the value as an argument instead (lifetime parameters are fine)", c.ident)),
+        }
+    }
+    if let Some(t) = &opts.timeout {
+        if let Some(msg) = timeout_literal(t) {
+            err.push(t.span(), msg);
         }
     }
     let mut kind = if opts.associated.is_some() { Kind::Associated } else { Kind::Free };
