@@ -115,10 +115,10 @@
 //!   callers), the others compute for themselves. So a call waits for at most one computation it
 //!   did not start (under an outage, about two computations' time), at the price of one
 //!   computation per waiter after a failure. A function that waits on its own key (direct
-//!   self-recursion with the same arguments) gets a clear panic naming the function, not a
-//!   deadlock; so do calls on
-//!   several threads that wait for each other's results (`f(1)` computing on one thread needs
-//!   `g(1)`, whose computation on another thread needs `f(1)`).
+//!   self-recursion with the same arguments) gets a clear panic naming it, not a deadlock; so
+//!   do calls on several threads that wait for each other's results (`f(1)` computing on one
+//!   thread needs `g(1)`, whose computation on another thread needs `f(1)`). (With
+//!   `panic = "abort"`, the process aborts there instead.)
 //!
 //! # Methods
 //! `#[memoize]` works on `&self` methods of inherent, non-generic `impl` blocks; the receiver

@@ -315,6 +315,9 @@ impl FnState {
         });
         let r = match std::panic::catch_unwind(call) {
             Ok(r) => r,
+            // The engine's own panics about waiting come before the computation runs: one
+            // from the computation (`ran`) is the user's, or a nested call's, whatever it says.
+            Err(payload) if ran => std::panic::resume_unwind(payload),
             Err(payload) => self.repanic(payload),
         };
         if ran {
@@ -330,23 +333,33 @@ impl FnState {
         })
     }
 
-    /// Goes on with a panic of the call: the engine's panic for a computation that asked for
-    /// its own key (memoized recursion with the same arguments) is raised again with this
-    /// function's name, which the engine cannot know (`tests/memoize_rev_s21.rs`); any other
-    /// panic, the user's own included, unchanged.
+    /// Goes on with a panic of the call that came before its computation ran: the engine's
+    /// panics for a wait that would deadlock (a computation asking for its own key:
+    /// memoized recursion with the same arguments; a cycle of computations on several
+    /// threads) are raised again with this function's name, which the engine cannot know
+    /// (`tests/memoize_rev_s21.rs`; the panic hook then runs twice, once for each); any
+    /// other panic unchanged (the same payload, the hook not run again).
     #[cold]
     fn repanic(&self, payload: Box<dyn Any + Send>) -> ! {
-        let message = payload.downcast_ref::<String>().map(String::as_str);
-        if message == Some(memokit_engine::SELF_WAIT_PANIC) {
-            panic!(
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&'static str>().copied());
+        match message {
+            Some(m) if m == memokit_engine::SELF_WAIT_PANIC => panic!(
                 "memokit: `{}` called itself with the same arguments while computing them \
                  (its result for them is not stored yet, so the inner call would wait for the \
-                 outer one for ever): {}",
-                self.name,
-                memokit_engine::SELF_WAIT_PANIC
-            );
+                 outer one for ever): {m}",
+                self.name
+            ),
+            Some(m) if m == memokit_engine::WAIT_CYCLE_PANIC => panic!(
+                "memokit: a call of `{}` would wait for a result being computed on another \
+                 thread, which waits (directly or through others) for a result this thread is \
+                 computing: {m}",
+                self.name
+            ),
+            _ => std::panic::resume_unwind(payload),
         }
-        std::panic::resume_unwind(payload)
     }
 
     /// The function's current version, created if there is none, and the key of `view` in the

@@ -406,7 +406,9 @@ where
     /// poisoned), and
     /// panics if `compute` asks for the same key on the same thread, or for a key whose
     /// computation on another thread waits, directly or through others, for this one (either
-    /// would deadlock; the waiters of a computation that panics retry). Called from user code
+    /// would deadlock; the waiters of a computation that panics retry; the messages are
+    /// [`SELF_WAIT_PANIC`](crate::SELF_WAIT_PANIC) and
+    /// [`WAIT_CYCLE_PANIC`](crate::WAIT_CYCLE_PANIC)). Called from user code
     /// the engine runs under one of its locks (a hit's `Clone`, any engine's weigher), it
     /// panics where it would wait for another thread's computation, and as the
     /// [crate docs][reentry] say (from this engine's weigher, always). From a `Drop`

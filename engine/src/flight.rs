@@ -28,7 +28,7 @@
 //! code asks for its own key). [`Waits`] records, per engine, which flight each waiting thread
 //! waits for; a thread about to wait follows the chain from the flight's leader (the flight
 //! that leader waits for, that flight's leader, ...) and, if it comes back to itself, panics
-//! with [`WAIT_CYCLE`] instead of waiting. The chain follows only flights still running (a
+//! with [`WAIT_CYCLE_PANIC`] instead of waiting. The chain follows only flights still running (a
 //! leader finishes its flight before its waiters wake and leave the table), so a cycle found is
 //! one that no thread in it can leave: no false alarm. No lock is held while the user's
 //! `Clone` runs on a waiter (the value is cloned after the state lock is let go), and the walk
@@ -140,7 +140,7 @@ impl<V: Clone> Waits<V> {
     /// dropped.
     ///
     /// # Panics
-    /// With [`WAIT_CYCLE`] when `flight`'s leader waits, directly or through other threads'
+    /// With [`WAIT_CYCLE_PANIC`] when `flight`'s leader waits, directly or through other threads'
     /// flights, for a flight this thread leads: the wait would never end.
     pub(crate) fn enter(&self, flight: &Arc<Flight<V>>) -> Waiting<'_, V> {
         let me = crate::sync::thread::current().id();
@@ -154,7 +154,7 @@ impl<V: Clone> Waits<V> {
             let Some(f) = next.take().filter(|f| f.running()) else { break };
             if f.leader == me {
                 drop(waits);
-                panic!("{WAIT_CYCLE}");
+                panic!("{WAIT_CYCLE_PANIC}");
             }
             next = waits.get(&f.leader);
         }
@@ -254,7 +254,8 @@ impl<K, V> Drop for FlightsGuard<'_, K, V> {
 }
 
 /// The message of the panic that a computation asking for its own key on the same thread
-/// gets ([`Engine::get_or_insert_with`](crate::Engine::get_or_insert_with)): instead of a
+/// gets ([`Engine::get_or_insert_with`](crate::Engine::get_or_insert_with) and the other
+/// computing lookups: `get_or_insert_with_options`, `get_or_try_insert_with_ref`): instead of a
 /// deadlock, a panic with this message (its payload a `String`). Exported so that a layer
 /// above (memokit's memoizer, which names the function) can recognise it.
 ///
@@ -273,8 +274,11 @@ pub const SELF_WAIT_PANIC: &str = "memokit: a computation asked for its own key 
 thread (direct recursion with the same key); this would deadlock, so it panics instead. Break \
 the recursion or compute the inner value without the cache";
 
-/// The panic message for a wait that would close a cycle of computations on several threads.
-pub(crate) const WAIT_CYCLE: &str = "memokit: computations on different threads wait for each \
+/// The message of the panic that a computation gets when its wait for another thread's
+/// computation would close a cycle of computations waiting for each other on several threads
+/// (instead of a deadlock; its payload a `String`). Exported, like [`SELF_WAIT_PANIC`], so
+/// that memokit's memoizer can name the function.
+pub const WAIT_CYCLE_PANIC: &str = "memokit: computations on different threads wait for each \
 other's keys (the computation of one key asks for a second key, whose computation on another \
 thread is waiting, directly or through others, for the first); they would deadlock, so this \
 one panics instead. The same calls on one thread would ask for a key from its own \
@@ -288,7 +292,7 @@ mod tests {
     /// led `f` and finished it, then went on to wait for `g`, led by this thread. This thread,
     /// having found `f` registered just before A finished it, now waits for it: `wait` returns
     /// at once, so no cycle may be reported. (Before: the walk started at `f`'s leader without
-    /// asking whether `f` still runs, and panicked with `WAIT_CYCLE`.)
+    /// asking whether `f` still runs, and panicked with `WAIT_CYCLE_PANIC`.)
     #[test]
     fn a_finished_flight_waited_for_is_no_cycle() {
         let waits = Arc::new(Waits::<u64>::default());

@@ -143,6 +143,6 @@ mod worker;
 pub use crate::builder::{BuildError, EngineBuilder};
 pub use crate::clock::ManualClock;
 pub use crate::engine::{Engine, EngineStats};
-pub use crate::flight::SELF_WAIT_PANIC;
+pub use crate::flight::{SELF_WAIT_PANIC, WAIT_CYCLE_PANIC};
 pub use crate::generation::Generation;
 pub use crate::options::{Equivalent, InsertOptions};

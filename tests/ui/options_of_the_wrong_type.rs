@@ -5,7 +5,7 @@ fn flag() -> u8 {
     1
 }
 
-#[memoize(timeout = 1.5)]
+#[memoize(timeout = 60u32)]
 fn f1(a: u64) -> u64 {
     a
 }

@@ -1,6 +1,7 @@
-//! A timeout written as a string or a negative number gets an error that says what a timeout
-//! is (review s20u: these got rustc's `From<&str>` error about a bound of a hidden function,
-//! and `u64: Neg`). A fraction (`1.5`): `options_of_the_wrong_type`.
+//! A timeout written as a string, a negative number or a fraction gets an error that says
+//! what a timeout is (review s20u: these got rustc's `From<&str>` / `From<{float}>` errors
+//! about a bound of a hidden function, and `u64: Neg`). Other expressions of a wrong type:
+//! `options_of_the_wrong_type`.
 use memokit::memoize;
 
 #[memoize(timeout = "60")]
@@ -10,6 +11,11 @@ fn f1(x: u64) -> u64 {
 
 #[memoize(timeout = -1)]
 fn f2(x: u64) -> u64 {
+    x
+}
+
+#[memoize(timeout = 1.5)]
+fn f3(x: u64) -> u64 {
     x
 }
 

@@ -51,7 +51,16 @@ struct Errors(Option<syn::Error>);
 
 impl Errors {
     fn push(&mut self, span: Span, msg: impl std::fmt::Display) {
-        let e = syn::Error::new(span, msg);
+        self.add(syn::Error::new(span, msg));
+    }
+
+    /// [`Errors::push`] spanned over all of `tokens` (a span of several tokens, which
+    /// `Spanned::span` cannot give on stable: it is the first token's there).
+    fn push_spanned(&mut self, tokens: impl quote::ToTokens, msg: impl std::fmt::Display) {
+        self.add(syn::Error::new_spanned(tokens, msg));
+    }
+
+    fn add(&mut self, e: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(e),
             None => self.0 = Some(e),
@@ -68,7 +77,7 @@ fn timeout_literal(e: &syn::Expr) -> Option<&'static str> {
     match e {
         Expr::Lit(l) => match &l.lit {
             Lit::Str(_) => Some("`timeout` takes whole seconds or a `Duration`, not a string: write `timeout = 60`, `timeout = std::time::Duration::from_secs(300)`, or `timeout = memokit::Timeout::Never` for no deadline"),
-            Lit::Float(_) => Some("`timeout` takes whole seconds: for a fraction of a second write a `Duration`, such as `timeout = std::time::Duration::from_millis(1500)`"),
+            Lit::Float(_) => Some("`timeout` takes whole seconds as an integer (`timeout = 60`), or a `Duration` for any other length, such as `timeout = std::time::Duration::from_millis(1500)`"),
             _ => None,
         },
         Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => Some("a timeout cannot be negative: write a number of seconds (`timeout = 60`), `timeout = 0` to store nothing, or `timeout = memokit::Timeout::Never` for no deadline"),
@@ -316,7 +325,7 @@ pub(crate) fn validate(item: ItemFn, opts: &Options) -> Result<Func, syn::Error>
     }
     if let Some(t) = &opts.timeout {
         if let Some(msg) = timeout_literal(t) {
-            err.push(t.span(), msg);
+            err.push_spanned(t, msg);
         }
     }
     let mut kind = if opts.associated.is_some() { Kind::Associated } else { Kind::Free };
