@@ -18,16 +18,11 @@ use memokit_engine::{Engine, ManualClock};
 
 /// A value whose `Drop` takes a lock of the user's (as a pool giving a connection back would),
 /// after recording that it started, and records that it finished.
+#[derive(Clone)]
 struct Locker {
     lock: Arc<Mutex<()>>,
     entered: Arc<AtomicBool>,
     left: Arc<AtomicBool>,
-}
-
-impl Clone for Locker {
-    fn clone(&self) -> Self {
-        Locker { lock: self.lock.clone(), entered: self.entered.clone(), left: self.left.clone() }
-    }
 }
 
 impl Drop for Locker {

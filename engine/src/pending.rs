@@ -167,11 +167,15 @@ mod tests {
     }
 }
 
-/// How long a thread waiting for a worker waits while the worker stays in one session of user
-/// `Drop`s ([`UserDrops`], [`StuckWatch`]) before it stops waiting: a caller held back by a
-/// full pending table (`Shared::finish`), `flush`, `clear`, `run_maintenance`, and a
-/// shutdown joining the workers.
+/// How long a thread waiting for a worker waits while the worker stays in one user `Drop`
+/// ([`UserDrops`], [`StuckWatch`]) before it stops waiting: a caller held back by a full
+/// pending table (`Shared::finish`), `flush`, `clear`, `run_maintenance`, and a shutdown
+/// joining the workers.
 pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
+
+/// How often such a waiter looks at the worker again ([`StuckWatch::out_of_patience`]):
+/// the timeout of each of its waits.
+pub(crate) const PATIENCE_LOOK: Duration = Duration::from_millis(50);
 
 /// A worker's sessions of user `Drop`s: `session` is odd while the worker drops keys and
 /// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced),
@@ -185,9 +189,9 @@ pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
 /// user's (a pool, a registry) that the caller held back holds: neither the engine nor the
 /// caller can tell that from a slow `Drop`. With a flat limit of 4,096 it took that many
 /// stores under such a lock to hang; with a small shard's limit (64) it took a few dozen
-/// (`tests/engine_rev_s19d.rs`). So a caller waits for a worker in one session for at most
-/// [`STUCK_PATIENCE`], then records the session, and no caller waits for it again until
-/// the worker has left it. The cost: while a `Drop` on a worker blocks for longer than
+/// (`tests/engine_rev_s19d.rs`). So a caller waits for a worker in one `Drop` for at most
+/// [`STUCK_PATIENCE`], then records that `Drop` (the session's value), and no caller waits
+/// for it again until the worker has left it. The cost: while a `Drop` on a worker blocks for longer than
 /// that, its shards' callers are not held back (as before the limit existed). The same
 /// holds for every other wait for a worker (`flush`, `clear`, `run_maintenance`, the
 /// joins of a shutdown: `tests/engine_rev_s21.rs`), which then return without that
@@ -220,8 +224,8 @@ impl UserDrops {
         self.ended.1.notify_all();
     }
 
-    /// Waits until the worker has ended, or until it has stayed in one session of user
-    /// `Drop`s for [`STUCK_PATIENCE`] while this waits: such a `Drop` may be waiting for a
+    /// Waits until the worker has ended, or until it has stayed in one user `Drop` for
+    /// [`STUCK_PATIENCE`] while this waits ([`StuckWatch`]): such a `Drop` may be waiting for a
     /// lock of the user's that the waiting thread holds (a shutdown, or the drop of the last
     /// handle, under that lock: `tests/engine_rev_s21.rs`). Returns whether it ended.
     pub(crate) fn wait_for_end(&self) -> bool {
@@ -231,7 +235,7 @@ impl UserDrops {
             if watch.out_of_patience(self) {
                 return false;
             }
-            self.ended.1.wait_for(&mut ended, Duration::from_millis(50));
+            self.ended.1.wait_for(&mut ended, PATIENCE_LOOK);
         }
         true
     }
@@ -255,8 +259,8 @@ impl UserDrops {
     }
 }
 
-/// What a thread waiting for a worker has seen of the worker's sessions of user `Drop`s: the
-/// session it was in when first seen, and since when.
+/// What a thread waiting for a worker has seen of the worker's user `Drop`s: the value of its
+/// session counter (which names one `Drop`) when first seen, and since when.
 #[derive(Default)]
 pub(crate) struct StuckWatch(Option<(u64, std::time::Instant)>);
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::lifecycle::shutdown;
 use super::{Engine, EngineStats};
 use crate::generation::Generation;
-use crate::pending::StuckWatch;
+use crate::pending::{StuckWatch, PATIENCE_LOOK};
 use crate::sync::RecvTimeoutError;
 use crate::worker::{self, Command};
 
@@ -130,7 +130,7 @@ where
     /// when that one, in a `Drop` of its own, was waiting for this one (two workers of one
     /// engine, or of two engines, flushing at once: `tests/engine_rev_reentry.rs`).
     ///
-    /// Nor does it wait for ever for a worker that stays in one session of user `Drop`s for
+    /// Nor does it wait for ever for a worker that stays in one user `Drop` for
     /// [`STUCK_PATIENCE`](crate::pending::STUCK_PATIENCE) meanwhile
     /// ([`StuckWatch`](crate::pending::StuckWatch)): such a `Drop` may be waiting for a lock
     /// of the user's that this caller holds (`tests/engine_rev_s21.rs`). It answers once the
@@ -156,7 +156,7 @@ where
         }
         let mut watches: Vec<StuckWatch> = awaited.iter().map(|_| StuckWatch::default()).collect();
         while awaited.contains(&true) {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+            let deadline = std::time::Instant::now() + PATIENCE_LOOK;
             match rx.recv_deadline(deadline) {
                 // (Also the late answer of a worker given up on below: ignored.)
                 Ok(w) => awaited[w] = false,
@@ -293,8 +293,9 @@ where
     /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
     /// workers' shards are cleared shortly after; and, as for `flush`, without waiting for a
     /// worker that stays in one key's or value's `Drop` for a second: the values are gone from
-    /// its shards by then, and it drops the rest of them once that `Drop` returns). A key's or value's `Drop` that panics
-    /// meanwhile is caught, as on the workers, and the clearing goes on.
+    /// its shards by then, and it drops the rest of them once that `Drop` returns). A key's or
+    /// value's `Drop` that panics meanwhile is caught, as on the workers, and the clearing goes
+    /// on.
     ///
     /// # Panics
     /// From code that any engine runs under one of its locks (a key's `Eq` or `Equivalent`, a

@@ -140,7 +140,7 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
 }
 
 /// Joins the engine's threads (its workers first, in order, then the clock thread), but not
-/// a worker that stays in one session of user `Drop`s for
+/// a worker that stays in one user `Drop` for
 /// [`STUCK_PATIENCE`](crate::pending::STUCK_PATIENCE) meanwhile
 /// ([`UserDrops::wait_for_end`](crate::pending::UserDrops::wait_for_end)): its `Drop` may be
 /// waiting for a lock of the user's that this thread holds, and joining it hung

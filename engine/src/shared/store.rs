@@ -28,12 +28,11 @@
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::{Cell, Shared};
 use crate::entry::{gens_live, NEVER};
 use crate::options::{Equivalent, InsertOptions};
-use crate::pending::{pending_bit, StuckWatch};
+use crate::pending::{pending_bit, StuckWatch, PATIENCE_LOOK};
 use crate::reentry::UserCode;
 use crate::shard::{NewEntry, Shard};
 use crate::sync::{spin_loop, RwLockWriteGuard};
@@ -308,7 +307,7 @@ where
             // this path and does not rest on that bound (a threshold above half the limit
             // deadlocked here: `engine/tests/shuttle/handoff.rs`).
             self.signal(cell, index);
-            cell.drained.wait_for(&mut p.guard, Duration::from_millis(50));
+            cell.drained.wait_for(&mut p.guard, PATIENCE_LOOK);
         }
     }
 
