@@ -481,8 +481,9 @@ impl Memoizer {
         s
     }
 
-    /// Returns once every earlier store and delete has been applied by the engine's workers
-    /// (so `stats().entries` is exact).
+    /// Returns once every earlier store and delete has been applied by the engine's workers:
+    /// `stats().entries` then counts every stored result and none deleted by its arguments
+    /// (the results of a function-wide delete count until reclaimed: [`Stats::entries`]).
     ///
     /// ```
     /// use memokit::{memoize, Memoizer};

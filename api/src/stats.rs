@@ -42,7 +42,14 @@ pub struct Stats {
     pub hits: u64,
     /// Calls that ran the function (including those whose result was not stored).
     pub misses: u64,
-    /// Results resident in the engine (memoizer only).
+    /// Results held by the engine (memoizer only). A result deleted by its arguments stops
+    /// counting when the engine applies the delete (at once after
+    /// [`Memoizer::flush`](crate::Memoizer::flush)); the results of a delete of a whole
+    /// function or receiver, and expired ones, count until the engine's workers reclaim them,
+    /// within a few ticks ([`MemoizerBuilder::tick`](crate::MemoizerBuilder::tick), 1 s by
+    /// default; with a [`ManualClock`](crate::ManualClock), at
+    /// [`Memoizer::run_maintenance`](crate::Memoizer::run_maintenance)). They are never
+    /// returned meanwhile. A result just stored may not count until the flush.
     pub entries: u64,
     /// Results evicted to stay within capacity (memoizer only).
     pub evictions: u64,

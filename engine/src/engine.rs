@@ -166,7 +166,11 @@ pub struct EngineStats {
     /// computation gave up also counts what its retry does (a hit if it then finds the value
     /// stored, a miss if it computes).
     pub single_flight_waits: u64,
-    /// Values resident now.
+    /// Values in the workers' tables now. One that expired, was removed or belongs to a
+    /// retired generation counts until its worker reclaims it (it is never returned
+    /// meanwhile): a remove when the worker applies it, the others within a few ticks. A
+    /// store still waiting for its worker does not count yet. After [`Engine::flush`], stores
+    /// and removes are counted exactly.
     pub entries: u64,
     /// Their total weight (their number, without a weigher).
     pub weight: u64,

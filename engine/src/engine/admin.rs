@@ -397,7 +397,9 @@ where
         out
     }
 
-    /// Values resident (exact after [`flush`](Engine::flush); pending stores are not counted).
+    /// Values resident: in the workers' tables, as [`EngineStats::entries`] counts them
+    /// (pending stores not yet; expired, removed and retired values until reclaimed; exact for
+    /// stores and removes after [`flush`](Engine::flush)).
     ///
     /// ```
     /// use memokit_engine::Engine;
