@@ -163,6 +163,8 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
     let deleter = crate::delete::deleter(name, span);
     let deleter_all = crate::delete::deleter_all(name, span);
     let in_impl = !matches!(f.kind, Kind::Free);
+    // Only where clippy would raise it (`crate::clippy`): an `allow` warns under `forbid`.
+    let allow_many = crate::clippy::allow_many_arguments(&f);
     // `Self`, in an `impl`: for an associated function spanned at the `associated` flag, so
     // that on a free function rustc's one error, "cannot find type `Self`" ("only available
     // in impls"), points at the flag to remove.
@@ -383,6 +385,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
 
     // The handle's argument tuple and spec.
     let owned: Vec<TokenStream> = f.params.iter().map(owned_type).collect();
+    let allow_complex = crate::clippy::allow_complex_handle(&f, &owned);
     let args_ty = match f.kind {
         Kind::Method(s) => {
             let id = quote_spanned!(s=> <Self as #m::MemoIdentity>::Id);
@@ -486,7 +489,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             #[doc(hidden)]
             #(#hidden_extra)*
             #allow_deprecated
-            #[allow(clippy::too_many_arguments)]
+            #allow_many
             #vis fn #deleter #generics (&self, #(#typed),*) #where_clause {
                 #id_binding
                 #key_binding
@@ -504,7 +507,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
             #[doc(hidden)]
             #(#hidden_extra)*
             #allow_deprecated
-            #[allow(clippy::too_many_arguments)]
+            #allow_many
             #vis fn #deleter #generics (#(#typed),*) #where_clause {
                 #key_binding
                 #delete_view
@@ -567,7 +570,7 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
 
         // Before the user's attributes, so that theirs win (`expect(clippy::too_many_arguments)`
         // is then fulfilled, not overridden).
-        #[allow(clippy::too_many_arguments)]
+        #allow_many
         #(#own_attrs)*
         #inline
         #vis fn #name #generics (#recv #(#typed),*) #output #where_clause {
@@ -584,15 +587,15 @@ pub(crate) fn expand(f: Func, opts: &Options) -> TokenStream {
         }
 
         #[doc = #doc_uncached]
-        #[allow(clippy::too_many_arguments)]
+        #allow_many
         #(#extra)*
         #(#must_use)*
         #vis fn #uncached #generics (#orig_inputs) #output #where_clause #block
 
-        // Its type is the owned argument tuple, which clippy's `type_complexity` flags (at
-        // `f`'s name) from 11 plain arguments of a method, fewer of nested types.
+        // A method's handle type is spanned at `self`, where clippy's `type_complexity` flags
+        // it from 6 plain arguments (`crate::clippy`).
         #[doc = #doc_memo]
-        #[allow(clippy::type_complexity)]
+        #allow_complex
         #(#memo_extra)*
         #vis fn #memo() -> #memo_ty {
             #not_generic

@@ -12,6 +12,7 @@ use proc_macro::TokenStream;
 
 mod args;
 mod attrs;
+mod clippy;
 mod delete;
 mod expand;
 mod identity;
