@@ -205,8 +205,12 @@ pub(crate) struct UserDrops {
 }
 
 /// While alive on a worker of the engine it was entered for: that worker's session of user
-/// `Drop`s ([`UserDrops`]). Nested sessions count as the outermost one.
-pub(crate) struct UserDropsGuard<'a>(Option<&'a UserDrops>);
+/// `Drop`s ([`UserDrops`]). A nested session (entered from a `Drop` of the session, e.g. by an
+/// inline `flush`) counts its drops in the outermost one and does not end it.
+pub(crate) struct UserDropsGuard<'a> {
+    drops: Option<&'a UserDrops>,
+    outermost: bool,
+}
 
 impl UserDrops {
     pub(crate) fn new() -> Self {
@@ -240,16 +244,18 @@ impl UserDrops {
         true
     }
 
-    /// Starts a session of user `Drop`s if this thread is one of `shared`'s workers and not
-    /// in one already (only that worker writes its counter).
+    /// Starts a session of user `Drop`s if this thread is one of `shared`'s workers, or joins
+    /// the one it is in (counting in it, not ending it); only that worker writes its counter.
     pub(crate) fn enter<K, V>(shared: &crate::shared::Shared<K, V>) -> UserDropsGuard<'_> {
-        let Some(me) = crate::worker::worker_of(shared) else { return UserDropsGuard(None) };
+        let Some(me) = crate::worker::worker_of(shared) else {
+            return UserDropsGuard { drops: None, outermost: false };
+        };
         let d = &shared.user_drops[me];
         if d.session.load(Ordering::Acquire) % 2 == 1 {
-            return UserDropsGuard(None);
+            return UserDropsGuard { drops: Some(d), outermost: false };
         }
         d.session.fetch_add(1, Ordering::AcqRel);
-        UserDropsGuard(Some(d))
+        UserDropsGuard { drops: Some(d), outermost: true }
     }
 
     /// The session the worker is in, if it is in one.
@@ -296,7 +302,7 @@ impl UserDropsGuard<'_> {
     /// value moves on by 2, staying odd. Only the worker writes it.
     #[inline]
     pub(crate) fn next(&self) {
-        if let Some(d) = self.0 {
+        if let Some(d) = self.drops {
             d.session.store(d.session.load(Ordering::Relaxed) + 2, Ordering::Release);
         }
     }
@@ -304,7 +310,7 @@ impl UserDropsGuard<'_> {
 
 impl Drop for UserDropsGuard<'_> {
     fn drop(&mut self) {
-        if let Some(d) = self.0 {
+        if let (Some(d), true) = (self.drops, self.outermost) {
             d.session.fetch_add(1, Ordering::AcqRel);
         }
     }

@@ -39,10 +39,13 @@ use crate::sync::{spin_loop, Receiver, RecvTimeoutError, Sender};
 use crate::shard::Shard;
 
 mod capacity;
+mod clear;
 mod pace;
 
 use crate::shared::{Cell, Shared};
 use capacity::{apply_and_settle, settle};
+use clear::take_all;
+pub(crate) use clear::{clear, clear_for_stuck, ClearClaim};
 use pace::Pace;
 
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
@@ -91,8 +94,11 @@ pub(crate) enum Command {
     /// this worker's shards cannot cover the excess, pass it back to the asker recorded in
     /// `Shared::settle_reply` (see `settle`).
     Settle,
-    /// Remove everything, then acknowledge.
-    Clear(Sender<usize>),
+    /// Remove everything (unless the caller did: [`ClearClaim`]), then acknowledge.
+    Clear(Sender<usize>, ClearClaim),
+    /// Drop these keys and values, which a caller took out of this worker's shards
+    /// ([`clear_for_stuck`]), calling the argument ahead of each `Drop`.
+    DropLater(DropLater),
     /// Stop; with the engine's thread handles, left by a drop of its last handle that may not
     /// wait, for the first worker to read this to join (`crate::engine::finish_left`).
     Shutdown(Option<crate::engine::Left>),
@@ -199,8 +205,16 @@ pub(crate) fn worker_of<K, V>(shared: &Shared<K, V>) -> Option<usize> {
     (here.0 == engine_id(shared)).then_some(here.1)
 }
 
-/// Drops left for later by an inline serve ([`DEFERRED`]).
-type Deferred = Vec<Box<dyn FnOnce()>>;
+/// Drops of keys and values done later, calling the argument ahead of each key's and value's
+/// `Drop` (so that the worker's session of user `Drop`s moves on: `pending::UserDrops`).
+pub(crate) type DropLater = Box<dyn FnOnce(&dyn Fn()) + Send>;
+
+/// A drop left for later by an inline serve ([`DEFERRED`]), as [`DropLater`] but on the thread
+/// that made it.
+type Later = Box<dyn FnOnce(&dyn Fn())>;
+
+/// Drops left for later by an inline serve.
+type Deferred = Vec<Later>;
 
 crate::sync::thread_local! {
     /// While a worker serves a request inline ([`serve_inline`], from a user's `Drop` running
@@ -225,7 +239,7 @@ fn drop_outside<K: 'static, V: 'static>(
     if deferred {
         let garbage: Vec<(K, V)> = garbage.into_iter().collect();
         if !garbage.is_empty() {
-            let later: Box<dyn FnOnce()> = Box::new(move || drop_outside_now(garbage));
+            let later: Later = Box::new(move |before: &dyn Fn()| drop_each(garbage, before));
             DEFERRED.with(|d| d.borrow_mut().as_mut().map(|v| v.push(later)));
         }
         return;
@@ -316,8 +330,12 @@ where
                 // evicts nothing while this worker's own retirement is pending).
                 settle(&shared, me, &mine, None);
             }
-            Some(cmd @ (Command::Flush(_) | Command::Maintain(_) | Command::Clear(_))) => {
+            Some(cmd @ (Command::Flush(_) | Command::Maintain(_) | Command::Clear(..))) => {
                 serve(&shared, me, &mine, &mut cursor, cmd);
+            }
+            Some(Command::DropLater(later)) => {
+                let session = crate::pending::UserDrops::enter(&shared);
+                later(&|| session.next());
             }
             Some(Command::Shutdown(left)) => {
                 if let Some(left) = left {
@@ -369,13 +387,17 @@ fn serve<K: 'static, V: 'static>(
             maintain(shared, me, mine, cursor, Budget::Entries(TICK_BUDGET));
             let _ = ack.send(me);
         }
-        Command::Clear(ack) => {
-            // Every shard emptied before anything they held is dropped: a caller that stops
-            // waiting for this worker while a `Drop` here waits for a lock of the caller's
+        Command::Clear(ack, claim) => {
+            // Unless the caller emptied the shards already (`clear`). Every shard emptied
+            // before anything they held is dropped: a caller that stops waiting for this
+            // worker while a `Drop` here waits for a lock of the caller's
             // (`crate::pending::StuckWatch`) finds every shard empty all the same.
-            let garbage: Vec<(K, V)> =
-                mine.iter().flat_map(|&i| take_all(shared, &shared.cells[i])).collect();
-            drop_outside(shared, garbage);
+            if claim.for_worker() {
+                let garbage: Vec<(K, V)> =
+                    mine.iter().flat_map(|&i| take_all(shared, &shared.cells[i])).collect();
+                claim.done();
+                drop_outside(shared, garbage);
+            }
             let _ = ack.send(me);
         }
         _ => unreachable!("only requests every worker answers are served here"),
@@ -407,13 +429,18 @@ pub(crate) fn serve_inline<K: 'static, V: 'static>(shared: &Shared<K, V>, me: us
     let _outermost = if outermost { Some(Outermost) } else { None };
     serve(shared, me, &shards_of(shared, me), &mut 0, cmd);
     if outermost {
+        // Counted like the worker's own drops, in the session of the `Drop` this runs in: a
+        // caller waiting for this worker sees each of them (uncounted, a long run of quick
+        // `Drop`s read as one stuck `Drop`, and a `flush` gave up on a busy worker:
+        // `tests/engine_rev_s22.rs`).
+        let session = crate::pending::UserDrops::enter(shared);
         loop {
             let batch = DEFERRED.with(|d| d.borrow_mut().as_mut().map(std::mem::take));
             let batch = batch.unwrap_or_default();
             if batch.is_empty() {
                 break;
             }
-            batch.into_iter().for_each(|later| later());
+            batch.into_iter().for_each(|later| later(&|| session.next()));
         }
     }
 }
@@ -574,34 +601,4 @@ fn maintain<K: 'static, V: 'static>(
     // `Retire` waited behind the `Maintain`: `tests/engine_rev_s12.rs`).
     settle(shared, me, mine, None);
     all_finished
-}
-
-/// Removes everything from one shard, pending operations included.
-pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    drop_outside_now(take_all(shared, cell));
-}
-
-/// Empties one shard, pending operations included; returns what it held, to be dropped.
-fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
-    let mut garbage = Vec::new();
-    let inserts = {
-        let mut core = write_lock(cell);
-        let mut p = cell.lock_pending();
-        let inserts = std::mem::take(&mut p.inserts);
-        p.removes.clear();
-        cell.hides.store(false, Ordering::SeqCst);
-        let freed = core.clear(&shared.gens, &mut garbage);
-        shared.weight.fetch_sub(freed, Ordering::AcqRel);
-        cell.applied.fetch_add(1, Ordering::Release);
-        cell.pending_len.store(0, Ordering::Release);
-        cell.clear_pending_keys();
-        cell.drained.notify_all();
-        inserts
-    };
-    // Counted when they were recorded (`Registry::acquire_all`), and never applied.
-    for (n, _) in inserts.iter() {
-        shared.gens.release_all(&n.gens);
-    }
-    garbage.extend(inserts.into_iter().map(|(n, _)| (n.key, n.value)));
-    garbage
 }

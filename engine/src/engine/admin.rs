@@ -135,7 +135,14 @@ where
     /// ([`StuckWatch`](crate::pending::StuckWatch)): such a `Drop` may be waiting for a lock
     /// of the user's that this caller holds (`tests/engine_rev_s21.rs`). It answers once the
     /// `Drop` returns.
-    fn broadcast(&self, make: impl Fn(crate::sync::Sender<usize>) -> Command) -> bool {
+    ///
+    /// `make` builds worker `w`'s request; `may_stop(w)`, asked once `w` is out of patience,
+    /// says whether to stop waiting for it (a `clear` first empties its shards itself).
+    fn broadcast(
+        &self,
+        make: impl Fn(usize, crate::sync::Sender<usize>) -> Command,
+        may_stop: impl Fn(usize) -> bool,
+    ) -> bool {
         let s = self.shared();
         let (tx, rx) = crate::sync::unbounded();
         // Per worker: whether its answer is still awaited.
@@ -144,9 +151,9 @@ where
         let wait = !worker::on_worker_thread();
         for (w, mb) in s.mailboxes.iter().enumerate() {
             if here == Some(w) {
-                worker::serve_inline(s, w, make(tx.clone()));
+                worker::serve_inline(s, w, make(w, tx.clone()));
                 awaited[w] = true;
-            } else if mb.send(make(tx.clone())).is_ok() {
+            } else if mb.send(make(w, tx.clone())).is_ok() {
                 awaited[w] = true;
             }
         }
@@ -171,7 +178,7 @@ where
                         break;
                     }
                     for (w, watch) in watches.iter_mut().enumerate() {
-                        if awaited[w] && watch.out_of_patience(&s.user_drops[w]) {
+                        if awaited[w] && watch.out_of_patience(&s.user_drops[w]) && may_stop(w) {
                             awaited[w] = false;
                         }
                     }
@@ -231,7 +238,7 @@ where
         // real clock keeps making new entries due.
         s.may_wait_for_workers();
         for _ in 0..64 {
-            if !self.broadcast(Command::Flush) {
+            if !self.broadcast(|_, ack| Command::Flush(ack), |_| true) {
                 break; // on a worker thread: see above
             }
             // Within capacity too: a worker whose shards could not cover an excess passed back
@@ -284,7 +291,7 @@ where
         s.may_wait_for_workers();
         // A worker left over capacity settles like a batch: it may have asked another worker
         // to reclaim first (see `flush`), which then ends within capacity.
-        if self.broadcast(Command::Maintain) && !s.settled() {
+        if self.broadcast(|_, ack| Command::Maintain(ack), |_| true) && !s.settled() {
             self.flush();
         }
     }
@@ -292,8 +299,9 @@ where
     /// Removes every value and detaches every running computation; returns when done
     /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
     /// workers' shards are cleared shortly after; and, as for `flush`, without waiting for a
-    /// worker that stays in one key's or value's `Drop` for a second: the values are gone from
-    /// its shards by then, and it drops the rest of them once that `Drop` returns). A key's or
+    /// worker that stays in one key's or value's `Drop` for a second: then this empties that
+    /// worker's shards itself, and the worker drops what they held once that `Drop` returns;
+    /// a value stored after `clear` returned is kept). A key's or
     /// value's `Drop` that panics meanwhile is caught, as on the workers, and the clearing goes
     /// on.
     ///
@@ -319,7 +327,15 @@ where
             drop(fl);
             crate::flight::drop_detached(flights);
         }
-        self.broadcast(Command::Clear);
+        // A worker given up on has its shards emptied here (`worker::clear_for_stuck`).
+        let s = self.shared();
+        // One claim per worker (`vec![claim; n]` would share one).
+        let claims: Vec<worker::ClearClaim> =
+            s.mailboxes.iter().map(|_| worker::ClearClaim::default()).collect();
+        self.broadcast(
+            |w, ack| Command::Clear(ack, claims[w].clone()),
+            |w| worker::clear_for_stuck(s, w, &claims[w]),
+        );
     }
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same; where
