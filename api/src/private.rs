@@ -88,8 +88,39 @@ pub fn key_part<T: ?Sized + KeyArg>(t: &T) -> &T {
     t
 }
 
+/// What `timeout = <expr>` takes: the types [`Timeout`] converts from, and `Timeout`.
+/// A trait of its own (not `Into<Timeout>`), so that another type gets this message rather
+/// than rustc's `Timeout: From<i32>` pointing into this module.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a timeout",
+    label = "a timeout is whole seconds as a `u64`, a `std::time::Duration`, or a `memokit::Timeout`",
+    note = "give seconds as a `u64` (`u64::from(x)`, or `x as u64` for a signed value known to be non-negative), `Duration::from_millis(..)` for less than a second, or `Timeout::Never` for no deadline"
+)]
+pub trait TimeoutValue {
+    /// The timeout.
+    fn into_timeout(self) -> Timeout;
+}
+
+impl TimeoutValue for u64 {
+    fn into_timeout(self) -> Timeout {
+        self.into()
+    }
+}
+
+impl TimeoutValue for std::time::Duration {
+    fn into_timeout(self) -> Timeout {
+        self.into()
+    }
+}
+
+impl TimeoutValue for Timeout {
+    fn into_timeout(self) -> Timeout {
+        self
+    }
+}
+
 /// The `timeout = <expr>` option.
 #[inline]
-pub fn timeout(t: impl Into<Timeout>) -> Timeout {
-    t.into()
+pub fn timeout(t: impl TimeoutValue) -> Timeout {
+    t.into_timeout()
 }
