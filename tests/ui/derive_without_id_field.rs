@@ -1,4 +1,4 @@
-use memokit::MemoIdentity;
+use memokit::{memoize, MemoIdentity};
 
 #[derive(MemoIdentity)]
 struct Person {
@@ -6,4 +6,16 @@ struct Person {
     name: String,
 }
 
-fn main() {}
+// One error, at the derive: its memoized methods add none (before session 22 a second error
+// here said to add the derive that is there).
+impl Person {
+    #[memoize]
+    fn greeting(&self, hello: &str) -> String {
+        format!("{hello}, {} ({})", self.name, self.id)
+    }
+}
+
+fn main() {
+    let p = Person { id: 1, name: "a".into() };
+    let _ = p.greeting("hi");
+}
