@@ -74,7 +74,8 @@ mod word;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument (or `key`) of a memoized function",
     label = "must be `Hash + Eq`, with an owned form (`ToOwned`) that is `Hash + Eq + Clone + Send + Sync + 'static`",
-    note = "memokit compares arguments by value: derive `Hash, PartialEq, Eq, Clone` on the type, pass an id instead of the value, or select what to key by with `#[memoize(key = ...)]`"
+    note = "memokit compares arguments by value: derive `Hash, PartialEq, Eq, Clone` on the type, pass an id instead of the value, or select what to key by with `#[memoize(key = ...)]`",
+    note = "a float (`f32`, `f64`) is never `Eq`: key by its bits, as in `#[memoize(key = (id, amount.to_bits()))]`"
 )]
 pub trait KeyArg: Hash + Eq + ToOwned<Owned: Hash + Eq + Send + Sync + 'static> {}
 
