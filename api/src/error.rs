@@ -12,7 +12,8 @@ use std::fmt;
 /// assert_eq!(
 ///     err.to_string(),
 ///     "no memoized function is named `no::such::function` in this memoizer \
-///      (a function is known from its first call or `f_memo()`)"
+///      (a function is known from its first call or `f_memo()`, to the memoizer it is bound \
+///      to: its `memoizer = ..` option, or the global one)"
 /// );
 /// ```
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub enum Error {
     /// (whichever memoizer the function is bound to), or an earlier `configure`.
     AlreadyInitialized,
     /// No function of this memoizer has this name (a function is known from its first call or
-    /// its first `f_memo()`).
+    /// its first `f_memo()`, to the memoizer it is bound to only).
     UnknownFunction {
         /// The name asked for.
         name: String,
@@ -56,7 +57,10 @@ impl fmt::Display for Error {
             Error::UnknownFunction { name } => {
                 write!(f, "no memoized function is named `{name}` in this memoizer")?;
                 if name.contains("::") {
-                    f.write_str(" (a function is known from its first call or `f_memo()`)")
+                    f.write_str(
+                        " (a function is known from its first call or `f_memo()`, to the memoizer \
+                         it is bound to: its `memoizer = ..` option, or the global one)",
+                    )
                 } else {
                     f.write_str(" (names are full paths, `my_crate::module::f`: see `f_memo().name()`)")
                 }
