@@ -41,9 +41,11 @@
 //!
 //! Results are returned by clone: return `Arc<T>` for large values. A function returning
 //! `Result<T, E>` (any type whose last path segment is `Result`: `io::Result<T>`,
-//! `anyhow::Result<T>`, `fmt::Result`) stores only `Ok` values and returns errors uncached;
-//! other aliases of `Result` are stored as plain values, and a type named `Result` that is not
-//! one is a compile error (import it under another name). `Option<T>` is a plain value: `None`
+//! `anyhow::Result<T>`, `fmt::Result`) stores only `Ok` values and returns errors uncached.
+//! The macro sees only the written type: **an alias under another name (`type ApiResult<T> =
+//! Result<T, ApiError>`) is stored as a plain value, errors included**, so write `-> Result<T,
+//! ApiError>` on a memoized function. A type named `Result` that is not one is a compile error
+//! (import it under another name). `Option<T>` is a plain value: `None`
 //! is stored. While the memoizer holds fewer results than its capacity, a result stays until it
 //! expires or is deleted.
 //! ```
