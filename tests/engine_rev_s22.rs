@@ -327,3 +327,76 @@ fn last_handle_in_worker_drop_child() {
         wait_until("every thread of the engine ends", || common::thread_count() == before);
     });
 }
+
+/// Where a key's `Eq` waits: when both sides have id 1 and the gate is armed, it records that it
+/// entered, then takes the user's lock.
+#[derive(Default)]
+struct Gate {
+    lock: Mutex<()>,
+    armed: AtomicBool,
+    entered: AtomicBool,
+}
+
+/// A key hashed by `id`, whose `Eq` may wait for a user's lock ([`Gate`]).
+#[derive(Clone)]
+struct GateKey {
+    id: u64,
+    gate: Option<Arc<Gate>>,
+}
+
+impl std::hash::Hash for GateKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.id.hash(h);
+    }
+}
+
+impl PartialEq for GateKey {
+    fn eq(&self, other: &Self) -> bool {
+        let gate = self.gate.as_ref().or(other.gate.as_ref());
+        if let (Some(g), 1, 1) = (gate, self.id, other.id) {
+            if g.armed.load(Ordering::SeqCst) {
+                g.entered.store(true, Ordering::SeqCst);
+                drop(g.lock.lock().unwrap_or_else(|p| p.into_inner()));
+            }
+        }
+        self.id == other.id
+    }
+}
+
+impl Eq for GateKey {}
+
+/// Failed before the fix (session 22: a worker waiting for a shard's write lock counts as in a
+/// user `Drop` for the waits' patience). A lookup on another thread runs the key's `Eq` under
+/// the shard's read lock, and that `Eq` waits for a lock this thread holds; this thread stores
+/// a key and flushes: the worker waits for the write lock behind the lookup, the flush waited
+/// for the worker for ever (a hang). Now the flush gives up on the worker after its patience,
+/// as for a worker stuck in a user's `Drop`, and the store is applied once the lookup is done.
+#[test]
+fn flush_does_not_wait_for_ever_for_a_worker_behind_a_lookup_stuck_in_eq() {
+    no_hang("flush while a lookup's Eq waits for this thread's lock", || {
+        let engine: Engine<GateKey, u64> = Engine::builder()
+            .shards(1)
+            .workers(1)
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let gate = Arc::new(Gate::default());
+        engine.insert(GateKey { id: 1, gate: Some(gate.clone()) }, 1);
+        engine.flush();
+        let held = gate.lock.lock().expect("the user's lock");
+        gate.armed.store(true, Ordering::SeqCst);
+        let lookup = {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.get(&GateKey { id: 1, gate: None }))
+        };
+        wait_until("the lookup is in Eq", || gate.entered.load(Ordering::SeqCst));
+        engine.insert(GateKey { id: 2, gate: None }, 2);
+        engine.flush();
+        gate.armed.store(false, Ordering::SeqCst);
+        drop(held);
+        assert_eq!(lookup.join().expect("the lookup"), Some(1));
+        engine.flush();
+        assert_eq!(engine.get(&GateKey { id: 2, gate: None }), Some(2));
+        assert_eq!(engine.len(), 2);
+    });
+}

@@ -91,7 +91,7 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
 pub(super) fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
     let mut garbage = Vec::new();
     let inserts = {
-        let mut core = write_lock(cell);
+        let mut core = write_lock(shared, cell);
         let mut p = cell.lock_pending();
         let inserts = std::mem::take(&mut p.inserts);
         p.removes.clear();
