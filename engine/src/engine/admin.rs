@@ -204,7 +204,9 @@ where
     /// [`run_maintenance`](Engine::run_maintenance)) wait for ever for a worker that is running
     /// a key's or value's `Drop`: one that stays in the same `Drop` for a second while this
     /// waits is not waited for (that `Drop` may be waiting for a lock of yours that this
-    /// thread holds). Then the promise holds for the other workers' shards only: that
+    /// thread holds), nor one that waits as long for a shard's write lock behind a lookup
+    /// whose key's `Eq` or value's `Clone` may be waiting for such a lock. Then the promise
+    /// holds for the other workers' shards only: that
     /// worker's operations are applied once its `Drop` returns, so until then
     /// [`len`](Engine::len) may not be exact and the engine may hold more than its capacity.
     /// Lookups find every value stored all the same (and, after `clear`, none).
