@@ -176,7 +176,9 @@ impl MemoizerBuilder {
     }
 
     /// The most results kept (all functions together). While fewer are held, nothing is evicted.
-    /// Zero keeps nothing: every call runs its function, and no counter but `misses` moves.
+    /// Zero keeps nothing: every call runs its function, except that calls of the same
+    /// arguments at the same time still share one computation (single flight: the others
+    /// count as `single_flight_waits`).
     ///
     /// ```
     /// use memokit::{memoize, Memoizer};
@@ -453,8 +455,9 @@ impl Memoizer {
     }
 
     /// The counters of this memoizer: `hits` and `misses` summed over its functions; entries,
-    /// evictions, expirations, reclaimed results and single-flight waits from the engine (a
-    /// wait is counted when a caller joins another's computation).
+    /// evictions, expirations and reclaimed results from the engine; single-flight waits as
+    /// [`Stats::single_flight_waits`] says (counted as soon as a caller joins another's
+    /// computation).
     ///
     /// ```
     /// let m = memokit::Memoizer::new();
@@ -477,7 +480,10 @@ impl Memoizer {
                 }
             }
         }
-        s.single_flight_waits = waits;
+        // The larger of the joins (callers still waiting included) and the waits of the calls
+        // that returned: a call whose second lookup found a result another call had just
+        // stored joined nothing, yet returned (review s22: taking the joins alone lost it).
+        s.single_flight_waits = s.single_flight_waits.max(waits);
         s
     }
 

@@ -18,11 +18,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 /// in one of the three; calls bypassed by `unless` are not counted); `entries`, `evictions`,
 /// `expirations` and `stale_reclaimed` are kept by the engine for the whole memoizer and read 0
 /// there. On the memoizer ([`Memoizer::stats`](crate::Memoizer::stats)), `hits` and `misses`
-/// are summed over its functions, and the other counters come from the engine: there
-/// `single_flight_waits` counts each time a caller *joins* another's computation (so it can be
-/// watched while they wait; a caller joins at most one: after a computation gave up, its
-/// waiters compute), and may differ from the sum of the functions' counts (a caller that joined
-/// a computation that panicked runs the function itself: a miss for its function).
+/// are summed over its functions, and the other counters come from the engine; there
+/// `single_flight_waits` is the larger of two counts: the times a caller *joined* another's
+/// computation (counted as it joins, so it can be watched while they wait; a caller joins at
+/// most one: after a computation gave up, its waiters compute), and the sum of the functions'
+/// waits (which also counts a call that found the result another call had just stored, having
+/// joined nothing). So every call that returned is counted, and one may be counted twice (a
+/// caller that joined a computation that panicked runs the function itself: a miss too).
 ///
 /// ```
 /// use memokit::memoize;
