@@ -2,7 +2,7 @@
 //! (`ClearClaim`, `clear_for_stuck`, `Command::DropLater`), and the inline serve's drops
 //! counted in the worker's session (`UserDrops::enter` nested).
 //!
-//! Model: `clear` never hangs (it gave up on a stuck worker before the change, and the docs
+//! Model: `clear` never hangs (the docs of `flush` and `clear`
 //! say it does not wait for ever for a worker that waits for a lock of the caller's, be it in
 //! a `Drop` or behind a lookup's `Eq`); after it returns no value stored before it is found
 //! and the counts (len, weight, `generation_entries`) say so; a value stored after it is
@@ -93,7 +93,6 @@ impl Drop for Hook {
 
 #[derive(Clone)]
 enum Val {
-    Plain(#[allow(dead_code)] u64),
     Lock(#[allow(dead_code)] Locker),
     Tracked(#[allow(dead_code)] Arc<TrackedInner>),
     Hook(#[allow(dead_code)] Hook),
@@ -189,15 +188,18 @@ fn gate_engine() -> Engine<GateKey, u64> {
 // Bugs
 // ---------------------------------------------------------------------------------------------
 
-/// FAILS on the current code (hang). A lookup on another thread runs the key's `Eq` under the
+/// Hung before the fix (session 22: each shard is claimed by whoever holds its write lock;
+/// the text below tells the hang as the reviewer found it). A lookup on another thread runs the key's `Eq` under the
 /// shard's read lock, and that `Eq` waits for a lock this thread holds; this thread calls
 /// `clear`. The worker claims its `Clear` (`ClearClaim::for_worker`: state WORKER) and then
 /// queues for the shard's write lock in `take_all` behind the lookup (a session of user
 /// `Drop`s, per `write_lock`). After its patience, `clear` asks `clear_for_stuck`, which
 /// answers "keep waiting" while the claim is WORKER ("it holds no user code there" is
-/// wrong: it waits behind a user's `Eq`), so `clear` waits for ever. Before ff5e2e5 `clear`
-/// gave up after a second, as `flush` does in the same situation
-/// (`tests/engine_rev_s22.rs`, `flush_does_not_wait_for_ever_for_a_worker_behind_a_lookup_stuck_in_eq`).
+/// wrong: it waits behind a user's `Eq`), so `clear` waits for ever, while `flush` gives up
+/// in the same situation since 259be44 (`tests/engine_rev_s22.rs`,
+/// `flush_does_not_wait_for_ever_for_a_worker_behind_a_lookup_stuck_in_eq`) and the docs of
+/// `flush` promise the same of `clear`. (gdb: worker in `worker/clear.rs` `take_all` ->
+/// `write_lock`, caller looping in `admin.rs` `broadcast`.)
 #[test]
 fn clear_does_not_hang_when_its_worker_queues_behind_a_lookup_stuck_in_eq() {
     no_hang("clear while a lookup's Eq waits for this thread's lock", || {
@@ -223,12 +225,14 @@ fn clear_does_not_hang_when_its_worker_queues_behind_a_lookup_stuck_in_eq() {
     });
 }
 
-/// FAILS on the current code (hang). Same lookup stuck in `Eq` on this thread's lock; this
+/// Hung before the fix (session 22: a caller that stops waiting only tries each write lock,
+/// never waits for one). Same lookup stuck in `Eq` on this thread's lock; this
 /// thread removes key 3 (a `Work` sent at once: the worker queues for the write lock behind
 /// the lookup, a session of user `Drop`s) and then calls `clear`. After its patience `clear`
 /// claims the worker's emptying (`clear_for_stuck`, state CALLER) and calls `take_all` on
 /// this thread, which queues for the same write lock behind the lookup whose `Eq` waits for
-/// this thread: a deadlock. Before ff5e2e5 `clear` gave up after a second.
+/// this thread: a deadlock (gdb: caller in `clear_for_stuck` -> `take_all` -> `write_lock`).
+/// `flush` in the same spot gives up after its patience.
 #[test]
 fn clear_does_not_hang_emptying_a_worker_queued_behind_a_lookup_stuck_in_eq() {
     no_hang("clear after a remove while a lookup's Eq waits for this thread's lock", || {

@@ -44,7 +44,6 @@ mod pace;
 
 use crate::shared::{Cell, Shared};
 use capacity::{apply_and_settle, settle};
-use clear::take_all;
 pub(crate) use clear::{clear, clear_for_stuck, ClearClaim};
 use pace::Pace;
 
@@ -395,16 +394,12 @@ fn serve<K: 'static, V: 'static>(
             let _ = ack.send(me);
         }
         Command::Clear(ack, claim) => {
-            // Unless the caller emptied the shards already (`clear`). Every shard emptied
+            // Each shard the caller has not emptied already (`clear`). Every shard emptied
             // before anything they held is dropped: a caller that stops waiting for this
             // worker while a `Drop` here waits for a lock of the caller's
             // (`crate::pending::StuckWatch`) finds every shard empty all the same.
-            if claim.for_worker() {
-                let garbage: Vec<(K, V)> =
-                    mine.iter().flat_map(|&i| take_all(shared, &shared.cells[i])).collect();
-                claim.done();
-                drop_outside(shared, garbage);
-            }
+            let garbage = clear::take_claimed(shared, mine, &claim);
+            drop_outside(shared, garbage);
             let _ = ack.send(me);
         }
         _ => unreachable!("only requests every worker answers are served here"),

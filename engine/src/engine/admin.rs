@@ -136,12 +136,12 @@ where
     /// of the user's that this caller holds (`tests/engine_rev_s21.rs`). It answers once the
     /// `Drop` returns.
     ///
-    /// `make` builds worker `w`'s request; `may_stop(w)`, asked once `w` is out of patience,
-    /// says whether to stop waiting for it (a `clear` first empties its shards itself).
+    /// `make` builds worker `w`'s request; `give_up(w)` runs as this stops waiting for `w` (a
+    /// `clear` empties what it can of `w`'s shards there).
     fn broadcast(
         &self,
         make: impl Fn(usize, crate::sync::Sender<usize>) -> Command,
-        may_stop: impl Fn(usize) -> bool,
+        give_up: impl Fn(usize),
     ) -> bool {
         let s = self.shared();
         let (tx, rx) = crate::sync::unbounded();
@@ -178,7 +178,8 @@ where
                         break;
                     }
                     for (w, watch) in watches.iter_mut().enumerate() {
-                        if awaited[w] && watch.out_of_patience(&s.user_drops[w]) && may_stop(w) {
+                        if awaited[w] && watch.out_of_patience(&s.user_drops[w]) {
+                            give_up(w);
                             awaited[w] = false;
                         }
                     }
@@ -240,7 +241,7 @@ where
         // real clock keeps making new entries due.
         s.may_wait_for_workers();
         for _ in 0..64 {
-            if !self.broadcast(|_, ack| Command::Flush(ack), |_| true) {
+            if !self.broadcast(|_, ack| Command::Flush(ack), |_| {}) {
                 break; // on a worker thread: see above
             }
             // Within capacity too: a worker whose shards could not cover an excess passed back
@@ -293,7 +294,7 @@ where
         s.may_wait_for_workers();
         // A worker left over capacity settles like a batch: it may have asked another worker
         // to reclaim first (see `flush`), which then ends within capacity.
-        if self.broadcast(|_, ack| Command::Maintain(ack), |_| true) && !s.settled() {
+        if self.broadcast(|_, ack| Command::Maintain(ack), |_| {}) && !s.settled() {
             self.flush();
         }
     }
@@ -331,12 +332,10 @@ where
         }
         // A worker given up on has its shards emptied here (`worker::clear_for_stuck`).
         let s = self.shared();
-        // One claim per worker (`vec![claim; n]` would share one).
-        let claims: Vec<worker::ClearClaim> =
-            s.mailboxes.iter().map(|_| worker::ClearClaim::default()).collect();
+        let claim = worker::ClearClaim::new(s.cells.len());
         self.broadcast(
-            |w, ack| Command::Clear(ack, claims[w].clone()),
-            |w| worker::clear_for_stuck(s, w, &claims[w]),
+            |_, ack| Command::Clear(ack, claim.clone()),
+            |w| worker::clear_for_stuck(s, w, &claim),
         );
     }
 

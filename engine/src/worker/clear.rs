@@ -1,51 +1,71 @@
 //! Emptying shards: a worker's share of [`Engine::clear`](crate::Engine::clear), the shutdown's
 //! emptying, and the share of a worker that `clear` stopped waiting for.
 //!
-//! Why a claim: `clear` does not wait for ever for a worker that stays in one user `Drop`
-//! (that `Drop` may wait for a lock its caller holds: `crate::pending::StuckWatch`). If that
-//! `Drop` came from an earlier command, the worker's `Clear` is still in its mailbox: `clear`
-//! returned with the values still found, and when the `Drop` returned the late `Clear` wiped
-//! what had been stored since (`tests/engine_rev_s22.rs`). So each worker's `Clear` carries a
-//! [`ClearClaim`]: the worker empties its shards only if it claims it first; a caller that
-//! stops waiting claims it instead ([`clear_for_stuck`]), empties that worker's shards itself
-//! and hands what they held to the worker to drop ([`Command::DropLater`]), so that no user
-//! `Drop` runs on the caller (it may need the lock the caller holds).
+//! Why a claim: `clear` does not wait for ever for a worker that stays in one user `Drop`, or
+//! waits as long for a shard's write lock behind a lookup running user code (either may wait
+//! for a lock its caller holds: `crate::pending::StuckWatch`). If the worker is stuck on an
+//! earlier command, its `Clear` is still in its mailbox: `clear` returned with the values
+//! still found, and when the worker got to it, the late `Clear` wiped what had been stored
+//! since (`tests/engine_rev_s22.rs`). So each `clear` carries a [`ClearClaim`], one state per
+//! shard: whoever holds a shard's write lock claims it and empties it, the worker as it
+//! serves its `Clear`, or a caller that stops waiting ([`clear_for_stuck`]), which never waits
+//! for a write lock (that wait could be behind the very lookup that waits for the caller:
+//! `tests/engine_rev_s22b.rs`) and hands what it took to the worker to drop
+//! ([`Command::DropLater`]), so that no user `Drop` runs on the caller (it may need the lock
+//! the caller holds).
 //!
-//! Invariant: after a `clear` returns, each of its workers' shards has been emptied by exactly
-//! one of them (the worker, or the caller), after every operation issued before the `clear`,
-//! and nothing stored after it returned is removed by it. Cost: one atomic per worker per
-//! `clear`; nothing on any other path.
+//! Invariant: each shard is emptied once per `clear`, under its write lock, after every
+//! operation issued before the `clear`. A shard the caller could not lock at once is left to
+//! the worker: when the caller returns it is either locked for writing (the worker holds it or
+//! is queued for it, so no lookup gets in until it is emptied) or, rarely, a shard whose
+//! worker is stuck elsewhere and that a lookup running user code holds: its values are found
+//! until the worker empties it. Cost: one atomic per shard per `clear`; nothing on any other
+//! path.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{drop_each, shards_of, write_lock, Command};
+use super::{drop_each, shards_of, write_lock, Command, WorkerLock};
 use crate::shared::{Cell, Shared};
 use crate::sync::AtomicU8;
 
-/// Nobody has emptied the worker's shards for this `Clear` yet.
+/// Nobody has emptied the shard for this `clear` yet.
 const OPEN: u8 = 0;
-/// The worker is emptying them.
-const WORKER: u8 = 1;
-/// The caller that stopped waiting emptied them.
-const CALLER: u8 = 2;
-/// The worker has emptied them.
-const DONE: u8 = 3;
+/// Emptied for this `clear` (by its worker, or by the caller).
+const TAKEN: u8 = 1;
 
-/// Who empties one worker's shards for one `clear` (see the module docs).
-#[derive(Clone, Default)]
-pub(crate) struct ClearClaim(Arc<AtomicU8>);
+/// Who empties each shard for one `clear` (see the module docs): one state per shard.
+#[derive(Clone)]
+pub(crate) struct ClearClaim(Arc<[AtomicU8]>);
 
 impl ClearClaim {
-    /// Claims the emptying for the worker; false if the caller did it already.
-    pub(super) fn for_worker(&self) -> bool {
-        self.0.compare_exchange(OPEN, WORKER, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    /// A claim for an engine of `shards` shards, none emptied yet.
+    pub(crate) fn new(shards: usize) -> Self {
+        ClearClaim((0..shards).map(|_| AtomicU8::new(OPEN)).collect())
     }
 
-    /// Records that the worker has emptied its shards.
-    pub(super) fn done(&self) {
-        self.0.store(DONE, Ordering::Release);
+    /// Claims shard `i`, whose write lock the claimer holds; false if it was emptied already.
+    fn claim(&self, i: usize) -> bool {
+        self.0[i].compare_exchange(OPEN, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
+}
+
+/// Worker `mine`'s share of a `clear`: each of its shards not emptied by the caller already,
+/// taken under its write lock; returns what they held, to be dropped.
+pub(super) fn take_claimed<K, V>(
+    shared: &Shared<K, V>,
+    mine: &[usize],
+    claim: &ClearClaim,
+) -> Vec<(K, V)> {
+    let mut garbage = Vec::new();
+    for &i in mine {
+        let cell = &shared.cells[i];
+        let mut core = write_lock(shared, cell);
+        if claim.claim(i) {
+            garbage.extend(take_locked(shared, cell, &mut core));
+        }
+    }
+    garbage
 }
 
 /// Keys and values handed to a worker to drop ([`Command::DropLater`]). Dropped each under a
@@ -59,27 +79,28 @@ impl<K, V> Drop for Garbage<K, V> {
 }
 
 /// What a caller that stopped waiting for worker `w`'s `Clear` does (see the module docs):
-/// empties that worker's shards and sends it what they held to drop, unless the worker
-/// claimed the emptying first. Returns whether the caller may stop waiting for the worker:
-/// true unless the worker is emptying its shards right now (it holds no user code there).
-pub(crate) fn clear_for_stuck<K, V>(shared: &Shared<K, V>, w: usize, claim: &ClearClaim) -> bool
+/// empties each of that worker's shards that it can lock for writing at once and that the
+/// worker has not emptied yet, and sends the worker what they held to drop.
+pub(crate) fn clear_for_stuck<K, V>(shared: &Shared<K, V>, w: usize, claim: &ClearClaim)
 where
     K: Send + 'static,
     V: Send + 'static,
 {
-    match claim.0.compare_exchange(OPEN, CALLER, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {}
-        Err(now) => return now != WORKER,
+    let mut garbage = Vec::new();
+    for i in shards_of(shared, w) {
+        let cell = &shared.cells[i];
+        let Some(guard) = cell.try_write_core() else { continue };
+        let mut core = WorkerLock { cell, guard: Some(guard) };
+        if claim.claim(i) {
+            garbage.extend(take_locked(shared, cell, &mut core));
+        }
     }
-    let garbage: Vec<(K, V)> =
-        shards_of(shared, w).into_iter().flat_map(|i| take_all(shared, &shared.cells[i])).collect();
     if !garbage.is_empty() {
         let mut garbage = Garbage(garbage);
         let later = move |before: &dyn Fn()| drop_each(std::mem::take(&mut garbage.0), before);
         // A worker gone (shut down) leaves them to the command's drop, here.
         let _ = shared.mailboxes[w].send(Command::DropLater(Box::new(later)));
     }
-    true
 }
 
 /// Removes everything from one shard, pending operations included.
@@ -88,10 +109,18 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
 }
 
 /// Empties one shard, pending operations included; returns what it held, to be dropped.
-pub(super) fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
+fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
+    take_locked(shared, cell, &mut write_lock(shared, cell))
+}
+
+/// [`take_all`] with the shard's write lock held.
+fn take_locked<K, V>(
+    shared: &Shared<K, V>,
+    cell: &Cell<K, V>,
+    core: &mut WorkerLock<'_, K, V>,
+) -> Vec<(K, V)> {
     let mut garbage = Vec::new();
     let inserts = {
-        let mut core = write_lock(shared, cell);
         let mut p = cell.lock_pending();
         let inserts = std::mem::take(&mut p.inserts);
         p.removes.clear();
