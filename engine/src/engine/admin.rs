@@ -302,9 +302,12 @@ where
     /// Removes every value and detaches every running computation; returns when done
     /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
     /// workers' shards are cleared shortly after; and, as for `flush`, without waiting for a
-    /// worker that stays in one key's or value's `Drop` for a second: then this empties that
-    /// worker's shards itself, and the worker drops what they held once that `Drop` returns;
-    /// a value stored after `clear` returned is kept). A key's or
+    /// worker that stays in one key's or value's `Drop` for a second, or waits as long behind
+    /// a lookup running a key's `Eq` or a value's `Clone`: then this empties that worker's
+    /// shards itself where it can lock them at once, and the worker drops what they held once
+    /// it goes on; a value stored after `clear` returned is kept. A shard this cannot lock is
+    /// emptied by the worker before any lookup gets in, unless a lookup in such user code
+    /// holds it while its worker is stuck elsewhere). A key's or
     /// value's `Drop` that panics meanwhile is caught, as on the workers, and the clearing goes
     /// on.
     ///
