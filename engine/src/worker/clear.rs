@@ -15,7 +15,8 @@
 //! the caller holds).
 //!
 //! Invariant: each shard is emptied once per `clear`, under its write lock, after every
-//! operation issued before the `clear`. A shard the caller could not lock at once is left to
+//! operation issued before the `clear`. A shard the caller could not lock (trying, without
+//! queueing, for [`PATIENCE_LOOK`](crate::pending::PATIENCE_LOOK)) is left to
 //! the worker: when the caller returns it is either locked for writing (the worker holds it or
 //! is queued for it, so no lookup gets in until it is emptied) or, rarely, a shard whose
 //! worker is stuck elsewhere and that a lookup running user code holds: its values are found
@@ -89,7 +90,16 @@ where
     let mut garbage = Vec::new();
     for i in shards_of(shared, w) {
         let cell = &shared.cells[i];
-        let Some(guard) = cell.try_write_core() else { continue };
+        // Tries for a while (readers come and go: a busy shard has gaps), never queues.
+        let until = std::time::Instant::now() + crate::pending::PATIENCE_LOOK;
+        let guard = loop {
+            match cell.try_write_core() {
+                Some(g) => break Some(g),
+                None if std::time::Instant::now() < until => crate::sync::thread::yield_now(),
+                None => break None,
+            }
+        };
+        let Some(guard) = guard else { continue };
         let mut core = WorkerLock { cell, guard: Some(guard) };
         if claim.claim(i) {
             garbage.extend(take_locked(shared, cell, &mut core));
