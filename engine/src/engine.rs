@@ -51,9 +51,10 @@ pub(crate) use lifecycle::{finish_left, Left};
 /// dropping thread holds). It holds no lock of the engine's there; once that `Drop`
 /// returns, it drops the rest of what it was dropping (so those `Drop`s run after the
 /// drop of the last handle has returned), reads its last command and ends. The engine is
-/// shut down and emptied all the same. The same holds for a worker that waits a second for a
-/// shard's write lock behind a lookup whose key's `Eq` or value's `Clone` waits for such a
-/// lock of yours.
+/// shut down and emptied all the same. (A worker waiting for a shard's write lock behind a
+/// lookup whose key's `Eq` or value's `Clone` waits for such a lock of yours is not in a
+/// `Drop`, and is waited for: see [the crate docs](crate#user-code-calling-back-into-the-engine)
+/// on what that code may do.)
 ///
 /// Guarantees:
 /// - **Read-your-writes:** once `insert` returns, every later lookup of the key, on any thread,

@@ -178,9 +178,7 @@ pub(crate) const STUCK_PATIENCE: Duration = Duration::from_secs(1);
 pub(crate) const PATIENCE_LOOK: Duration = Duration::from_millis(50);
 
 /// A worker's sessions of user `Drop`s: `session` is odd while the worker drops keys and
-/// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced), or
-/// waits in the queue for a shard's write lock (a reader may be running a user's `Eq` or
-/// `Clone` under it, which may wait for a lock of the user's just as a `Drop` may),
+/// values (the outermost drop of what one batch, maintenance slice or `Clear` displaced),
 /// and moves on by 2 with each key and value it drops there ([`UserDropsGuard::next`]), so
 /// a waiter that sees the same value for a while sees one `Drop` running that long, not a
 /// long run of quick ones (a `clear` of many values gave up on a busy worker, and the

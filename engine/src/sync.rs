@@ -67,6 +67,14 @@ mod real {
         RwLockWriteGuard::unlock_fair(guard);
     }
 
+    /// A write lock within `d`, queued (new readers wait meanwhile), or `None`.
+    pub(crate) fn try_write_for<T>(
+        lock: &RwLock<T>,
+        d: std::time::Duration,
+    ) -> Option<RwLockWriteGuard<'_, T>> {
+        lock.try_write_for(d)
+    }
+
     /// The hasher of an engine's keys: randomly seeded per engine.
     pub(crate) fn key_hasher() -> ahash::RandomState {
         ahash::RandomState::new()
@@ -217,6 +225,14 @@ mod model {
 
     pub(crate) fn unlock_fair<T>(guard: RwLockWriteGuard<'_, T>) {
         drop(guard);
+    }
+
+    /// Shuttle has no timed lock: one attempt.
+    pub(crate) fn try_write_for<T>(
+        lock: &RwLock<T>,
+        _d: std::time::Duration,
+    ) -> Option<RwLockWriteGuard<'_, T>> {
+        lock.try_write()
     }
 
     /// Fixed seeds: which shard a key falls in must not change from one execution to the

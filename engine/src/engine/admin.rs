@@ -205,9 +205,7 @@ where
     /// [`run_maintenance`](Engine::run_maintenance)) wait for ever for a worker that is running
     /// a key's or value's `Drop`: one that stays in the same `Drop` for a second while this
     /// waits is not waited for (that `Drop` may be waiting for a lock of yours that this
-    /// thread holds), nor one that waits as long for a shard's write lock behind a lookup
-    /// whose key's `Eq` or value's `Clone` may be waiting for such a lock. Then the promise
-    /// holds for the other workers' shards only: that
+    /// thread holds). Then the promise holds for the other workers' shards only: that
     /// worker's operations are applied once its `Drop` returns, so until then
     /// [`len`](Engine::len) may not be exact and the engine may hold more than its capacity.
     /// Lookups find every value stored all the same (and, after `clear`, none).
@@ -302,12 +300,11 @@ where
     /// Removes every value and detaches every running computation; returns when done
     /// (from a `Drop` on a worker thread: as for [`flush`](Engine::flush), the other
     /// workers' shards are cleared shortly after; and, as for `flush`, without waiting for a
-    /// worker that stays in one key's or value's `Drop` for a second, or waits as long behind
-    /// a lookup running a key's `Eq` or a value's `Clone`: then this empties that worker's
-    /// shards itself where it can lock them at once, and the worker drops what they held once
-    /// it goes on; a value stored after `clear` returned is kept. A shard this cannot lock is
-    /// emptied by the worker before any lookup gets in, unless a lookup in such user code
-    /// holds it while its worker is stuck elsewhere). A key's or
+    /// worker that stays in one key's or value's `Drop` for a second: then this empties that
+    /// worker's shards itself, and the worker drops what they held once that `Drop` returns;
+    /// a value stored after `clear` returned is kept. Only a shard held meanwhile by a lookup
+    /// running a key's `Eq` or a value's `Clone` that blocks for 50 ms is left to the worker,
+    /// its values found until that `Drop` returns). A key's or
     /// value's `Drop` that panics meanwhile is caught, as on the workers, and the clearing goes
     /// on.
     ///

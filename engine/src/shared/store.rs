@@ -100,10 +100,9 @@ pub(crate) struct Leftovers<K, V> {
 
 impl<K, V> Cell<K, V> {
     /// The core's write lock, if it comes within a few tries (a caller's in-place store; a
-    /// busy shard sends the store through the worker instead of waiting; a `clear` emptying
-    /// the shards of a worker it stopped waiting for).
+    /// busy shard sends the store through the worker instead of waiting).
     #[inline]
-    pub(crate) fn try_write_core(&self) -> Option<RwLockWriteGuard<'_, Shard<K, V>>> {
+    fn try_write_core(&self) -> Option<RwLockWriteGuard<'_, Shard<K, V>>> {
         for _ in 0..WRITE_TRIES {
             // Test before test-and-set: a plain load while the lock is held keeps its cache
             // line shared with the readers instead of taking it from them.

@@ -163,7 +163,7 @@ pub(super) fn settle<K: 'static, V: 'static>(
         loop {
             let mut garbage = Vec::new();
             let finished = {
-                let mut core = write_lock(shared, &shared.cells[i]);
+                let mut core = write_lock(&shared.cells[i]);
                 let (_, freed, finished) =
                     core.reclaim_dead(now, RECLAIM_BEFORE_EVICT, &shared.gens, &mut garbage);
                 shared.weight.fetch_sub(freed, Ordering::AcqRel);
@@ -236,7 +236,7 @@ fn evict_cuts<K: 'static, V: 'static>(
             return true;
         }
         let mut garbage = Vec::new();
-        evict_while_over(shared, &mut write_lock(shared, &shared.cells[i]), &mut garbage, quota);
+        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota);
         drop_outside(shared, garbage);
     }
     shared.weight.load(Ordering::Acquire) <= shared.capacity

@@ -1,27 +1,24 @@
 //! Emptying shards: a worker's share of [`Engine::clear`](crate::Engine::clear), the shutdown's
 //! emptying, and the share of a worker that `clear` stopped waiting for.
 //!
-//! Why a claim: `clear` does not wait for ever for a worker that stays in one user `Drop`, or
-//! waits as long for a shard's write lock behind a lookup running user code (either may wait
-//! for a lock its caller holds: `crate::pending::StuckWatch`). If the worker is stuck on an
-//! earlier command, its `Clear` is still in its mailbox: `clear` returned with the values
-//! still found, and when the worker got to it, the late `Clear` wiped what had been stored
-//! since (`tests/engine_rev_s22.rs`). So each `clear` carries a [`ClearClaim`], one state per
-//! shard: whoever holds a shard's write lock claims it and empties it, the worker as it
-//! serves its `Clear`, or a caller that stops waiting ([`clear_for_stuck`]), which never waits
-//! for a write lock (that wait could be behind the very lookup that waits for the caller:
-//! `tests/engine_rev_s22b.rs`) and hands what it took to the worker to drop
-//! ([`Command::DropLater`]), so that no user `Drop` runs on the caller (it may need the lock
-//! the caller holds).
+//! Why a claim: `clear` does not wait for ever for a worker that stays in one user `Drop`
+//! (that `Drop` may wait for a lock its caller holds: `crate::pending::StuckWatch`). If the
+//! `Drop` came from an earlier command, the worker's `Clear` is still in its mailbox: `clear`
+//! returned with the values still found, and when the worker got to it, the late `Clear` wiped
+//! what had been stored since (`tests/engine_rev_s22.rs`). So each `clear` carries a
+//! [`ClearClaim`], one state per shard: whoever holds a shard's write lock claims it and
+//! empties it, the worker as it serves its `Clear`, or a caller that stops waiting
+//! ([`clear_for_stuck`]), which queues for each write lock for a while only (a reader inside
+//! may be running user code that waits for the caller: `tests/engine_rev_s22b.rs`) and hands
+//! what it took to the worker to drop ([`Command::DropLater`]), so that no user `Drop` runs on
+//! the caller (it may need the lock the caller holds).
 //!
 //! Invariant: each shard is emptied once per `clear`, under its write lock, after every
-//! operation issued before the `clear`. A shard the caller could not lock (trying, without
-//! queueing, for [`PATIENCE_LOOK`](crate::pending::PATIENCE_LOOK)) is left to
-//! the worker: when the caller returns it is either locked for writing (the worker holds it or
-//! is queued for it, so no lookup gets in until it is emptied) or, rarely, a shard whose
-//! worker is stuck elsewhere and that a lookup running user code holds: its values are found
-//! until the worker empties it. Cost: one atomic per shard per `clear`; nothing on any other
-//! path.
+//! operation issued before the `clear`. A worker given up on is in a `Drop` and holds no lock,
+//! so the caller gets every shard's lock once the readers inside leave, unless one of them is
+//! running user code that blocks: that shard's values are found until the worker, once its
+//! `Drop` returns, empties it (and a value stored there meanwhile is emptied with them).
+//! Cost: one atomic per shard per `clear`; nothing on any other path.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,7 +58,7 @@ pub(super) fn take_claimed<K, V>(
     let mut garbage = Vec::new();
     for &i in mine {
         let cell = &shared.cells[i];
-        let mut core = write_lock(shared, cell);
+        let mut core = write_lock(cell);
         if claim.claim(i) {
             garbage.extend(take_locked(shared, cell, &mut core));
         }
@@ -90,15 +87,9 @@ where
     let mut garbage = Vec::new();
     for i in shards_of(shared, w) {
         let cell = &shared.cells[i];
-        // Tries for a while (readers come and go: a busy shard has gaps), never queues.
-        let until = std::time::Instant::now() + crate::pending::PATIENCE_LOOK;
-        let guard = loop {
-            match cell.try_write_core() {
-                Some(g) => break Some(g),
-                None if std::time::Instant::now() < until => crate::sync::thread::yield_now(),
-                None => break None,
-            }
-        };
+        // Queued for a while at most (new readers wait meanwhile, so those inside leave): not
+        // for ever, since a reader inside may be running user code that waits for this caller.
+        let guard = crate::sync::try_write_for(&cell.core, crate::pending::PATIENCE_LOOK);
         let Some(guard) = guard else { continue };
         let mut core = WorkerLock { cell, guard: Some(guard) };
         if claim.claim(i) {
@@ -120,7 +111,7 @@ pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
 
 /// Empties one shard, pending operations included; returns what it held, to be dropped.
 fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
-    take_locked(shared, cell, &mut write_lock(shared, cell))
+    take_locked(shared, cell, &mut write_lock(cell))
 }
 
 /// [`take_all`] with the shard's write lock held.
