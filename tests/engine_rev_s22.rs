@@ -9,44 +9,13 @@
 
 mod common;
 
+use common::user_locks::{EqGate, GateKey, Locker};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{no_hang, wait_until};
 use memokit_engine::{Engine, ManualClock};
-
-/// A value whose `Drop`, when armed, takes a lock of the user's (as a pool giving a
-/// connection back would), after recording that it started, and records that it finished.
-/// Copies dropped while disarmed do nothing.
-#[derive(Clone)]
-struct Locker {
-    lock: Arc<Mutex<()>>,
-    armed: Arc<AtomicBool>,
-    entered: Arc<AtomicBool>,
-    left: Arc<AtomicBool>,
-}
-
-impl Locker {
-    fn new() -> Self {
-        Locker {
-            lock: Arc::new(Mutex::new(())),
-            armed: Arc::new(AtomicBool::new(false)),
-            entered: Arc::new(AtomicBool::new(false)),
-            left: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-impl Drop for Locker {
-    fn drop(&mut self) {
-        if !self.armed.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        self.entered.store(true, Ordering::SeqCst);
-        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()));
-        self.left.store(true, Ordering::SeqCst);
-    }
-}
 
 /// A value whose `Drop` takes a millisecond and counts itself: slow, never stuck.
 #[derive(Clone)]
@@ -328,43 +297,6 @@ fn last_handle_in_worker_drop_child() {
     });
 }
 
-/// Where a key's `Eq` waits: when both sides have id 1 and the gate is armed, it records that it
-/// entered, then takes the user's lock.
-#[derive(Default)]
-struct Gate {
-    lock: Mutex<()>,
-    armed: AtomicBool,
-    entered: AtomicBool,
-}
-
-/// A key hashed by `id`, whose `Eq` may wait for a user's lock ([`Gate`]).
-#[derive(Clone)]
-struct GateKey {
-    id: u64,
-    gate: Option<Arc<Gate>>,
-}
-
-impl std::hash::Hash for GateKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.id.hash(h);
-    }
-}
-
-impl PartialEq for GateKey {
-    fn eq(&self, other: &Self) -> bool {
-        let gate = self.gate.as_ref().or(other.gate.as_ref());
-        if let (Some(g), 1, 1) = (gate, self.id, other.id) {
-            if g.armed.load(Ordering::SeqCst) {
-                g.entered.store(true, Ordering::SeqCst);
-                drop(g.lock.lock().unwrap_or_else(|p| p.into_inner()));
-            }
-        }
-        self.id == other.id
-    }
-}
-
-impl Eq for GateKey {}
-
 /// Failed before the fix (session 22: a worker waiting for a shard's write lock counts as in a
 /// user `Drop` for the waits' patience). A lookup on another thread runs the key's `Eq` under
 /// the shard's read lock, and that `Eq` waits for a lock this thread holds; this thread stores
@@ -381,7 +313,7 @@ fn flush_does_not_wait_for_ever_for_a_worker_behind_a_lookup_stuck_in_eq() {
             .clock(ManualClock::new())
             .build()
             .expect("engine");
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(EqGate::default());
         engine.insert(GateKey { id: 1, gate: Some(gate.clone()) }, 1);
         engine.flush();
         let held = gate.lock.lock().expect("the user's lock");

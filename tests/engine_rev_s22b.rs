@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::user_locks::{gk, EqGate, GateKey, Locker};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,39 +24,6 @@ use memokit_engine::{Engine, InsertOptions, ManualClock};
 // ---------------------------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------------------------
-
-/// A value whose `Drop`, when armed, takes a lock of the user's (as a pool giving a
-/// connection back would), after recording that it started, and records that it finished.
-/// Copies dropped while disarmed do nothing (as in `tests/engine_rev_s22.rs`).
-#[derive(Clone)]
-struct Locker {
-    lock: Arc<Mutex<()>>,
-    armed: Arc<AtomicBool>,
-    entered: Arc<AtomicBool>,
-    left: Arc<AtomicBool>,
-}
-
-impl Locker {
-    fn new() -> Self {
-        Locker {
-            lock: Arc::new(Mutex::new(())),
-            armed: Arc::new(AtomicBool::new(false)),
-            entered: Arc::new(AtomicBool::new(false)),
-            left: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-impl Drop for Locker {
-    fn drop(&mut self) {
-        if !self.armed.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        self.entered.store(true, Ordering::SeqCst);
-        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()));
-        self.left.store(true, Ordering::SeqCst);
-    }
-}
 
 /// Where each tracked value was dropped, by id (one entry per drop).
 type Log = Arc<Mutex<Vec<(u64, ThreadId)>>>;
@@ -139,47 +108,6 @@ fn stick<'a>(e: &Engine<u64, Val>, key: u64, locker: &'a Locker) -> std::sync::M
 // Keys whose Eq may wait for a user's lock
 // ---------------------------------------------------------------------------------------------
 
-/// Where a key's `Eq` waits: when both sides have id 1 and the gate is armed, it records that
-/// it entered, then takes the user's lock.
-#[derive(Default)]
-struct Gate {
-    lock: Mutex<()>,
-    armed: AtomicBool,
-    entered: AtomicBool,
-}
-
-/// A key hashed by `id`, whose `Eq` may wait for a user's lock ([`Gate`]).
-#[derive(Clone)]
-struct GateKey {
-    id: u64,
-    gate: Option<Arc<Gate>>,
-}
-
-impl std::hash::Hash for GateKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.id.hash(h);
-    }
-}
-
-impl PartialEq for GateKey {
-    fn eq(&self, other: &Self) -> bool {
-        let gate = self.gate.as_ref().or(other.gate.as_ref());
-        if let (Some(g), 1, 1) = (gate, self.id, other.id) {
-            if g.armed.load(Ordering::SeqCst) {
-                g.entered.store(true, Ordering::SeqCst);
-                drop(g.lock.lock().unwrap_or_else(|p| p.into_inner()));
-            }
-        }
-        self.id == other.id
-    }
-}
-
-impl Eq for GateKey {}
-
-fn gk(id: u64) -> GateKey {
-    GateKey { id, gate: None }
-}
-
 fn gate_engine() -> Engine<GateKey, u64> {
     Engine::builder().shards(1).workers(1).clock(ManualClock::new()).build().expect("engine")
 }
@@ -205,7 +133,7 @@ fn gate_engine() -> Engine<GateKey, u64> {
 fn clear_does_not_hang_when_its_worker_queues_behind_a_lookup_stuck_in_eq() {
     no_hang("clear while a lookup's Eq waits for this thread's lock", || {
         let e = gate_engine();
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(EqGate::default());
         e.insert(GateKey { id: 1, gate: Some(gate.clone()) }, 1);
         e.insert(gk(3), 3);
         e.flush();
@@ -239,7 +167,7 @@ fn clear_does_not_hang_when_its_worker_queues_behind_a_lookup_stuck_in_eq() {
 fn clear_does_not_hang_emptying_a_worker_queued_behind_a_lookup_stuck_in_eq() {
     no_hang("clear after a remove while a lookup's Eq waits for this thread's lock", || {
         let e = gate_engine();
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(EqGate::default());
         e.insert(GateKey { id: 1, gate: Some(gate.clone()) }, 1);
         e.insert(gk(3), 3);
         e.flush();

@@ -18,86 +18,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use common::user_locks::{gk, EqGate, GateKey, Locker};
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use common::{no_hang, wait_until};
 use memokit_engine::{Engine, ManualClock};
-
-/// A value whose `Drop`, when armed, takes a lock of the user's (as in engine_rev_s22b.rs).
-#[derive(Clone)]
-struct Locker {
-    lock: Arc<Mutex<()>>,
-    armed: Arc<AtomicBool>,
-    entered: Arc<AtomicBool>,
-    left: Arc<AtomicBool>,
-}
-
-impl Locker {
-    fn new() -> Self {
-        Locker {
-            lock: Arc::new(Mutex::new(())),
-            armed: Arc::new(AtomicBool::new(false)),
-            entered: Arc::new(AtomicBool::new(false)),
-            left: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-impl Drop for Locker {
-    fn drop(&mut self) {
-        if !self.armed.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        self.entered.store(true, Ordering::SeqCst);
-        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()));
-        self.left.store(true, Ordering::SeqCst);
-    }
-}
 
 #[derive(Clone)]
 enum Val {
     Plain(#[allow(dead_code)] u64),
     Lock(#[allow(dead_code)] Locker),
-}
-
-/// Where a key's `Eq` waits (as in engine_rev_s22b.rs).
-#[derive(Default)]
-struct Gate {
-    lock: Mutex<()>,
-    armed: AtomicBool,
-    entered: AtomicBool,
-}
-
-#[derive(Clone)]
-struct GateKey {
-    id: u64,
-    gate: Option<Arc<Gate>>,
-}
-
-impl std::hash::Hash for GateKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.id.hash(h);
-    }
-}
-
-impl PartialEq for GateKey {
-    fn eq(&self, other: &Self) -> bool {
-        let gate = self.gate.as_ref().or(other.gate.as_ref());
-        if let (Some(g), 1, 1) = (gate, self.id, other.id) {
-            if g.armed.load(Ordering::SeqCst) {
-                g.entered.store(true, Ordering::SeqCst);
-                drop(g.lock.lock().unwrap_or_else(|p| p.into_inner()));
-            }
-        }
-        self.id == other.id
-    }
-}
-
-impl Eq for GateKey {}
-
-fn gk(id: u64) -> GateKey {
-    GateKey { id, gate: None }
 }
 
 fn engine() -> Engine<GateKey, Val> {
@@ -122,7 +54,7 @@ struct Scene {
 
 fn scene() -> Scene {
     let e = engine();
-    let gate = Arc::new(Gate::default());
+    let gate = Arc::new(EqGate::default());
     // Leaked so that its guard can outlive this function (a test helper).
     let locker: &'static Locker = Box::leak(Box::new(Locker::new()));
     e.insert(GateKey { id: 1, gate: Some(gate.clone()) }, Val::Plain(1));
@@ -210,7 +142,7 @@ fn a_value_stored_before_clear_is_found_after_it_when_the_worker_was_queued_earl
 fn shutdown_does_not_hang_with_the_worker_queued_behind_a_lookup_stuck_in_eq() {
     no_hang("shutdown, worker queued behind a lookup stuck in Eq", || {
         let e = engine();
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(EqGate::default());
         e.insert(GateKey { id: 1, gate: Some(gate.clone()) }, Val::Plain(1));
         e.insert(gk(3), Val::Plain(3));
         e.flush();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod memo;
+pub(crate) mod user_locks;
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};

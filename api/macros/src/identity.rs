@@ -22,6 +22,7 @@ fn is_id_attr(a: &syn::Attribute) -> syn::Result<bool> {
 }
 
 /// Expands the derive.
+///
 /// On an error, the error and a stand-in impl (its `Id` is `()`), so that the memoized methods
 /// of the type do not add an error of their own saying to derive what is derived already (user
 /// trial, session 22).

@@ -77,8 +77,9 @@ impl<K, V> Drop for Garbage<K, V> {
 }
 
 /// What a caller that stopped waiting for worker `w`'s `Clear` does (see the module docs):
-/// empties each of that worker's shards that it can lock for writing at once and that the
-/// worker has not emptied yet, and sends the worker what they held to drop.
+/// empties each of that worker's shards that it can lock for writing within
+/// [`PATIENCE_LOOK`](crate::pending::PATIENCE_LOOK) and that the worker has not emptied yet,
+/// and sends the worker what they held to drop.
 pub(crate) fn clear_for_stuck<K, V>(shared: &Shared<K, V>, w: usize, claim: &ClearClaim)
 where
     K: Send + 'static,
