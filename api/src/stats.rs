@@ -1,15 +1,11 @@
 //! [`Stats`] and the striped per-function counters behind them.
 //!
-//! A hit must not touch a shared contended atomic, so each function counts into one of
-//! [`STRIPES`] cache-line-padded stripes. A thread leases a stripe index for its lifetime;
-//! while fewer than `STRIPES` threads hold leases, each stripe has one writer, which counts
-//! with a relaxed load and store (about a nanosecond, no read-modify-write). Beyond that,
-//! threads count on one extra shared stripe with `fetch_add`. No count is lost either way, and
-//! `stats()` sums the stripes: every call that returned before `stats()` (in the
-//! happens-before sense, e.g. a joined thread) is counted.
-
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+//! A hit must not touch a shared contended atomic, so each function counts its calls with the
+//! engine's striped counters: one cache-line-padded stripe per thread (up to 16 threads, then
+//! one shared stripe), written by its thread alone with a relaxed load and store (about a
+//! nanosecond, no read-modify-write); the shared stripe is written with `fetch_add`. No count
+//! is lost either way, and `stats()` sums the stripes: every call that returned before
+//! `stats()` (in the happens-before sense, e.g. a joined thread) is counted.
 
 /// Counters of a memoizer or of one memoized function.
 ///
@@ -68,114 +64,33 @@ pub struct Stats {
     pub single_flight_waits: u64,
 }
 
-/// Number of counter stripes per function.
-pub(crate) const STRIPES: usize = 16;
-
+/// Striped call counters of one function: hits, misses and waits, counted in the calling
+/// thread's stripe (a thread-local load, one comparison and a plain increment on a hit; see
+/// the engine's `counters` module, which the engine's own lookups count with too).
 #[derive(Default)]
-#[repr(align(64))]
-struct Stripe {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    waits: AtomicU64,
-}
+pub(crate) struct Counters(memokit_engine::__Striped<3>);
 
-/// Striped call counters of one function.
-#[derive(Default)]
-pub(crate) struct Counters {
-    /// One stripe per lease, plus a shared one (`fetch_add`) for threads without a lease.
-    stripes: [Stripe; STRIPES + 1],
-}
-
-/// Stripe leases: a thread holding lease `i < STRIPES` is the only writer of stripe `i` of
-/// every function, so it counts with a plain load and store (no read-modify-write). Leases
-/// return to the pool when their thread exits. Threads beyond `STRIPES` count on the extra shared stripe with `fetch_add`.
-static FREE: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// Returns the lease to the pool when its thread exits.
-struct LeaseGuard(usize);
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        // Calls made later in this thread's teardown count on the shared stripe.
-        let _ = LEASE.try_with(|l| l.set(STRIPES));
-        FREE.lock().push(self.0);
-    }
-}
-
-thread_local! {
-    /// This thread's stripe: `usize::MAX` until first use, `STRIPES` for the shared stripe.
-    /// No destructor, so reading it is a plain thread-local load.
-    static LEASE: Cell<usize> = const { Cell::new(usize::MAX) };
-    static GUARD: Cell<Option<LeaseGuard>> = const { Cell::new(None) };
-}
-
-#[cold]
-#[inline(never)]
-fn take_lease() -> usize {
-    let popped = FREE.lock().pop();
-    let i = match popped {
-        Some(i) => i,
-        None => NEXT.fetch_add(1, Relaxed).min(STRIPES),
-    };
-    if i < STRIPES && GUARD.try_with(|g| g.set(Some(LeaseGuard(i)))).is_err() {
-        // The thread is being torn down: give the lease back at once.
-        FREE.lock().push(i);
-        return STRIPES;
-    }
-    let _ = LEASE.try_with(|l| l.set(i));
-    i
-}
-
-/// Adds one to `c`: a plain load and store on a leased stripe (its only writer), an atomic add
-/// on the shared one.
-#[inline(always)]
-fn bump(c: &AtomicU64, lease: usize) {
-    if lease < STRIPES {
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
-    } else {
-        c.fetch_add(1, Relaxed);
-    }
-}
+const HITS: usize = 0;
+const MISSES: usize = 1;
+const WAITS: usize = 2;
 
 impl Counters {
-    /// Counts one event in the calling thread's stripe. The common case (a leased stripe) is a
-    /// thread-local load, one comparison and a plain increment; a thread's first count and
-    /// threads without a lease take the cold path.
-    #[inline(always)]
-    fn count(&self, pick: impl Fn(&Stripe) -> &AtomicU64) {
-        let lease = LEASE.try_with(Cell::get).unwrap_or(STRIPES);
-        if lease < STRIPES {
-            bump(pick(&self.stripes[lease]), lease);
-        } else {
-            self.count_cold(lease, pick);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn count_cold(&self, lease: usize, pick: impl Fn(&Stripe) -> &AtomicU64) {
-        let lease = if lease == usize::MAX { take_lease() } else { lease };
-        bump(pick(&self.stripes[lease.min(STRIPES)]), lease);
-    }
-
     #[inline(always)]
     pub(crate) fn hit(&self) {
-        self.count(|s| &s.hits);
+        self.0.add(HITS);
     }
     pub(crate) fn miss(&self) {
-        self.count(|s| &s.misses);
+        self.0.add(MISSES);
     }
     pub(crate) fn wait(&self) {
-        self.count(|s| &s.waits);
+        self.0.add(WAITS);
     }
     /// Adds this function's counts into `s`.
     pub(crate) fn add_to(&self, s: &mut Stats) {
-        for st in &self.stripes {
-            s.hits += st.hits.load(Relaxed);
-            s.misses += st.misses.load(Relaxed);
-            s.single_flight_waits += st.waits.load(Relaxed);
-        }
+        let [hits, misses, waits] = self.0.sum();
+        s.hits += hits;
+        s.misses += misses;
+        s.single_flight_waits += waits;
     }
 }
 
@@ -184,12 +99,12 @@ mod tests {
     use super::*;
     use std::sync::Barrier;
 
-    /// Model: the sum of the stripes equals the number of calls. Three times as many threads as
-    /// stripes run at once, so most count on the shared stripe (and a racing plain store there
-    /// would lose counts); leased threads count on their own.
+    /// Model: the sum of the stripes equals the number of calls, each in its own counter. Three
+    /// times as many threads as stripes (16) run at once, so most count on the shared stripe (and
+    /// a racing plain store there would lose counts); leased threads count on their own.
     #[test]
     fn every_count_is_kept_with_more_threads_than_stripes() {
-        const THREADS: usize = 3 * STRIPES;
+        const THREADS: usize = 48;
         const HITS: u64 = 300_000;
         let c = Counters::default();
         let start = Barrier::new(THREADS);

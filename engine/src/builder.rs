@@ -280,7 +280,7 @@ where
 
     /// Whether lookups are counted in [`EngineStats::hits`](crate::EngineStats::hits) and
     /// [`misses`](crate::EngineStats::misses) (default `true`). A caller that counts its own
-    /// lookups turns this off and saves an atomic add per lookup (the memoizer counts per
+    /// lookups turns this off and saves a thread-local read and an increment per lookup (the memoizer counts per
     /// function, so its engine does not); both fields then stay 0. Nothing else changes.
     ///
     /// # Example

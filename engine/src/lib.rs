@@ -35,8 +35,9 @@
 //! and [`ManualClock`]), `sync.rs` (every lock, atomic, channel and thread the engine uses, named
 //! in one place: built with `RUSTFLAGS="--cfg memokit_shuttle"` they become
 //! [shuttle](https://docs.rs/shuttle)'s, and `tests/shuttle/` model-checks the hand-over to
-//! the workers, single flight, retirement, eviction across workers and shutdown). The engine
-//! counts hits and misses per shard, on the cache line of the shard's lock (see
+//! the workers, single flight, retirement, eviction across workers and shutdown),
+//! `counters.rs` (hits and misses counted per thread, each thread alone writing its own
+//! stripe with a plain store: no locked instruction on a hit; see
 //! [`EngineBuilder::count_lookups`] for callers that count their own).
 //!
 //! ## Cost of a hit
@@ -45,10 +46,11 @@
 //! none for an entry without), one generation check per generation
 //! the entry carries (none for a primary generation declared in the key,
 //! [`InsertOptions::primary_in_key`]), an access mark written only when it changes, one clone
-//! of the value, and a relaxed increment of the shard's hit counter (on the cache line the read
-//! lock has just taken); two thread-local counter writes mark the value's `Clone` as user
-//! code run under a lock (see below).
-//! No allocation, no channel, no engine-wide counter.
+//! of the value, and a plain increment of the hit counter in the calling thread's stripe (a
+//! relaxed load and store, not a locked add; `counters.rs`); two thread-local counter writes
+//! mark the value's `Clone` as user code run under a lock (see below).
+//! No allocation, no channel, no locked instruction but the read lock's two and the value's
+//! `Clone` (an `Arc`'s increment).
 //!
 //! ## Threads and idle cost
 //!
@@ -125,6 +127,7 @@ macro_rules! event {
 
 mod builder;
 mod clock;
+mod counters;
 mod engine;
 mod entry;
 mod flight;
@@ -142,6 +145,8 @@ mod worker;
 
 pub use crate::builder::{BuildError, EngineBuilder};
 pub use crate::clock::ManualClock;
+#[doc(hidden)]
+pub use crate::counters::Striped as __Striped;
 pub use crate::engine::{Engine, EngineStats};
 pub use crate::flight::{SELF_WAIT_PANIC, WAIT_CYCLE_PANIC};
 pub use crate::generation::Generation;

@@ -67,6 +67,7 @@ use crate::sync::{
 };
 
 use crate::clock::Clock;
+use crate::counters::Striped;
 use crate::entry::gens_live;
 use crate::flight::{Flights, FlightsGuard};
 use crate::generation::Registry;
@@ -95,6 +96,11 @@ const WARM_MIN: usize = 4;
 pub(crate) type PendingAndCore<'a, K, V> =
     (PendingGuard<'a, K, V>, RwLockReadGuard<'a, Shard<K, V>>);
 
+/// [`Shared::lookups`]' counter of hits.
+pub(crate) const HITS: usize = 0;
+/// [`Shared::lookups`]' counter of misses.
+pub(crate) const MISSES: usize = 1;
+
 pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 
 /// One shard with its concurrent wrapping.
@@ -107,11 +113,7 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// among the store fields (the test `layout_groups` checks the grouping).
 #[repr(C, align(128))]
 pub(crate) struct Cell<K, V> {
-    // Lookups: the counters they bump, the lock word and the core's header.
-    /// Hits and misses of lookups in this shard: striped per shard, beside the read lock's
-    /// word, which the lookup has just written, so counting costs no extra cache miss.
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
+    // Lookups: the lock word and the core's header.
     pub(crate) core: RwLock<Shard<K, V>>,
     // Stores: written by callers at each store, emptied by the worker at each batch.
     _stores: LineBreak,
@@ -194,6 +196,9 @@ pub(crate) struct Shared<K, V> {
     pub(crate) weigher: Option<Weigher<K, V>>,
     /// Whether lookups count hits and misses ([`crate::EngineBuilder::count_lookups`]).
     pub(crate) count_lookups: bool,
+    /// Hits and misses of lookups ([`HITS`], [`MISSES`]), striped by thread: a hit counts with
+    /// a plain store, not a locked read-modify-write (see [`crate::counters`]).
+    pub(crate) lookups: Striped<2>,
     pub(crate) mailboxes: Vec<Sender<Command>>,
     pub(crate) shut_down: AtomicBool,
     pub(crate) worker_died: AtomicBool,
@@ -381,8 +386,6 @@ impl<K, V> Shared<K, V> {
         let signal_at = store::signal_threshold(share, weigher.is_some(), pending_limit);
         let cells = (0..shards)
             .map(|i| Cell {
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
                 core: RwLock::new(Shard::new(share, tick_nanos, now)),
                 _stores: LineBreak,
                 pending: Mutex::new(Pending::default()),
@@ -412,6 +415,7 @@ impl<K, V> Shared<K, V> {
             capacity,
             weigher,
             count_lookups: true,
+            lookups: Striped::new(),
             mailboxes,
             shut_down: AtomicBool::new(false),
             worker_died: AtomicBool::new(false),
@@ -509,7 +513,7 @@ where
         let r = read(&e.value);
         drop(core);
         if self.count_lookups {
-            cell.hits.fetch_add(1, Ordering::Relaxed);
+            self.lookups.add(HITS);
         }
         Ok(r)
     }
@@ -562,22 +566,21 @@ where
             Err(miss) => miss,
         };
         if self.cell(hash).miss_stands(hash, applied) {
-            self.count(hash, false);
+            self.count(false);
             return None;
         }
         let r = self.get_slow(hash, q, read);
-        self.count(hash, r.is_some());
+        self.count(r.is_some());
         r
     }
 
     /// Counts a lookup that went through the slow path.
     #[cold]
-    fn count(&self, hash: u64, hit: bool) {
+    fn count(&self, hit: bool) {
         if !self.count_lookups {
             return;
         }
-        let c = self.cell(hash);
-        if hit { &c.hits } else { &c.misses }.fetch_add(1, Ordering::Relaxed);
+        self.lookups.add(if hit { HITS } else { MISSES });
     }
 }
 

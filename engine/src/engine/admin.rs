@@ -396,14 +396,15 @@ where
     /// [the crate docs](crate#user-code-calling-back-into-the-engine)).
     pub fn stats(&self) -> EngineStats {
         let s = self.shared();
+        let [hits, misses] = s.lookups.sum();
         let mut out = EngineStats {
+            hits,
+            misses,
             single_flight_waits: s.waits.load(Ordering::Relaxed),
             weight: s.weight.load(Ordering::Relaxed),
             ..EngineStats::default()
         };
         for cell in s.cells.iter() {
-            out.hits += cell.hits.load(Ordering::Relaxed);
-            out.misses += cell.misses.load(Ordering::Relaxed);
             let core = cell.read_core();
             out.inserts += core.counts.inserts;
             out.evictions += core.counts.evictions;

@@ -66,7 +66,7 @@ where
             if !searched.take().is_some_and(|searched| cell.miss_stands(hash, searched)) {
                 if let Some(v) = self.get_slow(hash, q, V::clone) {
                     drop(fl);
-                    self.count(hash, true);
+                    self.count(true);
                     return Ok(v);
                 }
             }
@@ -92,7 +92,7 @@ where
                         // (`tests/engine_rev_s17a.rs`). Either computes for itself, like a
                         // caller under a retired generation, and stores nothing: the live
                         // flight stays for later callers.
-                        self.count(hash, false);
+                        self.count(false);
                         return compute();
                     }
                     let waiting = self.waiting.enter(&f);
@@ -116,7 +116,7 @@ where
         // would then be lost, and the key computed again).
         if !gens_live(&gens, &self.gens) {
             drop(fl);
-            self.count(hash, false);
+            self.count(false);
             return compute();
         }
         // Lead a new flight, replacing one that may not be joined. `q` is not used after
@@ -132,7 +132,7 @@ where
         let flight = Flight::new(gens);
         fl.insert_unique(hash, Slot { key, hash, flight: flight.clone() }, |s| s.hash);
         drop(fl);
-        self.count(hash, false);
+        self.count(false);
         self.lead(cell, hash, flight, opts, stale, compute)
     }
 
