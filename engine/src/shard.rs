@@ -147,19 +147,15 @@ pub(crate) enum Cause {
 
 const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 
-/// `repr(C)`, what a hit reads first: the table's header and the stamps' slab, so that with
-/// the lock word before them (`shared::Cell`) a hit finds all three on one cache line (left to
-/// the compiler, the table's header sat 1.3 KB past the lock word).
 #[derive(Debug)]
-#[repr(C)]
 pub(crate) struct Shard<K, V> {
     map: HashTable<Entry<K, V>>,
-    /// Deadlines and generations by slot; empty until the first entry that has either, then
-    /// grown to cover every slot such an entry takes (see [`Stamp`]).
-    stamps: SparseSlab<Stamp>,
     metas: Vec<Meta>,
     /// Weights by slot; empty while every entry weighs 1 (a [`SparseSlab`] defaulting to 1).
     weights: SparseSlab<u32>,
+    /// Deadlines and generations by slot; empty until the first entry that has either, then
+    /// grown to cover every slot such an entry takes (see [`Stamp`]).
+    stamps: SparseSlab<Stamp>,
     free: Vec<u32>,
     links: Links,
     policy: Policy,
