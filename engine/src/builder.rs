@@ -352,7 +352,7 @@ where
             shared: shared.clone(),
             threads: Mutex::new(Vec::new()),
             stop_clock: Arc::new(AtomicBool::new(false)),
-            finished: (Mutex::new(Default::default()), crate::sync::Condvar::new()),
+            first_shutdown: crate::pending::UserDrops::new(),
         };
         // From here on, dropping `inner` on an error stops what was started.
         for (i, rx) in rxs.into_iter().enumerate() {

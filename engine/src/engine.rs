@@ -11,8 +11,9 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pending::UserDrops;
 use crate::sync::thread::JoinHandle;
-use crate::sync::{AtomicBool, Condvar, Mutex};
+use crate::sync::{AtomicBool, Mutex};
 
 use crate::builder::EngineBuilder;
 use crate::options::{Equivalent, InsertOptions};
@@ -120,12 +121,14 @@ pub(crate) struct Inner<K, V> {
     pub(crate) shared: Arc<Shared<K, V>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) stop_clock: Arc<AtomicBool>,
-    /// Whether the first shutdown has finished (threads joined, shards emptied), with the
-    /// condvar its waiters wait on. A later caller waits for it (`lifecycle::shutdown`).
-    pub(crate) finished: (Mutex<bool>, Condvar),
+    /// The first shutdown: whether it has finished (threads joined, shards emptied: `end`),
+    /// and its session of user `Drop`s as it empties the shards. A later caller waits for its
+    /// end with the patience it has with a worker in a `Drop` (`lifecycle::shutdown`).
+    pub(crate) first_shutdown: UserDrops,
 }
 
-/// Counters of an engine, striped per shard (no shared counter on the hit path). Hits and
+/// Counters of an engine: hits and misses striped per thread, the others kept per shard by
+/// its worker (no shared counter on the hit path). Hits and
 /// misses are exact for every call that returned before `stats()`; the others count what the
 /// workers have applied (exact after [`Engine::flush`]).
 ///

@@ -250,12 +250,18 @@ impl UserDrops {
         let Some(me) = crate::worker::worker_of(shared) else {
             return UserDropsGuard { drops: None, outermost: false };
         };
-        let d = &shared.user_drops[me];
-        if d.session.load(Ordering::Acquire) % 2 == 1 {
-            return UserDropsGuard { drops: Some(d), outermost: false };
+        shared.user_drops[me].enter_here()
+    }
+
+    /// Starts a session of user `Drop`s on these counters, or joins the one under way; the
+    /// calling thread must be their only writer (a worker on its own, a first shutdown on the
+    /// engine's `first_shutdown`).
+    pub(crate) fn enter_here(&self) -> UserDropsGuard<'_> {
+        if self.session.load(Ordering::Acquire) % 2 == 1 {
+            return UserDropsGuard { drops: Some(self), outermost: false };
         }
-        d.session.fetch_add(1, Ordering::AcqRel);
-        UserDropsGuard { drops: Some(d), outermost: true }
+        self.session.fetch_add(1, Ordering::AcqRel);
+        UserDropsGuard { drops: Some(self), outermost: true }
     }
 
     /// The session the worker is in, if it is in one.

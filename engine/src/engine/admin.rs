@@ -347,7 +347,10 @@ where
     /// the joining to the engine's first worker to stop, as such a drop does: joining there
     /// could wait for a worker that is shutting this thread's engine down in turn.
     /// Afterwards lookups miss, inserts are dropped and `get_or_insert_with` computes without
-    /// storing. A call while another is under way returns once that one has finished; at once
+    /// storing. A call while another is under way returns once that one has finished, or once
+    /// that one has stayed in one key's or value's `Drop` for a second as it empties the
+    /// engine (that `Drop` may wait for a lock of yours that this thread holds): this call then
+    /// empties what is left itself, so lookups miss after it all the same. It returns at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and
     /// in a key's or value's `Drop` that a shutdown of any engine runs as it empties its
     /// shards, as the first may be waiting for that one. (From a weigher it panics: see

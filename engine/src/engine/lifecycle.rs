@@ -27,12 +27,14 @@
 //! | anywhere else | joined before the drop returns (but a worker that stays in one user `Drop` for a second meanwhile: left to end on its own, [`join_patiently`]) | before the drop returns, on this thread (but what such a worker was dropping: by it, once that `Drop` returns) |
 //! | last handle: a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
 //! | `shutdown` on a worker thread | joined by the first worker to stop, which then ends | before `shutdown` returns, on this thread |
+//! | a second `shutdown` while a first is under way | joined by the first; this call waits for it to finish (not on a worker thread, nor in a `Drop` a shutdown runs) | by the first; but once the first has stayed in one user `Drop` for a second as it empties the shards, this call empties what is left, on this thread, and returns |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::pending::UserDrops;
 use crate::sync::thread::JoinHandle;
-use crate::sync::{Condvar, Mutex};
+use crate::sync::Mutex;
 
 use super::Inner;
 use crate::shared::Shared;
@@ -90,6 +92,11 @@ impl Drop for ShuttingDown {
 /// to stop, see the module docs), then empties its shards; the first call does it. A
 /// later call waits until the first has finished (it returned at once, and a lookup right
 /// after it still found values the first had not dropped yet: `tests/engine_rev_s18b.rs`),
+/// or until the first has stayed in one key's or value's `Drop` for
+/// [`STUCK_PATIENCE`](crate::pending::STUCK_PATIENCE) as it empties the shards (that `Drop`
+/// may wait for a lock of the user's this caller holds: it waited for ever,
+/// `tests/engine_rev_s23b.rs`; this caller then empties the shards the first has not reached,
+/// so that lookups miss once it returns, and leaves the joins to the first),
 /// except on a worker thread (of any engine, as for `flush`: the first may be joining that
 /// very thread) and on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]).
 /// From user code run under a lock, a weigher included, `Engine::shutdown` panics before it
@@ -98,27 +105,24 @@ impl Drop for ShuttingDown {
 /// ([`shutdown_without_waiting`]).
 pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
     let (shared, threads, stop) = (&*inner.shared, &inner.threads, &*inner.stop_clock);
-    let (finished, finished_cv) = &inner.finished;
+    let first = &inner.first_shutdown;
     if shared.shut_down.swap(true, Ordering::AcqRel) {
         let shutting_down = SHUTTING_DOWN.try_with(|n| n.get()).unwrap_or(0) > 0;
-        if !worker::on_worker_thread() && !shutting_down {
-            let mut done = finished.lock();
-            while !*done {
-                finished_cv.wait(&mut done);
-            }
+        if !worker::on_worker_thread() && !shutting_down && !first.wait_for_end() {
+            let _shutting_down = ShuttingDown::enter();
+            empty_shards(shared, None);
         }
         return;
     }
     let _shutting_down = ShuttingDown::enter();
     // Also when something below unwinds: a waiter must not wait for ever.
-    struct Finish<'a>(&'a (Mutex<bool>, Condvar));
+    struct Finish<'a>(&'a UserDrops);
     impl Drop for Finish<'_> {
         fn drop(&mut self) {
-            *self.0 .0.lock() = true;
-            self.0 .1.notify_all();
+            self.0.end();
         }
     }
-    let _finish = Finish(&inner.finished);
+    let _finish = Finish(first);
     stop.store(true, Ordering::Release);
     shared.clock.unpark_refresher();
     if worker::on_worker_thread() {
@@ -136,7 +140,7 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
         let threads: Vec<_> = threads.lock().drain(..).collect();
         join_patiently(shared, threads);
     }
-    empty_shards(shared);
+    empty_shards(shared, Some(first));
 }
 
 /// Joins the engine's threads (its workers first, in order, then the clock thread), but not
@@ -180,7 +184,7 @@ fn shutdown_without_waiting<K, V>(inner: &Inner<K, V>) {
         // No worker left to do it (every one died: a bug). Nothing to join for: the clock
         // thread ends on its own, and a dead worker holds no lock.
         let _shutting_down = ShuttingDown::enter();
-        empty_shards(shared);
+        empty_shards(shared, None);
     }
 }
 
@@ -190,7 +194,7 @@ pub(crate) fn finish_left<K, V>(shared: &Shared<K, V>, left: &Left) {
     let Some(threads) = left.lock().take() else { return };
     let _shutting_down = ShuttingDown::enter();
     join_all_but_this(threads);
-    empty_shards(shared);
+    empty_shards(shared, None);
 }
 
 /// Joins every thread but the current one (a shutdown run on a worker cannot join itself).
@@ -203,13 +207,17 @@ fn join_all_but_this(threads: impl IntoIterator<Item = JoinHandle<()>>) {
     }
 }
 
-/// Empties every shard and detaches every computation, its threads stopped.
-fn empty_shards<K, V>(shared: &Shared<K, V>) {
+/// Empties every shard and detaches every computation, its threads stopped. The first
+/// shutdown counts the keys and values it drops in `watch` (its `first_shutdown`), so that a
+/// later call can tell one `Drop` that does not end from a slow emptying.
+fn empty_shards<K, V>(shared: &Shared<K, V>, watch: Option<&UserDrops>) {
+    let session = watch.map(UserDrops::enter_here);
+    let next = || session.as_ref().map_or((), |s| s.next());
     for cell in shared.cells.iter() {
         let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
         let flights = std::mem::take(&mut *fl);
         drop(fl);
-        worker::clear(shared, cell);
+        worker::clear(shared, cell, next);
         crate::flight::drop_detached(flights);
     }
 }

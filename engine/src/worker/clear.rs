@@ -105,9 +105,10 @@ where
     }
 }
 
-/// Removes everything from one shard, pending operations included.
-pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) {
-    super::drop_outside_now(take_all(shared, cell));
+/// Removes everything from one shard, pending operations included, and drops it on this
+/// thread, calling `before` ahead of each key's and value's `Drop`.
+pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>, before: impl Fn()) {
+    super::drop_each(take_all(shared, cell), before);
 }
 
 /// Empties one shard, pending operations included; returns what it held, to be dropped.
