@@ -297,7 +297,12 @@ impl FnState {
         let secondary = begun.map(|(gen, _)| gen);
         // Ends the record's use however the call ends, a panic included.
         let running = begun.map(|(gen, h)| Running { s: self, gen, h });
-        let mut opts = InsertOptions::new().generations(primary, secondary).primary_in_key();
+        // The engine's panics for a wait that would deadlock are raised again by `repanic`,
+        // naming this function: unhooked, so that the panic hook runs once, for that one.
+        let mut opts = InsertOptions::new()
+            .generations(primary, secondary)
+            .primary_in_key()
+            .deadlock_panics_unhooked();
         if let Some(t) = ttl {
             opts = opts.ttl(t);
         }
@@ -337,8 +342,9 @@ impl FnState {
     /// panics for a wait that would deadlock (a computation asking for its own key:
     /// memoized recursion with the same arguments; a cycle of computations on several
     /// threads) are raised again with this function's name, which the engine cannot know
-    /// (`tests/memoize_rev_s21.rs`; the panic hook then runs twice, once for each); any
-    /// other panic unchanged (the same payload, the hook not run again).
+    /// (`tests/memoize_rev_s21.rs`; the engine raised them without the hook, so it runs once,
+    /// for the named one: `tests/memoize_rev_s23.rs`); any other panic unchanged (the same
+    /// payload, the hook not run again).
     #[cold]
     fn repanic(&self, payload: Box<dyn Any + Send>) -> ! {
         let message = payload

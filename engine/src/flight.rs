@@ -46,6 +46,7 @@ use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
 
 use crate::entry::Gens;
+use crate::options::InsertOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -142,7 +143,7 @@ impl<V: Clone> Waits<V> {
     /// # Panics
     /// With [`WAIT_CYCLE_PANIC`] when `flight`'s leader waits, directly or through other threads'
     /// flights, for a flight this thread leads: the wait would never end.
-    pub(crate) fn enter(&self, flight: &Arc<Flight<V>>) -> Waiting<'_, V> {
+    pub(crate) fn enter(&self, flight: &Arc<Flight<V>>, opts: &InsertOptions) -> Waiting<'_, V> {
         let me = crate::sync::thread::current().id();
         let mut waits = self.0.lock();
         // Each thread waits for one flight at a time: the chain has at most one step per
@@ -154,7 +155,7 @@ impl<V: Clone> Waits<V> {
             let Some(f) = next.take().filter(|f| f.running()) else { break };
             if f.leader == me {
                 drop(waits);
-                panic!("{WAIT_CYCLE_PANIC}");
+                opts.deadlock_panic(WAIT_CYCLE_PANIC);
             }
             next = waits.get(&f.leader);
         }
@@ -304,7 +305,7 @@ mod tests {
             std::thread::spawn(move || {
                 let f = Flight::<u64>::new([0, 0]);
                 f.complete(1);
-                let waiting = waits.enter(&g);
+                let waiting = waits.enter(&g, &InsertOptions::new());
                 tx.send(f).unwrap();
                 release.recv().unwrap();
                 drop(waiting);
@@ -312,7 +313,7 @@ mod tests {
         };
         let f = rx.recv().unwrap();
         let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let waiting = waits.enter(&f);
+            let waiting = waits.enter(&f, &InsertOptions::new());
             let v = f.wait().copied();
             drop(waiting);
             v

@@ -66,6 +66,8 @@ pub struct InsertOptions {
     /// The secondary given was the primary itself: stored once (each value counts once
     /// under a generation), but still checked by lookups, as a secondary is.
     secondary_is_primary: bool,
+    /// [`InsertOptions::deadlock_panics_unhooked`].
+    unhooked: bool,
 }
 
 impl InsertOptions {
@@ -155,6 +157,43 @@ impl InsertOptions {
     pub fn primary_in_key(mut self) -> Self {
         self.primary_in_key = true;
         self
+    }
+
+    /// Makes the panics of a computation that would deadlock ([`SELF_WAIT_PANIC`],
+    /// [`WAIT_CYCLE_PANIC`]) unwind without running the panic hook
+    /// ([`std::panic::resume_unwind`], same payload), for a caller that catches them and panics
+    /// with a message of its own: the hook then prints once, that message. memokit's memoizer
+    /// does this to name the function that called itself. Without a caller that panics again,
+    /// nothing is printed for such a panic.
+    ///
+    /// [`SELF_WAIT_PANIC`]: crate::SELF_WAIT_PANIC
+    /// [`WAIT_CYCLE_PANIC`]: crate::WAIT_CYCLE_PANIC
+    ///
+    /// ```
+    /// use memokit_engine::{Engine, InsertOptions, SELF_WAIT_PANIC};
+    /// use std::panic::{catch_unwind, AssertUnwindSafe};
+    ///
+    /// let e: Engine<u64, u64> = Engine::new(10);
+    /// let opts = InsertOptions::new().deadlock_panics_unhooked();
+    /// let payload = catch_unwind(AssertUnwindSafe(|| {
+    ///     e.get_or_insert_with_options(1, opts, || e.get_or_insert_with_options(1, opts, || 1))
+    /// }))
+    /// .unwrap_err();
+    /// let message = payload.downcast_ref::<String>().expect("a String payload");
+    /// assert_eq!(message, SELF_WAIT_PANIC); // raise your own panic naming the computation
+    /// ```
+    pub fn deadlock_panics_unhooked(mut self) -> Self {
+        self.unhooked = true;
+        self
+    }
+
+    /// Panics with `message` (a deadlock refused), through the hook unless
+    /// [`deadlock_panics_unhooked`](Self::deadlock_panics_unhooked).
+    pub(crate) fn deadlock_panic(&self, message: &str) -> ! {
+        if self.unhooked {
+            std::panic::resume_unwind(Box::new(message.to_owned()))
+        }
+        panic!("{message}")
     }
 
     /// Whether lookups check the generations of a value stored with these options: it has a

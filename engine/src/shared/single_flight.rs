@@ -77,7 +77,7 @@ where
                 Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
                     drop(fl);
                     if f.leader == crate::sync::thread::current().id() {
-                        panic!("{SELF_WAIT_PANIC}");
+                        opts.deadlock_panic(SELF_WAIT_PANIC);
                     }
                     crate::reentry::may_wait_for_flight();
                     if waited || crate::worker::on_worker_thread() {
@@ -95,7 +95,7 @@ where
                         self.count(false);
                         return compute();
                     }
-                    let waiting = self.waiting.enter(&f);
+                    let waiting = self.waiting.enter(&f, opts);
                     self.waits.fetch_add(1, Ordering::Relaxed);
                     let v = f.wait();
                     // Left before the user's `Clone` runs: it may wait for a flight in turn.
