@@ -205,19 +205,22 @@ mod tests {
         });
         assert_eq!(c.sum(), [THREADS as u64 * ADDS, 0, THREADS as u64]);
 
+        // Joined, not scoped: `join` returns after the thread's thread-local destructors (the
+        // lease's return) have run; a scope may end before.
+        let c = std::sync::Arc::new(c);
         for _ in 0..4 * STRIPES {
-            std::thread::scope(|s| {
-                s.spawn(|| c.add(1));
-            });
+            let c = c.clone();
+            std::thread::spawn(move || c.add(1)).join().expect("a counting thread");
         }
-        let leased = std::thread::scope(|s| {
-            s.spawn(|| {
+        let leased = {
+            let c = c.clone();
+            std::thread::spawn(move || {
                 c.add(1);
                 lease::current() < STRIPES
             })
             .join()
             .expect("the counting thread")
-        });
+        };
         assert!(leased, "a thread started after the others exited got no lease");
         assert_eq!(c.sum()[1], 4 * STRIPES as u64 + 1);
     }
