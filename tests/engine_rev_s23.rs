@@ -1,7 +1,7 @@
 //! Review s23: lookups counted on per-thread striped counters (`engine/src/counters.rs`,
 //! commits 3e378a8 and 426a002). A thread leases one of 16 stripes for its lifetime (a global
 //! pool, given back by a thread-local destructor) and counts there with a relaxed load and
-//! store; threads beyond 16 count on a shared 17th stripe with `fetch_add`. The engine's hits
+//! store; threads beyond 16 count on 16 shared stripes with `fetch_add`. The engine's hits
 //! and misses and the memoizer's per-function hits, misses and waits use the same type
 //! (`memokit_engine::__Striped`), and so the same lease pool.
 //!
@@ -158,7 +158,7 @@ const TD_N: u64 = 500;
 
 thread_local! {
     /// Touched before the thread first counts: destroyed after the lease's guard (destructors
-    /// run in reverse order of registration), so it counts on the shared stripe.
+    /// run in reverse order of registration), so it counts on a shared stripe.
     static EARLY: AddOnDrop = const { AddOnDrop { i: 0, n: TD_N } };
     /// Touched after the thread first counts: destroyed before the guard, on the lease.
     static LATE: AddOnDrop = const { AddOnDrop { i: 1, n: TD_N } };

@@ -2,7 +2,7 @@
 //! thread-local teardown): lookups counted on per-thread striped counters (`engine/src/counters.rs`,
 //! commits 3e378a8 and 426a002). A thread leases one of 16 stripes for its lifetime (a global
 //! pool, given back by a thread-local destructor) and counts there with a relaxed load and
-//! store; threads beyond 16 count on a shared 17th stripe with `fetch_add`. The engine's hits
+//! store; threads beyond 16 count on 16 shared stripes with `fetch_add`. The engine's hits
 //! and misses and the memoizer's per-function hits, misses and waits use the same type
 //! (`memokit_engine::__Striped`), and so the same lease pool.
 //!

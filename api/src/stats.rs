@@ -2,8 +2,8 @@
 //!
 //! A hit must not touch a shared contended atomic, so each function counts its calls with the
 //! engine's striped counters: one cache-line-padded stripe per thread (up to 16 threads, then
-//! one shared stripe), written by its thread alone with a relaxed load and store (about a
-//! nanosecond, no read-modify-write); the shared stripe is written with `fetch_add`. No count
+//! 16 shared stripes), written by its thread alone with a relaxed load and store (about a
+//! nanosecond, no read-modify-write); the shared stripes are written with `fetch_add`. No count
 //! is lost either way, and `stats()` sums the stripes: every call that returned before
 //! `stats()` (in the happens-before sense, e.g. a joined thread) is counted.
 
@@ -100,7 +100,7 @@ mod tests {
     use std::sync::Barrier;
 
     /// Model: the sum of the stripes equals the number of calls, each in its own counter. Three
-    /// times as many threads as stripes (16) run at once, so most count on the shared stripe (and
+    /// times as many threads as stripes (16) run at once, so most count on the shared stripes (and
     /// a racing plain store there would lose counts); leased threads count on their own.
     #[test]
     fn every_count_is_kept_with_more_threads_than_stripes() {
