@@ -195,12 +195,14 @@ pub(crate) struct Slot<K, V> {
 pub(crate) type Flights<K, V> = hashbrown::HashTable<Slot<K, V>>;
 
 /// Drops the running computations `shutdown` or `clear` detached from a shard, outside every
-/// lock, as workers drop what they remove ([`crate::worker::drop_outside_now`]: each key and
+/// lock, as workers drop what they remove ([`crate::worker::drop_each`]: each key and
 /// each handle under a `catch_unwind` of its own). A key whose `Drop` panicked used to end the
 /// emptying there: `shutdown` left the shards after it full, their values found by lookups
 /// after it and after a second `shutdown` that waited for it (`tests/engine_rev_s18g.rs`).
-pub(crate) fn drop_detached<K, V>(flights: Flights<K, V>) {
-    crate::worker::drop_outside_now(flights.into_iter().map(|s| (s.key, s.flight)));
+/// `before` runs ahead of each key's and each handle's `Drop` (a first shutdown counts them:
+/// `engine::lifecycle`).
+pub(crate) fn drop_detached<K, V>(flights: Flights<K, V>, before: impl Fn()) {
+    crate::worker::drop_each(flights.into_iter().map(|s| (s.key, s.flight)), before);
 }
 
 crate::sync::thread_local! {

@@ -44,7 +44,7 @@ mod pace;
 
 use crate::shared::{Cell, Shared};
 use capacity::{apply_and_settle, settle};
-pub(crate) use clear::{clear, clear_for_stuck, ClearClaim};
+pub(crate) use clear::{clear_for_stuck, take_all, ClearClaim};
 use pace::Pace;
 
 /// Entries handled per write-lock hold during maintenance: a hold of a few microseconds, short
@@ -255,13 +255,9 @@ fn drop_outside<K: 'static, V: 'static>(
     drop_each(garbage, || session.next());
 }
 
-/// Drops the user's keys and values at once, each under a `catch_unwind` of its own.
-pub(crate) fn drop_outside_now<K, V>(garbage: impl IntoIterator<Item = (K, V)>) {
-    drop_each(garbage, || {});
-}
-
-/// [`drop_outside_now`], calling `before` ahead of each key's and each value's `Drop`.
-fn drop_each<K, V>(garbage: impl IntoIterator<Item = (K, V)>, before: impl Fn()) {
+/// Drops the user's keys and values at once, each under a `catch_unwind` of its own, calling
+/// `before` ahead of each key's and each value's `Drop`.
+pub(crate) fn drop_each<K, V>(garbage: impl IntoIterator<Item = (K, V)>, before: impl Fn()) {
     // A panicking `Drop` of a user's key or value must not kill the worker, nor abort the
     // process: each key and each value is dropped under a `catch_unwind` of its own (dropping
     // them all in one would drop the rest while unwinding from the first panic, and a second

@@ -328,7 +328,7 @@ where
             let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
             let flights = std::mem::take(&mut *fl);
             drop(fl);
-            crate::flight::drop_detached(flights);
+            crate::flight::drop_detached(flights, || {});
         }
         // A worker given up on has its shards emptied here (`worker::clear_for_stuck`).
         let s = self.shared();
@@ -350,7 +350,8 @@ where
     /// storing. A call while another is under way returns once that one has finished, or once
     /// that one has stayed in one key's or value's `Drop` for a second as it empties the
     /// engine (that `Drop` may wait for a lock of yours that this thread holds): this call then
-    /// empties what is left itself, so lookups miss after it all the same. It returns at once
+    /// takes what is left out of the engine, so lookups miss after it all the same, and leaves
+    /// it to the first call to drop (none of it is dropped on this thread). It returns at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and
     /// in a key's or value's `Drop` that a shutdown of any engine runs as it empties its
     /// shards, as the first may be waiting for that one. (From a weigher it panics: see

@@ -27,7 +27,7 @@
 //! | anywhere else | joined before the drop returns (but a worker that stays in one user `Drop` for a second meanwhile: left to end on its own, [`join_patiently`]) | before the drop returns, on this thread (but what such a worker was dropping: by it, once that `Drop` returns) |
 //! | last handle: a worker thread, or user code under a lock | joined by the first worker to stop, which then ends | by that worker, shortly after |
 //! | `shutdown` on a worker thread | joined by the first worker to stop, which then ends | before `shutdown` returns, on this thread |
-//! | a second `shutdown` while a first is under way | joined by the first; this call waits for it to finish (not on a worker thread, nor in a `Drop` a shutdown runs) | by the first; but once the first has stayed in one user `Drop` for a second as it empties the shards, this call empties what is left, on this thread, and returns |
+//! | a second `shutdown` while a first is under way | joined by the first; this call waits for it to finish (not on a worker thread, nor in a `Drop` a shutdown runs) | by the first; but once the first has stayed in one user `Drop` for a second as it empties the shards, this call takes what is left out of the shards (so lookups miss), leaves it to the first to drop once that `Drop` returns, and returns |
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,7 +37,8 @@ use crate::sync::thread::JoinHandle;
 use crate::sync::Mutex;
 
 use super::Inner;
-use crate::shared::Shared;
+use crate::flight::Flights;
+use crate::shared::{Cell, Shared};
 use crate::worker::{self, Command};
 
 /// An engine's thread handles, left by a drop of its last handle that may not wait, for the
@@ -95,8 +96,9 @@ impl Drop for ShuttingDown {
 /// or until the first has stayed in one key's or value's `Drop` for
 /// [`STUCK_PATIENCE`](crate::pending::STUCK_PATIENCE) as it empties the shards (that `Drop`
 /// may wait for a lock of the user's this caller holds: it waited for ever,
-/// `tests/engine_rev_s23b.rs`; this caller then empties the shards the first has not reached,
-/// so that lookups miss once it returns, and leaves the joins to the first),
+/// `tests/engine_rev_s23b.rs`; this caller then takes what is left out of the shards, so that
+/// lookups miss once it returns, and leaves the dropping and the joins to the first:
+/// `tests/engine_rev_s23d.rs`),
 /// except on a worker thread (of any engine, as for `flush`: the first may be joining that
 /// very thread) and on a thread running a first shutdown of any engine ([`SHUTTING_DOWN`]).
 /// From user code run under a lock, a weigher included, `Engine::shutdown` panics before it
@@ -109,8 +111,23 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
     if shared.shut_down.swap(true, Ordering::AcqRel) {
         let shutting_down = SHUTTING_DOWN.try_with(|n| n.get()).unwrap_or(0) > 0;
         if !worker::on_worker_thread() && !shutting_down && !first.wait_for_end() {
+            // Empties the shards the first has not reached, so that lookups miss once this
+            // returns, but drops nothing here: the stuck `Drop` may wait for a lock this
+            // thread holds, and so may every other value's (a pool's connections). The first
+            // drops what this took once it is done; if it finished meanwhile, this does.
             let _shutting_down = ShuttingDown::enter();
-            empty_shards(shared, None);
+            let mut taken = Taken::new();
+            for cell in shared.cells.iter() {
+                take_shard(shared, cell, &mut taken);
+            }
+            let mut handed = inner.handed_over.lock();
+            if handed.done {
+                drop(handed);
+                drop_taken(taken, None);
+            } else {
+                handed.taken.entries.append(&mut taken.entries);
+                handed.taken.flights.append(&mut taken.flights);
+            }
         }
         return;
     }
@@ -141,6 +158,13 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
         join_patiently(shared, threads);
     }
     empty_shards(shared, Some(first));
+    // What later calls took out of the shards while this one was stuck in a `Drop`.
+    let handed = {
+        let mut h = inner.handed_over.lock();
+        h.done = true;
+        std::mem::replace(&mut h.taken, Taken::new())
+    };
+    drop_taken(handed, Some(first));
 }
 
 /// Joins the engine's threads (its workers first, in order, then the clock thread), but not
@@ -207,17 +231,60 @@ fn join_all_but_this(threads: impl IntoIterator<Item = JoinHandle<()>>) {
     }
 }
 
-/// Empties every shard and detaches every computation, its threads stopped. The first
-/// shutdown counts the keys and values it drops in `watch` (its `first_shutdown`), so that a
-/// later call can tell one `Drop` that does not end from a slow emptying.
-fn empty_shards<K, V>(shared: &Shared<K, V>, watch: Option<&UserDrops>) {
+/// What emptying takes out of shards: their entries and pending stores, and their running
+/// computations (detached: their values go to the callers waiting, and are not stored).
+pub(crate) struct Taken<K, V> {
+    entries: Vec<(K, V)>,
+    flights: Vec<Flights<K, V>>,
+}
+
+impl<K, V> Taken<K, V> {
+    pub(crate) fn new() -> Self {
+        Taken { entries: Vec::new(), flights: Vec::new() }
+    }
+}
+
+/// What a later `shutdown` took out of the shards while the first was stuck in a user `Drop`,
+/// left for the first to drop once it has emptied the shards (`done` from then on).
+pub(crate) struct HandedOver<K, V> {
+    done: bool,
+    taken: Taken<K, V>,
+}
+
+impl<K, V> HandedOver<K, V> {
+    pub(crate) fn new() -> Self {
+        HandedOver { done: false, taken: Taken::new() }
+    }
+}
+
+/// Takes everything out of one shard (under its flights lock, then its write lock).
+fn take_shard<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>, into: &mut Taken<K, V>) {
+    let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
+    into.flights.push(std::mem::take(&mut *fl));
+    drop(fl);
+    into.entries.extend(worker::take_all(shared, cell));
+}
+
+/// Drops what emptying took, each key, value and computation handle under its own
+/// `catch_unwind`, counted in `watch` (the first shutdown's `first_shutdown`) if given: a
+/// later call can then tell one `Drop` that does not end from a slow emptying. The session is
+/// open only while dropping, not while the first waits for a lock (a wait for a shard's lock
+/// is not a stuck `Drop`: review s23d).
+fn drop_taken<K, V>(taken: Taken<K, V>, watch: Option<&UserDrops>) {
     let session = watch.map(UserDrops::enter_here);
     let next = || session.as_ref().map_or((), |s| s.next());
+    worker::drop_each(taken.entries, next);
+    for flights in taken.flights {
+        crate::flight::drop_detached(flights, next);
+    }
+}
+
+/// Empties every shard and detaches every computation, its threads stopped, dropping what it
+/// took on this thread, shard by shard (see [`drop_taken`] for `watch`).
+fn empty_shards<K, V>(shared: &Shared<K, V>, watch: Option<&UserDrops>) {
     for cell in shared.cells.iter() {
-        let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
-        let flights = std::mem::take(&mut *fl);
-        drop(fl);
-        worker::clear(shared, cell, next);
-        crate::flight::drop_detached(flights);
+        let mut taken = Taken::new();
+        take_shard(shared, cell, &mut taken);
+        drop_taken(taken, watch);
     }
 }

@@ -105,14 +105,8 @@ where
     }
 }
 
-/// Removes everything from one shard, pending operations included, and drops it on this
-/// thread, calling `before` ahead of each key's and value's `Drop`.
-pub(crate) fn clear<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>, before: impl Fn()) {
-    super::drop_each(take_all(shared, cell), before);
-}
-
 /// Empties one shard, pending operations included; returns what it held, to be dropped.
-fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
+pub(crate) fn take_all<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>) -> Vec<(K, V)> {
     take_locked(shared, cell, &mut write_lock(cell))
 }
 
