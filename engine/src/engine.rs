@@ -22,7 +22,7 @@ use crate::shared::Shared;
 mod admin;
 mod lifecycle;
 
-pub(crate) use lifecycle::{finish_left, HandedOver, Left};
+pub(crate) use lifecycle::{finish_left, take_what_is_left, Left, Taken};
 
 /// A bounded, concurrent, in-process cache with single flight, expiry and generations.
 ///
@@ -125,9 +125,9 @@ pub(crate) struct Inner<K, V> {
     /// and its session of user `Drop`s as it empties the shards. A later caller waits for its
     /// end with the patience it has with a worker in a `Drop` (`lifecycle::shutdown`).
     pub(crate) first_shutdown: UserDrops,
-    /// What a later `shutdown` took out of the shards for the first to drop
-    /// (`lifecycle::shutdown`).
-    pub(crate) handed_over: Mutex<lifecycle::HandedOver<K, V>>,
+    /// What a later `shutdown`, or a `clear`, took out of the shards while the first shutdown
+    /// was stuck in a user `Drop`, for that first to drop (`lifecycle::take_what_is_left`).
+    pub(crate) handed_over: Mutex<lifecycle::Taken<K, V>>,
 }
 
 /// Counters of an engine: hits and misses striped per thread, the others kept per shard by

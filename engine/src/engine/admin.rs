@@ -304,7 +304,9 @@ where
     /// worker's shards itself, and the worker drops what they held once that `Drop` returns;
     /// a value stored after `clear` returned is kept. Only a shard held meanwhile by a lookup
     /// running a key's `Eq` or a value's `Clone` that blocks for 50 ms is left to the worker,
-    /// its values found until that `Drop` returns). A key's or
+    /// its values found until that `Drop` returns). After a [`shutdown`](Engine::shutdown)
+    /// that is stuck in a key's or value's `Drop`, it takes out what that shutdown has not
+    /// emptied yet and leaves it to that shutdown to drop. A key's or
     /// value's `Drop` that panics meanwhile is caught, as on the workers, and the clearing goes
     /// on.
     ///
@@ -337,6 +339,11 @@ where
             |_, ack| Command::Clear(ack, claim.clone()),
             |w| worker::clear_for_stuck(s, w, &claim),
         );
+        if s.is_shut_down() {
+            // Its workers gone, a shutdown stuck in a `Drop` may not have emptied every shard
+            // yet (`tests/engine_rev_s23f.rs`): take what is left, for it to drop.
+            super::take_what_is_left(&self.inner);
+        }
     }
 
     /// Stops and joins the engine's threads now (dropping the last handle does the same; where
@@ -351,7 +358,8 @@ where
     /// that one has stayed in one key's or value's `Drop` for a second as it empties the
     /// engine (that `Drop` may wait for a lock of yours that this thread holds): this call then
     /// takes what is left out of the engine, so lookups miss after it all the same, and leaves
-    /// it to the first call to drop (none of it is dropped on this thread). It returns at once
+    /// it to the first call to drop (none of it is dropped on this thread; should the first
+    /// have finished in between, to the drop of the engine's last handle). It returns at once
     /// on a worker thread (in a key's or value's `Drop`), as the first may be joining it, and
     /// in a key's or value's `Drop` that a shutdown of any engine runs as it empties its
     /// shards, as the first may be waiting for that one. (From a weigher it panics: see

@@ -54,6 +54,9 @@ impl<K, V> Drop for Inner<K, V> {
         } else {
             shutdown(self);
         }
+        // What a `clear` or later `shutdown` took out after the first had dropped what was
+        // handed to it (a race), or after that first unwound.
+        drop_handed_over(self, None);
     }
 }
 
@@ -113,21 +116,9 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
         if !worker::on_worker_thread() && !shutting_down && !first.wait_for_end() {
             // Empties the shards the first has not reached, so that lookups miss once this
             // returns, but drops nothing here: the stuck `Drop` may wait for a lock this
-            // thread holds, and so may every other value's (a pool's connections). The first
-            // drops what this took once it is done; if it finished meanwhile, this does.
+            // thread holds, and so may every other value's (a pool's connections).
             let _shutting_down = ShuttingDown::enter();
-            let mut taken = Taken::new();
-            for cell in shared.cells.iter() {
-                take_shard(shared, cell, &mut taken);
-            }
-            let mut handed = inner.handed_over.lock();
-            if handed.done {
-                drop(handed);
-                drop_taken(taken, None);
-            } else {
-                handed.taken.entries.append(&mut taken.entries);
-                handed.taken.flights.append(&mut taken.flights);
-            }
+            take_what_is_left(inner);
         }
         return;
     }
@@ -159,12 +150,7 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
     }
     empty_shards(shared, Some(first));
     // What later calls took out of the shards while this one was stuck in a `Drop`.
-    let handed = {
-        let mut h = inner.handed_over.lock();
-        h.done = true;
-        std::mem::replace(&mut h.taken, Taken::new())
-    };
-    drop_taken(handed, Some(first));
+    drop_handed_over(inner, Some(first));
 }
 
 /// Joins the engine's threads (its workers first, in order, then the clock thread), but not
@@ -244,17 +230,28 @@ impl<K, V> Taken<K, V> {
     }
 }
 
-/// What a later `shutdown` took out of the shards while the first was stuck in a user `Drop`,
-/// left for the first to drop once it has emptied the shards (`done` from then on).
-pub(crate) struct HandedOver<K, V> {
-    done: bool,
-    taken: Taken<K, V>,
+/// Takes the entries left in the shards of an engine that is shut down (those a first
+/// shutdown stuck in a user `Drop` has not reached yet) and leaves them to be dropped by that
+/// first shutdown once it has emptied the shards, or, if it has already, by the drop of the
+/// last handle ([`Inner::handed_over`](super::Inner::handed_over)). Nothing is dropped on
+/// this thread: a later `shutdown` or a `clear` made while the first is stuck may hold a lock
+/// those `Drop`s wait for (`tests/engine_rev_s23d.rs`, `tests/engine_rev_s23f.rs`). Running
+/// computations are left alone: they store nothing now, and end by themselves.
+pub(crate) fn take_what_is_left<K, V>(inner: &Inner<K, V>) {
+    let shared = &*inner.shared;
+    let mut entries = Vec::new();
+    for cell in shared.cells.iter() {
+        entries.extend(worker::take_all(shared, cell));
+    }
+    if !entries.is_empty() {
+        inner.handed_over.lock().entries.append(&mut entries);
+    }
 }
 
-impl<K, V> HandedOver<K, V> {
-    pub(crate) fn new() -> Self {
-        HandedOver { done: false, taken: Taken::new() }
-    }
+/// Drops what [`take_what_is_left`] left in `inner` (see there), counted in `watch`.
+fn drop_handed_over<K, V>(inner: &Inner<K, V>, watch: Option<&UserDrops>) {
+    let handed = std::mem::replace(&mut *inner.handed_over.lock(), Taken::new());
+    drop_taken(handed, watch);
 }
 
 /// Takes everything out of one shard (under its flights lock, then its write lock).
