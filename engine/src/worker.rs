@@ -270,16 +270,22 @@ pub(crate) fn drop_each<K, V>(garbage: impl IntoIterator<Item = (K, V)>, before:
     }
 }
 
-/// Drops a caught panic's payload, whose own `Drop` may panic in turn: that second panic is
-/// caught too and its payload forgotten (it escaped here before, and ended a shutdown's
-/// emptying halfway: `tests/engine_rev_s23f.rs`).
+/// Drops a caught panic's payload, whose own `Drop` may panic in turn: that panic is caught
+/// too and its payload dropped the same way, up to [`PAYLOAD_LEVELS`] deep, then forgotten
+/// (a payload that panics for ever must not hold the thread). A panic of a payload's `Drop`
+/// escaped here before and ended a shutdown's emptying halfway (`tests/engine_rev_s23f.rs`);
+/// forgetting the first such payload leaked what it held (`tests/engine_rev_s23g.rs`).
 fn forget_panic(r: std::thread::Result<()>) {
-    if let Err(payload) = r {
-        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            std::mem::forget(again);
-        }
+    let mut next = r.err();
+    for _ in 0..PAYLOAD_LEVELS {
+        let Some(payload) = next.take() else { return };
+        next = catch_unwind(AssertUnwindSafe(move || drop(payload))).err();
     }
+    std::mem::forget(next);
 }
+
+/// How many payloads of panicking payload `Drop`s [`forget_panic`] drops before it forgets one.
+const PAYLOAD_LEVELS: usize = 8;
 
 /// `now + d`, or far in the future (about 34 years) when `d` is too large for an `Instant`
 /// (the builder refuses only a zero tick).
