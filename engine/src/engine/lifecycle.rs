@@ -117,7 +117,6 @@ pub(super) fn shutdown<K, V>(inner: &Inner<K, V>) {
             // Empties the shards the first has not reached, so that lookups miss once this
             // returns, but drops nothing here: the stuck `Drop` may wait for a lock this
             // thread holds, and so may every other value's (a pool's connections).
-            let _shutting_down = ShuttingDown::enter();
             take_what_is_left(inner);
         }
         return;
