@@ -16,10 +16,11 @@
 mod common;
 
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 
+use common::drop_log::DropCounts;
 use common::user_locks::{engine_of, UserLock, RETURN_LIMIT};
 use common::{no_hang, wait_until, wait_until_or, Gate};
 use memokit_engine::{Engine, Generation, InsertOptions};
@@ -36,9 +37,7 @@ type Hook = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Log {
     armed: AtomicBool,
-    drops: Vec<AtomicU32>,
-    /// The thread each id was (last) dropped on.
-    on: Mutex<Vec<Option<ThreadId>>>,
+    counts: DropCounts,
     /// The first armed drop waits for `g1`.
     stall_first: AtomicBool,
     g1: Gate,
@@ -67,16 +66,14 @@ impl Drop for Bomb {
 
 impl Log {
     fn new() -> Arc<Self> {
-        let (drops, on) = ((0..IDS).map(|_| AtomicU32::new(0)).collect(), vec![None; IDS]);
-        Arc::new(Log { drops, on: Mutex::new(on), ..Log::default() })
+        Arc::new(Log { counts: DropCounts::new(IDS), ..Log::default() })
     }
 
     fn on_drop(&self, id: usize) {
         if !self.armed.load(SeqCst) {
             return;
         }
-        self.drops[id].fetch_add(1, SeqCst);
-        self.on.lock().unwrap_or_else(|p| p.into_inner())[id] = Some(std::thread::current().id());
+        self.counts.record(id);
         let mut hook = self.hook.lock().unwrap_or_else(|p| p.into_inner());
         if hook.as_ref().is_some_and(|h| h.0 == id + 1 || h.0 == ANY) {
             let (_, run) = hook.take().expect("checked");
@@ -101,14 +98,12 @@ impl Log {
             panic!("value {id}'s Drop panics");
         }
     }
+}
 
-    fn dropped_on(&self, id: usize) -> Option<ThreadId> {
-        self.on.lock().unwrap_or_else(|p| p.into_inner())[id]
-    }
-
-    /// The (id, drops) of `ids` not dropped exactly once.
-    fn wrong(&self, ids: impl IntoIterator<Item = usize>) -> Vec<(usize, u32)> {
-        ids.into_iter().map(|i| (i, self.drops[i].load(SeqCst))).filter(|&(_, c)| c != 1).collect()
+impl std::ops::Deref for Log {
+    type Target = DropCounts;
+    fn deref(&self) -> &DropCounts {
+        &self.counts
     }
 }
 
@@ -325,7 +320,7 @@ fn a_drop_whose_panic_payload_panics_does_not_stop_the_emptying() {
         let first_panicked = spawn_shutdown(&engine).join().is_err();
         engine.shutdown();
         let left = found(&engine, 64);
-        let undropped: Vec<usize> = (0..64).filter(|&id| log.drops[id].load(SeqCst) == 0).collect();
+        let undropped: Vec<usize> = (0..64).filter(|&id| log.of(id) == 0).collect();
         drop(engine);
         let wrong_at_the_end = log.wrong(0..64);
         assert_eq!(
@@ -361,8 +356,7 @@ fn handed_over_values_some_panicking_are_dropped_once_by_the_first() {
         let (s, e) = (engine.stats(), &engine);
         let measures =
             (e.len(), e.is_empty(), s.entries, e.weighted_size(), e.generation_entries(g));
-        let early: Vec<usize> =
-            left.iter().copied().filter(|&id| log.drops[id].load(SeqCst) > 0).collect();
+        let early: Vec<usize> = left.iter().copied().filter(|&id| log.of(id) > 0).collect();
         log.g1.open();
         let first_result = first.join();
         let elsewhere: Vec<usize> =

@@ -19,10 +19,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
 
+use common::drop_log::DropCounts;
 use common::user_locks::{engine_of, RETURN_LIMIT};
 use common::{expect_panic, no_hang, wait_until, wait_until_or, Gate};
 use memokit_engine::{Engine, InsertOptions};
@@ -37,15 +37,13 @@ type Hook = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Log {
     armed: AtomicBool,
-    drops: Vec<AtomicU32>,
-    on: Mutex<Vec<Option<ThreadId>>>,
+    counts: DropCounts,
     hooks: Mutex<HashMap<usize, Hook>>,
 }
 
 impl Log {
     fn new() -> Arc<Self> {
-        let (drops, on) = ((0..IDS).map(|_| AtomicU32::new(0)).collect(), vec![None; IDS]);
-        Arc::new(Log { drops, on: Mutex::new(on), ..Log::default() })
+        Arc::new(Log { counts: DropCounts::new(IDS), ..Log::default() })
     }
 
     fn hook(&self, id: usize, h: impl FnOnce() + Send + 'static) {
@@ -56,8 +54,7 @@ impl Log {
         if !self.armed.load(SeqCst) {
             return;
         }
-        self.drops[id].fetch_add(1, SeqCst);
-        self.on.lock().unwrap_or_else(|p| p.into_inner())[id] = Some(std::thread::current().id());
+        self.counts.record(id);
         let hook = {
             let mut hooks = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
             hooks.remove(&id).or_else(|| hooks.remove(&ANY))
@@ -66,18 +63,12 @@ impl Log {
             h();
         }
     }
+}
 
-    fn total(&self) -> u32 {
-        self.drops.iter().map(|d| d.load(SeqCst)).sum()
-    }
-
-    /// The (id, drops) of `ids` not dropped exactly once.
-    fn wrong(&self, ids: impl IntoIterator<Item = usize>) -> Vec<(usize, u32)> {
-        ids.into_iter().map(|i| (i, self.drops[i].load(SeqCst))).filter(|&(_, c)| c != 1).collect()
-    }
-
-    fn dropped_on(&self, id: usize) -> Option<ThreadId> {
-        self.on.lock().unwrap_or_else(|p| p.into_inner())[id]
+impl std::ops::Deref for Log {
+    type Target = DropCounts;
+    fn deref(&self) -> &DropCounts {
+        &self.counts
     }
 }
 
@@ -293,12 +284,12 @@ fn a_worker_survives_a_drop_whose_panic_payload_panics() {
         log.armed.store(true, SeqCst);
         engine.remove(&3);
         engine.flush();
-        wait_until("value 3 dropped", || log.drops[3].load(SeqCst) == 1);
+        wait_until("value 3 dropped", || log.of(3) == 1);
         engine.insert(10, Val(10, Some(log.clone())));
         engine.remove(&5);
         engine.flush();
         assert_eq!(engine.get_map(&10, |v| v.0), Some(10), "a store after the panic applied");
-        wait_until("value 5 dropped by the worker", || log.drops[5].load(SeqCst) == 1);
+        wait_until("value 5 dropped by the worker", || log.of(5) == 1);
         assert_eq!(engine.len(), 7, "0..8 without 3 and 5, with 10");
         drop(engine);
         assert_eq!(log.wrong([0, 1, 2, 3, 4, 5, 6, 7, 10]), vec![]);
@@ -325,13 +316,13 @@ fn a_second_panic_payload_is_not_leaked() {
         log.armed.store(true, SeqCst);
         engine.remove(&1);
         engine.flush();
-        wait_until("value 1 dropped", || log.drops[1].load(SeqCst) == 1);
+        wait_until("value 1 dropped", || log.of(1) == 1);
         engine.insert(2, Val(2, Some(log.clone())));
         engine.flush();
         drop(engine);
         assert_eq!(log.wrong([1, 2]), vec![]);
         assert_eq!(
-            log.drops[50].load(SeqCst),
+            log.of(50),
             1,
             "the value carried by the payload of a panicking payload's Drop was never dropped \
              (leaked) after the last handle went"

@@ -353,7 +353,7 @@ where
             threads: Mutex::new(Vec::new()),
             stop_clock: Arc::new(AtomicBool::new(false)),
             first_shutdown: crate::pending::UserDrops::new(),
-            handed_over: crate::sync::Mutex::new(crate::engine::Taken::new()),
+            handed_over: crate::sync::Mutex::new(Vec::new()),
         };
         // From here on, dropping `inner` on an error stops what was started.
         for (i, rx) in rxs.into_iter().enumerate() {

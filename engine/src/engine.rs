@@ -22,7 +22,7 @@ use crate::shared::Shared;
 mod admin;
 mod lifecycle;
 
-pub(crate) use lifecycle::{finish_left, take_what_is_left, Left, Taken};
+pub(crate) use lifecycle::{finish_left, take_what_is_left, Left};
 
 /// A bounded, concurrent, in-process cache with single flight, expiry and generations.
 ///
@@ -127,7 +127,7 @@ pub(crate) struct Inner<K, V> {
     pub(crate) first_shutdown: UserDrops,
     /// What a later `shutdown`, or a `clear`, took out of the shards while the first shutdown
     /// was stuck in a user `Drop`, for that first to drop (`lifecycle::take_what_is_left`).
-    pub(crate) handed_over: Mutex<lifecycle::Taken<K, V>>,
+    pub(crate) handed_over: Mutex<Vec<(K, V)>>,
 }
 
 /// Counters of an engine: hits and misses striped per thread, the others kept per shard by

@@ -3,6 +3,7 @@
 //! Each test file includes this module with `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub(crate) mod drop_log;
 pub(crate) mod lookups;
 pub(crate) mod memo;
 pub(crate) mod user_locks;

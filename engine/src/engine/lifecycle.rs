@@ -37,8 +37,7 @@ use crate::sync::thread::JoinHandle;
 use crate::sync::Mutex;
 
 use super::Inner;
-use crate::flight::Flights;
-use crate::shared::{Cell, Shared};
+use crate::shared::Shared;
 use crate::worker::{self, Command};
 
 /// An engine's thread handles, left by a drop of its last handle that may not wait, for the
@@ -216,19 +215,6 @@ fn join_all_but_this(threads: impl IntoIterator<Item = JoinHandle<()>>) {
     }
 }
 
-/// What emptying takes out of shards: their entries and pending stores, and their running
-/// computations (detached: their values go to the callers waiting, and are not stored).
-pub(crate) struct Taken<K, V> {
-    entries: Vec<(K, V)>,
-    flights: Vec<Flights<K, V>>,
-}
-
-impl<K, V> Taken<K, V> {
-    pub(crate) fn new() -> Self {
-        Taken { entries: Vec::new(), flights: Vec::new() }
-    }
-}
-
 /// Takes the entries left in the shards of an engine that is shut down (those a first
 /// shutdown stuck in a user `Drop` has not reached yet) and leaves them to be dropped by that
 /// first shutdown once it has emptied the shards, or, if it has already, by the drop of the
@@ -243,44 +229,39 @@ pub(crate) fn take_what_is_left<K, V>(inner: &Inner<K, V>) {
         entries.extend(worker::take_all(shared, cell));
     }
     if !entries.is_empty() {
-        inner.handed_over.lock().entries.append(&mut entries);
+        inner.handed_over.lock().append(&mut entries);
     }
 }
 
 /// Drops what [`take_what_is_left`] left in `inner` (see there), counted in `watch`.
 fn drop_handed_over<K, V>(inner: &Inner<K, V>, watch: Option<&UserDrops>) {
-    let handed = std::mem::replace(&mut *inner.handed_over.lock(), Taken::new());
-    drop_taken(handed, watch);
+    let entries = std::mem::take(&mut *inner.handed_over.lock());
+    drop_counted(watch, |next| worker::drop_each(entries, next));
 }
 
-/// Takes everything out of one shard (under its flights lock, then its write lock).
-fn take_shard<K, V>(shared: &Shared<K, V>, cell: &Cell<K, V>, into: &mut Taken<K, V>) {
-    let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
-    into.flights.push(std::mem::take(&mut *fl));
-    drop(fl);
-    into.entries.extend(worker::take_all(shared, cell));
-}
-
-/// Drops what emptying took, each key, value and computation handle under its own
-/// `catch_unwind`, counted in `watch` (the first shutdown's `first_shutdown`) if given: a
-/// later call can then tell one `Drop` that does not end from a slow emptying. The session is
-/// open only while dropping, not while the first waits for a lock (a wait for a shard's lock
-/// is not a stuck `Drop`: review s23d).
-fn drop_taken<K, V>(taken: Taken<K, V>, watch: Option<&UserDrops>) {
+/// Runs `drops` (which drops keys, values and computation handles, each under its own
+/// `catch_unwind`, calling its argument ahead of each `Drop`), counting those drops in
+/// `watch` (the first shutdown's `first_shutdown`) if given: a later call can then tell one
+/// `Drop` that does not end from a slow emptying. The session is open only while dropping, not
+/// while the first waits for a lock (a wait for a shard's lock is not a stuck `Drop`: review
+/// s23d).
+fn drop_counted(watch: Option<&UserDrops>, drops: impl FnOnce(&dyn Fn())) {
     let session = watch.map(UserDrops::enter_here);
-    let next = || session.as_ref().map_or((), |s| s.next());
-    worker::drop_each(taken.entries, next);
-    for flights in taken.flights {
-        crate::flight::drop_detached(flights, next);
-    }
+    drops(&|| session.as_ref().map_or((), |s| s.next()));
 }
 
-/// Empties every shard and detaches every computation, its threads stopped, dropping what it
-/// took on this thread, shard by shard (see [`drop_taken`] for `watch`).
+/// Empties every shard and detaches every computation (their values go to the callers waiting
+/// and are not stored), its threads stopped, dropping what it took on this thread, shard by
+/// shard (see [`drop_counted`] for `watch`).
 fn empty_shards<K, V>(shared: &Shared<K, V>, watch: Option<&UserDrops>) {
     for cell in shared.cells.iter() {
-        let mut taken = Taken::new();
-        take_shard(shared, cell, &mut taken);
-        drop_taken(taken, watch);
+        let mut fl = crate::flight::FlightsGuard::lock(&cell.flights);
+        let flights = std::mem::take(&mut *fl);
+        drop(fl);
+        let entries = worker::take_all(shared, cell);
+        drop_counted(watch, |next| {
+            worker::drop_each(entries, next);
+            crate::flight::drop_detached(flights, next);
+        });
     }
 }
