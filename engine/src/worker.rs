@@ -515,10 +515,13 @@ fn apply_then<K: 'static, V: 'static>(
         cell.clear_pending_keys();
         cell.drained.notify_all();
     }
-    let mut garbage = Vec::new();
+    let b = &mut *batch;
+    // Room for what the batch displaces and, at capacity, one eviction per new key. Grown one
+    // push at a time from empty, its reallocations took ~10% of the worker's time under
+    // `get_or_insert_with` at capacity (`BENCHMARKS.md`, session 24).
+    let mut garbage = Vec::with_capacity(b.removes.len() + 2 * b.inserts.len());
     let before = core.weight();
     // Drained in place: the tables keep their capacity for a later batch.
-    let b = &mut *batch;
     for h in b.removes.drain(..) {
         core.remove_handle(h, &shared.gens, &mut garbage);
     }
