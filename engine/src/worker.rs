@@ -93,8 +93,9 @@ pub(crate) enum Command {
     /// this worker's shards cannot cover the excess, pass it back to the asker recorded in
     /// `Shared::settle_reply` (see `settle`).
     Settle,
-    /// Remove everything (unless the caller did: [`ClearClaim`]), then acknowledge.
-    Clear(Sender<usize>, ClearClaim),
+    /// Remove everything (unless the caller did: [`ClearClaim`]), then acknowledge. Boxed, so
+    /// that a `Command` is 24 bytes (see [`COMMAND_SIZE`]).
+    Clear(Box<(Sender<usize>, ClearClaim)>),
     /// Drop these keys and values, which a caller took out of this worker's shards
     /// ([`clear_for_stuck`]), calling the argument ahead of each `Drop`.
     DropLater(DropLater),
@@ -102,6 +103,16 @@ pub(crate) enum Command {
     /// wait, for the first worker to read this to join (`crate::engine::finish_left`).
     Shutdown(Option<crate::engine::Left>),
 }
+
+/// The size a [`Command`] keeps to: the mailboxes are crossbeam's unbounded list channels,
+/// which allocate their slots 31 at a time, on a caller's store of a new key (`Work`). At 24
+/// bytes a block of slots is 1,000 bytes, an allocation glibc serves from its small bins; at
+/// 40 (`Clear` unboxed) it was 1,496, a large-bin request, for which glibc first consolidates
+/// the calling thread's fast bins: 1.3% of all samples of `get_or_insert_with` at capacity
+/// (`BENCHMARKS.md`, session 24).
+pub(crate) const COMMAND_SIZE: usize = 24;
+#[cfg(not(memokit_shuttle))]
+const _: () = assert!(std::mem::size_of::<Command>() <= COMMAND_SIZE);
 
 /// Dropped as worker `.1` ends: flags a death by panic, and records the end for a shutdown
 /// waiting for it ([`crate::pending::UserDrops::wait_for_end`]).
@@ -407,7 +418,8 @@ fn serve<K: 'static, V: 'static>(
             maintain(shared, me, mine, cursor, Budget::Entries(TICK_BUDGET));
             let _ = ack.send(me);
         }
-        Command::Clear(ack, claim) => {
+        Command::Clear(request) => {
+            let (ack, claim) = *request;
             // Each shard the caller has not emptied already (`clear`). Every shard emptied
             // before anything they held is dropped: a caller that stops waiting for this
             // worker while a `Drop` here waits for a lock of the caller's

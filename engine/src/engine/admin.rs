@@ -336,7 +336,7 @@ where
         let s = self.shared();
         let claim = worker::ClearClaim::new(s.cells.len());
         self.broadcast(
-            |_, ack| Command::Clear(ack, claim.clone()),
+            |_, ack| Command::Clear(Box::new((ack, claim.clone()))),
             |w| worker::clear_for_stuck(s, w, &claim),
         );
         if s.is_shut_down() {
