@@ -517,10 +517,11 @@ impl Clone for PanicClone {
     }
 }
 
-/// A computation whose value's `Clone` panics (for its waiters, or for the store) abandons its
-/// flight like a panicking computation: later callers compute again instead of joining a
-/// finished flight for good (the store's clone, for one commit of session 6) or hanging (the
-/// waiters' clone, before). Both found by a review.
+/// A computation whose value's `Clone` panics for the store abandons its flight like a
+/// panicking computation: later callers compute again instead of joining a finished flight
+/// for good (for one commit of session 6; found by a review). With nobody waiting, that clone
+/// is the only one: the leader clones its value for waiters only when some caller waits
+/// (session 24), so a value whose second clone would panic is stored and returned.
 #[test]
 fn a_panicking_clone_of_a_computed_value_leaves_no_flight_behind() {
     for clones_before_panic in [1, 2] {
@@ -532,7 +533,17 @@ fn a_panicking_clone_of_a_computed_value_leaves_no_flight_behind() {
                 PanicClone(1, Arc::new(AtomicUsize::new(clones_before_panic)))
             })
         }));
-        assert!(first.is_err(), "the clone's panic reaches the caller");
+        assert_eq!(
+            first.is_err(),
+            clones_before_panic == 1,
+            "the store's clone panics and reaches the caller; no second clone without a waiter"
+        );
+        if clones_before_panic == 2 {
+            // Stored; its next clone (a hit) would panic: removed before looking again.
+            e.flush();
+            assert_eq!(e.len(), 1, "the value was stored");
+            e.remove(&1);
+        }
         let e2 = e.clone();
         let (computed, v) = no_hang("a later caller on another thread", move || {
             let computed = AtomicBool::new(false);
@@ -545,4 +556,43 @@ fn a_panicking_clone_of_a_computed_value_leaves_no_flight_behind() {
         assert!(computed && v == 2, "joined an orphaned flight: got {v}");
         e.validate().unwrap();
     }
+}
+
+/// The same with a caller waiting: the leader's value is stored (its first clone), then its
+/// clone for the waiters panics. The flight is abandoned: the waiter wakes instead of hanging,
+/// and finds the stored value; the panic reaches the leader's caller.
+#[test]
+fn a_panicking_clone_for_the_waiters_wakes_them() {
+    let e: Engine<u64, PanicClone> =
+        Engine::builder().max_capacity(100).shards(1).build().expect("build");
+    let (leader_e, waiter_e) = (e.clone(), e.clone());
+    let (v, leader_panicked) = no_hang("a waiter of a leader whose clone panics", move || {
+        let computing = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let leader = s.spawn(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    leader_e.get_or_insert_with(1, || {
+                        computing.store(true, Ordering::SeqCst);
+                        // Until the other caller waits for this computation.
+                        while leader_e.stats().single_flight_waits == 0 {
+                            std::thread::yield_now();
+                        }
+                        PanicClone(1, Arc::new(AtomicUsize::new(2)))
+                    })
+                }))
+                .is_err()
+            });
+            // Only once the leader has registered its flight.
+            while !computing.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            let v = waiter_e
+                .get_or_insert_with(1, || PanicClone(9, Arc::new(AtomicUsize::new(usize::MAX))));
+            (v.0, leader.join().expect("the leader's thread"))
+        })
+    });
+    assert!(leader_panicked, "the waiters' clone panics and reaches the leader's caller");
+    assert_eq!(v, 1, "the waiter finds the stored value");
+    assert_eq!(e.get(&1).map(|v| v.0), Some(1));
+    e.validate().unwrap();
 }

@@ -4,7 +4,8 @@
 //! the same live generations and waits for its value, or registers its own and leads it:
 //! computes (without any lock), stores the value and removes the flight within one hold of the
 //! flights lock (so a caller that finds no flight finds the value), then hands the value to the
-//! waiters. A computation that fails or panics is abandoned: its waiters wake and retry, and
+//! waiters, if any. A computation that fails or panics (or whose store or waiters' copy
+//! panics in the user's `Eq`, weigher or `Clone`) is abandoned: its waiters wake and retry, and
 //! nothing stays registered. A retrying waiter waits for no other computation: the first to
 //! find no flight leads one (and stores its value), the others compute for themselves and store
 //! nothing, so a caller waits for at most one computation it did not start (they queued behind
@@ -14,8 +15,9 @@
 //! worker thread (a user's `Drop` there) that finds its key being computed: it never waits for
 //! another thread's computation, whose leader may be waiting for that worker.
 //!
-//! Cost, on a miss: the flights lock twice, one flight allocation, the store of
-//! [`super::store`]; a waiter records the flight it waits for (to refuse a wait that closes
+//! Cost, on a miss: the flights lock twice, one flight allocation, one clone of the value for
+//! the store of [`super::store`] (a second clone, and the flight's state lock, only when some
+//! caller waits for the value); a waiter records the flight it waits for (to refuse a wait that closes
 //! a cycle of threads, `crate::flight::Waits`) and blocks on the flight's condition variable.
 
 use std::hash::Hash;
@@ -165,24 +167,11 @@ where
         }
         let guard = Abandon { cell, hash, flight: &flight };
         drop(stale);
-        // On `Err` or a panic, of the computation or of the user's `Clone`s below, the guard
-        // abandons the flight.
+        // On `Err` or a panic, of the computation, of the store below (the user's `Eq` or
+        // weigher) or of the user's `Clone`s, the guard abandons the flight: its waiters
+        // retry.
         let v = compute()?;
-        let for_waiters = v.clone();
         let mut to_store = opts.stores().then(|| v.clone());
-        std::mem::forget(guard);
-        // Store first, then wake the waiters, so a waiter that reads the key back finds the
-        // value. If the store panics (the user's `Eq` or weigher), the guard still hands the
-        // value to the waiters.
-        struct Complete<'a, V: Clone>(&'a Flight<V>, Option<V>);
-        impl<V: Clone> Drop for Complete<'_, V> {
-            fn drop(&mut self) {
-                if let Some(v) = self.1.take() {
-                    self.0.complete(v);
-                }
-            }
-        }
-        let complete = Complete(&flight, Some(for_waiters));
         // The user's keys and values left over are dropped after the lock (declared first, so
         // even when unwinding: `kv`, the key and value being stored, when the user's `Eq` or
         // weigher panics in the store; see `Shared::store`).
@@ -200,7 +189,16 @@ where
             }
         }
         drop(fl);
-        drop(complete);
+        // Stored first, then handed to the waiters, so a waiter that reads the key back finds
+        // the value. A waiter holds a handle of the flight from before it was taken out of the
+        // table (under the flights lock, held above) until it has its value: with no handle
+        // but this one left, nobody waits and nobody can join, so the value is neither cloned
+        // for them nor published (most computations; a cost of every miss before).
+        let for_waiters = (Arc::strong_count(&flight) > 1).then(|| v.clone());
+        std::mem::forget(guard);
+        if let Some(w) = for_waiters {
+            flight.complete(w);
+        }
         drop((unstored, to_store, kv));
         if let Some(stored) = leftovers {
             self.finish(hash, stored);
