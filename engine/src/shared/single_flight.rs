@@ -185,7 +185,9 @@ where
                     kv = Some((slot.key, value));
                     leftovers = Some(self.store(&mut kv, hash, opts, false));
                 }
-                None => unstored = Some(slot),
+                // Only the key is kept (dropped after the lock): the slot's handle of the
+                // flight goes here, so that it is not counted as a waiter's below.
+                None => unstored = Some(slot.key),
             }
         }
         drop(fl);
@@ -193,15 +195,32 @@ where
         // the value. A waiter holds a handle of the flight from before it was taken out of the
         // table (under the flights lock, held above) until it has its value: with no handle
         // but this one left, nobody waits and nobody can join, so the value is neither cloned
-        // for them nor published (most computations; a cost of every miss before).
-        let for_waiters = (Arc::strong_count(&flight) > 1).then(|| v.clone());
-        std::mem::forget(guard);
-        if let Some(w) = for_waiters {
-            flight.complete(w);
-        }
+        // for them nor published (most computations; a cost of every miss before). The
+        // waiters' clone is caught if it panics: what the store displaced is then still
+        // dropped by `finish`, after the guard has woken the waiters, not while unwinding.
+        let for_waiters = (Arc::strong_count(&flight) > 1)
+            .then(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.clone())));
+        let panicked = match for_waiters {
+            Some(Ok(w)) => {
+                std::mem::forget(guard);
+                flight.complete(w);
+                None
+            }
+            Some(Err(payload)) => {
+                drop(guard);
+                Some(payload)
+            }
+            None => {
+                std::mem::forget(guard);
+                None
+            }
+        };
         drop((unstored, to_store, kv));
         if let Some(stored) = leftovers {
             self.finish(hash, stored);
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
         }
         Ok(v)
     }
