@@ -81,7 +81,7 @@ impl<V: Clone> Flight<V> {
             value: OnceLock::new(),
             finished: AtomicBool::new(false),
             cv: Condvar::new(),
-            leader: crate::sync::thread::current().id(),
+            leader: crate::sync::current_thread_id(),
             gens,
         })
     }
@@ -144,7 +144,7 @@ impl<V: Clone> Waits<V> {
     /// With [`WAIT_CYCLE_PANIC`] when `flight`'s leader waits, directly or through other threads'
     /// flights, for a flight this thread leads: the wait would never end.
     pub(crate) fn enter(&self, flight: &Arc<Flight<V>>, opts: &InsertOptions) -> Waiting<'_, V> {
-        let me = crate::sync::thread::current().id();
+        let me = crate::sync::current_thread_id();
         let mut waits = self.0.lock();
         // Each thread waits for one flight at a time: the chain has at most one step per
         // entry, and ends at a flight that has finished (this one included: its leader may

@@ -67,6 +67,17 @@ mod real {
         RwLockWriteGuard::unlock_fair(guard);
     }
 
+    /// This thread's id, kept in a thread-local: `thread::current()` clones a handle of the
+    /// thread (two atomic operations on every miss that leads a computation). `ThreadId` has
+    /// no `Drop`, so this works in any thread-local's destructor too.
+    #[inline]
+    pub(crate) fn current_thread_id() -> thread::ThreadId {
+        thread_local! {
+            static ID: thread::ThreadId = thread::current().id();
+        }
+        ID.with(|id| *id)
+    }
+
     /// A write lock within `d`, queued (new readers wait meanwhile), or `None`.
     pub(crate) fn try_write_for<T>(
         lock: &RwLock<T>,
@@ -94,6 +105,11 @@ mod model {
     pub(crate) use shuttle::sync::{RwLockReadGuard, RwLockWriteGuard};
     pub(crate) use shuttle::thread;
     pub(crate) use shuttle::thread_local;
+
+    /// This thread's id (the real build keeps it in a thread-local).
+    pub(crate) fn current_thread_id() -> thread::ThreadId {
+        thread::current().id()
+    }
 
     /// parking_lot has no poisoning: a lock whose holder panicked is simply free again.
     fn unpoison<G>(r: Result<G, PoisonError<G>>) -> G {

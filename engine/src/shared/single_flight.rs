@@ -78,7 +78,7 @@ where
             match running {
                 Some(f) if f.gens == gens && gens_live(&gens, &self.gens) => {
                     drop(fl);
-                    if f.leader == crate::sync::thread::current().id() {
+                    if f.leader == crate::sync::current_thread_id() {
                         opts.deadlock_panic(SELF_WAIT_PANIC);
                     }
                     crate::reentry::may_wait_for_flight();
