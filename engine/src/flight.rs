@@ -19,6 +19,9 @@
 //! Waiting is the only blocking operation: [`Flight::wait`] parks on a condition variable. The
 //! state machine (`Running` → `Done(v)` | `Abandoned`) is independent of how one waits, so an
 //! async adapter can add a waker list next to the condition variable without a second engine.
+//! A flight nobody waits for is never completed: its leader, holding the only handle once the
+//! flight is out of the table, keeps its value (waiters hold handles; see
+//! `crate::shared::single_flight`), so most computations clone their value once, for the store.
 //! A leader that panics or returns an error abandons the flight: waiters wake and retry, without
 //! waiting again (one of them leads a new flight, the others compute for themselves). Joining a flight led by the current thread would deadlock, so
 //! it panics with a message instead ([`SELF_WAIT_PANIC`]).
