@@ -37,7 +37,8 @@
 //! workloads with the caches taking turns instead (see `common::run_paired`): better ratios, no
 //! criterion. Each turn runs chunks of ~10 ms, each ended by the cache's sync;
 //! `MEMOKIT_BENCH_CHUNK_MS=100` measures a longer sustained load between syncs (memokit's
-//! `get_or_insert_with` ratio drops by about a fifth there: `BENCHMARKS.md`, session 21).
+//! `get_or_insert_with` ratio dropped by about a fifth there on the AMD machine of session 21,
+//! not on the Intel machine of session 24; its 95/5 and 50/50 ratios rose: `BENCHMARKS.md`).
 //! `MEMOKIT_BENCH_ONLY=hit_1t` runs only the groups whose name contains `hit_1t`;
 //! `MEMOKIT_BENCH_CACHES=memokit` only the caches whose name contains `memokit` (to profile;
 //! `memokit|quick` keeps those whose name contains either).
