@@ -201,6 +201,19 @@ fn a_miss_that_stores_nothing_clones_nothing_without_waiters() {
     );
 }
 
+/// At capacity 0 (a way to switch caching off) a miss clones its value for no store (found by
+/// review s24b: it cloned it once, for a store that could not happen; failed before).
+#[test]
+fn a_miss_at_capacity_zero_clones_nothing() {
+    let e: E = Engine::builder().max_capacity(0).shards(1).build().expect("build");
+    let c = Arc::new(AtomicUsize::new(0));
+    assert_eq!(e.get_or_insert_with(1, || Counted::new(1, &c)).id, 1);
+    assert_eq!(c.load(Ordering::SeqCst), 0, "cloned for a store at capacity 0");
+    e.flush();
+    assert!(e.get(&1).is_none());
+    assert_eq!(c.load(Ordering::SeqCst), 0);
+}
+
 /// A store whose weigher panics abandons the flight: the leader's caller gets the panic, the
 /// waiter wakes (no hang), finds nothing stored, leads a computation of its own and stores it.
 #[test]

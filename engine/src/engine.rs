@@ -367,7 +367,7 @@ where
         self.shared().get(key, read)
     }
 
-    /// Whether a value is visible for `key` (counts as a lookup).
+    /// Whether a value is visible for `key` (counts as a lookup; the value is not cloned).
     ///
     /// ```
     /// use memokit_engine::Engine;
@@ -379,9 +379,9 @@ where
     /// ```
     ///
     /// # Panics
-    /// As [`get`](Engine::get).
+    /// As [`get`](Engine::get), without the value's `Clone`.
     pub fn contains_key<Q: ?Sized + Hash + Equivalent<K>>(&self, key: &Q) -> bool {
-        self.get(key).is_some()
+        self.shared().get(key, |_| ()).is_some()
     }
 
     /// Hides the value of `key` at once and drops it; detaches a computation of `key` that is

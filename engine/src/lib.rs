@@ -83,8 +83,11 @@
 //!   any lookup of the shard whose value is being replaced in place. Those panic;
 //!   A weigher's lookups work, of its own engine too;
 //! - a store, remove or computation of the same engine works from code run under a read
-//!   lock only (a hit: the value's `Clone`, `get_map`'s `read`, the key's `Eq` in that probe)
-//!   and panics from the others, the weigher included; of another engine, it works;
+//!   lock only (a hit in the shard's table: the value's `Clone`, `get_map`'s `read`, the key's
+//!   `Eq` in that probe) and panics from the others, the weigher included; of another engine,
+//!   it works. The same `Clone` or `read` runs under the pending table's lock when the hit is
+//!   on a value still being handed to the worker (just stored), so a store from it works or
+//!   panics depending on the worker's timing: do not store into the engine from them;
 //! - waiting for a computation another thread runs (a `get_or_insert_with` of a key being
 //!   computed) panics from any such code, of any engine, the weigher included: that thread's
 //!   store of the value reads the shard, behind a worker waiting to write it, behind the read

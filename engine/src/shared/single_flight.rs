@@ -171,7 +171,8 @@ where
         // weigher) or of the user's `Clone`s, the guard abandons the flight: its waiters
         // retry.
         let v = compute()?;
-        let mut to_store = opts.stores().then(|| v.clone());
+        // Nothing is stored at capacity 0 (a way to switch caching off): no clone for it.
+        let mut to_store = (opts.stores() && self.capacity > 0).then(|| v.clone());
         // The user's keys and values left over are dropped after the lock (declared first, so
         // even when unwinding: `kv`, the key and value being stored, when the user's `Eq` or
         // weigher panics in the store; see `Shared::store`).
