@@ -52,10 +52,10 @@ use std::cell::{Cell, RefCell};
 pub(crate) const REENTRANT_USER_CODE: &str = "memokit: user code that the engine runs while \
 it holds a lock (a key's `Eq` or `Equivalent`, a value's `Clone` or `get_map`'s `read` during \
 a lookup, which runs under the pending table's lock while the value is still being handed to \
-the worker, `to_owned`, or a weigher) called back into the engine to store, remove, compute, look up through a lock, \
-flush, clear, run maintenance, shut down or wait for another thread's computation; that call \
-would wait for the lock its own caller holds, so it panics instead. Such code should only \
-compare, clone, convert or weigh";
+the worker, `to_owned`, or a weigher) called back into the engine to store, remove, compute, \
+look up through a lock, flush, clear, run maintenance, shut down or wait for another thread's \
+computation; that call would wait for the lock its own caller holds, so it panics instead. \
+Such code should only compare, clone, convert or weigh";
 
 /// Marks recorded inline per thread; deeper nesting (user code of one engine calling into
 /// another's, eight deep) goes to a vector.

@@ -17,8 +17,9 @@
 //!
 //! Cost, on a miss: the flights lock twice, one flight allocation, one clone of the value for
 //! the store of [`super::store`] (a second clone, and the flight's state lock, only when some
-//! caller waits for the value); a waiter records the flight it waits for (to refuse a wait that closes
-//! a cycle of threads, `crate::flight::Waits`) and blocks on the flight's condition variable.
+//! caller waits for the value); a waiter records the flight it waits for (to refuse a wait
+//! that closes a cycle of threads, `crate::flight::Waits`) and blocks on the flight's
+//! condition variable.
 
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
