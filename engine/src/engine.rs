@@ -410,9 +410,10 @@ where
     /// The value of `key`, computing and storing it on a miss; concurrent callers for the same
     /// key wait for one computation.
     ///
-    /// A hit clones the stored value once. A miss clones the computed value once, for the
-    /// store, and once more only if other callers wait for it (each waiter then clones its
-    /// own copy); the caller that computed gets the value itself.
+    /// A hit clones the stored value once. A miss clones the computed value once for the
+    /// store (not when nothing is stored: capacity 0, a zero TTL), and once more only if other
+    /// callers wait for it (each waiter then clones its own copy); the caller that computed
+    /// gets the value itself.
     ///
     /// # Panics
     /// Propagates a panic of `compute` (waiting callers then retry, each waiting for no other
