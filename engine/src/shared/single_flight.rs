@@ -202,19 +202,17 @@ where
         // dropped by `finish`, after the guard has woken the waiters, not while unwinding.
         let for_waiters = (Arc::strong_count(&flight) > 1)
             .then(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.clone())));
-        let panicked = match for_waiters {
-            Some(Ok(w)) => {
+        let panicked = match for_waiters.transpose() {
+            Ok(copy) => {
                 std::mem::forget(guard);
-                flight.complete(w);
+                if let Some(w) = copy {
+                    flight.complete(w);
+                }
                 None
             }
-            Some(Err(payload)) => {
+            Err(payload) => {
                 drop(guard);
                 Some(payload)
-            }
-            None => {
-                std::mem::forget(guard);
-                None
             }
         };
         drop((unstored, to_store, kv));
