@@ -170,6 +170,16 @@ impl Links {
         self.get_mut(kind, head).prev = i;
     }
 
+    /// Puts detached node `i` at the front of `list`.
+    pub(crate) fn push_front(&mut self, kind: Kind, list: List, i: u32) {
+        debug_assert!(!self.is_linked(kind, i));
+        let head = list.0;
+        let first = self.get(kind, head).next;
+        *self.get_mut(kind, i) = Link { prev: head, next: first };
+        self.get_mut(kind, first).prev = i;
+        self.get_mut(kind, head).next = i;
+    }
+
     /// Unlinks node `i` from whatever list of this kind it is in; a detached node is left alone.
     pub(crate) fn unlink(&mut self, kind: Kind, i: u32) {
         let Link { prev, next } = self.get(kind, i);

@@ -271,6 +271,41 @@ impl Policy {
         }
     }
 
+    /// Takes victim `i` (named by [`Policy::victim`]) out of its queue without removing it
+    /// from the shard, so that the next victim can be chosen before deciding whether `i` is
+    /// evicted ([`Policy::put_back`] either way).
+    pub(crate) fn set_aside(&mut self, links: &mut Links, i: u32, e: &Meta, weight: u32) {
+        self.on_remove(links, i, e, weight);
+    }
+
+    /// Links a victim set aside back at the front of its queue: the next to be considered
+    /// again. `kept`: it stays (its ghost fingerprint, left by [`Policy::victim`], is taken
+    /// back); otherwise it is about to be evicted ([`Policy::on_remove`]) and the fingerprint
+    /// stays.
+    pub(crate) fn put_back(
+        &mut self,
+        links: &mut Links,
+        i: u32,
+        e: &Meta,
+        weight: u32,
+        kept: bool,
+    ) {
+        let list = match e.queue {
+            Queue::Small => {
+                self.small_weight += u64::from(weight);
+                self.small
+            }
+            Queue::Main => {
+                self.main_weight += u64::from(weight);
+                self.main
+            }
+        };
+        links.push_front(Kind::Queue, list, i);
+        if kept {
+            self.ghost.take(e.slot_hash());
+        }
+    }
+
     /// An entry that stays where it is changes weight (a store replacing it in place).
     pub(crate) fn reweigh(&mut self, e: &Meta, old: u32, new: u32) {
         let queue = match e.queue {

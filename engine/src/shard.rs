@@ -446,8 +446,32 @@ impl<K, V> Shard<K, V> {
         Some((i, u64::from(self.weights.get(i))))
     }
 
-    /// Evicts slot `idx` (a victim named by [`Shard::victim`]); returns the weight freed.
+    /// Takes victim `idx` (named by [`Shard::victim`]) out of the policy's queues, so that
+    /// more victims can be chosen before deciding about this one. [`Shard::keep`] or
+    /// [`Shard::evict`] must follow within the same hold of the write lock: until then the
+    /// entry is resident (and readable) but in no queue, and [`Shard::validate`] fails.
+    pub(crate) fn set_aside(&mut self, idx: u32) {
+        self.policy.set_aside(
+            &mut self.links,
+            idx,
+            &self.metas[idx as usize],
+            self.weights.get(idx),
+        );
+    }
+
+    /// Keeps a victim set aside: back at the front of its queue, the next the policy considers.
+    pub(crate) fn keep(&mut self, idx: u32) {
+        let (m, w) = (&self.metas[idx as usize], self.weights.get(idx));
+        self.policy.put_back(&mut self.links, idx, m, w, true);
+    }
+
+    /// Evicts slot `idx` (a victim named by [`Shard::victim`], set aside or not); returns the
+    /// weight freed.
     pub(crate) fn evict(&mut self, idx: u32, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
+        let aside = self.metas.get(idx as usize).filter(|m| m.occupied);
+        if let Some(m) = aside.filter(|_| !self.links.is_linked(Kind::Queue, idx)) {
+            self.policy.put_back(&mut self.links, idx, m, self.weights.get(idx), false);
+        }
         self.remove_idx(idx, Cause::Evicted, reg, garbage)
     }
 

@@ -105,3 +105,32 @@ fn stale_handle_is_refused_after_the_reuse_count_wraps() {
     s.remove_handle(h, &reg, &mut garbage);
     assert_eq!(s.len(), 1);
 }
+
+#[test]
+fn victims_set_aside_are_kept_at_the_front_or_evicted() {
+    let reg = Registry::new();
+    let mut garbage = Vec::new();
+    let mut s = Shard::<u64, u64>::new(8, 10, 0);
+    for k in 0..8 {
+        s.insert(store(k, k, NEVER, [0; 2], k as u32 + 1), None, &reg, &mut garbage);
+    }
+    let weight = s.weight();
+    // Three victims in the policy's order, each set aside before the next is chosen.
+    let mut chosen = Vec::new();
+    for _ in 0..3 {
+        let (i, w) = s.victim().unwrap();
+        assert!(!chosen.contains(&(i, w)), "{i} chosen twice");
+        s.set_aside(i);
+        chosen.push((i, w));
+    }
+    let [(a, wa), (b, wb), (c, wc)] = chosen[..] else { unreachable!() };
+    s.keep(b);
+    assert_eq!(s.evict(a, &reg, &mut garbage), wa);
+    assert_eq!(s.evict(c, &reg, &mut garbage), wc);
+    s.validate().unwrap();
+    assert_eq!((s.len(), s.weight()), (6, weight - wa - wc));
+    assert_eq!(s.counts.evictions, 2);
+    // The kept victim is the next one considered.
+    assert_eq!(s.victim(), Some((b, wb)));
+    assert_eq!(garbage.len(), 2);
+}

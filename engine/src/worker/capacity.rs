@@ -69,22 +69,45 @@ pub(super) fn apply_and_settle<K: 'static, V: 'static>(
 /// weight (the victim that reaches it included). Each victim's weight is reserved with a
 /// compare-and-swap that succeeds only while the engine is over capacity, so two workers
 /// never both evict for the same excess.
+///
+/// With a weigher, victims are set aside until the excess is covered, and then each one that
+/// fits back under the capacity stays, the last chosen first: a heavy victim (often the
+/// newcomer that caused the excess) may cover more than the excess left by lighter ones
+/// chosen before it, and those are not lost for nothing. Unweighted, every victim frees
+/// exactly what was still over, so each is evicted at once. An entry weighing 0 is evicted as
+/// chosen (keeping it would free nothing and it would be chosen again).
 fn evict_while_over<K, V>(
     shared: &Shared<K, V>,
     core: &mut Shard<K, V>,
     garbage: &mut Vec<(K, V)>,
     mut quota: u64,
 ) {
+    let mut aside = Vec::new();
     while quota > 0 && shared.weight.load(Ordering::Acquire) > shared.capacity {
-        let Some((idx, w)) = core.victim() else { return };
+        let Some((idx, w)) = core.victim() else { break };
         let reserved = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
             (total > shared.capacity).then(|| total - w)
         });
         if reserved.is_err() {
-            return;
+            break;
         }
-        core.evict(idx, &shared.gens, garbage);
+        if shared.weigher.is_some() && w > 0 {
+            core.set_aside(idx);
+            aside.push((idx, w));
+        } else {
+            core.evict(idx, &shared.gens, garbage);
+        }
         quota = quota.saturating_sub(w.max(1));
+    }
+    for (idx, w) in aside.into_iter().rev() {
+        let room = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |total| {
+            total.checked_add(w).filter(|&t| t <= shared.capacity)
+        });
+        if room.is_ok() {
+            core.keep(idx);
+        } else {
+            core.evict(idx, &shared.gens, garbage);
+        }
     }
 }
 
