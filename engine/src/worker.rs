@@ -489,15 +489,16 @@ fn drain<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, mine: &[usize
 }
 
 /// Applies a shard's pending operations in one batch, then runs `then` on the core within
-/// the same hold of the write lock, with the weight the batch added (`apply_and_settle`
-/// evicts there). The write lock comes first, without holding `pending` (so callers are not
+/// the same hold of the write lock, with the weight the batch added, not yet added to the
+/// engine's total (`apply_and_settle` evicts there); `then` returns what is left of it, which
+/// is added before the lock is let go. The write lock comes first, without holding `pending` (so callers are not
 /// held up while the worker waits for readers to leave); the batch is then swapped out of
 /// `pending` and applied before the write lock is released, so a lookup that misses the
 /// pending table finds the batch in the core.
 fn apply_then<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cell: &Cell<K, V>,
-    then: impl FnOnce(&mut Shard<K, V>, &mut Vec<(K, V)>, u64),
+    then: impl FnOnce(&mut Shard<K, V>, &mut Vec<(K, V)>, u64) -> u64,
 ) {
     // Nothing pending and no wake-up to reset (every tick and flush comes here for every
     // shard): no lock at all. A store publishes `pending_len` before it returns and signals
@@ -543,17 +544,22 @@ fn apply_then<K: 'static, V: 'static>(
         core.insert(n, replaces, &shared.gens, &mut garbage);
     }
     let after = core.weight();
-    if after >= before {
-        shared.weight.fetch_add(after - before, Ordering::AcqRel);
-    } else {
+    if after < before {
         shared.weight.fetch_sub(before - after, Ordering::AcqRel);
     }
-    // Only once the weight shows the batch: a worker that finds the flag clear must not see
-    // the entries the batch removes or shrinks still weighing. No caller can set it meanwhile
-    // (hiding an entry takes the read lock this worker holds for writing).
+    // Only once the weight shows what the batch freed: a worker that finds the flag clear
+    // must not see the entries the batch removes or shrinks still weighing. No caller can set
+    // it meanwhile (hiding an entry takes the read lock this worker holds for writing).
     cell.hides.store(false, Ordering::SeqCst);
     drop(batch);
-    then(&mut core, &mut garbage, after.saturating_sub(before));
+    // The batch's growth is published only after `then`, which may evict for it first, and
+    // before the write lock is let go. Published before, it showed other workers an excess
+    // that this one was about to evict: settling at the same time, they evicted for it too,
+    // and entries that would still fit were lost (`tests/engine_weighted_eviction.rs`).
+    let growth = then(&mut core, &mut garbage, after.saturating_sub(before));
+    if growth > 0 {
+        shared.weight.fetch_add(growth, Ordering::AcqRel);
+    }
     drop(core);
     drop_outside(shared, garbage);
 }
