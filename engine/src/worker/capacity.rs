@@ -79,7 +79,9 @@ pub(super) fn apply_and_settle<K: 'static, V: 'static>(
 /// newcomer that caused the excess) may cover more than the excess left by lighter ones
 /// chosen before it, and those are not lost for nothing. Unweighted, every victim frees
 /// exactly what was still over, so each is evicted at once. An entry weighing 0 is evicted as
-/// chosen (keeping it would free nothing and it would be chosen again).
+/// chosen, as the weigher's docs say (kept, it would be chosen first again by every later
+/// pass, and entries of weight 0 would grow without bound), and uses none of the quota: the
+/// pass still ends, as each victim leaves the queues.
 fn evict_while_over<K, V>(
     shared: &Shared<K, V>,
     core: &mut Shard<K, V>,
@@ -107,7 +109,7 @@ fn evict_while_over<K, V>(
         } else {
             core.evict(idx, &shared.gens, garbage);
         }
-        quota = quota.saturating_sub(w.max(1));
+        quota = quota.saturating_sub(w);
     }
     for (idx, w) in aside.into_iter().rev() {
         let room = shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
