@@ -279,17 +279,8 @@ impl Policy {
     }
 
     /// Links a victim set aside back at the front of its queue: the next to be considered
-    /// again. `kept`: it stays (its ghost fingerprint, left by [`Policy::victim`], is taken
-    /// back); otherwise it is about to be evicted ([`Policy::on_remove`]) and the fingerprint
-    /// stays.
-    pub(crate) fn put_back(
-        &mut self,
-        links: &mut Links,
-        i: u32,
-        e: &Meta,
-        weight: u32,
-        kept: bool,
-    ) {
+    /// again.
+    pub(crate) fn put_back(&mut self, links: &mut Links, i: u32, e: &Meta, weight: u32) {
         let list = match e.queue {
             Queue::Small => {
                 self.small_weight += u64::from(weight);
@@ -301,9 +292,12 @@ impl Policy {
             }
         };
         links.push_front(Kind::Queue, list, i);
-        if kept {
-            self.ghost.take(e.slot_hash());
-        }
+    }
+
+    /// A victim named by [`Policy::victim`] stays after all: the fingerprint its choice left
+    /// in the ghost is taken back.
+    pub(crate) fn forget_victim(&mut self, e: &Meta) {
+        self.ghost.take(e.slot_hash());
     }
 
     /// An entry that stays where it is changes weight (a store replacing it in place).

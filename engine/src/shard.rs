@@ -100,6 +100,13 @@ pub(crate) struct Handle {
     tag: u16,
 }
 
+impl Handle {
+    /// The entry's slot.
+    pub(crate) fn idx(self) -> u32 {
+        self.idx
+    }
+}
+
 /// The hash bits a [`Handle`] keeps.
 fn tag(low: u32) -> u16 {
     (low >> 16) as u16
@@ -462,15 +469,51 @@ impl<K, V> Shard<K, V> {
     /// Keeps a victim set aside: back at the front of its queue, the next the policy considers.
     pub(crate) fn keep(&mut self, idx: u32) {
         let (m, w) = (&self.metas[idx as usize], self.weights.get(idx));
-        self.policy.put_back(&mut self.links, idx, m, w, true);
+        self.policy.put_back(&mut self.links, idx, m, w);
+        self.policy.forget_victim(m);
     }
 
-    /// Evicts slot `idx` (a victim named by [`Shard::victim`], set aside or not); returns the
-    /// weight freed.
+    /// Names the next victims, in the policy's order, until their weight reaches `quota` (or
+    /// the shard has no more), calling `f` with each one's handle and weight; evicts nothing
+    /// and leaves them next in line, in that order. Choosing may reorder the queues as
+    /// [`Shard::victim`] does. Each is then evicted ([`Shard::is_current`], [`Shard::evict`])
+    /// or kept ([`Shard::keep_named`]). Returns their weight.
+    pub(crate) fn name_victims(&mut self, quota: u64, mut f: impl FnMut(Handle, u64)) -> u64 {
+        let (mut aside, mut total) = (Vec::new(), 0u64);
+        while total < quota {
+            let Some((i, w)) = self.victim() else { break };
+            self.set_aside(i);
+            aside.push(i);
+            total = total.saturating_add(w);
+            let m = self.metas[i as usize];
+            f(Handle { idx: i, gen: m.reuse, tag: tag(m.hash) }, w);
+        }
+        for &i in aside.iter().rev() {
+            let (m, w) = (&self.metas[i as usize], self.weights.get(i));
+            self.policy.put_back(&mut self.links, i, m, w);
+        }
+        total
+    }
+
+    /// Whether a victim named by [`Shard::name_victims`] is still there (a caller's `clear`
+    /// may have emptied the shard since, while its lock was let go).
+    pub(crate) fn is_current(&self, h: Handle) -> bool {
+        self.valid(h)
+    }
+
+    /// A victim named by [`Shard::name_victims`] stays, if still there.
+    pub(crate) fn keep_named(&mut self, h: Handle) {
+        if self.valid(h) {
+            self.policy.forget_victim(&self.metas[h.idx as usize]);
+        }
+    }
+
+    /// Evicts slot `idx` (a victim named by [`Shard::victim`], set aside or not, or by
+    /// [`Shard::name_victims`] and [`Shard::is_current`]); returns the weight freed.
     pub(crate) fn evict(&mut self, idx: u32, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
         let aside = self.metas.get(idx as usize).filter(|m| m.occupied);
         if let Some(m) = aside.filter(|_| !self.links.is_linked(Kind::Queue, idx)) {
-            self.policy.put_back(&mut self.links, idx, m, self.weights.get(idx), false);
+            self.policy.put_back(&mut self.links, idx, m, self.weights.get(idx));
         }
         self.remove_idx(idx, Cause::Evicted, reg, garbage)
     }

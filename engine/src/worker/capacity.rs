@@ -16,8 +16,10 @@
 //! weight, so that no other worker evicts for it too ([`apply_and_settle`]). Any other excess
 //! (left while workers deferred to each other, or to a `Retire`) is evicted from the engine's
 //! heaviest shards, cut down to one level, each worker evicting its own shards' cuts, so that
-//! no shard is emptied for the others ([`settle`]). With a weigher, victims are set aside
-//! until the excess is covered, and those that still fit stay ([`evict_while_over`]).
+//! no shard is emptied for the others ([`settle`]). With a weigher, victims are named until
+//! the excess is covered before any is evicted, and those that still fit beside what is left
+//! stay, within one pass ([`evict_while_over`]) and across the cuts of one worker's shards
+//! ([`evict_cuts_weighted`]); the cuts of different workers are still decided apart.
 //!
 //! Cost: reading the published `due_at` of every shard (atomics, no lock) per batch over
 //! capacity, and the published weights of every shard when a worker then evicts; a lock
@@ -261,13 +263,18 @@ pub(super) fn settle<K: 'static, V: 'static>(
     }
 }
 
-/// Evicts each `(shard, quota)` in turn ([`evict_while_over`] under that shard's write lock)
-/// until the engine is within capacity; returns whether it is.
+/// Evicts each `(shard, quota)` in turn until the engine is within capacity; returns whether
+/// it is. Unweighted, [`evict_while_over`] under each shard's write lock. With a weigher,
+/// [`evict_cuts_weighted`].
 fn evict_cuts<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cuts: impl IntoIterator<Item = (usize, u64)>,
 ) -> bool {
-    for (i, quota) in cuts {
+    let cuts: Vec<(usize, u64)> = cuts.into_iter().collect();
+    if shared.weigher.is_some() {
+        evict_cuts_weighted(shared, &cuts);
+    }
+    for &(i, quota) in &cuts {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             return true;
         }
@@ -276,6 +283,62 @@ fn evict_cuts<K: 'static, V: 'static>(
         drop_outside(shared, garbage);
     }
     shared.weight.load(Ordering::Acquire) <= shared.capacity
+}
+
+/// The cuts of a weighted engine, as one pass of [`evict_while_over`] over all their shards:
+/// first the victims of every cut are named, up to its quota and no more than the excess in
+/// all ([`Shard::name_victims`], one hold of each write lock, nothing evicted); then each
+/// one that fits beside what is left stays, the last named first; then the others are
+/// evicted, shard by shard, each victim's weight reserved while the engine is over capacity.
+/// Evicted cut by cut, a light entry went in one shard although the heavy one that the next
+/// shard's cut named covered the whole excess (`tests/engine_rev_s25.rs`). A victim gone
+/// meanwhile (a caller's `clear` of a stuck worker's shard) is skipped; whatever excess
+/// remains goes to the caller's usual passes.
+fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(usize, u64)]) {
+    let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
+    let (mut named, mut total) = (Vec::new(), 0u64);
+    for &(i, quota) in cuts {
+        if total >= excess {
+            break;
+        }
+        let mut core = write_lock(&shared.cells[i]);
+        total += core.name_victims(quota.min(excess - total), |h, w| named.push((i, h, w, true)));
+    }
+    for (_, _, w, evict) in named.iter_mut().rev() {
+        if *w > 0 && total - *w >= excess {
+            total -= *w;
+            *evict = false;
+        }
+    }
+    let mut at = 0;
+    while at < named.len() {
+        let i = named[at].0;
+        let end = at + named[at..].iter().take_while(|n| n.0 == i).count();
+        let mut garbage = Vec::new();
+        {
+            let mut core = write_lock(&shared.cells[i]);
+            for &(_, h, w, evict) in &named[at..end] {
+                if !evict {
+                    core.keep_named(h);
+                    continue;
+                }
+                let reserved = core.is_current(h)
+                    && shared
+                        .weight
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                            (t > shared.capacity).then(|| t - w)
+                        })
+                        .is_ok();
+                if reserved {
+                    core.evict(h.idx(), &shared.gens, &mut garbage);
+                } else {
+                    core.keep_named(h);
+                }
+            }
+        }
+        drop_outside(shared, garbage);
+        at = end;
+    }
 }
 
 /// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
