@@ -476,7 +476,7 @@ impl<K, V> Shard<K, V> {
     /// Names the next victims, in the policy's order, until their weight reaches `quota` (or
     /// the shard has no more), calling `f` with each one's handle and weight; evicts nothing
     /// and leaves them next in line, in that order. Choosing may reorder the queues as
-    /// [`Shard::victim`] does. Each is then evicted ([`Shard::is_current`], [`Shard::evict`])
+    /// [`Shard::victim`] does. Each is then evicted ([`Shard::current_weight`], [`Shard::evict`])
     /// or kept ([`Shard::keep_named`]). Returns their weight.
     pub(crate) fn name_victims(&mut self, quota: u64, mut f: impl FnMut(Handle, u64)) -> u64 {
         let (mut aside, mut total) = (Vec::new(), 0u64);
@@ -495,10 +495,10 @@ impl<K, V> Shard<K, V> {
         total
     }
 
-    /// Whether a victim named by [`Shard::name_victims`] is still there (a caller's `clear`
-    /// may have emptied the shard since, while its lock was let go).
-    pub(crate) fn is_current(&self, h: Handle) -> bool {
-        self.valid(h)
+    /// The weight of a victim named by [`Shard::name_victims`] now, or `None` if it is gone (a
+    /// caller's `clear` may have emptied the shard since, while its lock was let go).
+    pub(crate) fn current_weight(&self, h: Handle) -> Option<u64> {
+        self.valid(h).then(|| u64::from(self.weights.get(h.idx)))
     }
 
     /// A victim named by [`Shard::name_victims`] stays, if still there.
@@ -509,7 +509,7 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Evicts slot `idx` (a victim named by [`Shard::victim`], set aside or not, or by
-    /// [`Shard::name_victims`] and [`Shard::is_current`]); returns the weight freed.
+    /// [`Shard::name_victims`] and [`Shard::current_weight`]); returns the weight freed.
     pub(crate) fn evict(&mut self, idx: u32, reg: &Registry, garbage: &mut Vec<(K, V)>) -> u64 {
         let aside = self.metas.get(idx as usize).filter(|m| m.occupied);
         if let Some(m) = aside.filter(|_| !self.links.is_linked(Kind::Queue, idx)) {

@@ -265,7 +265,7 @@ pub(super) fn settle<K: 'static, V: 'static>(
 
 /// Evicts each `(shard, quota)` in turn until the engine is within capacity; returns whether
 /// it is. Unweighted, [`evict_while_over`] under each shard's write lock. With a weigher,
-/// [`evict_cuts_weighted`].
+/// [`evict_cuts_weighted`] first. What is evicted is dropped after the last cut.
 fn evict_cuts<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cuts: impl IntoIterator<Item = (usize, u64)>,
@@ -274,14 +274,17 @@ fn evict_cuts<K: 'static, V: 'static>(
     if shared.weigher.is_some() {
         evict_cuts_weighted(shared, &cuts);
     }
+    // Dropped once every cut is done: a user's `Drop` run between two cuts could retire a
+    // generation on this worker, and the next cut would evict live entries while that
+    // generation's took their place (`tests/engine_rev_s25b.rs`).
+    let mut garbage = Vec::new();
     for &(i, quota) in &cuts {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
-            return true;
+            break;
         }
-        let mut garbage = Vec::new();
         evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota, 0);
-        drop_outside(shared, garbage);
     }
+    drop_outside(shared, garbage);
     shared.weight.load(Ordering::Acquire) <= shared.capacity
 }
 
@@ -289,11 +292,16 @@ fn evict_cuts<K: 'static, V: 'static>(
 /// first the victims of every cut are named, up to its quota and no more than the excess in
 /// all ([`Shard::name_victims`], one hold of each write lock, nothing evicted); then each
 /// one that fits beside what is left stays, the last named first; then the others are
-/// evicted, shard by shard, each victim's weight reserved while the engine is over capacity.
-/// Evicted cut by cut, a light entry went in one shard although the heavy one that the next
-/// shard's cut named covered the whole excess (`tests/engine_rev_s25.rs`). A victim gone
-/// meanwhile (a caller's `clear` of a stuck worker's shard) is skipped; whatever excess
-/// remains goes to the caller's usual passes.
+/// evicted, shard by shard, each victim's weight (as the shard holds it then) reserved while
+/// the engine is over capacity. Evicted cut by cut, a light entry went in one shard although
+/// the heavy one that the next shard's cut named covered the whole excess
+/// (`tests/engine_rev_s25.rs`). What is evicted is dropped only once every shard is done: a
+/// user's `Drop` run in between could flush, store or retire on this worker while victims
+/// named elsewhere wait, which left the total counting a victim reweighed meanwhile at its
+/// named weight (`tests/engine_rev_s25b.rs`). Between naming and evicting no user code runs
+/// on this worker, so only callers' reads (an access mark the eviction then ignores) and a
+/// caller's `clear` of a stuck worker's shard (its victims skipped: [`Shard::current_weight`])
+/// touch the shards meanwhile. Whatever excess remains goes to the caller's usual passes.
 fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(usize, u64)]) {
     let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
     let (mut named, mut total) = (Vec::new(), 0u64);
@@ -310,35 +318,27 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(u
             *evict = false;
         }
     }
-    let mut at = 0;
+    let (mut garbage, mut at) = (Vec::new(), 0);
     while at < named.len() {
         let i = named[at].0;
         let end = at + named[at..].iter().take_while(|n| n.0 == i).count();
-        let mut garbage = Vec::new();
-        {
-            let mut core = write_lock(&shared.cells[i]);
-            for &(_, h, w, evict) in &named[at..end] {
-                if !evict {
-                    core.keep_named(h);
-                    continue;
-                }
-                let reserved = core.is_current(h)
-                    && shared
-                        .weight
-                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                            (t > shared.capacity).then(|| t - w)
-                        })
-                        .is_ok();
-                if reserved {
-                    core.evict(h.idx(), &shared.gens, &mut garbage);
-                } else {
-                    core.keep_named(h);
-                }
+        let mut core = write_lock(&shared.cells[i]);
+        for &(_, h, _, evict) in &named[at..end] {
+            let reserved = evict
+                && core.current_weight(h).is_some_and(|w| {
+                    let over = |t: u64| (t > shared.capacity).then(|| t - w);
+                    shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, over).is_ok()
+                });
+            if reserved {
+                core.evict(h.idx(), &shared.gens, &mut garbage);
+            } else {
+                core.keep_named(h);
             }
         }
-        drop_outside(shared, garbage);
+        drop(core);
         at = end;
     }
+    drop_outside(shared, garbage);
 }
 
 /// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
