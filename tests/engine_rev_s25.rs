@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{manual_engine_with, no_hang};
+use common::{manual_engine_with, no_hang, Rng};
 use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 /// Values carry their weight: `(id, weight)`.
@@ -19,21 +19,6 @@ type V = (u64, u32);
 fn weighted(cap: u64, shards: usize, workers: usize) -> (Engine<u64, V>, ManualClock) {
     let b = Engine::builder().max_capacity(cap).shards(shards).workers(workers);
     manual_engine_with(b.weigher(|_, v: &V| v.1))
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// After `flush`: the engine's total equals the weights of the values it serves for

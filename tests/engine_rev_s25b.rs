@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{manual_engine_with, no_hang, HookedKey};
+use common::{manual_engine_with, no_hang, HookedKey, Rng};
 use memokit_engine::{Engine, InsertOptions, ManualClock};
 
 /// Values carry their weight: `(id, weight)`.
@@ -29,21 +29,6 @@ fn weighted(cap: u64, shards: usize, workers: usize) -> (E, ManualClock) {
 
 fn k(id: u64) -> HookedKey {
     HookedKey::new(id)
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// After `flush`: the engine's total, `stats` and `len` against the values it serves for
