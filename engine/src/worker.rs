@@ -491,10 +491,10 @@ fn drain<K: 'static, V: 'static>(shared: &Shared<K, V>, me: usize, mine: &[usize
 /// Applies a shard's pending operations in one batch, then runs `then` on the core within
 /// the same hold of the write lock, with the weight the batch added, not yet added to the
 /// engine's total (`apply_and_settle` evicts there); `then` returns what is left of it, which
-/// is added before the lock is let go. The write lock comes first, without holding `pending` (so callers are not
-/// held up while the worker waits for readers to leave); the batch is then swapped out of
-/// `pending` and applied before the write lock is released, so a lookup that misses the
-/// pending table finds the batch in the core.
+/// is added before the lock is let go. The write lock comes first, without holding
+/// `pending` (so callers are not held up while the worker waits for readers to leave); the
+/// batch is then swapped out of `pending` and applied before the write lock is released, so
+/// a lookup that misses the pending table finds the batch in the core.
 fn apply_then<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cell: &Cell<K, V>,

@@ -271,13 +271,13 @@ fn evict_cuts<K: 'static, V: 'static>(
     cuts: impl IntoIterator<Item = (usize, u64)>,
 ) -> bool {
     let cuts: Vec<(usize, u64)> = cuts.into_iter().collect();
-    if shared.weigher.is_some() {
-        evict_cuts_weighted(shared, &cuts);
-    }
     // Dropped once every cut is done: a user's `Drop` run between two cuts could retire a
     // generation on this worker, and the next cut would evict live entries while that
     // generation's took their place (`tests/engine_rev_s25b.rs`).
     let mut garbage = Vec::new();
+    if shared.weigher.is_some() {
+        evict_cuts_weighted(shared, &cuts, &mut garbage);
+    }
     for &(i, quota) in &cuts {
         if shared.weight.load(Ordering::Acquire) <= shared.capacity {
             break;
@@ -295,14 +295,19 @@ fn evict_cuts<K: 'static, V: 'static>(
 /// evicted, shard by shard, each victim's weight (as the shard holds it then) reserved while
 /// the engine is over capacity. Evicted cut by cut, a light entry went in one shard although
 /// the heavy one that the next shard's cut named covered the whole excess
-/// (`tests/engine_rev_s25.rs`). What is evicted is dropped only once every shard is done: a
-/// user's `Drop` run in between could flush, store or retire on this worker while victims
-/// named elsewhere wait, which left the total counting a victim reweighed meanwhile at its
-/// named weight (`tests/engine_rev_s25b.rs`). Between naming and evicting no user code runs
-/// on this worker, so only callers' reads (an access mark the eviction then ignores) and a
-/// caller's `clear` of a stuck worker's shard (its victims skipped: [`Shard::current_weight`])
-/// touch the shards meanwhile. Whatever excess remains goes to the caller's usual passes.
-fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(usize, u64)]) {
+/// (`tests/engine_rev_s25.rs`). What is evicted goes to `garbage`, dropped by the caller once
+/// every shard is done: a user's `Drop` run in between could flush, store or retire on this
+/// worker while victims named elsewhere wait, which left the total counting a victim
+/// reweighed meanwhile at its named weight (`tests/engine_rev_s25b.rs`). Between naming and
+/// evicting no user code runs on this worker, so only callers' reads (an access mark the
+/// eviction then ignores) and a caller's `clear` of a stuck worker's shard (its victims
+/// skipped: [`Shard::current_weight`]) touch the shards meanwhile. Whatever excess remains
+/// goes to the caller's usual passes.
+fn evict_cuts_weighted<K: 'static, V: 'static>(
+    shared: &Shared<K, V>,
+    cuts: &[(usize, u64)],
+    garbage: &mut Vec<(K, V)>,
+) {
     let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
     let (mut named, mut total) = (Vec::new(), 0u64);
     for &(i, quota) in cuts {
@@ -318,7 +323,7 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(u
             *evict = false;
         }
     }
-    let (mut garbage, mut at) = (Vec::new(), 0);
+    let mut at = 0;
     while at < named.len() {
         let i = named[at].0;
         let end = at + named[at..].iter().take_while(|n| n.0 == i).count();
@@ -330,7 +335,7 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(u
                     shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, over).is_ok()
                 });
             if reserved {
-                core.evict(h.idx(), &shared.gens, &mut garbage);
+                core.evict(h.idx(), &shared.gens, garbage);
             } else {
                 core.keep_named(h);
             }
@@ -338,7 +343,6 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(shared: &Shared<K, V>, cuts: &[(u
         drop(core);
         at = end;
     }
-    drop_outside(shared, garbage);
 }
 
 /// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
