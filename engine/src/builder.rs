@@ -153,9 +153,20 @@ where
     }
 
     /// Weighs each entry (on the inserting thread); an entry heavier than the capacity is not
-    /// stored. An entry weighing 0 takes no room, but while the engine is over capacity the
-    /// policy may still choose it as a victim like any other (evicting it frees nothing; the
-    /// next victim is taken).
+    /// stored, and its store still removes the value the key held. An entry weighing 0 takes
+    /// no room, so nothing bounds how many such entries are kept (a weigher like `v.len()`
+    /// keeps every empty value), but while the engine is over capacity the policy may still
+    /// choose one as a victim like any other (evicting it frees nothing; the next victim is
+    /// taken); a capacity of 0 stores nothing, not even those. Weights are `u32` while the
+    /// capacity is `u64`: for a budget beyond 4 GiB, weigh in larger units (KiB) rather
+    /// than capping at `u32::MAX`, which counts a larger value short.
+    ///
+    /// The entries evicted for an excess are chosen so that none goes that would still fit
+    /// beside what stays, when one worker settles it: always with `workers(1)`, and with
+    /// several in the common case (a batch's own growth). An excess that meets expired or
+    /// retired entries not yet reclaimed, or that batches of several workers make together,
+    /// is settled by each worker for its own shards' share, and together they may evict more
+    /// than the excess, an entry that would still fit included.
     ///
     /// # Panics
     /// The weigher runs while the engine holds a lock of the key's shard (its flights lock).

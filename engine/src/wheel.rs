@@ -49,8 +49,8 @@ pub(crate) struct Wheel {
     now_tick: u64,
     tick: u64,
     /// A lower bound on the deadline of every entry in the buckets that is due at the next
-    /// tick (`now_tick + 1`): before it, no such entry can have expired (`u64::MAX` once
-    /// [`Wheel::pull_next`] has emptied those buckets). Entries due at the next tick are the
+    /// tick (`now_tick + 1`): before it, no such entry can have expired (`u64::MAX` while
+    /// those buckets are empty, or once [`Wheel::pull_next`] has emptied them). Entries due at the next tick are the
     /// only ones that may expire before the wheel advances again (their deadline lies inside
     /// the current tick); `pull_next` fetches them for a caller that must not leave dead
     /// entries in place (eviction).
@@ -81,7 +81,8 @@ impl Wheel {
             backlog: links.new_list(),
             now_tick: now / tick,
             tick,
-            next_min: (now / tick).saturating_mul(tick).saturating_add(1),
+            // Nothing is scheduled yet.
+            next_min: u64::MAX,
             next: std::array::from_fn(|_| links.new_list()),
             next_lo: PARTS,
             part_min: [u64::MAX; PARTS],
@@ -156,25 +157,51 @@ impl Wheel {
         if self.next_min > now {
             return;
         }
-        let (n, next) = (self.now_tick, self.now_tick.saturating_add(1));
-        if next == n || std::mem::replace(&mut self.pulled, true) {
+        if std::mem::replace(&mut self.pulled, true) {
             self.next_min = u64::MAX;
             return;
         }
-        for level in 0..LEVELS {
-            let shift = BITS as usize * level;
-            if level > 0 && next >> shift == n >> shift {
-                break;
-            }
-            let slot = (next >> shift) as usize & (SLOTS - 1);
-            links.splice_back(Kind::Timer, self.backlog, self.buckets[level * SLOTS + slot]);
-        }
-        if next >> (BITS as usize * LEVELS) != n >> (BITS as usize * LEVELS) {
-            links.splice_back(Kind::Timer, self.backlog, self.overflow);
+        for list in self.next_tick_buckets() {
+            links.splice_back(Kind::Timer, self.backlog, list);
         }
         // The buckets hold no entry due at the next tick any more: those pulled go to `next`
         // as they are scheduled again.
         self.next_min = u64::MAX;
+    }
+
+    /// The lists that may hold entries due at the next tick scheduled before the last
+    /// advance: the level-0 bucket of the next tick and, where the next tick crosses a
+    /// boundary of a higher level, the bucket of that level holding it (and the overflow,
+    /// past the last level). None when the tick count cannot grow.
+    fn next_tick_buckets(&self) -> impl Iterator<Item = List> + '_ {
+        let (n, next) = (self.now_tick, self.now_tick.saturating_add(1));
+        let levels = (0..LEVELS).take_while(move |&level| {
+            let shift = BITS as usize * level;
+            next != n && (level == 0 || next >> shift != n >> shift)
+        });
+        let top = BITS as usize * LEVELS;
+        let overflow = (next != n && next >> top != n >> top).then_some(self.overflow);
+        levels
+            .map(move |level| {
+                let slot = (next >> (BITS as usize * level)) as usize & (SLOTS - 1);
+                self.buckets[level * SLOTS + slot]
+            })
+            .chain(overflow)
+    }
+
+    /// [`Wheel::next_min`] as the last advance leaves it: the start of the next tick's
+    /// deadlines while a bucket that may hold one of its entries is not empty, `u64::MAX`
+    /// when none holds anything (entries scheduled later for the next tick go to `next`).
+    /// Before, it was always the tick's start: a shard holding any entry with a deadline
+    /// then told the other workers, from the first nanosecond of each tick, that it might
+    /// hold dead entries, and every batch over capacity went through `settle`'s cuts
+    /// (`tests/engine_rev_s25c.rs`). O(levels).
+    fn bound_next(&self, links: &Links) -> u64 {
+        if self.next_tick_buckets().all(|list| links.is_empty(list)) {
+            u64::MAX
+        } else {
+            self.now_tick.saturating_mul(self.tick).saturating_add(1)
+        }
     }
 
     /// Cancels entry `i` (no-op when not scheduled).
@@ -214,7 +241,7 @@ impl Wheel {
         }
         self.now_tick = to;
         // Entries due at the new next tick have deadlines after the new tick's start.
-        self.next_min = to.saturating_mul(self.tick).saturating_add(1);
+        self.next_min = self.bound_next(links);
     }
 
     /// From when advancing and draining the backlog could find something: the start of the
@@ -475,4 +502,31 @@ mod tests {
 
     /// A model test of the wheel alone (extreme ticks, deadlines and clock jumps).
     mod model;
+
+    /// The bound from which an entry may be due before the next advance is exact enough
+    /// that a shard holding only far deadlines never looks as if it might hold dead entries
+    /// within a tick (it was the tick's start whatever the wheel held).
+    #[test]
+    fn the_next_tick_has_no_bound_while_nothing_can_be_due_in_it() {
+        let deadlines = [36_000, 18, 35];
+        let mut links = Links::default();
+        let mut w = Wheel::new(&mut links, 10, 0);
+        w.schedule(&mut links, 0, deadlines[0]); // tick 3,600: a level-1 bucket
+        assert_eq!(w.next_expiry_from(), u64::MAX);
+        w.advance(&mut links, 15); // tick 1
+        assert_eq!(w.next_expiry_from(), u64::MAX);
+        w.schedule(&mut links, 1, deadlines[1]); // due at the next tick (2): its deadline
+        assert_eq!(w.next_expiry_from(), 18);
+        // Scheduled at tick 1 for tick 4 (a level-0 bucket), then the wheel reaches tick 3:
+        // that bucket may hold entries of the next tick, bounded by the tick's start.
+        w.schedule(&mut links, 2, deadlines[2]);
+        w.advance(&mut links, 30);
+        while let Some(i) = w.pop_backlog(&mut links) {
+            if deadlines[i as usize] > 30 {
+                w.schedule(&mut links, i, deadlines[i as usize]);
+            }
+        }
+        assert_eq!(w.next_expiry_from(), 31);
+        w.validate(&links, |i| (i != 1).then(|| deadlines[i as usize])).unwrap();
+    }
 }
