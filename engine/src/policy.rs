@@ -239,10 +239,7 @@ impl Policy {
     /// Unlinks an entry that leaves the shard for any reason.
     pub(crate) fn on_remove(&mut self, links: &mut Links, i: u32, e: &Meta, weight: u32) {
         links.unlink(Kind::Queue, i);
-        match e.queue {
-            Queue::Small => self.small_weight -= u64::from(weight),
-            Queue::Main => self.main_weight -= u64::from(weight),
-        }
+        *self.queue(e.queue).1 -= u64::from(weight);
     }
 
     /// Loads the lines that inserting keys with these hashes will touch (each one's sketch
@@ -274,26 +271,11 @@ impl Policy {
         }
     }
 
-    /// Takes victim `i` (named by [`Policy::victim`]) out of its queue without removing it
-    /// from the shard, so that the next victim can be chosen before deciding whether `i` is
-    /// evicted ([`Policy::put_back`] either way).
-    pub(crate) fn set_aside(&mut self, links: &mut Links, i: u32, e: &Meta, weight: u32) {
-        self.on_remove(links, i, e, weight);
-    }
-
-    /// Links a victim set aside back at the front of its queue: the next to be considered
-    /// again.
+    /// Links a victim set aside ([`Policy::on_remove`] without leaving the shard) back at the
+    /// front of its queue: the next to be considered again.
     pub(crate) fn put_back(&mut self, links: &mut Links, i: u32, e: &Meta, weight: u32) {
-        let list = match e.queue {
-            Queue::Small => {
-                self.small_weight += u64::from(weight);
-                self.small
-            }
-            Queue::Main => {
-                self.main_weight += u64::from(weight);
-                self.main
-            }
-        };
+        let (list, queue_weight) = self.queue(e.queue);
+        *queue_weight += u64::from(weight);
         links.push_front(Kind::Queue, list, i);
     }
 
@@ -305,11 +287,16 @@ impl Policy {
 
     /// An entry that stays where it is changes weight (a store replacing it in place).
     pub(crate) fn reweigh(&mut self, e: &Meta, old: u32, new: u32) {
-        let queue = match e.queue {
-            Queue::Small => &mut self.small_weight,
-            Queue::Main => &mut self.main_weight,
-        };
+        let queue = self.queue(e.queue).1;
         *queue = *queue - u64::from(old) + u64::from(new);
+    }
+
+    /// Queue `q`'s list and weight.
+    fn queue(&mut self, q: Queue) -> (List, &mut u64) {
+        match q {
+            Queue::Small => (self.small, &mut self.small_weight),
+            Queue::Main => (self.main, &mut self.main_weight),
+        }
     }
 
     /// Picks the next victim (still linked; the shard removes it and then calls

@@ -31,12 +31,9 @@ impl<K, V> Shard<K, V> {
     /// [`Shard::evict`] must follow within the same hold of the write lock: until then the
     /// entry is resident (and readable) but in no queue, and [`Shard::validate`] fails.
     pub(crate) fn set_aside(&mut self, idx: u32) {
-        self.policy.set_aside(
-            &mut self.links,
-            idx,
-            &self.metas[idx as usize],
-            self.weights.get(idx),
-        );
+        let (m, w) = (&self.metas[idx as usize], self.weights.get(idx));
+        // Out of its queue as if it left the shard; `Policy::put_back` undoes it.
+        self.policy.on_remove(&mut self.links, idx, m, w);
     }
 
     /// Keeps a victim set aside: back at the front of its queue, the next the policy considers.

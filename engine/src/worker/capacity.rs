@@ -323,12 +323,9 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(
             *evict = false;
         }
     }
-    let mut at = 0;
-    while at < named.len() {
-        let i = named[at].0;
-        let end = at + named[at..].iter().take_while(|n| n.0 == i).count();
-        let mut core = write_lock(&shared.cells[i]);
-        for &(_, h, _, evict) in &named[at..end] {
+    for shard in named.chunk_by(|a, b| a.0 == b.0) {
+        let mut core = write_lock(&shared.cells[shard[0].0]);
+        for &(_, h, _, evict) in shard {
             let reserved = evict
                 && core.current_weight(h).is_some_and(|w| {
                     let over = |t: u64| (t > shared.capacity).then(|| t - w);
@@ -340,8 +337,6 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(
                 core.keep_named(h);
             }
         }
-        drop(core);
-        at = end;
     }
 }
 
