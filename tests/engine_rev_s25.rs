@@ -414,12 +414,13 @@ fn a_heavy_store_loses_nothing_that_fits_with_an_expired_entry() {
     assert_eq!(heavy_store_losses(true, &[1]), Vec::<String>::new());
 }
 
-/// FINDING (left open): the same with two workers. Each worker names and evicts the cuts of
-/// its own shards (no worker changes another's shards), so a light entry one worker evicts
-/// can still be made unnecessary by the heavy one the other worker's cut evicts: ~10% of
-/// rounds (e.g. `3 shards, 2 workers: 4 (10) evicted at 90`).
+/// The same with two workers. Review s25's finding, open until session 26: each worker
+/// named and evicted the cuts of its own shards (no worker changes another's shards), so a
+/// light entry one worker evicted could still be made unnecessary by the heavy one the other
+/// worker's cut evicted: ~10% of rounds (e.g. `3 shards, 2 workers: 4 (10) evicted at 90`).
+/// Fixed: with a weigher, the worker of the heaviest shard settles the whole excess from its
+/// own shards (`capacity::settle`).
 #[test]
-#[ignore = "finding: with two workers, each evicts its own shards' cuts, so one's light victim can be made unnecessary by the other's heavy one"]
 fn a_heavy_store_loses_nothing_that_fits_with_an_expired_entry_and_two_workers() {
     assert_eq!(heavy_store_losses(true, &[2]), Vec::<String>::new());
 }

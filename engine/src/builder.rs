@@ -161,12 +161,11 @@ where
     /// capacity is `u64`: for a budget beyond 4 GiB, weigh in larger units (KiB) rather
     /// than capping at `u32::MAX`, which counts a larger value short.
     ///
-    /// The entries evicted for an excess are chosen so that none goes that would still fit
-    /// beside what stays, when one worker settles it: always with `workers(1)`, and with
-    /// several in the common case (a batch's own growth). An excess that meets expired or
-    /// retired entries not yet reclaimed, or that batches of several workers make together,
-    /// is settled by each worker for its own shards' share, and together they may evict more
-    /// than the excess, an entry that would still fit included.
+    /// The entries evicted for an excess are chosen together, by one worker, so that none
+    /// goes that would still fit beside what stays. Only when two workers settle excesses at
+    /// the same moment (batches of both over capacity while expired or retired entries wait
+    /// to be reclaimed) may they together evict more than the excess, an entry that would
+    /// still fit included; `workers(1)` rules that out.
     ///
     /// # Panics
     /// The weigher runs while the engine holds a lock of the key's shard (its flights lock).

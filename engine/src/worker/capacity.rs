@@ -19,7 +19,9 @@
 //! no shard is emptied for the others ([`settle`]). With a weigher, victims are named until
 //! the excess is covered before any is evicted, and those that still fit beside what is left
 //! stay, within one pass ([`evict_while_over`]) and across the cuts of one worker's shards
-//! ([`evict_cuts_weighted`]); the cuts of different workers are still decided apart.
+//! ([`evict_cuts_weighted`]); so one worker settles the whole excess, the one whose shard is
+//! the heaviest, cutting its own shards. Only two workers settling at the same moment (each
+//! reading an excess before the other's evictions show) decide apart.
 //!
 //! Cost: reading the published `due_at` of every shard (atomics, no lock) per batch over
 //! capacity, and the published weights of every shard when a worker then evicts; a lock
@@ -152,7 +154,8 @@ fn quotas(mut shards: Vec<(usize, u64)>, excess: u64) -> Vec<(usize, u64)> {
 /// worker's shard may still hold dead entries (its published `due_at` has come), that worker
 /// is asked to settle instead, and this one evicts nothing. Otherwise the excess is cut from
 /// the engine's heaviest shards, down to one level ([`quotas`], from the weights each shard
-/// publishes as its write lock is let go): the policy evicts this worker's shards' cuts, then
+/// publishes as its write lock is let go; with a weigher, only the heaviest shard's worker
+/// cuts, its own shards for the whole excess): the policy evicts this worker's shards' cuts, then
 /// asks the worker of another shard with a cut (no reply asked) to settle, or, when no other
 /// shard has one, evicts from any shard of this worker; a worker that was asked and whose
 /// shards cannot cover the excess passes it back to the asker (the answer is not answered).
@@ -240,10 +243,26 @@ pub(super) fn settle<K: 'static, V: 'static>(
     // workers owning different numbers of shards, whole workers' shards emptied
     // (`[682, 0, 683, 0, 683]`: `tests::settling_for_another_worker_spreads_its_evictions`).
     let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
-    let weights = shared.cells.iter().map(|c| c.weight.load(Ordering::Acquire)).enumerate();
-    let cuts = quotas(weights.collect(), excess);
-    let (own, others): (Vec<_>, Vec<_>) =
-        cuts.into_iter().partition(|&(i, _)| shared.cells[i].worker == me);
+    let weights: Vec<(usize, u64)> =
+        shared.cells.iter().map(|c| c.weight.load(Ordering::Acquire)).enumerate().collect();
+    let cuts = quotas(weights.clone(), excess);
+    let (mut own, others): (Vec<_>, Vec<_>) =
+        cuts.iter().partition(|&&(i, _)| shared.cells[i].worker == me);
+    // With a weigher, one worker names every victim of the excess, so that those that fit
+    // beside what is left stay ([`evict_cuts_weighted`]): the worker of the heaviest shard,
+    // which cuts its own shards for the whole excess (the next excess then finds another
+    // shard the heaviest). When each worker evicted its own shards' cuts, a light entry
+    // went on one worker although the heavy one the other's cut named covered the whole
+    // excess (`tests/engine_rev_s25.rs`).
+    if shared.weigher.is_some() {
+        own = match cuts.first() {
+            Some(&(j, _)) if shared.cells[j].worker == me => {
+                let mine = |&(i, _): &(usize, u64)| shared.cells[i].worker == me;
+                quotas(weights.into_iter().filter(mine).collect(), excess)
+            }
+            _ => Vec::new(),
+        };
+    }
     if evict_cuts(shared, own) {
         return;
     }

@@ -11,20 +11,18 @@ use crate::{Engine, InsertOptions, ManualClock};
 /// worker's first shard emptied it while the others overflowed (the `memokit` column of
 /// `benches/hit_ratio.rs`, which flushes after every miss, fell from 31% to 5% on Zipf 0.8).
 /// `step` stores key `k` and has it applied, on an engine of 2,048 entries with `shards`
-/// shards and `workers` workers; every shard must end with at least 3/4 of its share.
+/// shards and `workers` workers (`weighted`: with a weigher giving each entry 1); every
+/// shard must end with at least 3/4 of its share.
 fn each_shard_keeps_its_share(
     shards: usize,
     workers: usize,
+    weighted: bool,
     step: impl Fn(&Engine<u64, u64>, &ManualClock, u64),
 ) {
     let clock = ManualClock::new();
-    let e: Engine<u64, u64> = Engine::builder()
-        .max_capacity(2_048)
-        .shards(shards)
-        .workers(workers)
-        .clock(clock.clone())
-        .build()
-        .expect("engine");
+    let b = Engine::builder().max_capacity(2_048).shards(shards).workers(workers);
+    let b = if weighted { b.weigher(|_, _| 1) } else { b };
+    let e: Engine<u64, u64> = b.clock(clock.clone()).build().expect("engine");
     for k in 0..8_192 {
         step(&e, &clock, k);
     }
@@ -40,7 +38,7 @@ fn each_shard_keeps_its_share(
 
 #[test]
 fn flush_evicts_from_the_shard_it_applied() {
-    each_shard_keeps_its_share(2, 1, |e, _, k| {
+    each_shard_keeps_its_share(2, 1, false, |e, _, k| {
         e.insert(k, k);
         e.flush();
     });
@@ -48,7 +46,7 @@ fn flush_evicts_from_the_shard_it_applied() {
 
 #[test]
 fn maintenance_evicts_from_the_shard_it_applied() {
-    each_shard_keeps_its_share(2, 1, |e, _, k| {
+    each_shard_keeps_its_share(2, 1, false, |e, _, k| {
         e.insert(k, k);
         e.run_maintenance();
     });
@@ -68,7 +66,7 @@ fn store_then_tick(e: &Engine<u64, u64>, clock: &ManualClock, k: u64) {
 /// Settling once after all of them, from the worker's first shard, emptied that shard.
 #[test]
 fn flush_evicts_from_the_shard_it_applied_while_entries_may_have_expired() {
-    each_shard_keeps_its_share(2, 1, store_then_tick);
+    each_shard_keeps_its_share(2, 1, false, store_then_tick);
 }
 
 /// With two workers, a batch over capacity while the other worker's shards may hold
@@ -83,7 +81,15 @@ fn flush_evicts_from_the_shard_it_applied_while_entries_may_have_expired() {
 #[test]
 fn settling_for_another_worker_spreads_its_evictions() {
     for (shards, workers) in [(4, 2), (5, 2), (6, 3), (3, 3), (8, 3)] {
-        each_shard_keeps_its_share(shards, workers, store_then_tick);
+        each_shard_keeps_its_share(shards, workers, false, store_then_tick);
+    }
+}
+
+/// The same with a weigher, where one worker names every victim of an excess.
+#[test]
+fn settling_for_another_worker_spreads_its_weighted_evictions() {
+    for (shards, workers) in [(4, 2), (5, 2), (6, 3), (3, 3), (8, 3)] {
+        each_shard_keeps_its_share(shards, workers, true, store_then_tick);
     }
 }
 
