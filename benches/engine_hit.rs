@@ -6,6 +6,9 @@
 //! - `miss_1t`: the same, `get` of absent keys.
 //! - `zipf1.0_95r5w_2t` / `zipf1.0_50r50w_2t`: two threads, Zipf 1.0 over 1M keys, capacity
 //!   100k (the map baseline is unbounded), reads `get`, writes `insert` of a fresh `Arc`.
+//! - `zipf1.0_50r50w_weighted_2t`: the 50/50 mix with a weigher (1 to 16 by key, the same
+//!   function for each cache), capacity 850k in weight (about 100k entries); the map baseline
+//!   has no weights and is left out.
 //! - `zipf1.0_50r50w_ttl2s_2t`: the 50/50 mix with every store expiring after 2 s (memokit
 //!   with the TTL, moka with `time_to_live`, memokit without): the cost of expiry at capacity.
 //!   Its ratio column is `memokit_ttl/this`.
@@ -66,6 +69,8 @@ const MASK: usize = STREAM - 1;
 
 const KEYS: u64 = 1_000_000;
 const COMPUTE: Duration = Duration::from_nanos(200);
+/// The capacity of the weighted group, in weight: about 100k entries of 8.5 on average.
+const WEIGHED: u64 = 850_000;
 /// The TTL of the `_ttl2s` group's stores.
 const TTL: Duration = Duration::from_secs(2);
 
@@ -107,6 +112,17 @@ fn main() {
         let (m, r, q, k) = four(100_000, 100_000);
         group(name, vec![mixed(&m, &s), mixed(&r, &s), mixed(&q, &s), mixed(&k, &s)]);
     }
+
+    // The same 50/50 mix with a weigher: each entry weighs 1 to 16 by its key
+    // (`caches::weight_of`), in a capacity of 850k, about the 100k entries of the row above.
+    let s = [op_stream(&zipf, 11, STREAM, 0.5), op_stream(&zipf, 12, STREAM, 0.5)];
+    let (m, q, k) =
+        (Memokit::weighted(WEIGHED), Quick::weighted(WEIGHED, 100_000), Moka::weighted(WEIGHED));
+    fill(&m, 100_000);
+    fill(&q, 100_000);
+    fill(&k, 100_000);
+    group("zipf1.0_50r50w_weighted_2t", vec![mixed(&m, &s), mixed(&q, &s), mixed(&k, &s)]);
+    drop((m, q, k));
 
     // The 50/50 mix at capacity with every store expiring 2 s after it (a tick is 1 s), so
     // that expired entries keep piling up for the workers to reclaim before they evict:

@@ -6,6 +6,9 @@
 //! | `rwlock_map`  | baseline: `shards()` × `parking_lot::RwLock<HashMap<u64, V, ahash>>`, unbounded, no policy |
 //! | `quick_cache` | `quick_cache::sync::Cache` with its default options                    |
 //! | `moka`        | `moka::sync::Cache` with its default options (`moka_ttl`: with `time_to_live`) |
+//!
+//! Each has a `weighted` constructor too: its capacity is then a total weight, each entry
+//! weighing [`weight_of`] its key (the same function for the three caches).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,6 +18,12 @@ use memokit_engine::{Engine, InsertOptions};
 use parking_lot::RwLock;
 
 use super::shards;
+
+/// The weight of key `k` in the weighted workloads: 1 to 16 by key (8.5 on average over a
+/// range of keys).
+pub(crate) fn weight_of(k: u64) -> u32 {
+    1 + (k % 16) as u32
+}
 
 /// What the benches need of a cache. Keys are `u64`.
 pub(crate) trait BenchCache<V>: Send + Sync {
@@ -42,6 +51,16 @@ impl<V: Clone + Send + Sync + 'static> Memokit<V> {
     /// Every store expires `ttl` after it.
     pub(crate) fn with_ttl(capacity: u64, ttl: Duration) -> Self {
         Memokit(Self::new(capacity).0, Some(ttl))
+    }
+
+    /// `capacity` is a total weight, each entry weighing [`weight_of`] its key.
+    pub(crate) fn weighted(capacity: u64) -> Self {
+        let e = Engine::builder()
+            .max_capacity(capacity)
+            .weigher(|k: &u64, _: &V| weight_of(*k))
+            .build()
+            .expect("build the memokit engine");
+        Memokit(e, None)
     }
 }
 
@@ -87,8 +106,10 @@ impl<V: Clone + Send + Sync + 'static> BenchCache<V> for Memokit<V> {
     }
 }
 
-/// quick_cache's sync cache.
-pub(crate) struct Quick<V>(pub(crate) quick_cache::sync::Cache<u64, V>);
+/// quick_cache's sync cache; `W` weighs its entries (by default each weighs 1).
+pub(crate) struct Quick<V, W = quick_cache::UnitWeighter>(
+    pub(crate) quick_cache::sync::Cache<u64, V, W>,
+);
 
 impl<V: Clone> Quick<V> {
     pub(crate) fn new(capacity: u64) -> Self {
@@ -96,7 +117,29 @@ impl<V: Clone> Quick<V> {
     }
 }
 
-impl<V: Clone + Send + Sync> BenchCache<V> for Quick<V> {
+/// quick_cache's weigher for [`weight_of`].
+#[derive(Clone)]
+pub(crate) struct KeyWeighter;
+
+impl<V> quick_cache::Weighter<u64, V> for KeyWeighter {
+    fn weight(&self, key: &u64, _: &V) -> u64 {
+        weight_of(*key).into()
+    }
+}
+
+impl<V: Clone> Quick<V, KeyWeighter> {
+    /// `capacity` is a total weight, each entry weighing [`weight_of`] its key; `entries`:
+    /// quick_cache's estimate of how many entries that makes.
+    pub(crate) fn weighted(capacity: u64, entries: u64) -> Self {
+        Quick(quick_cache::sync::Cache::with_weighter(entries as usize, capacity, KeyWeighter))
+    }
+}
+
+impl<V, W> BenchCache<V> for Quick<V, W>
+where
+    V: Clone + Send + Sync,
+    W: quick_cache::Weighter<u64, V> + Clone + Send + Sync,
+{
     fn name(&self) -> &'static str {
         "quick_cache"
     }
@@ -131,6 +174,12 @@ impl<V: Clone + Send + Sync + 'static> Moka<V> {
     /// Every entry expires `ttl` after its store.
     pub(crate) fn with_ttl(capacity: u64, ttl: Duration) -> Self {
         Moka(moka::sync::Cache::builder().max_capacity(capacity).time_to_live(ttl).build(), true)
+    }
+
+    /// `capacity` is a total weight, each entry weighing [`weight_of`] its key.
+    pub(crate) fn weighted(capacity: u64) -> Self {
+        let b = moka::sync::Cache::builder().max_capacity(capacity);
+        Moka(b.weigher(|k: &u64, _: &V| weight_of(*k)).build(), false)
     }
 }
 
