@@ -64,11 +64,15 @@ pub(crate) fn pending_bit(hash: u64) -> (usize, u64) {
 pub(crate) struct Pending<K, V> {
     pub(crate) inserts: hashbrown::HashTable<(NewEntry<K, V>, Option<Handle>)>,
     pub(crate) removes: Vec<Handle>,
+    /// The weight of the new keys stored since the worker last took the table (a key stored
+    /// twice counts twice): with a weigher, what wakes the worker besides the count
+    /// ([`crate::shared::store::signal_weight`]).
+    pub(crate) gathered: u64,
 }
 
 impl<K, V> Default for Pending<K, V> {
     fn default() -> Self {
-        Pending { inserts: hashbrown::HashTable::new(), removes: Vec::new() }
+        Pending { inserts: hashbrown::HashTable::new(), removes: Vec::new(), gathered: 0 }
     }
 }
 

@@ -132,8 +132,8 @@ pub(crate) struct Cell<K, V> {
     pub(crate) applied: AtomicU64,
     pub(crate) signaled: AtomicBool,
     /// Whether an operation that hides a resident entry and may free weight is pending (a
-    /// remove; a store replacing it with a weigher, or with a deadline or generations, which
-    /// may be dead by the time it is applied): set under the pending lock as it is
+    /// remove; a store replacing it with a lighter value, or with a deadline or generations,
+    /// which may be dead by the time it is applied): set under the pending lock as it is
     /// recorded, cleared once the worker has applied the batch and counted its weight (under
     /// the write lock, which hiding an entry waits for), or has found the table empty (a later
     /// store or remove of the key took the operation out, its entry gone already). Until then
@@ -226,6 +226,9 @@ pub(crate) struct Shared<K, V> {
     /// Pending operations after which a store of a new key wakes the shard's worker
     /// ([`store::signal_threshold`]).
     pub(crate) signal_at: usize,
+    /// With a weigher, the weight of new keys after which a store wakes the shard's worker
+    /// ([`store::signal_weight`]; `u64::MAX` without one).
+    pub(crate) signal_weight: u64,
     /// Pending operations after which callers wait for the shard's worker ([`crate::pending::pending_limit`]).
     pub(crate) pending_limit: usize,
     /// Per worker: its sessions of user `Drop`s, which a caller held back stops waiting for
@@ -383,7 +386,8 @@ impl<K, V> Shared<K, V> {
         let tick_nanos = u64::try_from(tick.as_nanos()).unwrap_or(u64::MAX);
         let now = clock.precise();
         let pending_limit = pending_limit(share);
-        let signal_at = store::signal_threshold(share, weigher.is_some(), pending_limit);
+        let signal_at = store::signal_threshold(share, pending_limit);
+        let signal_weight = store::signal_weight(share, weigher.is_some());
         let cells = (0..shards)
             .map(|i| Cell {
                 core: RwLock::new(Shard::new(share, tick_nanos, now)),
@@ -427,6 +431,7 @@ impl<K, V> Shared<K, V> {
             tick,
             resolution,
             signal_at,
+            signal_weight,
             pending_limit,
             user_drops: (0..workers).map(|_| UserDrops::new()).collect(),
         }

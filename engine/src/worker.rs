@@ -523,6 +523,7 @@ fn apply_then<K: 'static, V: 'static>(
             return;
         }
         std::mem::swap(&mut *p, &mut *batch);
+        p.gathered = 0;
         // Lookups that started before this batch must not take an empty pending table for a
         // definitive miss: count the batch first, then publish the empty table.
         cell.applied.fetch_add(1, Ordering::Release);

@@ -47,9 +47,9 @@ const SIGNAL_SHARE: u64 = 128;
 /// How many operations a shard's pending table gathers before a store of a new key wakes the
 /// worker: up to [`SIGNAL_BATCH_MAX`], one per [`SIGNAL_SHARE`] entries of the shard's
 /// `share` of the capacity, at least one, never more than half the shard's pending `limit`
-/// ([`crate::pending::pending_limit`]; so a table a caller waits to see drained below that half was
-/// last filled by a store that woke the worker). One for a weighted engine, whose entries may each weigh up to the
-/// capacity. Every other store wakes the worker at once: one that hides a resident entry
+/// ([`crate::pending::pending_limit`]; so a table a caller waits to see drained below that
+/// half was last filled by a store that woke the worker). With a weigher, a store also wakes
+/// it once the new keys gathered weigh [`signal_weight`]. Every other store wakes the worker at once: one that hides a resident entry
 /// (whose old value waits for the batch to be dropped), a remove, and a lookup that finds a
 /// pending store (a key read again should not keep taking the slow path), as does the tick.
 ///
@@ -61,12 +61,24 @@ const SIGNAL_SHARE: u64 = 128;
 /// 0.78 -> 0.96, `get_or_insert_with` 0.72 -> 0.88; more than 8 gained nothing. Cost: a new
 /// key that is neither read again nor followed by others in its shard waits for the tick
 /// (with a manual clock, for `flush` or `run_maintenance`) before the policy sees it.
-pub(crate) fn signal_threshold(share: u64, weighted: bool, limit: usize) -> usize {
-    if weighted {
-        return 1;
-    }
+pub(crate) fn signal_threshold(share: u64, limit: usize) -> usize {
     let by_share = usize::try_from(share / SIGNAL_SHARE).unwrap_or(usize::MAX);
     by_share.clamp(1, SIGNAL_BATCH_MAX).min(limit / 2).max(1)
+}
+
+/// With a weigher, the weight of new keys a shard gathers before a store wakes its worker:
+/// one [`SIGNAL_SHARE`]th of its `share` (at least 1), so that what waits in its pending
+/// table, unweighed by the engine's total, stays under 1% of its share beside the one store
+/// that reaches it, whatever the entries weigh (without it, [`signal_threshold`] stores of
+/// entries as heavy as the capacity could wait). No bound without a weigher, where the count
+/// is that bound. Until session 26 a weighted engine woke its worker for every new key
+/// instead, which made its 50/50 writes ~12% slower (`BENCHMARKS.md`).
+pub(crate) fn signal_weight(share: u64, weighted: bool) -> u64 {
+    if weighted {
+        (share / SIGNAL_SHARE).max(1)
+    } else {
+        u64::MAX
+    }
 }
 
 /// The panic message for a weigher that stores, removes, computes or clears through its own
@@ -168,6 +180,7 @@ where
             e.hide();
             h
         });
+        let shrinks = found.is_some_and(|h| core.current_weight(h) > Some(u64::from(weight)));
         drop(user);
         drop(core);
         let replaced = old.map(|o| o.remove().0);
@@ -186,22 +199,22 @@ where
             let checked = opts.checks_generations();
             let n = NewEntry { key, value, hash, deadline, gens, checked, weight };
             p.inserts.insert_unique(hash, (n, found), |(n, _)| n.hash);
+            p.gathered = p.gathered.saturating_add(u64::from(weight));
             let (word, bit) = pending_bit(hash);
             cell.pending_keys[word].fetch_or(bit, Ordering::Release);
         } else if let Some(h) = found {
             p.removes.push(h);
         }
         // The hidden entry weighs until the worker applies this: a remove frees its weight, a
-        // replacement may shrink it (only with a weigher: otherwise it weighs 1 either way),
-        // or be dead by the time it is applied (its deadline passed, its generation retired
-        // meanwhile), its entry then reclaimed. Only a replacement of the same weight with
-        // neither leaves the weight of live entries as it is (without this, a store of a new
-        // key applied first evicted a live entry in the place of one replaced by an expired
-        // value: `tests/engine_rev_s17b.rs`).
-        let may_free = !counted
-            || self.weigher.is_some()
-            || deadline != Some(NEVER)
-            || gens.iter().any(|&g| g != 0);
+        // replacement may shrink it (only with a weigher, to a lighter value), or be dead by
+        // the time it is applied (its deadline passed, its generation retired meanwhile), its
+        // entry then reclaimed. A replacement with neither, as heavy as the entry or heavier,
+        // frees nothing (without this, a store of a new key applied first evicted a live
+        // entry in the place of one replaced by an expired value: `tests/engine_rev_s17b.rs`;
+        // with a weigher, every replacement set this until session 26, and every batch over
+        // capacity then took `settle`'s slow path).
+        let may_free =
+            !counted || shrinks || deadline != Some(NEVER) || gens.iter().any(|&g| g != 0);
         if found.is_some() && may_free {
             cell.hides.store(true, Ordering::SeqCst);
         }
@@ -209,7 +222,8 @@ where
         let full = p.len() >= self.pending_limit;
         // A hidden resident entry (its value waiting to be dropped) wakes the worker at once;
         // a new key only once the shard has gathered `signal_at` operations.
-        if found.is_some() || full || p.len() >= self.signal_at {
+        if found.is_some() || full || p.len() >= self.signal_at || p.gathered >= self.signal_weight
+        {
             self.signal(cell, index);
         }
         drop(p);
@@ -406,7 +420,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{signal_threshold, SIGNAL_BATCH_MAX, SIGNAL_SHARE};
+    use super::{signal_threshold, signal_weight, SIGNAL_BATCH_MAX, SIGNAL_SHARE};
     use crate::pending::{pending_limit, PENDING_LIMIT, PENDING_MIN, PENDING_SHARE};
     use crate::{Engine, ManualClock};
     use std::sync::atomic::Ordering;
@@ -418,17 +432,20 @@ mod tests {
     fn the_threshold_keeps_gathered_stores_under_a_percent_of_the_share() {
         for share in SHARES {
             let limit = pending_limit(share);
-            let t = signal_threshold(share, false, limit);
+            let t = signal_threshold(share, limit);
             assert!((1..=SIGNAL_BATCH_MAX.min(limit / 2)).contains(&t), "share {share}: {t}");
             // The stores that may wait: one fewer than the threshold.
             assert!((t as u64 - 1) * SIGNAL_SHARE <= share, "share {share}: {t}");
-            assert_eq!(signal_threshold(share, true, limit), 1, "weighted, share {share}");
+            // With a weigher, the weight that may wait (below the bound) is under 1% too.
+            let w = signal_weight(share, true);
+            assert!(w >= 1 && (w - 1) * SIGNAL_SHARE <= share, "weighted, share {share}: {w}");
+            assert_eq!(signal_weight(share, false), u64::MAX);
         }
         let limit = pending_limit(1_562);
-        assert_eq!(signal_threshold(1_562, false, limit), SIGNAL_BATCH_MAX.min(limit / 2));
+        assert_eq!(signal_threshold(1_562, limit), SIGNAL_BATCH_MAX.min(limit / 2));
         // Never above half the limit, however small (the backpressure wait relies on it).
         for limit in 1..=16 {
-            assert!(signal_threshold(100_000, false, limit) <= (limit / 2).max(1), "{limit}");
+            assert!(signal_threshold(100_000, limit) <= (limit / 2).max(1), "{limit}");
         }
     }
 
@@ -468,6 +485,36 @@ mod tests {
         }
         e.flush();
         assert_eq!(e.len(), at as u64 - 1);
+    }
+
+    /// With a weigher, light new keys are gathered as without one, until they weigh a
+    /// [`SIGNAL_SHARE`]th of the share: the store that reaches it wakes the worker.
+    #[test]
+    fn light_weighted_keys_wait_until_they_weigh_a_percent_of_the_share() {
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(100_000)
+            .shards(1)
+            .weigher(|_, v| u32::try_from(*v).unwrap_or(u32::MAX))
+            .clock(ManualClock::new())
+            .build()
+            .expect("engine");
+        let (cell, at) = (&e.shared().cells[0], e.shared().signal_at);
+        assert_eq!(e.shared().signal_weight, 100_000 / SIGNAL_SHARE);
+        for k in 1..at as u64 {
+            e.insert(k, 1);
+            assert!(!cell.signaled.load(Ordering::Acquire), "store {k} woke the worker");
+        }
+        e.flush();
+        assert_eq!(e.len(), at as u64 - 1);
+        e.insert(100, 700);
+        assert!(!cell.signaled.load(Ordering::Acquire), "700 of 781 woke the worker");
+        e.insert(101, 81);
+        // Woken, the worker applies both (and clears the signal meanwhile): no flush.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cell.pending_len.load(Ordering::Acquire) != 0 && std::time::Instant::now() < give_up {
+            std::thread::yield_now();
+        }
+        assert_eq!(e.len(), at as u64 + 1, "781 of 781 did not wake the worker");
     }
 
     /// A value whose `Drop` (run on the worker) waits until `open` is set: holds the worker.

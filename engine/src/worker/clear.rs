@@ -121,6 +121,7 @@ fn take_locked<K, V>(
         let mut p = cell.lock_pending();
         let inserts = std::mem::take(&mut p.inserts);
         p.removes.clear();
+        p.gathered = 0;
         cell.hides.store(false, Ordering::SeqCst);
         let freed = core.clear(&shared.gens, &mut garbage);
         shared.weight.fetch_sub(freed, Ordering::AcqRel);
