@@ -162,10 +162,11 @@ where
     /// than capping at `u32::MAX`, which counts a larger value short.
     ///
     /// The entries evicted for an excess are chosen together, by one worker, so that none
-    /// goes that would still fit beside what stays. Only when two workers settle excesses at
-    /// the same moment (batches of both over capacity while expired or retired entries wait
-    /// to be reclaimed) may they together evict more than the excess, an entry that would
-    /// still fit included; `workers(1)` rules that out.
+    /// goes that would still fit beside what stays. Two workers may together evict more than
+    /// the excess, an entry that would still fit included, only when no worker's shards hold
+    /// the whole excess (one evicts what the other's cannot cover, then the other evicts the
+    /// rest), or when two settle excesses at the same moment (batches of both over capacity
+    /// while expired or retired entries wait to be reclaimed); `workers(1)` rules both out.
     ///
     /// # Panics
     /// The weigher runs while the engine holds a lock of the key's shard (its flights lock).

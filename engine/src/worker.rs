@@ -559,6 +559,11 @@ fn apply_then<K: 'static, V: 'static>(
     // and entries that would still fit were lost (`tests/engine_weighted_eviction.rs`).
     let growth = then(&mut core, &mut garbage, after.saturating_sub(before));
     if growth > 0 {
+        // The shard's weight first (published again as the lock is let go): another worker
+        // that reads the excess must not read the shard's weight from before the batch, take
+        // another shard for the heaviest and evict there while this one's growth is evicted
+        // here too (`tests/engine_rev_s26.rs`).
+        cell.weight.store(core.weight(), Ordering::Release);
         shared.weight.fetch_add(growth, Ordering::AcqRel);
     }
     drop(core);

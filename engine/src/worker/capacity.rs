@@ -19,9 +19,11 @@
 //! no shard is emptied for the others ([`settle`]). With a weigher, victims are named until
 //! the excess is covered before any is evicted, and those that still fit beside what is left
 //! stay, within one pass ([`evict_while_over`]) and across the cuts of one worker's shards
-//! ([`evict_cuts_weighted`]); so one worker settles the whole excess, the one whose shard is
-//! the heaviest, cutting its own shards. Only two workers settling at the same moment (each
-//! reading an excess before the other's evictions show) decide apart.
+//! ([`evict_cuts_weighted`]); so one worker settles the whole excess, cutting its own shards:
+//! the owner of the heaviest shard among the workers whose shards hold it all. When none
+//! does, the worker holding the most evicts last, after another has evicted what it cannot
+//! cover ([`weighted_turn`]). Only then, and when two workers settle at the same moment (each
+//! reading an excess before the other's evictions show), do two workers decide apart.
 //!
 //! Cost: reading the published `due_at` of every shard (atomics, no lock) per batch over
 //! capacity, and the published weights of every shard when a worker then evicts; a lock
@@ -154,8 +156,8 @@ fn quotas(mut shards: Vec<(usize, u64)>, excess: u64) -> Vec<(usize, u64)> {
 /// worker's shard may still hold dead entries (its published `due_at` has come), that worker
 /// is asked to settle instead, and this one evicts nothing. Otherwise the excess is cut from
 /// the engine's heaviest shards, down to one level ([`quotas`], from the weights each shard
-/// publishes as its write lock is let go; with a weigher, only the heaviest shard's worker
-/// cuts, its own shards for the whole excess): the policy evicts this worker's shards' cuts, then
+/// publishes as its write lock is let go; with a weigher, one worker's shards for the whole
+/// excess where one can, [`weighted_turn`]): the policy evicts this worker's shards' cuts, then
 /// asks the worker of another shard with a cut (no reply asked) to settle, or, when no other
 /// shard has one, evicts from any shard of this worker; a worker that was asked and whose
 /// shards cannot cover the excess passes it back to the asker (the answer is not answered).
@@ -248,31 +250,34 @@ pub(super) fn settle<K: 'static, V: 'static>(
     let cuts = quotas(weights.clone(), excess);
     let (mut own, others): (Vec<_>, Vec<_>) =
         cuts.iter().partition(|&&(i, _)| shared.cells[i].worker == me);
-    // With a weigher, one worker names every victim of the excess, so that those that fit
-    // beside what is left stay ([`evict_cuts_weighted`]): the worker of the heaviest shard,
-    // which cuts its own shards for the whole excess (the next excess then finds another
-    // shard the heaviest). When each worker evicted its own shards' cuts, a light entry
-    // went on one worker although the heavy one the other's cut named covered the whole
-    // excess (`tests/engine_rev_s25.rs`).
+    // With a weigher, the victims of an excess are named by one worker where one can, so
+    // that those that fit beside what is left stay ([`weighted_turn`]). When each worker
+    // evicted its own shards' cuts, a light entry went on one worker although the heavy one
+    // the other's cut named covered the whole excess (`tests/engine_rev_s25.rs`).
+    let (mut target, mut then) = (u64::MAX, None);
     if shared.weigher.is_some() {
-        own = match cuts.first() {
-            Some(&(j, _)) if shared.cells[j].worker == me => {
-                let mine = |&(i, _): &(usize, u64)| shared.cells[i].worker == me;
-                quotas(weights.into_iter().filter(mine).collect(), excess)
+        match weighted_turn(shared, me, &weights, excess) {
+            Turn::Ask(w) => {
+                ask(shared, w, None);
+                return;
             }
-            _ => Vec::new(),
-        };
+            Turn::Evict { target: t, then: last } => {
+                let mine = |&(i, _): &(usize, u64)| shared.cells[i].worker == me;
+                own = quotas(weights.into_iter().filter(mine).collect(), t);
+                (target, then) = (t, last);
+            }
+        }
     }
-    if evict_cuts(shared, own) {
+    if evict_cuts(shared, own, target) {
         return;
     }
-    if let Some(&(j, _)) = others.first() {
-        ask(shared, shared.cells[j].worker, None);
+    if let Some(w) = then.or_else(|| others.first().map(|&(j, _)| shared.cells[j].worker)) {
+        ask(shared, w, None);
         return;
     }
     // Should victims or weights have changed meanwhile, any shard of this worker for what is
     // left.
-    if evict_cuts(shared, mine.iter().map(|&i| (i, u64::MAX))) {
+    if evict_cuts(shared, mine.iter().map(|&i| (i, u64::MAX)), u64::MAX) {
         return;
     }
     if let Some(asker) = reply_to {
@@ -282,36 +287,92 @@ pub(super) fn settle<K: 'static, V: 'static>(
     }
 }
 
-/// Evicts each `(shard, quota)` in turn until the engine is within capacity; returns whether
-/// it is. Unweighted, [`evict_while_over`] under each shard's write lock. With a weigher,
+/// Who evicts for an excess of a weighted engine ([`weighted_turn`]).
+enum Turn {
+    /// Nothing here: worker `.0` settles (asked without a reply).
+    Ask(usize),
+    /// This worker evicts `target` (at most) from its own shards, then, if the engine is still
+    /// over capacity, asks `then`.
+    Evict { target: u64, then: Option<usize> },
+}
+
+/// With a weigher, the turn of worker `me` in an `excess`, from the published shard
+/// `weights`. One worker names the victims of the whole excess when one can: of the workers
+/// whose shards hold at least the excess, the owner of the heaviest shard (so that the next
+/// excess finds another shard the heaviest: evictions spread as the cuts do). When no
+/// worker's shards hold it all, the worker holding the most (`last`) evicts last, so that
+/// it can keep what fits: another worker first evicts what `last` cannot cover, and then
+/// asks it. (A worker that cut its own shards for the whole excess, fell short, and evicted
+/// every victim it had named, left the next worker to evict a heavy entry that alone covered
+/// the excess: `tests/engine_rev_s26.rs`.)
+fn weighted_turn<K, V>(
+    shared: &Shared<K, V>,
+    me: usize,
+    weights: &[(usize, u64)],
+    excess: u64,
+) -> Turn {
+    let worker = |i: usize| shared.cells[i].worker;
+    let mut totals = vec![0u64; shared.mailboxes.len()];
+    for &(i, w) in weights {
+        totals[worker(i)] = totals[worker(i)].saturating_add(w);
+    }
+    let mut heaviest: Vec<(usize, u64)> = weights.to_vec();
+    heaviest.sort_by_key(|s| std::cmp::Reverse(s.1));
+    if let Some(w) = heaviest.iter().map(|&(i, _)| worker(i)).find(|&w| totals[w] >= excess) {
+        return if w == me { Turn::Evict { target: excess, then: None } } else { Turn::Ask(w) };
+    }
+    // The most, the lowest index among equals; then the most of the others.
+    let most = |skip: Option<usize>| {
+        (0..totals.len())
+            .filter(|&w| Some(w) != skip && totals[w] > 0)
+            .max_by_key(|&w| (totals[w], std::cmp::Reverse(w)))
+    };
+    let Some(last) = most(None) else { return Turn::Evict { target: excess, then: None } };
+    if me != last && totals[me] > 0 {
+        return Turn::Evict { target: excess - totals[last], then: Some(last) };
+    }
+    match most(Some(last)) {
+        Some(first) if first != me => Turn::Ask(first),
+        _ => Turn::Evict { target: excess, then: None },
+    }
+}
+
+/// Evicts each `(shard, quota)` in turn until the engine is within capacity, or `target`
+/// weight is freed; returns whether the engine is within capacity. Unweighted,
+/// [`evict_while_over`] under each shard's write lock. With a weigher,
 /// [`evict_cuts_weighted`] first. What is evicted is dropped after the last cut.
 fn evict_cuts<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cuts: impl IntoIterator<Item = (usize, u64)>,
+    target: u64,
 ) -> bool {
     let cuts: Vec<(usize, u64)> = cuts.into_iter().collect();
     // Dropped once every cut is done: a user's `Drop` run between two cuts could retire a
     // generation on this worker, and the next cut would evict live entries while that
     // generation's took their place (`tests/engine_rev_s25b.rs`).
     let mut garbage = Vec::new();
+    let mut left = target;
     if shared.weigher.is_some() {
-        evict_cuts_weighted(shared, &cuts, &mut garbage);
+        left -= evict_cuts_weighted(shared, &cuts, target, &mut garbage).min(left);
     }
     for &(i, quota) in &cuts {
-        if shared.weight.load(Ordering::Acquire) <= shared.capacity {
+        if left == 0 || shared.weight.load(Ordering::Acquire) <= shared.capacity {
             break;
         }
-        evict_while_over(shared, &mut write_lock(&shared.cells[i]), &mut garbage, quota, 0);
+        let mut core = write_lock(&shared.cells[i]);
+        let before = core.weight();
+        evict_while_over(shared, &mut core, &mut garbage, quota.min(left), 0);
+        left -= before.saturating_sub(core.weight()).min(left);
     }
     drop_outside(shared, garbage);
     shared.weight.load(Ordering::Acquire) <= shared.capacity
 }
 
 /// The cuts of a weighted engine, as one pass of [`evict_while_over`] over all their shards:
-/// first the victims of every cut are named, up to its quota and no more than the excess in
-/// all ([`Shard::name_victims`], one hold of each write lock, nothing evicted); then each
-/// one that fits beside what is left stays, the last named first; then the others are
-/// evicted, shard by shard, each victim's weight (as the shard holds it then) reserved while
+/// first the victims of every cut are named, up to its quota and no more than the excess (or
+/// `target`, if less) in all ([`Shard::name_victims`], one hold of each write lock, nothing
+/// evicted); then each one that fits beside what is left stays, the last named first; then
+/// the others are evicted, shard by shard, each victim's weight (as the shard holds it then) reserved while
 /// the engine is over capacity. Evicted cut by cut, a light entry went in one shard although
 /// the heavy one that the next shard's cut named covered the whole excess
 /// (`tests/engine_rev_s25.rs`). What is evicted goes to `garbage`, dropped by the caller once
@@ -320,14 +381,17 @@ fn evict_cuts<K: 'static, V: 'static>(
 /// reweighed meanwhile at its named weight (`tests/engine_rev_s25b.rs`). Between naming and
 /// evicting no user code runs on this worker, so only callers' reads (an access mark the
 /// eviction then ignores) and a caller's `clear` of a stuck worker's shard (its victims
-/// skipped: [`Shard::current_weight`]) touch the shards meanwhile. Whatever excess remains
-/// goes to the caller's usual passes.
+/// skipped: [`Shard::current_weight`]) touch the shards meanwhile. Returns the weight
+/// evicted; whatever excess remains goes to the caller's usual passes.
 fn evict_cuts_weighted<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cuts: &[(usize, u64)],
+    target: u64,
     garbage: &mut Vec<(K, V)>,
-) {
-    let excess = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
+) -> u64 {
+    let over = shared.weight.load(Ordering::Acquire).saturating_sub(shared.capacity);
+    let excess = over.min(target);
+    let mut freed = 0;
     let (mut named, mut total) = (Vec::new(), 0u64);
     for &(i, quota) in cuts {
         if total >= excess {
@@ -351,12 +415,13 @@ fn evict_cuts_weighted<K: 'static, V: 'static>(
                     shared.weight.fetch_update(Ordering::AcqRel, Ordering::Acquire, over).is_ok()
                 });
             if reserved {
-                core.evict(h.idx(), &shared.gens, garbage);
+                freed += core.evict(h.idx(), &shared.gens, garbage);
             } else {
                 core.keep_named(h);
             }
         }
     }
+    freed
 }
 
 /// Asks worker `w` to settle, recording whom it should pass an excess back to; sends nothing
