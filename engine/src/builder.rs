@@ -153,7 +153,9 @@ where
     }
 
     /// Weighs each entry (on the inserting thread); an entry heavier than the capacity is not
-    /// stored, and its store still removes the value the key held. An entry weighing 0 takes
+    /// stored, and its store still removes the value the key held. A weighted engine has 4
+    /// shards per core unless told otherwise: with many entries, see
+    /// [`shards`](EngineBuilder::shards). An entry weighing 0 takes
     /// no room, so nothing bounds how many such entries are kept (a weigher like `v.len()`
     /// keeps every empty value), but while the engine is over capacity the policy may still
     /// choose one as a victim like any other (evicting it frees nothing; the next victim is
@@ -207,8 +209,14 @@ where
     /// two), then, up to twice that count, the one whose share fills its hash table best once
     /// the engine is full (a table has a power-of-two number of buckets and grows at 7/8 load,
     /// so a share just past a threshold leaves it half empty: on 2 cores, 1M entries in 64
-    /// shards fill 48% of their buckets, in 73 shards 84%). With a weigher, 4 per core; without
-    /// a bound, 32 per core.
+    /// shards fill 48% of their buckets, in 73 shards 84%). With a weigher, 4 per core, as the
+    /// engine cannot tell how many entries its capacity holds: if you expect thousands of
+    /// entries per core, set about one shard per 1,024 expected entries (a power of two, up to
+    /// 32 per core). At 100k entries on 2 cores, 64 shards instead of the default 8 took ~25%
+    /// less time per operation for two threads storing half the time (`BENCHMARKS.md`,
+    /// session 26); with only a few entries per shard, each shard's policy sees too few keys,
+    /// and the hit ratio suffers (1–2 points at 1,000–5,000 entries in 64 shards). Without a
+    /// bound, 32 per core.
     ///
     /// ```
     /// use memokit_engine::{BuildError, Engine};
