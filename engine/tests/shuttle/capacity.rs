@@ -156,3 +156,43 @@ fn weighted_excesses_passed_to_one_worker_end_within_capacity() {
         e.validate().unwrap();
     });
 }
+
+/// With a weigher and three workers, an excess no worker's shards hold alone (usually): one
+/// worker evicts the shortfall, then asks the worker holding the most to evict the rest
+/// (`capacity::weighted_turn`), while two callers store heavy entries at once and an expired
+/// entry waits to be reclaimed. Never a hang, within capacity after a `flush` that follows
+/// both stores, no wrong value, accounts exact.
+#[test]
+fn weighted_shortfalls_passed_between_three_workers_end_within_capacity() {
+    check(|| {
+        let clock = ManualClock::new();
+        let e: Engine<u64, u64> = Engine::builder()
+            .max_capacity(14)
+            .shards(3)
+            .workers(3)
+            .weigher(|_, v: &u64| u32::try_from(*v % 100).unwrap_or(u32::MAX))
+            .clock(clock.clone())
+            .build()
+            .expect("build");
+        for k in 1..7u64 {
+            e.insert(k, 100 * k + 2);
+        }
+        e.insert_with_ttl(9, 901, Duration::from_secs(1));
+        e.flush();
+        clock.advance(Duration::from_secs(2));
+        let a = spawn_with(&e, |e| e.insert(20, 2007));
+        let b = spawn_with(&e, |e| e.insert(21, 2107));
+        e.flush();
+        a.join().unwrap();
+        b.join().unwrap();
+        e.flush();
+        let s = e.stats();
+        assert!(s.weight <= 14, "over capacity after flush: {s:?}");
+        for k in [1, 2, 3, 4, 5, 6, 20, 21] {
+            let v = e.get(&k);
+            assert!(v.is_none_or(|v| v / 100 == k), "key {k} holds {v:?}");
+        }
+        assert_eq!(e.get(&9), None);
+        e.validate().unwrap();
+    });
+}
