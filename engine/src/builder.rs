@@ -133,10 +133,10 @@ where
     /// of the capacity, or 64 entries a shard for a small one: callers storing beyond that
     /// wait for the worker, unless it has been in a key's or value's `Drop` for a second,
     /// which may be waiting for them; with a weigher, that many *entries*, each of any
-    /// weight, not an eighth of the weight), and, without a weigher, a few stores of new
-    /// keys per shard that
-    /// wait for more to be applied with them (under 1% of the capacity, until the next tick
-    /// at most; see [`Engine::flush`]).
+    /// weight, not an eighth of the weight), and a few stores of new keys per shard that wait
+    /// for more to be applied with them (under 1% of the capacity, in entries or, with a
+    /// weigher, in weight besides the store that reaches it; until the next tick at most;
+    /// see [`Engine::flush`]).
     ///
     /// ```
     /// use memokit_engine::Engine;

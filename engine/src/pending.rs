@@ -64,9 +64,10 @@ pub(crate) fn pending_bit(hash: u64) -> (usize, u64) {
 pub(crate) struct Pending<K, V> {
     pub(crate) inserts: hashbrown::HashTable<(NewEntry<K, V>, Option<Handle>)>,
     pub(crate) removes: Vec<Handle>,
-    /// The weight of the new keys stored since the worker last took the table (a key stored
-    /// twice counts twice): with a weigher, what wakes the worker besides the count
-    /// ([`crate::shared::store::signal_weight`]).
+    /// The weight of the stores recorded since the worker last took the table (a key stored
+    /// twice counts twice; a replacement wakes the worker anyway): with a weigher, what wakes
+    /// it besides the count ([`crate::shared::store::signal_weight`]). Reset when the worker
+    /// takes the table, or clears it; not when it finds it empty (a later wake-up at worst).
     pub(crate) gathered: u64,
 }
 
