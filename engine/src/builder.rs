@@ -163,11 +163,11 @@ where
     /// capacity is `u64`: for a budget beyond 4 GiB, weigh in larger units (KiB) rather
     /// than capping at `u32::MAX`, which counts a larger value short.
     ///
-    /// The entries evicted for an excess are chosen together, by one worker, so that none
-    /// goes that would still fit beside what stays. Two workers may together evict more than
-    /// the excess, an entry that would still fit included, only when no worker's shards hold
-    /// the whole excess (one evicts what the other's cannot cover, then the other evicts the
-    /// rest), or when two settle excesses at the same moment (batches of both over capacity
+    /// The entries evicted for an excess are chosen together, by one worker, so that none goes that
+    /// would still fit beside what stays. Two workers may together evict more than the excess, an
+    /// entry that would still fit included, only when no worker's shards hold the whole excess (one
+    /// evicts what the other's cannot cover, then the other evicts the rest, which may be all its
+    /// shards hold), or when two settle excesses at the same moment (batches of both over capacity
     /// while expired or retired entries wait to be reclaimed); `workers(1)` rules both out.
     ///
     /// # Panics

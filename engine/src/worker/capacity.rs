@@ -21,7 +21,7 @@
 //! stay, within one pass ([`evict_while_over`]) and across the cuts of one worker's shards
 //! ([`evict_cuts_weighted`]); so one worker settles the whole excess, cutting its own shards:
 //! the owner of the heaviest shard among the workers whose shards hold it all. When none
-//! does, the worker holding the most evicts last, after another has evicted what it cannot
+//! does, the worker holding the most evicts last, after one other has evicted what it cannot
 //! cover ([`weighted_turn`]). Only then, and when two workers settle at the same moment (each
 //! reading an excess before the other's evictions show), do two workers decide apart.
 //!
@@ -257,8 +257,8 @@ pub(super) fn settle<K: 'static, V: 'static>(
     let (mut target, mut then) = (u64::MAX, None);
     if shared.weigher.is_some() {
         match weighted_turn(shared, me, &weights, excess) {
-            Turn::Ask(w) => {
-                ask(shared, w, None);
+            Turn::Ask(workers) => {
+                workers.into_iter().for_each(|w| ask(shared, w, None));
                 return;
             }
             Turn::Evict { target: t, then: last } => {
@@ -289,8 +289,8 @@ pub(super) fn settle<K: 'static, V: 'static>(
 
 /// Who evicts for an excess of a weighted engine ([`weighted_turn`]).
 enum Turn {
-    /// Nothing here: worker `.0` settles (asked without a reply).
-    Ask(usize),
+    /// Nothing here: these workers settle (asked without a reply).
+    Ask(Vec<usize>),
     /// This worker evicts `target` (at most) from its own shards, then, if the engine is still
     /// over capacity, asks `then`.
     Evict { target: u64, then: Option<usize> },
@@ -300,11 +300,13 @@ enum Turn {
 /// `weights`. One worker names the victims of the whole excess when one can: of the workers
 /// whose shards hold at least the excess, the owner of the heaviest shard (so that the next
 /// excess finds another shard the heaviest: evictions spread as the cuts do). When no
-/// worker's shards hold it all, the worker holding the most (`last`) evicts last, so that
-/// it can keep what fits: another worker first evicts what `last` cannot cover, and then
-/// asks it. (A worker that cut its own shards for the whole excess, fell short, and evicted
-/// every victim it had named, left the next worker to evict a heavy entry that alone covered
-/// the excess: `tests/engine_rev_s26.rs`.)
+/// worker's shards hold it all, the worker holding the most (`last`) evicts last, so that it
+/// can keep what fits: the worker holding the most after it (`first`) evicts what `last`
+/// cannot cover, then asks it; every other worker asks `first`. (A worker that cut its own
+/// shards for the whole excess, fell short, and evicted every victim it had named, left the
+/// next worker to evict a heavy entry that alone covered the excess:
+/// `tests/engine_rev_s26.rs`.) Left open: `last` may then evict all it holds, emptying its
+/// shards for the others (`tests/engine_rev_s26c.rs`).
 fn weighted_turn<K, V>(
     shared: &Shared<K, V>,
     me: usize,
@@ -319,21 +321,27 @@ fn weighted_turn<K, V>(
     let mut heaviest: Vec<(usize, u64)> = weights.to_vec();
     heaviest.sort_by_key(|s| std::cmp::Reverse(s.1));
     if let Some(w) = heaviest.iter().map(|&(i, _)| worker(i)).find(|&w| totals[w] >= excess) {
-        return if w == me { Turn::Evict { target: excess, then: None } } else { Turn::Ask(w) };
+        return if w == me {
+            Turn::Evict { target: excess, then: None }
+        } else {
+            Turn::Ask(vec![w])
+        };
     }
-    // The most, the lowest index among equals; then the most of the others.
+    // The most, the lowest index among equals: `last`; then the most of the others, `first`,
+    // the only one to evict before `last` (several evicting what `last` cannot cover, at
+    // once, evicted it several times over: `tests/engine_rev_s26c.rs`).
     let most = |skip: Option<usize>| {
         (0..totals.len())
             .filter(|&w| Some(w) != skip && totals[w] > 0)
             .max_by_key(|&w| (totals[w], std::cmp::Reverse(w)))
     };
     let Some(last) = most(None) else { return Turn::Evict { target: excess, then: None } };
-    if me != last && totals[me] > 0 {
-        return Turn::Evict { target: excess - totals[last], then: Some(last) };
-    }
     match most(Some(last)) {
-        Some(first) if first != me => Turn::Ask(first),
-        _ => Turn::Evict { target: excess, then: None },
+        Some(first) if first == me => {
+            Turn::Evict { target: excess - totals[last], then: Some(last) }
+        }
+        Some(first) => Turn::Ask(vec![first]),
+        None => Turn::Evict { target: excess, then: None },
     }
 }
 
@@ -368,21 +376,20 @@ fn evict_cuts<K: 'static, V: 'static>(
     shared.weight.load(Ordering::Acquire) <= shared.capacity
 }
 
-/// The cuts of a weighted engine, as one pass of [`evict_while_over`] over all their shards:
-/// first the victims of every cut are named, up to its quota and no more than the excess (or
-/// `target`, if less) in all ([`Shard::name_victims`], one hold of each write lock, nothing
-/// evicted); then each one that fits beside what is left stays, the last named first; then
-/// the others are evicted, shard by shard, each victim's weight (as the shard holds it then) reserved while
-/// the engine is over capacity. Evicted cut by cut, a light entry went in one shard although
-/// the heavy one that the next shard's cut named covered the whole excess
-/// (`tests/engine_rev_s25.rs`). What is evicted goes to `garbage`, dropped by the caller once
-/// every shard is done: a user's `Drop` run in between could flush, store or retire on this
-/// worker while victims named elsewhere wait, which left the total counting a victim
-/// reweighed meanwhile at its named weight (`tests/engine_rev_s25b.rs`). Between naming and
-/// evicting no user code runs on this worker, so only callers' reads (an access mark the
-/// eviction then ignores) and a caller's `clear` of a stuck worker's shard (its victims
-/// skipped: [`Shard::current_weight`]) touch the shards meanwhile. Returns the weight
-/// evicted; whatever excess remains goes to the caller's usual passes.
+/// The cuts of a weighted engine, as one pass of [`evict_while_over`] over all their shards: first
+/// the victims of every cut are named, up to its quota and no more than the excess (or `target`, if
+/// less) in all ([`Shard::name_victims`], one hold of each write lock, nothing evicted); then each
+/// one that fits beside what is left stays, the last named first; then the others are evicted,
+/// shard by shard, each victim's weight (as the shard holds it then) reserved while the engine is
+/// over capacity. Evicted cut by cut, a light entry went in one shard although the heavy one that
+/// the next shard's cut named covered the whole excess (`tests/engine_rev_s25.rs`). What is evicted
+/// goes to `garbage`, dropped by the caller once every shard is done: a user's `Drop` run in
+/// between could flush, store or retire on this worker while victims named elsewhere wait, which
+/// left the total counting a victim reweighed meanwhile at its named weight
+/// (`tests/engine_rev_s25b.rs`). Between naming and evicting no user code runs on this worker, so
+/// only callers' reads (an access mark the eviction then ignores) and a caller's `clear` of a stuck
+/// worker's shard (its victims skipped: [`Shard::current_weight`]) touch the shards meanwhile.
+/// Returns the weight evicted; whatever excess remains goes to the caller's usual passes.
 fn evict_cuts_weighted<K: 'static, V: 'static>(
     shared: &Shared<K, V>,
     cuts: &[(usize, u64)],
