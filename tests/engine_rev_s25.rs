@@ -10,30 +10,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::weighted::{check_accounts, weighted, V};
 use common::{manual_engine_with, no_hang, Rng};
-use memokit_engine::{Engine, InsertOptions, ManualClock};
-
-/// Values carry their weight: `(id, weight)`.
-type V = (u64, u32);
-
-fn weighted(cap: u64, shards: usize, workers: usize) -> (Engine<u64, V>, ManualClock) {
-    let b = Engine::builder().max_capacity(cap).shards(shards).workers(workers);
-    manual_engine_with(b.weigher(|_, v: &V| v.1))
-}
-
-/// After `flush`: the engine's total equals the weights of the values it serves for
-/// `keys`, `stats` agrees with it and with `len`, the total is within capacity, and every
-/// shard is consistent. Returns the values served.
-fn check_accounts(e: &Engine<u64, V>, keys: impl Iterator<Item = u64>) -> HashMap<u64, V> {
-    let held: HashMap<u64, V> = keys.filter_map(|k| e.get(&k).map(|v| (k, v))).collect();
-    let sum: u64 = held.values().map(|v| u64::from(v.1)).sum();
-    let st = e.stats();
-    assert_eq!(e.validate(), Ok(()));
-    assert_eq!((e.weighted_size(), st.weight), (sum, sum), "total vs values held: {st:?}");
-    assert_eq!((e.len(), st.entries), (held.len() as u64, held.len() as u64), "{st:?}");
-    assert!(sum <= e.max_capacity(), "over capacity after flush: {st:?}");
-    held
-}
+use memokit_engine::{Engine, InsertOptions};
 
 /// The session-24 scenario with accounting: 1 and 2 hot (40 each), 3 cold (19), 4 (60)
 /// comes and is itself the one to go. Exactly one eviction, counted once, and the shard

@@ -12,31 +12,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::weighted::{check_accounts, weighted, Log, Val, V};
 use common::{env_u64, manual_engine_with, no_hang, stall, wait_until, HookedKey, Rng};
 use memokit_engine::{Engine, Generation, InsertOptions, ManualClock};
-
-/// Which worker dropped each value, by id (drops on other threads are not recorded).
-type Log = Arc<Mutex<HashMap<u64, usize>>>;
-
-/// A value of weight `w` that records, when a worker drops it, that worker under `id`.
-#[derive(Clone)]
-struct Val {
-    id: u64,
-    w: u32,
-    log: Log,
-}
-
-impl Drop for Val {
-    fn drop(&mut self) {
-        let name = std::thread::current().name().map(str::to_owned).unwrap_or_default();
-        if let Some(w) = name.strip_prefix("memokit-worker-").and_then(|n| n.parse().ok()) {
-            self.log.lock().unwrap_or_else(|p| p.into_inner()).insert(self.id, w);
-        }
-    }
-}
 
 type Tracked = Engine<HookedKey, Val>;
 
@@ -66,28 +47,6 @@ fn workers_of(e: &Tracked, log: &Log, ids: std::ops::Range<u64>) -> BTreeMap<u64
 /// The keys of `map` on worker `w`.
 fn on(map: &BTreeMap<u64, usize>, w: usize) -> Vec<u64> {
     map.iter().filter(|&(_, &x)| x == w).map(|(&k, _)| k).collect()
-}
-
-/// Values carry their weight: `(id, weight)` (the engines of plain keys).
-type V = (u64, u32);
-
-fn weighted(cap: u64, shards: usize, workers: usize) -> (Engine<u64, V>, ManualClock) {
-    let b = Engine::builder().max_capacity(cap).shards(shards).workers(workers);
-    manual_engine_with(b.weigher(|_, v: &V| v.1))
-}
-
-/// After `flush` and with nothing dead left: the engine's total equals the weights of the
-/// values it serves for `keys`, `stats` agrees with it and with `len`, the total is within
-/// capacity, every shard is consistent. Returns the values served.
-fn check_accounts(e: &Engine<u64, V>, keys: impl Iterator<Item = u64>) -> HashMap<u64, V> {
-    let held: HashMap<u64, V> = keys.filter_map(|k| e.get(&k).map(|v| (k, v))).collect();
-    let sum: u64 = held.values().map(|v| u64::from(v.1)).sum();
-    let st = e.stats();
-    assert_eq!(e.validate(), Ok(()));
-    assert_eq!((e.weighted_size(), st.weight), (sum, sum), "total vs values held: {st:?}");
-    assert_eq!((e.len(), st.entries), (held.len() as u64, held.len() as u64), "{st:?}");
-    assert!(sum <= e.max_capacity(), "over capacity after flush: {st:?}");
-    held
 }
 
 /// Capacity 60, three shards and three workers (worker `i` owns shard `i`): shard 0 holds

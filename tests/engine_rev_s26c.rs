@@ -15,28 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::weighted::{Log, Val};
 use common::{env_u64, manual_engine_with, wait_asleep, wait_until, Gate, HookedKey, Rng};
 use memokit_engine::{Engine, Generation, InsertOptions, ManualClock};
-
-/// Which worker dropped each value, by id (drops on other threads are not recorded).
-type Log = Arc<Mutex<HashMap<u64, usize>>>;
-
-/// A value of weight `w` that records, when a worker drops it, that worker under `id`.
-#[derive(Clone)]
-struct Val {
-    id: u64,
-    w: u32,
-    log: Log,
-}
-
-impl Drop for Val {
-    fn drop(&mut self) {
-        let name = std::thread::current().name().map(str::to_owned).unwrap_or_default();
-        if let Some(w) = name.strip_prefix("memokit-worker-").and_then(|n| n.parse().ok()) {
-            self.log.lock().unwrap_or_else(|p| p.into_inner()).insert(self.id, w);
-        }
-    }
-}
 
 /// An engine on a manual clock (weighing each value `v.w` if weighted), the workers of its
 /// keys `0..n` (each stored at weight 0 and removed, its value's drop seen), and what the test

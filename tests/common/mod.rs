@@ -7,6 +7,7 @@ pub(crate) mod drop_log;
 pub(crate) mod lookups;
 pub(crate) mod memo;
 pub(crate) mod user_locks;
+pub(crate) mod weighted;
 
 use std::any::Any;
 use std::hash::{Hash, Hasher};

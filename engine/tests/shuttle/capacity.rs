@@ -117,82 +117,54 @@ fn flush_racing_one_retirement_returns_within_capacity() {
     });
 }
 
-/// With a weigher, one worker settles each excess (the worker of the heaviest shard; the
-/// others pass it on): two callers store heavy entries at once while an expired entry waits
-/// to be reclaimed (so every batch goes through `settle` and its hops), and a third flushes
-/// meanwhile. Never a hang, never over capacity after a `flush` that follows both stores,
-/// never a wrong value, accounts exact.
-#[test]
-fn weighted_excesses_passed_to_one_worker_end_within_capacity() {
-    check(|| {
-        let clock = ManualClock::new();
-        let e: Engine<u64, u64> = Engine::builder()
-            .max_capacity(10)
-            .shards(3)
-            .workers(2)
-            .weigher(|_, v: &u64| u32::try_from(*v % 100).unwrap_or(u32::MAX))
-            .clock(clock.clone())
-            .build()
-            .expect("build");
-        for k in 1..5u64 {
-            e.insert(k, 100 * k + 2);
-        }
-        e.insert_with_ttl(9, 901, Duration::from_secs(1));
-        e.flush();
-        clock.advance(Duration::from_secs(2));
-        let a = spawn_with(&e, |e| e.insert(20, 2005));
-        let b = spawn_with(&e, |e| e.insert(21, 2104));
-        e.flush();
-        a.join().unwrap();
-        b.join().unwrap();
-        e.flush();
-        let s = e.stats();
-        assert!(s.weight <= 10, "over capacity after flush: {s:?}");
-        for k in [1, 2, 3, 4, 20, 21] {
-            let v = e.get(&k);
-            assert!(v.is_none_or(|v| v / 100 == k), "key {k} holds {v:?}");
-        }
-        assert_eq!(e.get(&9), None);
-        e.validate().unwrap();
-    });
+/// One round of two heavy stores racing a `flush` on a weighted engine (`capacity`, 3 shards,
+/// `workers`): `light` keys `1..=light` of weight 2 and an expired one (weight 1) first, then
+/// keys 20 and 21 of weight `heavy` stored by two callers at once while the main thread
+/// flushes. Each value is `100 * key + weight`, weighed by its last two digits. Never a hang,
+/// within capacity after a `flush` that follows both stores, no wrong value, accounts exact.
+fn two_heavy_stores_racing_a_flush(capacity: u64, workers: usize, light: u64, heavy: u64) {
+    let clock = ManualClock::new();
+    let e: Engine<u64, u64> = Engine::builder()
+        .max_capacity(capacity)
+        .shards(3)
+        .workers(workers)
+        .weigher(|_, v: &u64| u32::try_from(*v % 100).unwrap_or(u32::MAX))
+        .clock(clock.clone())
+        .build()
+        .expect("build");
+    for k in 1..=light {
+        e.insert(k, 100 * k + 2);
+    }
+    e.insert_with_ttl(9, 901, Duration::from_secs(1));
+    e.flush();
+    clock.advance(Duration::from_secs(2));
+    let a = spawn_with(&e, move |e| e.insert(20, 2000 + heavy));
+    let b = spawn_with(&e, move |e| e.insert(21, 2100 + heavy));
+    e.flush();
+    a.join().unwrap();
+    b.join().unwrap();
+    e.flush();
+    let s = e.stats();
+    assert!(s.weight <= capacity, "over capacity after flush: {s:?}");
+    for k in (1..=light).chain([20, 21]) {
+        let v = e.get(&k);
+        assert!(v.is_none_or(|v| v / 100 == k), "key {k} holds {v:?}");
+    }
+    assert_eq!(e.get(&9), None);
+    e.validate().unwrap();
 }
 
-/// With a weigher and three workers, an excess no worker's shards hold alone (usually): one
-/// worker evicts the shortfall, then asks the worker holding the most to evict the rest
-/// (`capacity::weighted_turn`), while two callers store heavy entries at once and an expired
-/// entry waits to be reclaimed. Never a hang, within capacity after a `flush` that follows
-/// both stores, no wrong value, accounts exact.
+/// With a weigher, one worker settles each excess (the worker of the heaviest shard among
+/// those that hold it; the others pass it on), two workers.
+#[test]
+fn weighted_excesses_passed_to_one_worker_end_within_capacity() {
+    check(|| two_heavy_stores_racing_a_flush(10, 2, 4, 5));
+}
+
+/// With a weigher and three workers, an excess no worker's shards hold alone (usually: a panic
+/// put in that branch fails this test): one worker evicts the shortfall, then asks the worker
+/// holding the most to evict the rest (`capacity::weighted_turn`).
 #[test]
 fn weighted_shortfalls_passed_between_three_workers_end_within_capacity() {
-    check(|| {
-        let clock = ManualClock::new();
-        let e: Engine<u64, u64> = Engine::builder()
-            .max_capacity(14)
-            .shards(3)
-            .workers(3)
-            .weigher(|_, v: &u64| u32::try_from(*v % 100).unwrap_or(u32::MAX))
-            .clock(clock.clone())
-            .build()
-            .expect("build");
-        for k in 1..7u64 {
-            e.insert(k, 100 * k + 2);
-        }
-        e.insert_with_ttl(9, 901, Duration::from_secs(1));
-        e.flush();
-        clock.advance(Duration::from_secs(2));
-        let a = spawn_with(&e, |e| e.insert(20, 2007));
-        let b = spawn_with(&e, |e| e.insert(21, 2107));
-        e.flush();
-        a.join().unwrap();
-        b.join().unwrap();
-        e.flush();
-        let s = e.stats();
-        assert!(s.weight <= 14, "over capacity after flush: {s:?}");
-        for k in [1, 2, 3, 4, 5, 6, 20, 21] {
-            let v = e.get(&k);
-            assert!(v.is_none_or(|v| v / 100 == k), "key {k} holds {v:?}");
-        }
-        assert_eq!(e.get(&9), None);
-        e.validate().unwrap();
-    });
+    check(|| two_heavy_stores_racing_a_flush(14, 3, 6, 7));
 }
