@@ -153,15 +153,14 @@ where
     }
 
     /// Weighs each entry (on the inserting thread); an entry heavier than the capacity is not
-    /// stored, and its store still removes the value the key held. A weighted engine has 4
-    /// shards per core unless told otherwise: with many entries, see
-    /// [`shards`](EngineBuilder::shards). An entry weighing 0 takes
-    /// no room, so nothing bounds how many such entries are kept (a weigher like `v.len()`
-    /// keeps every empty value), but while the engine is over capacity the policy may still
-    /// choose one as a victim like any other (evicting it frees nothing; the next victim is
-    /// taken); a capacity of 0 stores nothing, not even those. Weights are `u32` while the
-    /// capacity is `u64`: for a budget beyond 4 GiB, weigh in larger units (KiB) rather
-    /// than capping at `u32::MAX`, which counts a larger value short.
+    /// stored, and its store still removes the value the key held. A weighted engine has 4 shards
+    /// per core unless told otherwise: with many entries, see [`shards`](EngineBuilder::shards). An
+    /// entry weighing 0 takes no room, so nothing bounds how many such entries are kept (a weigher
+    /// like `v.len()` keeps every empty value), but while the engine is over capacity the policy
+    /// may still choose one as a victim like any other (evicting it frees nothing; the next victim
+    /// is taken); a capacity of 0 stores nothing, not even those. Weights are `u32` while the
+    /// capacity is `u64`: for a budget beyond 4 GiB, weigh in larger units (KiB) rather than
+    /// capping at `u32::MAX`, which counts a larger value short.
     ///
     /// The entries evicted for an excess are chosen together, by one worker, so that none goes that
     /// would still fit beside what stays. Two workers may together evict more than the excess, an

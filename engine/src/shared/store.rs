@@ -45,13 +45,14 @@ pub(crate) const SIGNAL_BATCH_MAX: usize = 8;
 const SIGNAL_SHARE: u64 = 128;
 
 /// How many operations a shard's pending table gathers before a store of a new key wakes the
-/// worker: up to [`SIGNAL_BATCH_MAX`], one per [`SIGNAL_SHARE`] entries of the shard's
-/// `share` of the capacity, at least one, never more than half the shard's pending `limit`
-/// ([`crate::pending::pending_limit`]; so a table a caller waits to see drained below that
-/// half was last filled by a store that woke the worker). With a weigher, a store also wakes
-/// it once the new keys gathered weigh [`signal_weight`]. Every other store wakes the worker at once: one that hides a resident entry
-/// (whose old value waits for the batch to be dropped), a remove, and a lookup that finds a
-/// pending store (a key read again should not keep taking the slow path), as does the tick.
+/// worker: up to [`SIGNAL_BATCH_MAX`], one per [`SIGNAL_SHARE`] entries of the shard's `share` of
+/// the capacity, at least one, never more than half the shard's pending `limit`
+/// ([`crate::pending::pending_limit`]; so a table a caller waits to see drained below that half was
+/// last filled by a store that woke the worker). With a weigher, a store also wakes it once the new
+/// keys gathered weigh [`signal_weight`]. Every other store wakes the worker at once: one that
+/// hides a resident entry (whose old value waits for the batch to be dropped), a remove, and a
+/// lookup that finds a pending store (a key read again should not keep taking the slow path), as
+/// does the tick.
 ///
 /// Why: each batch costs the worker a write lock, the swap of the pending table, a wake-up
 /// and the loads of lines the callers wrote, and takes the shard's read lock from its readers
@@ -72,7 +73,8 @@ pub(crate) fn signal_threshold(share: u64, limit: usize) -> usize {
 /// that reaches it, whatever the entries weigh (without it, [`signal_threshold`] stores of
 /// entries as heavy as the capacity could wait). No bound without a weigher, where the count
 /// is that bound. Until session 26 a weighted engine woke its worker for every new key
-/// instead, which made its 50/50 writes ~12% slower (`BENCHMARKS.md`).
+/// instead, one of the two costs that made its writes ~20% slower in a sustained 50/50 run
+/// (`BENCHMARKS.md`; the other: `Cell::hides` set by every replacement).
 pub(crate) fn signal_weight(share: u64, weighted: bool) -> u64 {
     if weighted {
         (share / SIGNAL_SHARE).max(1)

@@ -257,8 +257,8 @@ pub(super) fn settle<K: 'static, V: 'static>(
     let (mut target, mut then) = (u64::MAX, None);
     if shared.weigher.is_some() {
         match weighted_turn(shared, me, &weights, excess) {
-            Turn::Ask(workers) => {
-                workers.into_iter().for_each(|w| ask(shared, w, None));
+            Turn::Ask(w) => {
+                ask(shared, w, None);
                 return;
             }
             Turn::Evict { target: t, then: last } => {
@@ -289,8 +289,8 @@ pub(super) fn settle<K: 'static, V: 'static>(
 
 /// Who evicts for an excess of a weighted engine ([`weighted_turn`]).
 enum Turn {
-    /// Nothing here: these workers settle (asked without a reply).
-    Ask(Vec<usize>),
+    /// Nothing here: worker `.0` settles (asked without a reply).
+    Ask(usize),
     /// This worker evicts `target` (at most) from its own shards, then, if the engine is still
     /// over capacity, asks `then`.
     Evict { target: u64, then: Option<usize> },
@@ -321,11 +321,7 @@ fn weighted_turn<K, V>(
     let mut heaviest: Vec<(usize, u64)> = weights.to_vec();
     heaviest.sort_by_key(|s| std::cmp::Reverse(s.1));
     if let Some(w) = heaviest.iter().map(|&(i, _)| worker(i)).find(|&w| totals[w] >= excess) {
-        return if w == me {
-            Turn::Evict { target: excess, then: None }
-        } else {
-            Turn::Ask(vec![w])
-        };
+        return if w == me { Turn::Evict { target: excess, then: None } } else { Turn::Ask(w) };
     }
     // The most, the lowest index among equals: `last`; then the most of the others, `first`,
     // the only one to evict before `last` (several evicting what `last` cannot cover, at
@@ -340,7 +336,7 @@ fn weighted_turn<K, V>(
         Some(first) if first == me => {
             Turn::Evict { target: excess - totals[last], then: Some(last) }
         }
-        Some(first) => Turn::Ask(vec![first]),
+        Some(first) => Turn::Ask(first),
         None => Turn::Evict { target: excess, then: None },
     }
 }
