@@ -365,11 +365,11 @@ fn capacity_zero_and_one() {
     }
 }
 
-/// A server's mix from four threads at once on 1–4 workers: heavy and light stores with
-/// TTLs and generations, `get_or_insert_with` of values up to the capacity and beyond,
-/// removes, retirements, `flush`, `clear` and the clock moving; every computed or found
-/// value is of its own key. Once they are done, `flush` leaves the engine within capacity, and after
-/// `run_maintenance` the accounts are exact and nothing dead or foreign is served.
+/// A server's mix from four threads at once on 1–4 workers: heavy and light stores with TTLs and
+/// generations, `get_or_insert_with` of values up to the capacity and beyond, removes, retirements,
+/// `flush`, `clear` and the clock moving; every computed or found value is of its own key. Once
+/// they are done, `flush` leaves the engine within capacity, and after `run_maintenance` the
+/// accounts are exact and nothing dead or foreign is served.
 #[test]
 fn a_mixed_server_load_settles_exactly() {
     for (shards, workers) in [(1, 1), (2, 2), (3, 3), (8, 4), (5, 2)] {

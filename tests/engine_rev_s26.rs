@@ -117,11 +117,11 @@ fn an_excess_beyond_the_heaviest_workers_shards_loses_nothing_that_fits() {
     assert_eq!(excess_beyond_the_heaviest(true), Vec::<String>::new());
 }
 
-/// Finding (fixed as above), the same with nothing held: two stores in a row and a `flush`. Both batches are
-/// usually applied before worker 0 settles, and then the round loses as above (all eight
-/// light entries evicted, four of which fit back at once): 32, 26, 60, 56 and 29 of 60 rounds
-/// in 5 runs (55–59 in the runs before, on 2 shared cores), e.g. `32 of 60 rounds lost
-/// entries, e.g. ["1 (5, evicted by worker Some(0)) at 40 of 60", ...]`.
+/// Finding (fixed as above), the same with nothing held: two stores in a row and a `flush`. Both
+/// batches are usually applied before worker 0 settles, and then the round loses as above (all
+/// eight light entries evicted, four of which fit back at once): 32, 26, 60, 56 and 29 of 60 rounds
+/// in 5 runs (55–59 in the runs before, on 2 shared cores), e.g. `32 of 60 rounds lost entries,
+/// e.g. ["1 (5, evicted by worker Some(0)) at 40 of 60", ...]`.
 #[test]
 fn two_heavy_stores_in_a_row_lose_nothing_that_fits_with_an_expired_entry() {
     let rounds = 60;

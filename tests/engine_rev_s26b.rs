@@ -379,12 +379,12 @@ fn batches_between_flushes_keep_exact_accounts() {
     }
 }
 
-/// Guard (e): three threads, started together, store (weights 0 to beyond the capacity),
-/// replace and remove the same 24 keys, each checking that its own last store is never read back older, then
-/// `flush`: within capacity, exact accounts, and each key holds nothing or the value of some
-/// thread's last operation on it (a store); with a capacity nothing reaches (every weight
-/// fits many times), a key whose every thread's last operation was a fitting store holds one
-/// of those. 1–4 workers, 2–16 shards.
+/// Guard (e): three threads, started together, store (weights 0 to beyond the capacity), replace
+/// and remove the same 24 keys, each checking that its own last store is never read back older,
+/// then `flush`: within capacity, exact accounts, and each key holds nothing or the value of some
+/// thread's last operation on it (a store); with a capacity nothing reaches (every weight fits many
+/// times), a key whose every thread's last operation was a fitting store holds one of those. 1–4
+/// workers, 2–16 shards.
 #[test]
 fn concurrent_writers_on_the_same_keys_keep_exact_accounts() {
     const KEYS: u64 = 24;

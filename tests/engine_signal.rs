@@ -1,9 +1,9 @@
-//! When a store wakes its shard's worker. Stores of new keys are gathered (up to 8 per shard,
-//! fewer in small shards) before the worker is woken; everything else wakes it at once: a
-//! lookup that finds a pending store, a store that hides a resident entry, a remove, the
-//! gathered count reached, or with a weigher the gathered weight (1/128 of the shard's share). Each test uses a manual clock (no
-//! tick ever drains the shards) and no `flush`, so only the wake-up under test can get the
-//! worker to apply what is pending; `len()` counts applied entries only. A wake-up that is
+//! When a store wakes its shard's worker. Stores of new keys are gathered (up to 8 per shard, fewer
+//! in small shards) before the worker is woken; everything else wakes it at once: a lookup that
+//! finds a pending store, a store that hides a resident entry, a remove, the gathered count
+//! reached, or with a weigher the gathered weight (1/128 of the shard's share). Each test uses a
+//! manual clock (no tick ever drains the shards) and no `flush`, so only the wake-up under test can
+//! get the worker to apply what is pending; `len()` counts applied entries only. A wake-up that is
 //! not sent shows as a hang, which `wait_until` turns into a failure.
 
 mod common;

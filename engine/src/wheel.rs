@@ -48,12 +48,12 @@ pub(crate) struct Wheel {
     backlog: List,
     now_tick: u64,
     tick: u64,
-    /// A lower bound on the deadline of every entry in the buckets that is due at the next
-    /// tick (`now_tick + 1`): before it, no such entry can have expired (`u64::MAX` while
-    /// those buckets are empty, or once [`Wheel::pull_next`] has emptied them). Entries due at the next tick are the
-    /// only ones that may expire before the wheel advances again (their deadline lies inside
-    /// the current tick); `pull_next` fetches them for a caller that must not leave dead
-    /// entries in place (eviction).
+    /// A lower bound on the deadline of every entry in the buckets that is due at the next tick
+    /// (`now_tick + 1`): before it, no such entry can have expired (`u64::MAX` while those buckets
+    /// are empty, or once [`Wheel::pull_next`] has emptied them). Entries due at the next tick are
+    /// the only ones that may expire before the wheel advances again (their deadline lies inside
+    /// the current tick); `pull_next` fetches them for a caller that must not leave dead entries in
+    /// place (eviction).
     next_min: u64,
     /// Entries due at the next tick scheduled since the last advance (or since
     /// [`Wheel::pull_next`] emptied the buckets of the next tick), in [`PARTS`] parts by

@@ -182,7 +182,9 @@ where
             e.hide();
             h
         });
-        let shrinks = found.is_some_and(|h| core.current_weight(h) > Some(u64::from(weight)));
+        // Only a weigher gives entries different weights.
+        let shrinks = self.weigher.is_some()
+            && found.is_some_and(|h| core.current_weight(h) > Some(u64::from(weight)));
         drop(user);
         drop(core);
         let replaced = old.map(|o| o.remove().0);
