@@ -80,9 +80,17 @@ impl Meta {
 /// the weights (default 1: an engine without a weigher never allocates it). Written only by
 /// the worker, under the write lock.
 #[derive(Debug)]
+#[repr(C)] // `slots` first: a lookup reads it, not `default` (see `Shard`'s layout).
 pub(crate) struct SparseSlab<T> {
     slots: Vec<T>,
     default: T,
+}
+
+impl<T> SparseSlab<T> {
+    /// Where the slice a lookup reads ends in the slab.
+    #[cfg(test)]
+    pub(crate) const SLOTS_END: usize =
+        std::mem::offset_of!(Self, slots) + std::mem::size_of::<Vec<T>>();
 }
 
 impl<T: Copy + PartialEq> SparseSlab<T> {

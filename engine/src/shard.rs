@@ -156,21 +156,31 @@ pub(crate) enum Cause {
 
 const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 
+/// Laid out (`repr(C)`) for the lookups: the shard follows its lock word in
+/// [`crate::shared::Cell`], and readers spin on that word's cache line while the worker
+/// applies a batch, so that line holds only what a hit reads and a batch does not write: the
+/// stamps' slice (read by a hit on an entry with a deadline or generations, grown only now and
+/// then). The table's header, which a hit reads too, is written by every insert and eviction:
+/// in the lock word's line, each of those writes took the line back from the spinning readers
+/// (6–11% more time per operation in the two-thread write benches, `BENCHMARKS.md` session
+/// 27), so it sits further on. The test
+/// `shard::tests::the_lock_words_line_holds_the_stamps_not_the_table` checks both.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Shard<K, V> {
-    map: HashTable<Entry<K, V>>,
-    metas: Vec<Meta>,
-    /// Weights by slot; empty while every entry weighs 1 (a [`SparseSlab`] defaulting to 1).
-    weights: SparseSlab<u32>,
     /// Deadlines and generations by slot; empty until the first entry that has either, then
     /// grown to cover every slot such an entry takes (see [`Stamp`]).
     stamps: SparseSlab<Stamp>,
+    metas: Vec<Meta>,
+    /// Weights by slot; empty while every entry weighs 1 (a [`SparseSlab`] defaulting to 1).
+    weights: SparseSlab<u32>,
     free: Vec<u32>,
     links: Links,
     policy: Policy,
     wheel: Wheel,
-    gen_lists: [HashMap<u64, List, ahash::RandomState>; 2],
     retired: VecDeque<u64>,
+    map: HashTable<Entry<K, V>>,
+    gen_lists: [HashMap<u64, List, ahash::RandomState>; 2],
     /// The shard's share of the capacity, in slots (see [`reserve_slots`]).
     share: usize,
     weight: u64,

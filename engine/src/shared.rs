@@ -111,6 +111,12 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// pending filter that every store sets shared a line with the read lock's word, so each
 /// store invalidated that line for every reader of the shard, and the worker's `due_at` sat
 /// among the store fields (the test `layout_groups` checks the grouping).
+///
+/// Its size is an odd multiple of 128 bytes ([`CELL_SKEW`]): the cells sit side by side, and
+/// at a stride of a power of two their lock words and shard headers all fell in the same few
+/// sets of the L1 cache (period 4 KiB), which holds only 8 to 12 lines per set. A hit then
+/// missed L1 on the shard's own lines: session 26 added 8 bytes to [`Pending`], the cell went
+/// from 1,920 to 2,048 bytes, and a hit took 1.4–2.2x as long (`hit_1t`, 64 shards).
 #[repr(C, align(128))]
 pub(crate) struct Cell<K, V> {
     // Lookups: the lock word and the core's header.
@@ -159,7 +165,20 @@ pub(crate) struct Cell<K, V> {
     /// [`Shard::weight`], published with `due_at`: how much of an excess this shard gives up
     /// when a worker settles (`worker::capacity::settle` cuts the heaviest shards first).
     pub(crate) weight: AtomicU64,
+    _skew: [u8; CELL_SKEW],
 }
+
+/// Padding at the end of a [`Cell`] that makes its size an odd multiple of 128 bytes, so that
+/// the cells' lines spread over the cache's sets. A change to the cell's fields that makes the
+/// assertion below fail is mended by setting this to 0 or 128.
+const CELL_SKEW: usize = 128;
+// The size does not depend on `K` and `V` (tables and vectors are headers; the test
+// `cell_stride_is_an_odd_multiple_of_128` checks several types). Shuttle's locks differ.
+#[cfg(not(memokit_shuttle))]
+const _: () = assert!(
+    std::mem::size_of::<Cell<u64, u64>>() % 256 == 128,
+    "memokit: a Cell's size must be an odd multiple of 128 bytes: change CELL_SKEW"
+);
 
 /// A zero-sized field that starts the next field of a `repr(C)` struct on a new 128-byte
 /// boundary (a pair of cache lines: Intel's adjacent-line prefetcher moves lines in pairs).
@@ -406,6 +425,7 @@ impl<K, V> Shared<K, V> {
                 drained: Condvar::new(),
                 due_at: AtomicU64::new(u64::MAX),
                 weight: AtomicU64::new(0),
+                _skew: [0; CELL_SKEW],
             })
             .collect();
         Shared {

@@ -134,3 +134,18 @@ fn victims_set_aside_are_kept_at_the_front_or_evicted() {
     assert_eq!(s.victim(), Some((b, wb)));
     assert_eq!(garbage.len(), 2);
 }
+
+/// The shard's layout (see [`Shard`]): after the lock word (8 bytes) that precedes the shard
+/// in its cell, the first 64-byte line holds the stamps' slice, which a hit reads, and not the
+/// table's header, which every insert and eviction writes while readers spin on that line.
+#[test]
+fn the_lock_words_line_holds_the_stamps_not_the_table() {
+    type S = Shard<u64, std::sync::Arc<u64>>;
+    use std::mem::offset_of;
+    // Checked by `shared::tests::the_shard_follows_an_8_byte_lock_word`.
+    const LOCK_WORD: usize = 8;
+    let stamps_end = LOCK_WORD + offset_of!(S, stamps) + SparseSlab::<Stamp>::SLOTS_END;
+    assert!(stamps_end <= 64, "the stamps' slice ends at {stamps_end}");
+    let map = LOCK_WORD + offset_of!(S, map);
+    assert!(map >= 64, "the table's header starts at {map}, in the lock word's line");
+}
