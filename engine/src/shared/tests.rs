@@ -42,7 +42,7 @@ fn layout_groups() {
 
 /// The cells' stride is an odd multiple of 128 bytes, whatever `K` and `V` are (the
 /// compile-time assertion next to `CELL_SKEW` checks one pair): at 2,048 bytes a hit took
-/// 1.5–1.9x as long, its lines all in the same few L1 sets.
+/// 1.4–2.2x as long, its lines all in the same few L1 sets.
 #[test]
 fn cell_stride_is_an_odd_multiple_of_128() {
     use std::mem::size_of;
