@@ -211,9 +211,9 @@ where
     /// shards fill 48% of their buckets, in 73 shards 84%). With a weigher, 4 per core, as the
     /// engine cannot tell how many entries its capacity holds: if you expect thousands of
     /// entries per core, set about one shard per 1,024 expected entries (a power of two, up to
-    /// 32 per core). At 100k entries on 2 cores, 64 shards instead of the default 8 took ~25%
-    /// less time per operation for two threads storing half the time (`BENCHMARKS.md`,
-    /// session 26); with only a few entries per shard, each shard's policy sees too few keys,
+    /// 32 per core). At 100k entries on 2 cores, 64 shards instead of the default 8 took
+    /// 18–25% less time per operation for two threads storing half the time (`BENCHMARKS.md`,
+    /// sessions 26–27); with only a few entries per shard, each shard's policy sees too few keys,
     /// and the hit ratio suffers (1–2 points at 1,000–5,000 entries in 64 shards). Without a
     /// bound, 32 per core.
     ///
