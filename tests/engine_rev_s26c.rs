@@ -367,15 +367,15 @@ fn one_excess_loses_nothing_that_fits_unless_no_worker_holds_it() {
 /// runs each).
 ///
 /// What it asserts since session 27: nothing lost that fits when the hops run alone, and at
-/// most [`RACING_LOSSY`] lossy rounds where a `flush` races them (about half the rounds). With
+/// most 3 lossy rounds (`RACING_LOSSY`) where a `flush` races them (half the rounds). With
 /// every worker settling at once, workers read the excess and the shards' weights at different
 /// moments and decide apart, which the builder's `weigher` docs admit for an excess beyond
 /// every worker's shards. The test asserted none at all and failed in 4 of 10 runs on session
-/// 27's machine, 3 of 10 at `2f093ff` (the end of session 26), and 3 of 20 with every entry read
-/// again before the hops: one racing round (153, sometimes 135 or 59) lost entries that fit,
-/// up to 40 (225 of weight, 926 of 1,000 left:
-/// workers 1 and 3 each evicted a heavy entry for a smaller remainder after worker 2 had been
-/// emptied for its shortfall). The regression this test was written for lost in 9–19 rounds.
+/// 27's machine, 3 of 10 at `2f093ff` (the end of session 26), and 3 of 20 with every entry
+/// read again before the hops: one racing round (153, sometimes 135 or 59) lost entries that
+/// fit, up to 40 (225 of weight, 926 of 1,000 left: workers 1 and 3 each evicted a heavy entry
+/// for a smaller remainder after worker 2 had been emptied for its shortfall). The regression
+/// this test was written for lost in 9–19 rounds; put back, it fails on the rounds run alone.
 #[test]
 fn an_excess_beyond_every_workers_shards_loses_nothing_that_fits_on_four_workers() {
     const RACING_LOSSY: usize = 3;
