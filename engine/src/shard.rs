@@ -159,12 +159,13 @@ const GEN_KINDS: [Kind; 2] = [Kind::Gen0, Kind::Gen1];
 /// Laid out (`repr(C)`) for the lookups: the shard follows its lock word in
 /// [`crate::shared::Cell`], and readers spin on that word's cache line while the worker
 /// applies a batch, so that line holds what a hit reads and a batch at capacity does not
-/// write: the stamps' slice (read by a hit on an entry with a deadline or generations, grown
-/// only now and then), then the first bytes of the slot metadata's header (written only while
-/// the slab grows). The table's header, which a hit reads too, is written by every insert and
-/// eviction: in the lock word's line, each of those writes took the line back from the
-/// spinning readers (6–11% more time per operation in the two-thread write benches,
-/// `BENCHMARKS.md` session 27), so it sits further on. The test
+/// write: the stamps' slice (read by a hit on an entry with a deadline or generations), then
+/// the first bytes of the slot metadata's header. Both are written only while the shard takes
+/// new slots (an insert with no freed slot to reuse: while the engine fills), once per such
+/// insert. The table's header, which a hit reads too, is written by every insert and
+/// eviction, at capacity too: in the lock word's line, each of those writes took the line
+/// back from the spinning readers (6–11% more time per operation in the two-thread write
+/// benches, `BENCHMARKS.md` session 27), so it sits further on. The test
 /// `shard::tests::the_lock_words_line_holds_the_stamps_not_the_table` checks both.
 #[derive(Debug)]
 #[repr(C)]

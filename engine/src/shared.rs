@@ -110,13 +110,8 @@ pub(crate) type Weigher<K, V> = Arc<dyn Fn(&K, &V) -> u32 + Send + Sync>;
 /// table are each one group, and the worker's own fields another. Left to the compiler, the
 /// pending filter that every store sets shared a line with the read lock's word, so each
 /// store invalidated that line for every reader of the shard, and the worker's `due_at` sat
-/// among the store fields (the test `layout_groups` checks the grouping).
-///
-/// Its size is an odd multiple of 128 bytes ([`CELL_SKEW`]): the cells sit side by side, and
-/// at a stride of a power of two their lock words and shard headers all fell in the same few
-/// sets of the L1 cache (period 4 KiB), which holds only 8 to 12 lines per set. A hit then
-/// missed L1 on the shard's own lines: session 26 added 8 bytes to [`Pending`], the cell went
-/// from 1,920 to 2,048 bytes, and a hit took 1.4–2.2x as long (`hit_1t`, 64 shards).
+/// among the store fields (the test `layout_groups` checks the grouping). The engine keeps
+/// its cells side by side, each [`Padded`].
 #[repr(C, align(128))]
 pub(crate) struct Cell<K, V> {
     // Lookups: the lock word and the core's header.
@@ -165,20 +160,34 @@ pub(crate) struct Cell<K, V> {
     /// [`Shard::weight`], published with `due_at`: how much of an excess this shard gives up
     /// when a worker settles (`worker::capacity::settle` cuts the heaviest shards first).
     pub(crate) weight: AtomicU64,
+}
+
+/// A [`Cell`] padded to an odd multiple of 128 bytes ([`CELL_SKEW`]), the stride at which the
+/// engine keeps its cells side by side. At a power of two, the lock words and shard headers of
+/// all the cells fell in the same few sets of the L1 cache (period 4 KiB, 8 to 12 lines per
+/// set), and a hit missed L1 on its shard's own lines: session 26 added 8 bytes to
+/// [`Pending`], the cell went from 1,920 to 2,048 bytes, and a hit took 1.4–2.2x as long
+/// (`hit_1t`, 64 shards). Dereferences to the cell.
+#[repr(C)]
+pub(crate) struct Padded<K, V> {
+    cell: Cell<K, V>,
     _skew: [u8; CELL_SKEW],
 }
 
-/// Padding at the end of a [`Cell`] that makes its size an odd multiple of 128 bytes, so that
-/// the cells' lines spread over the cache's sets. A change to the cell's fields that makes the
-/// assertion below fail is mended by setting this to 0 or 128.
-const CELL_SKEW: usize = 128;
-// The size does not depend on `K` and `V` (tables and vectors are headers; the test
-// `cell_stride_is_an_odd_multiple_of_128` checks several types). Shuttle's locks differ.
-#[cfg(not(memokit_shuttle))]
-const _: () = assert!(
-    std::mem::size_of::<Cell<u64, u64>>() % 256 == 128,
-    "memokit: a Cell's size must be an odd multiple of 128 bytes: change CELL_SKEW"
-);
+impl<K, V> std::ops::Deref for Padded<K, V> {
+    type Target = Cell<K, V>;
+    #[inline(always)]
+    fn deref(&self) -> &Cell<K, V> {
+        &self.cell
+    }
+}
+
+/// 128 bytes of padding when a [`Cell`]'s own size is an even multiple of 128, none when it
+/// is odd. Computed, not set by hand, so that no change of its fields, of a dependency's
+/// headers or of the target (32-bit pointers) brings a power-of-two stride back. A cell's size
+/// does not depend on `K` and `V` (its tables and vectors are headers; the test
+/// `cell_stride_is_an_odd_multiple_of_128` checks several), so one pair decides for all.
+const CELL_SKEW: usize = if std::mem::size_of::<Cell<(), ()>>() % 256 == 0 { 128 } else { 0 };
 
 /// A zero-sized field that starts the next field of a `repr(C)` struct on a new 128-byte
 /// boundary (a pair of cache lines: Intel's adjacent-line prefetcher moves lines in pairs).
@@ -201,7 +210,7 @@ impl<T> std::ops::Deref for OwnLine<T> {
 }
 
 pub(crate) struct Shared<K, V> {
-    pub(crate) cells: Box<[Cell<K, V>]>,
+    pub(crate) cells: Box<[Padded<K, V>]>,
     pub(crate) hasher: ahash::RandomState,
     pub(crate) clock: Clock,
     pub(crate) gens: Registry,
@@ -408,23 +417,25 @@ impl<K, V> Shared<K, V> {
         let signal_at = store::signal_threshold(share, pending_limit);
         let signal_weight = store::signal_weight(share, weigher.is_some());
         let cells = (0..shards)
-            .map(|i| Cell {
-                core: RwLock::new(Shard::new(share, tick_nanos, now)),
-                _stores: LineBreak,
-                pending: Mutex::new(Pending::default()),
-                pending_len: AtomicUsize::new(0),
-                pending_keys: Default::default(),
-                applied: AtomicU64::new(0),
-                signaled: AtomicBool::new(false),
-                hides: AtomicBool::new(false),
-                worker: i % workers,
-                _flights: LineBreak,
-                flights: Mutex::new(Flights::new()),
-                _worker: LineBreak,
-                batch: Mutex::new(Pending::default()),
-                drained: Condvar::new(),
-                due_at: AtomicU64::new(u64::MAX),
-                weight: AtomicU64::new(0),
+            .map(|i| Padded {
+                cell: Cell {
+                    core: RwLock::new(Shard::new(share, tick_nanos, now)),
+                    _stores: LineBreak,
+                    pending: Mutex::new(Pending::default()),
+                    pending_len: AtomicUsize::new(0),
+                    pending_keys: Default::default(),
+                    applied: AtomicU64::new(0),
+                    signaled: AtomicBool::new(false),
+                    hides: AtomicBool::new(false),
+                    worker: i % workers,
+                    _flights: LineBreak,
+                    flights: Mutex::new(Flights::new()),
+                    _worker: LineBreak,
+                    batch: Mutex::new(Pending::default()),
+                    drained: Condvar::new(),
+                    due_at: AtomicU64::new(u64::MAX),
+                    weight: AtomicU64::new(0),
+                },
                 _skew: [0; CELL_SKEW],
             })
             .collect();

@@ -51,7 +51,7 @@ pub(super) fn apply_and_settle<K: 'static, V: 'static>(
     mine: &[usize],
     i: usize,
 ) {
-    let cell = &shared.cells[i];
+    let cell: &Cell<K, V> = &shared.cells[i];
     apply_then(shared, cell, |core, garbage, growth| {
         if shared.weight.load(Ordering::Acquire).saturating_add(growth) <= shared.capacity {
             return growth;
