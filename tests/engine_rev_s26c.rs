@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::weighted::{Log, Val};
-use common::{env_u64, manual_engine_with, wait_asleep, wait_until, Gate, HookedKey, Rng};
+use common::{env_u64, manual_engine_with, no_hang_within, wait_asleep, wait_until};
+use common::{Gate, HookedKey, Rng};
 use memokit_engine::{Engine, Generation, InsertOptions, ManualClock};
 
 /// An engine on a manual clock (weighing each value `v.w` if weighted), the workers of its
@@ -86,7 +87,7 @@ impl Setup {
 
     fn flush(&self) {
         let e = self.e.clone();
-        watchdog("flush", move || e.flush());
+        no_hang_within(WATCHDOG, "flush", move || e.flush());
     }
 
     /// After `flush`, nothing dead left: `validate`, within capacity, the total is the weight
@@ -118,17 +119,9 @@ impl Setup {
     }
 }
 
-/// Runs `f` on its own thread; fails if it has not returned within 60 s (a hang, or `Settle`
-/// hops that never end, becomes a failure rather than a stuck test).
-fn watchdog<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let f = std::panic::AssertUnwindSafe(f);
-    let h = std::thread::spawn(move || tx.send(std::panic::catch_unwind(f)));
-    let r = rx.recv_timeout(Duration::from_secs(60));
-    let r = r.unwrap_or_else(|_| panic!("hang: `{what}` did not return within 60 s"));
-    h.join().unwrap().unwrap();
-    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
-}
+/// How long a `flush` or the racing rounds may take before the test calls it a hang (or
+/// `Settle` hops that never end) rather than a stuck test ([`common::no_hang_within`]).
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// A key whose `Drop` holds its worker until the gate opens, recording the worker's thread.
 #[derive(Clone, Default)]
@@ -460,7 +453,7 @@ fn sequential_stores_lose_nothing_that_fits() {
 #[test]
 fn racing_stores_removes_clears_and_retires_end_within_capacity() {
     const CAP: u64 = 1_000;
-    watchdog("racing rounds", || {
+    no_hang_within(WATCHDOG, "racing rounds", || {
         let mut rng = Rng(env_u64("S26C_SEED", 0x26c4));
         for round in 0..env_u64("S26C_CROUNDS", 24) {
             let workers = 3 + rng.below(2) as usize;

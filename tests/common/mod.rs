@@ -25,6 +25,15 @@ pub(crate) const HANG_LIMIT: Duration = Duration::from_secs(20);
 /// [`HANG_LIMIT`] (a deadlock in the engine becomes a failure instead of a stuck CI job).
 /// A panic in `f` is propagated with its original payload.
 pub(crate) fn no_hang<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    no_hang_within(HANG_LIMIT, what, f)
+}
+
+/// [`no_hang`] with a `limit` of the test's own, for a test that runs many rounds.
+pub(crate) fn no_hang_within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let handle = std::thread::Builder::new()
         .name("no-hang".into())
@@ -33,19 +42,16 @@ pub(crate) fn no_hang<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Sen
             let _ = tx.send(r);
         })
         .expect("spawn test thread");
-    match rx.recv_timeout(HANG_LIMIT) {
+    match rx.recv_timeout(limit) {
         Ok(Ok(v)) => {
             handle.join().expect("join test thread");
             v
         }
         Ok(Err(payload)) => std::panic::resume_unwind(payload),
-        Err(_) => panic!("hang: `{what}` did not return within {HANG_LIMIT:?}"),
+        Err(_) => panic!("hang: `{what}` did not return within {limit:?}"),
     }
 }
 
-/// Waits until `cond` holds, yielding in between. The condition is one that the code under
-/// test must bring about by itself (another thread reaching a point); the limit only turns a
-/// hang into a failure with `what` in the message.
 pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
